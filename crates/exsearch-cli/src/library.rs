@@ -1,0 +1,156 @@
+//! `exsearch library ...`: add, sync, remove, status, check.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use exsearch_core::{CancelToken, EventSink, Home, Library, LibraryEvent, SyncOptions, SyncReport};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::output;
+
+#[derive(Subcommand)]
+pub enum LibraryCommand {
+    /// Register folders and index them (then the whole library is synced)
+    Add {
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        #[command(flatten)]
+        opts: SyncArgs,
+    },
+    /// Rescan every folder: index new and changed files, drop deleted ones
+    Sync {
+        #[command(flatten)]
+        opts: SyncArgs,
+    },
+    /// Unregister a folder and drop its documents from the index
+    Remove { dir: PathBuf },
+    /// Show folders, counts and the files that could not be indexed
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify that the catalog and the passage index agree
+    Check {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct SyncArgs {
+    /// Skip files larger than this many MiB (saved for later syncs; default 100)
+    #[arg(long)]
+    max_file_mb: Option<u64>,
+    /// Extractor threads [default: one per core]
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print the final report as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(home: &Home, cmd: LibraryCommand) -> Result<ExitCode> {
+    match cmd {
+        LibraryCommand::Add { dirs, opts } => {
+            let mut library = Library::open(home)?;
+            with_progress(&opts, |options, sink, cancel| library.add_folders(&dirs, options, sink, cancel))
+        }
+        LibraryCommand::Sync { opts } => {
+            let mut library = Library::open(home)?;
+            with_progress(&opts, |options, sink, cancel| library.sync(options, sink, cancel))
+        }
+        LibraryCommand::Remove { dir } => {
+            let mut library = Library::open(home)?;
+            let removed = library.remove_folder(&dir)?;
+            println!("removed {} and its {removed} documents from the library", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        LibraryCommand::Status { json } => {
+            let status = Library::open(home)?.status()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                output::print_status(&status);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LibraryCommand::Check { json } => {
+            let report = Library::open(home)?.check()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "catalog: {} passages, index: {} passages, missing from index: {}, missing from catalog: {}, awaiting repair: {}",
+                    report.catalog_passages,
+                    report.index_passages,
+                    report.missing_from_index,
+                    report.missing_from_catalog,
+                    report.dirty_documents
+                );
+                println!("{}", if report.consistent { "consistent" } else { "INCONSISTENT" });
+            }
+            Ok(if report.consistent { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+    }
+}
+
+/// Runs an add or sync with a progress bar on stderr and Ctrl-C wired to
+/// cancel, then prints the report.
+fn with_progress(
+    args: &SyncArgs,
+    job: impl FnOnce(&SyncOptions, &dyn EventSink<LibraryEvent>, &CancelToken) -> exsearch_core::Result<SyncReport>,
+) -> Result<ExitCode> {
+    let mut options = SyncOptions {
+        max_file_bytes: args.max_file_mb.map(|mb| mb * 1024 * 1024),
+        ..SyncOptions::default()
+    };
+    if let Some(t) = args.threads {
+        options.threads = t;
+    }
+    let cancel = CancelToken::new();
+    let on_signal = cancel.clone();
+    ctrlc::set_handler(move || {
+        if on_signal.is_cancelled() {
+            std::process::exit(130);
+        }
+        eprintln!("\ncancelling: finishing the files in flight and committing (Ctrl-C again to quit now)");
+        on_signal.cancel();
+    })
+    .context("installing the Ctrl-C handler")?;
+
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template(
+            "{spinner} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let sink = |event: LibraryEvent| match event {
+        LibraryEvent::Started(p) | LibraryEvent::Progress(p) => {
+            bar.set_length(p.bytes_total);
+            bar.set_position(p.bytes_done);
+            let eta = p.eta_secs.map_or_else(String::new, |s| format!(", ETA {}", output::duration(s)));
+            bar.set_message(format!(
+                "{}/{} files, {} passages, {}/s{eta}",
+                p.files_done,
+                p.files_total,
+                p.passages,
+                output::bytes(p.bytes_per_sec as u64)
+            ));
+        }
+        LibraryEvent::Skipped { path, reason } => {
+            bar.suspend(|| eprintln!("skipped {path}: {reason}"));
+        }
+        LibraryEvent::Committed { .. } => {}
+    };
+    let report = job(&options, &sink, &cancel);
+    bar.finish_and_clear();
+    let report = report?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        output::print_report(&report);
+    }
+    Ok(if report.cancelled { ExitCode::from(130) } else { ExitCode::SUCCESS })
+}

@@ -1,0 +1,184 @@
+//! From a file on disk to plain text: format detection, one extractor per
+//! format, and the reasons a file cannot be indexed.
+//!
+//! Extractors never panic on bad input as far as we can help it; the PDF
+//! parser is a large third-party codebase, so calls into it also run under
+//! `catch_unwind` (see [`pdf`]).
+
+mod docx;
+mod html;
+mod markdown;
+pub mod passages;
+mod pdf;
+mod text;
+
+pub(crate) use pdf::panic_message;
+
+use std::path::Path;
+
+use serde::Serialize;
+
+/// The formats we index, decided by file extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DocumentKind {
+    Text,
+    Markdown,
+    Html,
+    Pdf,
+    Docx,
+}
+
+impl DocumentKind {
+    pub fn from_path(path: &Path) -> Option<Self> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "md" | "markdown" | "mdown" | "mkd" | "mdx" => Self::Markdown,
+            "html" | "htm" | "xhtml" => Self::Html,
+            "pdf" => Self::Pdf,
+            "docx" => Self::Docx,
+            e if TEXT_EXTENSIONS.contains(&e) => Self::Text,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Markdown => "markdown",
+            Self::Html => "html",
+            Self::Pdf => "pdf",
+            Self::Docx => "docx",
+        }
+    }
+}
+
+/// Plain text, notes and source code: indexed as they are.
+const TEXT_EXTENSIONS: &[&str] = &[
+    "txt", "text", "log", "rst", "org", "adoc", "tex", "bib", "csv", "tsv", "json", "jsonl",
+    "yaml", "yml", "toml", "ini", "cfg", "conf", "xml", "rs", "py", "pyi", "ipynb", "js", "mjs",
+    "cjs", "ts", "tsx", "jsx", "go", "java", "kt", "kts", "scala", "c", "h", "cc", "cpp", "cxx",
+    "hpp", "hh", "cs", "fs", "rb", "php", "swift", "m", "mm", "r", "jl", "lua", "pl", "pm", "sh",
+    "bash", "zsh", "fish", "ps1", "sql", "hs", "ml", "mli", "ex", "exs", "erl", "clj", "el",
+    "vim", "css", "scss", "less", "vue", "svelte", "dart", "zig", "nim", "proto", "graphql",
+    "dockerfile", "makefile", "cmake", "gradle",
+];
+
+/// One extracted unit of a document: a PDF page, or the whole text of any
+/// other format. Passage offsets count characters into `text`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Section {
+    /// 1-based page number, for PDFs.
+    pub page: Option<u32>,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtractedDocument {
+    /// A title from the file itself (PDF metadata, HTML `<title>`, first
+    /// Markdown heading, DOCX core properties); callers fall back to the
+    /// file name.
+    pub title: Option<String>,
+    pub sections: Vec<Section>,
+}
+
+/// Why a file was not indexed. Each reason is shown to the user as it is and
+/// stored in the catalog with its [`code`](Self::code).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Skip {
+    #[error("password-protected PDF (encrypted); remove the password to index it")]
+    Encrypted,
+    #[error("no text layer (image-only PDF: scanned pages need OCR, which exsearch does not do)")]
+    NoTextLayer,
+    #[error("corrupt or unsupported {kind}: {detail}")]
+    Corrupt { kind: &'static str, detail: String },
+    #[error("binary content in a text file (NUL byte at offset {offset})")]
+    Binary { offset: usize },
+    #[error("not valid UTF-8 text (invalid byte at offset {offset}); convert the file to UTF-8")]
+    NotUtf8 { offset: usize },
+    #[error("empty file")]
+    Empty,
+    #[error("no text (the file holds only whitespace or markup)")]
+    NoText,
+    #[error("file too large ({size} bytes; the limit is {limit} bytes, see --max-file-mb)")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("cannot read: {0}")]
+    Unreadable(String),
+    #[error("symbolic link loop: {0}")]
+    SymlinkLoop(String),
+    #[error("the {kind} parser crashed on this file: {detail}")]
+    ParserCrashed { kind: &'static str, detail: String },
+}
+
+impl Skip {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Skip::Encrypted => "encrypted",
+            Skip::NoTextLayer => "no_text_layer",
+            Skip::Corrupt { .. } => "corrupt",
+            Skip::Binary { .. } => "binary",
+            Skip::NotUtf8 { .. } => "not_utf8",
+            Skip::Empty => "empty",
+            Skip::NoText => "no_text",
+            Skip::TooLarge { .. } => "too_large",
+            Skip::Unreadable(_) => "unreadable",
+            Skip::SymlinkLoop(_) => "symlink_loop",
+            Skip::ParserCrashed { .. } => "parser_crashed",
+        }
+    }
+
+    /// Whether retrying the same bytes could succeed (the file's content is
+    /// not the cause), so `sync` tries again even when size and mtime match.
+    pub fn is_transient(code: &str) -> bool {
+        matches!(code, "unreadable" | "symlink_loop" | "too_large")
+    }
+}
+
+/// Extracts the text of a file whose bytes are already read.
+pub fn extract(kind: DocumentKind, bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
+    if bytes.is_empty() {
+        return Err(Skip::Empty);
+    }
+    let doc = match kind {
+        DocumentKind::Text => text::extract(bytes)?,
+        DocumentKind::Markdown => markdown::extract(bytes)?,
+        DocumentKind::Html => html::extract(bytes)?,
+        DocumentKind::Pdf => pdf::extract(bytes)?,
+        DocumentKind::Docx => docx::extract(bytes)?,
+    };
+    if doc.sections.iter().all(|s| s.text.trim().is_empty()) {
+        return Err(if kind == DocumentKind::Pdf {
+            Skip::NoTextLayer
+        } else {
+            Skip::NoText
+        });
+    }
+    Ok(doc)
+}
+
+/// Collapses runs of whitespace into one space and trims, for titles.
+pub(crate) fn clean_line(s: &str) -> Option<String> {
+    let joined = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    (!joined.is_empty()).then_some(joined)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_come_from_extensions_case_insensitively() {
+        assert_eq!(DocumentKind::from_path(Path::new("a/B.PDF")), Some(DocumentKind::Pdf));
+        assert_eq!(DocumentKind::from_path(Path::new("x.rs")), Some(DocumentKind::Text));
+        assert_eq!(DocumentKind::from_path(Path::new("notes.md")), Some(DocumentKind::Markdown));
+        assert_eq!(DocumentKind::from_path(Path::new("photo.jpg")), None);
+        assert_eq!(DocumentKind::from_path(Path::new("Makefile")), None);
+    }
+
+    #[test]
+    fn empty_and_whitespace_files_are_skipped_with_a_reason() {
+        assert_eq!(extract(DocumentKind::Text, b""), Err(Skip::Empty));
+        assert_eq!(extract(DocumentKind::Text, b"  \n\t "), Err(Skip::NoText));
+        assert_eq!(extract(DocumentKind::Html, b"<html><script>x()</script></html>"), Err(Skip::NoText));
+    }
+}

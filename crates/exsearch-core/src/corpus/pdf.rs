@@ -1,0 +1,276 @@
+//! PDF text layers through `pdf-extract` (on `lopdf`): pure Rust, no system
+//! library, page by page so every passage keeps its page number. A page the
+//! parser cannot read is left empty and the others are kept; a crash inside
+//! the parser is caught and reported as this file's skip reason.
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use lopdf::{Document, Object};
+
+use super::{clean_line, ExtractedDocument, Section, Skip};
+
+fn corrupt(detail: impl ToString) -> Skip {
+    Skip::Corrupt {
+        kind: "PDF",
+        detail: detail.to_string(),
+    }
+}
+
+pub(super) fn extract(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
+    match catch_unwind(AssertUnwindSafe(|| extract_unguarded(bytes))) {
+        Ok(result) => result,
+        Err(panic) => Err(Skip::ParserCrashed {
+            kind: "PDF",
+            detail: panic_message(panic.as_ref()),
+        }),
+    }
+}
+
+fn extract_unguarded(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
+    if !bytes.starts_with(b"%PDF") && !bytes[..bytes.len().min(1024)].windows(4).any(|w| w == b"%PDF") {
+        return Err(corrupt("no %PDF header"));
+    }
+    let mut doc = match Document::load_mem(bytes) {
+        Ok(doc) => doc,
+        Err(lopdf::Error::Decryption(_) | lopdf::Error::InvalidPassword) => return Err(Skip::Encrypted),
+        // A damaged cross-reference table or trailer: rebuild it from the
+        // objects themselves, as desktop PDF readers do.
+        Err(e) => rebuild_xref(bytes)
+            .and_then(|repaired| Document::load_mem(&repaired).ok())
+            .ok_or_else(|| corrupt(e))?,
+    };
+    if doc.is_encrypted() {
+        // Many PDFs are encrypted with an empty user password (owner-only
+        // restrictions); those open for reading like any other.
+        doc.decrypt("").map_err(|_| Skip::Encrypted)?;
+    }
+    let title = info_title(&doc);
+    let pages = doc.get_pages();
+    let mut sections = Vec::with_capacity(pages.len());
+    for &page in pages.keys() {
+        let mut text = String::new();
+        let page_result = catch_unwind(AssertUnwindSafe(|| {
+            let mut out = pdf_extract::PlainTextOutput::new(&mut text);
+            pdf_extract::output_doc_page(&doc, &mut out, page)
+        }));
+        if !matches!(page_result, Ok(Ok(()))) {
+            text.clear();
+        }
+        sections.push(Section {
+            page: Some(page),
+            text,
+        });
+    }
+    if sections.is_empty() {
+        return Err(corrupt("no pages"));
+    }
+    Ok(ExtractedDocument { title, sections })
+}
+
+/// Appends a fresh cross-reference table and trailer built by scanning for
+/// `N G obj` headers; the root is the object holding `/Type /Catalog`. A
+/// page tree the catalog points to but the file lacks is rebuilt from the
+/// `/Type /Page` objects in file order. `None` when there is no catalog.
+fn rebuild_xref(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut objects: BTreeMap<u32, (u16, usize)> = BTreeMap::new();
+    let mut from = 0;
+    while let Some(found) = find(&bytes[from..], b"obj") {
+        let at = from + found;
+        from = at + 3;
+        let after = bytes.get(at + 3).copied().unwrap_or(b' ');
+        if after.is_ascii_alphanumeric() {
+            continue; // "objstm" and the like
+        }
+        if let Some((number, generation, start)) = object_header(bytes, at) {
+            objects.insert(number, (generation, start));
+        }
+    }
+    let mut root = None;
+    let mut pages_ref = None;
+    let mut page_objects = Vec::new();
+    for (&number, &(generation, start)) in &objects {
+        let dict = object_dictionary(bytes, start);
+        if let Some(at) = find(dict, b"/Catalog") {
+            if dict[..at].ends_with(b"/Type") || dict[..at].trim_ascii_end().ends_with(b"/Type") {
+                root = Some((number, generation));
+                pages_ref = reference_after(dict, b"/Pages");
+            }
+        }
+        if is_page(dict) {
+            page_objects.push((start, number, generation));
+        }
+    }
+    let (root_number, root_generation) = root?;
+    let mut out = bytes.to_vec();
+    if let Some((pages_number, pages_generation)) = pages_ref.filter(|(n, _)| !objects.contains_key(n)) {
+        page_objects.sort_unstable();
+        let kids: Vec<String> = page_objects.iter().map(|(_, n, g)| format!("{n} {g} R")).collect();
+        out.extend_from_slice(b"\n");
+        objects.insert(pages_number, (pages_generation, out.len()));
+        out.extend_from_slice(
+            format!(
+                "{pages_number} {pages_generation} obj\n<< /Type /Pages /Kids [{}] /Count {} >>\nendobj\n",
+                kids.join(" "),
+                kids.len()
+            )
+            .as_bytes(),
+        );
+    }
+    let size = objects.keys().max()? + 1;
+    out.extend_from_slice(b"\n");
+    let xref_at = out.len();
+    out.extend_from_slice(format!("xref\n0 {size}\n").as_bytes());
+    for n in 0..size {
+        let line = match objects.get(&n) {
+            Some(&(g, start)) => format!("{start:010} {g:05} n\r\n"),
+            None => "0000000000 65535 f\r\n".to_owned(),
+        };
+        out.extend_from_slice(line.as_bytes());
+    }
+    out.extend_from_slice(
+        format!("trailer\n<< /Size {size} /Root {root_number} {root_generation} R >>\nstartxref\n{xref_at}\n%%EOF\n")
+            .as_bytes(),
+    );
+    Some(out)
+}
+
+/// The text of an object up to its stream or end, at most 4 KiB: enough
+/// for the dictionary keys the repair looks at.
+fn object_dictionary(bytes: &[u8], start: usize) -> &[u8] {
+    let window = &bytes[start..bytes.len().min(start + 4096)];
+    let end = [find(window, b"stream"), find(window, b"endobj")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(window.len());
+    &window[..end]
+}
+
+fn is_page(dict: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(found) = find(&dict[from..], b"/Type") {
+        let rest = dict[from + found + 5..].trim_ascii_start();
+        if rest.starts_with(b"/Page") && !rest.get(5).is_some_and(u8::is_ascii_alphanumeric) {
+            return true;
+        }
+        from += found + 5;
+    }
+    false
+}
+
+/// Parses `KEY N G R` in a dictionary's text.
+fn reference_after(dict: &[u8], key: &[u8]) -> Option<(u32, u16)> {
+    let at = find(dict, key)? + key.len();
+    let text = std::str::from_utf8(&dict[at..dict.len().min(at + 32)]).ok()?;
+    let mut parts = text.split_ascii_whitespace();
+    let number = parts.next()?.parse().ok()?;
+    let generation = parts.next()?.parse().ok()?;
+    parts.next()?.starts_with('R').then_some((number, generation))
+}
+
+/// Parses `N G` before the `obj` keyword at `at`; returns the numbers and
+/// where `N` starts.
+fn object_header(bytes: &[u8], at: usize) -> Option<(u32, u16, usize)> {
+    let mut i = at;
+    let skip_space = |i: &mut usize| {
+        while *i > 0 && bytes[*i - 1].is_ascii_whitespace() {
+            *i -= 1;
+        }
+    };
+    let digits = |i: &mut usize| -> Option<u64> {
+        let end = *i;
+        while *i > 0 && bytes[*i - 1].is_ascii_digit() {
+            *i -= 1;
+        }
+        std::str::from_utf8(&bytes[*i..end]).ok()?.parse().ok()
+    };
+    skip_space(&mut i);
+    let generation = digits(&mut i)?;
+    skip_space(&mut i);
+    let number = digits(&mut i)?;
+    let start = i;
+    let line_start = start == 0 || bytes[start - 1].is_ascii_whitespace();
+    (line_start && i < at).then_some((u32::try_from(number).ok()?, u16::try_from(generation).ok()?, start))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Titles that producers write when the author gave none.
+const PLACEHOLDER_TITLES: &[&str] = &["untitled", "untitled document", "title", "document", "slide 1"];
+
+fn info_title(doc: &Document) -> Option<String> {
+    let info = doc.trailer.get(b"Info").ok()?;
+    let info = match info {
+        Object::Reference(id) => doc.get_dictionary(*id).ok()?,
+        Object::Dictionary(d) => d,
+        _ => return None,
+    };
+    match info.get(b"Title").ok()? {
+        Object::String(bytes, _) => clean_line(&decode_text_string(bytes))
+            .filter(|t| !PLACEHOLDER_TITLES.contains(&t.to_lowercase().as_str())),
+        _ => None,
+    }
+}
+
+/// PDF text strings are UTF-16BE with a byte-order mark, or PDFDocEncoding
+/// (close enough to Latin-1 for titles).
+fn decode_text_string(bytes: &[u8]) -> String {
+    if let Some(body) = bytes.strip_prefix(&[0xFE, 0xFF]) {
+        let units = body.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+        char::decode_utf16(units)
+            .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+            .collect()
+    } else if let Ok(s) = std::str::from_utf8(bytes) {
+        s.to_owned()
+    } else {
+        bytes.iter().map(|&b| b as char).collect()
+    }
+}
+
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_and_truncated_pdfs_are_corrupt_not_panics() {
+        assert!(matches!(extract(b"hello"), Err(Skip::Corrupt { .. })));
+        assert!(matches!(
+            extract(b"%PDF-1.7\n1 0 obj << /Type /Catalog"),
+            Err(Skip::Corrupt { .. } | Skip::ParserCrashed { .. })
+        ));
+    }
+
+    #[test]
+    fn a_pdf_with_a_broken_trailer_is_repaired() {
+        let body = "%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n\
+                    2 0 obj\n<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n\
+                    3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Contents 4 0 R\n\
+                    /Resources << /Font << /F1 5 0 R >> >> >>\nendobj\n\
+                    4 0 obj\n<< /Length 44 >>\nstream\nBT /F1 12 Tf 20 100 Td (Hello repair) Tj ET\nendstream\nendobj\n\
+                    5 0 obj\n<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>\nendobj\n\
+                    trailer\n/Size 6\nstartxref\n%%EOF\n";
+        assert!(Document::load_mem(body.as_bytes()).is_err(), "the fixture must be broken");
+        let doc = extract(body.as_bytes()).expect("repaired");
+        assert_eq!(doc.sections.len(), 1);
+        assert!(doc.sections[0].text.contains("Hello repair"), "{:?}", doc.sections);
+    }
+
+    #[test]
+    fn utf16_titles_decode() {
+        assert_eq!(decode_text_string(&[0xFE, 0xFF, 0, b'H', 0, b'i']), "Hi");
+        assert_eq!(decode_text_string(b"Plain"), "Plain");
+    }
+}

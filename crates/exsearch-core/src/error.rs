@@ -1,0 +1,63 @@
+//! The library's error type. Every variant names the file, folder or input at
+//! fault, so a message can be shown to a user as it is.
+
+use std::path::PathBuf;
+
+/// Errors from the engine. Per-document problems during indexing are not
+/// errors: they are recorded in the catalog and listed by `status`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("catalog {path}: {source}")]
+    Catalog {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("catalog {path} has schema version {found}, newer than this program understands ({supported}); upgrade exsearch")]
+    CatalogTooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("passage index {path}: {source}")]
+    Index {
+        path: PathBuf,
+        #[source]
+        source: tantivy::TantivyError,
+    },
+    #[error("another exsearch process is updating the library in {0}; wait for it to finish")]
+    Busy(PathBuf),
+    #[error("{0} is not a folder")]
+    NotAFolder(PathBuf),
+    #[error("{0} is not in the library (see `exsearch library status`)")]
+    UnknownFolder(PathBuf),
+    #[error("no data directory: set EXSEARCH_HOME or pass --home")]
+    NoHome,
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl Error {
+    /// A stable machine-readable code for the UI and for `--json` output.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Io { .. } => "io",
+            Error::Catalog { .. } => "catalog",
+            Error::CatalogTooNew { .. } => "catalog_too_new",
+            Error::Index { .. } => "index",
+            Error::Busy(_) => "busy",
+            Error::NotAFolder(_) => "not_a_folder",
+            Error::UnknownFolder(_) => "unknown_folder",
+            Error::NoHome => "no_home",
+            Error::Cancelled => "cancelled",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

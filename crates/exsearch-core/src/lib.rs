@@ -1,0 +1,29 @@
+//! ExSearch's engine: a personal document library (folders of PDF, Markdown,
+//! HTML, DOCX, text and code) split into ~100-word passages, kept in a BM25
+//! passage index (tantivy) and a catalog (SQLite) that always agree.
+//!
+//! ```no_run
+//! use exsearch_core::{Home, Library, SyncOptions, CancelToken, Quiet};
+//! # fn main() -> exsearch_core::Result<()> {
+//! let mut library = Library::open(&Home::at("/tmp/exsearch-home"))?;
+//! library.add_folders(&["/home/me/papers".into()], &SyncOptions::default(), &Quiet, &CancelToken::new())?;
+//! for hit in library.search("who proved the four colour theorem", 5)? {
+//!     println!("{:.2} {} p.{:?}: {}", hit.score, hit.path, hit.page, hit.text);
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod corpus;
+mod error;
+mod failpoint;
+pub mod home;
+pub mod index;
+pub mod jobs;
+pub mod library;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use home::Home;
+pub use index::{Hit, PassageId};
+pub use jobs::{CancelToken, EventSink, Quiet};
+pub use library::{Library, LibraryEvent, LibraryStatus, SyncOptions, SyncProgress, SyncReport};

@@ -1,0 +1,265 @@
+//! The library: registered folders, their documents and passages. It owns
+//! the catalog and the passage index and keeps them in agreement; every
+//! user-facing operation on the collection (`add`, `sync`, `remove`,
+//! `status`, `search`, `check`) goes through it.
+
+mod scan;
+mod sync;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use sync::{SyncProgress, SyncReport};
+
+use crate::error::{Error, Result};
+use crate::home::Home;
+use crate::index::{Hit, PassageIndex, PassageWriter};
+use crate::jobs::{CancelToken, EventSink};
+use crate::store::{Catalog, FailedDocument, Folder};
+
+/// Files above this size are listed as skipped unless the limit is raised.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
+const MAX_FILE_SETTING: &str = "max_file_bytes";
+
+/// Events of an `add` or `sync`, in order: `Started`, then `Progress`,
+/// `Skipped` and `Committed` as work proceeds, and a final `Progress`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum LibraryEvent {
+    /// Folders were walked; `files_total` files need reading.
+    Started(SyncProgress),
+    Progress(SyncProgress),
+    Skipped { path: String, reason: String },
+    /// A batch is durable: a crash or cancel from here on keeps it.
+    Committed { files_done: u64, passages: u64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Overrides (and saves) the library's file size limit.
+    pub max_file_bytes: Option<u64>,
+    /// Extractor threads.
+    pub threads: usize,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: None,
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get().min(8)),
+        }
+    }
+}
+
+/// What `exsearch library status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct LibraryStatus {
+    pub home: PathBuf,
+    pub folders: Vec<Folder>,
+    /// Documents indexed.
+    pub documents: u64,
+    pub passages: u64,
+    /// Documents found but not yet (re)indexed, e.g. after a cancel.
+    pub pending: u64,
+    pub failed: Vec<FailedDocument>,
+    /// Total size of the indexed files.
+    pub bytes: u64,
+    pub max_file_bytes: u64,
+    pub schema_version: i64,
+}
+
+/// Whether the catalog and the passage index hold the same passages.
+#[derive(Debug, Clone, Serialize)]
+pub struct Consistency {
+    pub catalog_passages: u64,
+    pub index_passages: u64,
+    pub missing_from_index: u64,
+    pub missing_from_catalog: u64,
+    /// Documents awaiting crash repair (zero once any writer has opened).
+    pub dirty_documents: u64,
+    pub consistent: bool,
+}
+
+pub struct Library {
+    home: Home,
+    catalog: Catalog,
+    index: PassageIndex,
+}
+
+impl Library {
+    /// Opens the library under `home`, creating it on first use, and repairs
+    /// what a crash left half-written unless another process is writing.
+    pub fn open(home: &Home) -> Result<Self> {
+        home.create()?;
+        let catalog = Catalog::open(&home.catalog_path())?;
+        let index = PassageIndex::open(&home.index_dir())?;
+        let mut library = Self {
+            home: home.clone(),
+            catalog,
+            index,
+        };
+        if !library.catalog.dirty_documents()?.is_empty() {
+            match library.index.writer(1) {
+                Ok(mut writer) => Self::recover(&mut library.catalog, &mut writer)?,
+                Err(Error::Busy(_)) => {} // the writer in the other process owns them
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(library)
+    }
+
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    /// Drops from the index every passage of a dirty document, then resets
+    /// those documents to pending so the next sync reads them again.
+    fn recover(catalog: &mut Catalog, writer: &mut PassageWriter<'_>) -> Result<()> {
+        let dirty = catalog.dirty_documents()?;
+        if dirty.is_empty() {
+            return Ok(());
+        }
+        for id in dirty {
+            writer.delete_document(id as u64);
+        }
+        writer.commit()?;
+        catalog.reset_dirty()
+    }
+
+    fn max_file_bytes(&self) -> Result<u64> {
+        Ok(self
+            .catalog
+            .setting(MAX_FILE_SETTING)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(DEFAULT_MAX_FILE_BYTES))
+    }
+
+    /// Registers folders, then syncs the whole library.
+    pub fn add_folders(
+        &mut self,
+        dirs: &[PathBuf],
+        options: &SyncOptions,
+        sink: &dyn EventSink<LibraryEvent>,
+        cancel: &CancelToken,
+    ) -> Result<SyncReport> {
+        let mut resolved = Vec::with_capacity(dirs.len());
+        for dir in dirs {
+            let path = dir.canonicalize().map_err(|source| Error::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            if !path.is_dir() {
+                return Err(Error::NotAFolder(dir.clone()));
+            }
+            resolved.push(path);
+        }
+        for path in resolved {
+            let folders = self.catalog.folders()?;
+            if folders.iter().any(|f| scan::contains(&f.path, &path)) {
+                continue; // already covered by a registered folder
+            }
+            let folder = self.catalog.add_folder(&path)?;
+            // A registered subfolder is now covered by the new parent: its
+            // documents move to the parent, nothing is re-read.
+            for child in folders.iter().filter(|f| scan::contains(&path, &f.path)) {
+                self.catalog.absorb_folder(folder.id, child.id)?;
+            }
+        }
+        self.sync(options, sink, cancel)
+    }
+
+    /// Rescans every folder: new and changed files are indexed, deleted ones
+    /// removed, unchanged ones (same size and mtime, or same content hash)
+    /// not re-read.
+    pub fn sync(
+        &mut self,
+        options: &SyncOptions,
+        sink: &dyn EventSink<LibraryEvent>,
+        cancel: &CancelToken,
+    ) -> Result<SyncReport> {
+        if let Some(limit) = options.max_file_bytes {
+            self.catalog.set_setting(MAX_FILE_SETTING, &limit.to_string())?;
+        }
+        let options = SyncOptions {
+            max_file_bytes: Some(self.max_file_bytes()?),
+            ..options.clone()
+        };
+        let mut writer = self.index.writer(index_threads(options.threads))?;
+        Self::recover(&mut self.catalog, &mut writer)?;
+        let plan = scan::plan(&self.catalog.folders()?, &self.catalog.known_documents()?);
+        let report = sync::run(&mut self.catalog, &mut writer, plan, &options, sink, cancel)?;
+        writer.finish()?;
+        Ok(report)
+    }
+
+    /// Unregisters a folder and removes its documents from the index.
+    pub fn remove_folder(&mut self, dir: &Path) -> Result<u64> {
+        let wanted = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+        let folder = self
+            .catalog
+            .folders()?
+            .into_iter()
+            .find(|f| f.path == wanted || f.path == dir)
+            .ok_or_else(|| Error::UnknownFolder(dir.to_owned()))?;
+        let mut writer = self.index.writer(1)?;
+        Self::recover(&mut self.catalog, &mut writer)?;
+        self.catalog.remove_folder(folder.id)?;
+        let removed = self.catalog.dirty_documents()?;
+        for &id in &removed {
+            writer.delete_document(id as u64);
+        }
+        writer.commit()?;
+        self.catalog.settle()?;
+        writer.finish()?;
+        Ok(removed.len() as u64)
+    }
+
+    pub fn status(&self) -> Result<LibraryStatus> {
+        let s = self.catalog.summary()?;
+        Ok(LibraryStatus {
+            home: self.home.root().to_owned(),
+            folders: s.folders,
+            documents: s.documents,
+            passages: s.passages,
+            pending: s.pending,
+            failed: s.failed,
+            bytes: s.bytes,
+            max_file_bytes: self.max_file_bytes()?,
+            schema_version: self.catalog.schema_version()?,
+        })
+    }
+
+    /// The `k` best passages for `query`, best first.
+    pub fn search(&self, query: &str, k: usize) -> Result<Vec<Hit>> {
+        self.index.search(query, k)
+    }
+
+    /// Compares the passage ids of the catalog and the index.
+    pub fn check(&self) -> Result<Consistency> {
+        self.index.refresh()?;
+        let catalog: HashSet<u64> = self.catalog.passage_ids()?.into_iter().map(|id| id as u64).collect();
+        let index: HashSet<u64> = self.index.passage_ids()?.into_iter().map(|id| id.0).collect();
+        let missing_from_index = catalog.difference(&index).count() as u64;
+        let missing_from_catalog = index.difference(&catalog).count() as u64;
+        let dirty_documents = self.catalog.dirty_documents()?.len() as u64;
+        Ok(Consistency {
+            catalog_passages: catalog.len() as u64,
+            index_passages: self.index.num_passages(),
+            missing_from_index,
+            missing_from_catalog,
+            dirty_documents,
+            consistent: missing_from_index == 0
+                && missing_from_catalog == 0
+                && dirty_documents == 0
+                && index.len() as u64 == self.index.num_passages(),
+        })
+    }
+}
+
+/// tantivy indexing threads for a sync with `extractors` extractor threads:
+/// extraction (PDF parsing above all) dominates, so the index gets half.
+fn index_threads(extractors: usize) -> usize {
+    extractors.div_ceil(2).max(1)
+}

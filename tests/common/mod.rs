@@ -1,0 +1,124 @@
+//! Helpers shared by the end-to-end tests: run the real `exsearch` binary
+//! against a temporary home, and write fixture documents.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub fn exsearch(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_exsearch"));
+    cmd.env("EXSEARCH_HOME", home).env("NO_COLOR", "1").env_remove("EXSEARCH_CRASH_AT");
+    cmd
+}
+
+/// Runs `exsearch ARGS` and returns its output, failing the test with
+/// stderr if it did not succeed.
+pub fn ok(home: &Path, args: &[&str]) -> Output {
+    let out = exsearch(home).args(args).output().expect("run exsearch");
+    assert!(
+        out.status.success(),
+        "exsearch {args:?} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn json(home: &Path, args: &[&str]) -> Value {
+    let out = ok(home, args);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("exsearch {args:?} printed invalid JSON ({e}):\n{}", String::from_utf8_lossy(&out.stdout))
+    })
+}
+
+pub fn status(home: &Path) -> Value {
+    json(home, &["library", "status", "--json"])
+}
+
+pub fn search(home: &Path, query: &str) -> Vec<Value> {
+    match json(home, &["search", query, "-k", "10", "--json"]) {
+        Value::Array(hits) => hits,
+        other => panic!("search printed {other}"),
+    }
+}
+
+/// The reasons `status` lists, keyed by file name.
+pub fn failed_reasons(status: &Value) -> Vec<(String, String)> {
+    status["failed"]
+        .as_array()
+        .expect("failed is a list")
+        .iter()
+        .map(|f| {
+            let path = f["path"].as_str().expect("path");
+            let name = Path::new(path).file_name().map_or(path.to_owned(), |n| n.to_string_lossy().into_owned());
+            (name, f["reason"].as_str().expect("reason").to_owned())
+        })
+        .collect()
+}
+
+pub fn write(path: &Path, content: impl AsRef<[u8]>) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).expect("mkdir");
+    }
+    std::fs::write(path, content).expect("write fixture");
+}
+
+/// A minimal but valid DOCX with the given paragraphs.
+pub fn docx(paragraphs: &[&str]) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut zip = zip::ZipWriter::new(&mut buf);
+        let opts = zip::write::SimpleFileOptions::default();
+        let body: String = paragraphs.iter().map(|p| format!("<w:p><w:r><w:t>{p}</w:t></w:r></w:p>")).collect();
+        zip.start_file("word/document.xml", opts).expect("zip");
+        write!(
+            zip,
+            r#"<?xml version="1.0"?><w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>{body}</w:body></w:document>"#
+        )
+        .expect("zip");
+        zip.finish().expect("zip");
+    }
+    buf.into_inner()
+}
+
+/// `../shared/datasets/NAME` beside the repository: the project's shared
+/// test data (CI has it; see README).
+pub fn shared_dataset(name: &str) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = repo.join("../shared/datasets").join(name);
+    assert!(
+        dir.is_dir(),
+        "{} is missing: the tests need the project's shared datasets beside the repository",
+        dir.display()
+    );
+    dir.canonicalize().expect("canonical")
+}
+
+/// Deterministic English-like prose: `files` files of about `words` words,
+/// each with a unique marker word `markerN` so tests can find every file.
+pub fn prose_corpus(dir: &Path, files: usize, words: usize) {
+    const VOCAB: &[&str] = &[
+        "river", "mountain", "library", "engine", "history", "theory", "garden", "signal", "market",
+        "winter", "harbor", "physics", "novel", "castle", "protein", "energy", "village", "orbit",
+        "language", "network", "painting", "forest", "island", "treaty", "battle", "symphony",
+    ];
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    for f in 0..files {
+        let mut text = format!("Document marker{f} begins here. ");
+        for w in 0..words {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            text.push_str(VOCAB[(state % VOCAB.len() as u64) as usize]);
+            text.push(if w % 17 == 16 { '.' } else { ' ' });
+            if w % 17 == 16 {
+                text.push_str(" The ");
+            }
+        }
+        write(&dir.join(format!("doc{f:05}.txt")), text);
+    }
+}

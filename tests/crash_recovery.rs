@@ -1,0 +1,115 @@
+//! `kill -9` at any moment of indexing leaves a catalog and index that open
+//! cleanly and agree; the next sync finishes the work. Also Ctrl-C (SIGINT):
+//! what was committed stays, and a rerun continues.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+const FILES: usize = 1500;
+
+fn spawn_add(home: &Path, docs: &Path) -> Child {
+    exsearch(home)
+        .args(["library", "add", docs.to_str().expect("utf8"), "--threads", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn exsearch")
+}
+
+/// After a crash: opening repairs, `check` finds catalog and index in
+/// agreement, and a sync indexes every file.
+fn assert_recovers(home: &Path, label: &str) {
+    let check = json(home, &["library", "check", "--json"]);
+    assert_eq!(check["consistent"], true, "{label}: {check}");
+    ok(home, &["library", "sync"]);
+    let check = json(home, &["library", "check", "--json"]);
+    assert_eq!(check["consistent"], true, "{label}: {check}");
+    let status = status(home);
+    assert_eq!(status["documents"], FILES, "{label}: {status}");
+    assert_eq!(status["pending"], 0, "{label}: {status}");
+    for marker in [0, FILES / 2, FILES - 1] {
+        let hits = search(home, &format!("marker{marker}"));
+        assert_eq!(hits.len(), 1, "{label}: marker{marker} found {} times", hits.len());
+    }
+}
+
+#[test]
+fn kill_9_at_any_moment_then_sync_completes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let docs = tmp.path().join("docs");
+    prose_corpus(&docs, FILES, 3000);
+    for (i, delay_ms) in [30u64, 150, 400, 900, 1600].into_iter().enumerate() {
+        let home = tmp.path().join(format!("home{i}"));
+        let mut child = spawn_add(&home, &docs);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        child.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix
+        child.wait().expect("reap");
+        assert_recovers(&home, &format!("killed after {delay_ms} ms"));
+    }
+}
+
+#[test]
+fn crash_between_the_two_commits_is_repaired() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let docs = tmp.path().join("docs");
+    prose_corpus(&docs, FILES, 3000);
+    for point in ["after_catalog_commit", "after_index_commit"] {
+        let home = tmp.path().join(point);
+        let out = exsearch(&home)
+            .args(["library", "add", docs.to_str().expect("utf8")])
+            .env("EXSEARCH_CRASH_AT", point)
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "{point}: the crash point was not reached");
+        assert_recovers(&home, point);
+    }
+}
+
+#[test]
+fn ctrl_c_keeps_committed_work_and_a_rerun_continues() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (home, docs) = (tmp.path().join("home"), tmp.path().join("docs"));
+    prose_corpus(&docs, FILES, 3000);
+    let child = spawn_add(&home, &docs);
+    // Wait until a first batch is durable, then interrupt.
+    let started = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let status = exsearch(&home).args(["library", "status", "--json"]).output().expect("status");
+        let indexed = serde_json::from_slice::<Value>(&status.stdout).ok().and_then(|s| s["documents"].as_u64());
+        if indexed.is_some_and(|n| n > 0) || started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+    }
+    let pid = child.id() as i32;
+    assert_eq!(send_signal(pid, "INT"), 0);
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cancelling"));
+    let status = status(&home);
+    let indexed = status["documents"].as_u64().expect("documents");
+    assert!(indexed > 0 && indexed < FILES as u64, "{status}");
+    assert_eq!(json(&home, &["library", "check", "--json"])["consistent"], true);
+
+    let report = json(&home, &["library", "sync", "--json"]);
+    assert_eq!(report["unchanged"].as_u64(), Some(indexed), "committed files are not re-read: {report}");
+    assert_eq!(status_documents(&home), FILES as u64);
+}
+
+fn status_documents(home: &Path) -> u64 {
+    status(home)["documents"].as_u64().expect("documents")
+}
+
+/// Signals a process with the system's `kill` command.
+fn send_signal(pid: i32, signal: &str) -> i32 {
+    std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .map_or(-1, |s| s.code().unwrap_or(-1))
+}
