@@ -25,10 +25,10 @@ use crate::store::{Catalog, DocumentRow, PassageRow};
 
 /// Text read since the last commit that triggers the next one: bounds the
 /// work a crash can lose and the writer's buffered memory.
-const BATCH_BYTES: u64 = 48 * 1024 * 1024;
+const BATCH_BYTES: u64 = 16 * 1024 * 1024;
 const BATCH_DOCUMENTS: usize = 20_000;
 /// A slow batch (large PDFs) still commits this often, so progress survives.
-const BATCH_INTERVAL: Duration = Duration::from_secs(10);
+const BATCH_INTERVAL: Duration = Duration::from_secs(5);
 /// Progress events are throttled to this period.
 const PROGRESS_PERIOD: Duration = Duration::from_millis(100);
 /// Extractor threads get a large stack: PDF object graphs recurse deeply.

@@ -1,0 +1,266 @@
+//! Indexing throughput, peak memory and query latency, exsearch against
+//! SQLite FTS5 (bundled rusqlite, Porter stemmer: a peer app's choice) on
+//! the same generated corpus, side by side in one run.
+//!
+//! 1. Indexing: a corpus of `EXSEARCH_BENCH_MB` MB (default 200) of
+//!    English-like text (words drawn from the HotpotQA paragraphs' word
+//!    distribution, in sentences and paragraphs, ~1 MB files). Each engine
+//!    runs in its own child process that reads the files, splits them into
+//!    the same ~100-word passages and indexes them; we report MB/s,
+//!    passages/s and the child's peak RSS.
+//! 2. Memory bound: exsearch's peak RSS indexing the bigger query corpus
+//!    (below) against the 200 MB one.
+//! 3. Query latency: a corpus of at least `EXSEARCH_BENCH_PASSAGES` passages
+//!    (default 1,000,000) indexed by both; the 500 HotpotQA questions, twice,
+//!    top 10 with passage text, alternating engines query by query.
+//!
+//! Run: `cargo bench -p exsearch-core --bench throughput`
+//! Corpora and indexes are kept under target/ between runs.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use common::{hotpotqa, peak_rss_mib, percentile, Fts5};
+use exsearch_core::corpus::passages;
+use exsearch_core::{CancelToken, Home, Library, Quiet, SyncOptions};
+use serde::{Deserialize, Serialize};
+
+const FILE_BYTES: usize = 1 << 20;
+/// Our splitter's average passage is ~600 bytes of this text; a part is
+/// sized so the parts together reach the passage target.
+const BYTES_PER_PASSAGE_ESTIMATE: u64 = 640;
+
+#[derive(Serialize, Deserialize, Debug)]
+struct IndexRun {
+    secs: f64,
+    bytes: u64,
+    passages: u64,
+    peak_rss_mib: f64,
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        let run = match args[i + 1].as_str() {
+            "ours" => index_ours(Path::new(&args[i + 2]), Path::new(&args[i + 3])),
+            "fts5" => index_fts5(Path::new(&args[i + 2]), Path::new(&args[i + 3])),
+            other => panic!("unknown child {other}"),
+        };
+        println!("{}", serde_json::to_string(&run).expect("json"));
+        return;
+    }
+    let mb = env_u64("EXSEARCH_BENCH_MB", 200);
+    let min_passages = env_u64("EXSEARCH_BENCH_PASSAGES", 1_000_000);
+    let data = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bench-throughput");
+    std::fs::create_dir_all(&data).expect("mkdir");
+
+    // Part 0 is the indexing corpus; parts 1.. top it up to the query size.
+    let small = generate(&data.join(format!("corpus-{mb}mb/part0")), mb << 20, 0);
+    let big_bytes = (min_passages * BYTES_PER_PASSAGE_ESTIMATE).max(mb << 20);
+    let rest = generate(&data.join(format!("corpus-{mb}mb/part1")), big_bytes - (mb << 20), 1);
+    let big_root = small.parent().expect("parent").to_owned();
+    println!("corpora: {} and {} (generated once, kept)", small.display(), big_root.display());
+
+    println!("\n== indexing {mb} MB ({} files), each engine in its own process", count_files(&small));
+    let ours = child("ours", &small, &data.join("ours-small"));
+    let fts = child("fts5", &small, &data.join("fts5-small.sqlite"));
+    let mbs = |r: &IndexRun| r.bytes as f64 / (1 << 20) as f64 / r.secs;
+    let pps = |r: &IndexRun| r.passages as f64 / r.secs;
+    println!("{:<22}{:>10}{:>12}{:>14}{:>14}", "", "MB/s", "passages/s", "passages", "peak RSS MiB");
+    for (name, r) in [("exsearch", &ours), ("SQLite FTS5", &fts)] {
+        println!("{name:<22}{:>10.1}{:>12.0}{:>14}{:>14.0}", mbs(r), pps(r), r.passages, r.peak_rss_mib);
+    }
+    println!("{:<22}{:>10.2}{:>12.2}", "ratio exsearch/FTS5", mbs(&ours) / mbs(&fts), pps(&ours) / pps(&fts));
+
+    println!("\n== query corpus: {} + {}", small.display(), rest.display());
+    let ours_big = child("ours", &big_root, &data.join("ours-big"));
+    let fts_big = child("fts5", &big_root, &data.join("fts5-big.sqlite"));
+    println!(
+        "exsearch: {} passages, {:.0} MiB in {:.0}s, peak RSS {:.0} MiB (vs {:.0} MiB for {mb} MB: memory does not grow with the corpus)",
+        ours_big.passages,
+        ours_big.bytes as f64 / (1 << 20) as f64,
+        ours_big.secs,
+        ours_big.peak_rss_mib,
+        ours.peak_rss_mib
+    );
+    println!(
+        "FTS5:     {} passages in {:.0}s, peak RSS {:.0} MiB",
+        fts_big.passages, fts_big.secs, fts_big.peak_rss_mib
+    );
+    assert!(ours_big.passages >= min_passages, "query corpus below {min_passages} passages");
+
+    println!("\n== query latency, top 10 with text, HotpotQA questions x2");
+    let library = Library::open(&Home::at(data.join("ours-big"))).expect("open");
+    let fts = Fts5::open(&data.join("fts5-big.sqlite"));
+    let questions: Vec<String> = hotpotqa().into_iter().map(|q| q.question).collect();
+    for q in questions.iter().take(50) {
+        library.search(q, 10).expect("warm");
+        fts.search(q, 10);
+    }
+    let (mut ours_ms, mut fts_ms) = (Vec::new(), Vec::new());
+    for q in questions.iter().chain(questions.iter()) {
+        let t = Instant::now();
+        let hits = library.search(q, 10).expect("search");
+        ours_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let rows = fts.search(q, 10);
+        fts_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        assert!(!hits.is_empty() && !rows.is_empty());
+    }
+    ours_ms.sort_by(f64::total_cmp);
+    fts_ms.sort_by(f64::total_cmp);
+    println!("{:<22}{:>10}{:>10}{:>10}", "", "p50 ms", "p99 ms", "mean ms");
+    for (name, v) in [("exsearch", &ours_ms), ("SQLite FTS5", &fts_ms)] {
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        println!("{name:<22}{:>10.2}{:>10.2}{:>10.2}", percentile(v, 0.5), percentile(v, 0.99), mean);
+    }
+    println!(
+        "{:<22}{:>10.1}{:>10.1}",
+        "speedup vs FTS5",
+        percentile(&fts_ms, 0.5) / percentile(&ours_ms, 0.5),
+        percentile(&fts_ms, 0.99) / percentile(&ours_ms, 0.99)
+    );
+}
+
+fn child(engine: &str, corpus: &Path, out: &Path) -> IndexRun {
+    let _ = std::fs::remove_dir_all(out);
+    let _ = std::fs::remove_file(out);
+    let exe = std::env::current_exe().expect("current exe");
+    let output = Command::new(exe)
+        .args(["--child", engine])
+        .arg(corpus)
+        .arg(out)
+        .output()
+        .expect("spawn child");
+    assert!(output.status.success(), "{engine} child failed: {}", String::from_utf8_lossy(&output.stderr));
+    let line = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(line.trim()).expect("child json")
+}
+
+fn index_ours(corpus: &Path, home: &Path) -> IndexRun {
+    let started = Instant::now();
+    let mut library = Library::open(&Home::at(home)).expect("open");
+    let report = library
+        .add_folders(&[corpus.to_owned()], &SyncOptions::default(), &Quiet, &CancelToken::new())
+        .expect("index");
+    IndexRun {
+        secs: started.elapsed().as_secs_f64(),
+        bytes: report.bytes_read,
+        passages: report.passages_added,
+        peak_rss_mib: peak_rss_mib(),
+    }
+}
+
+/// The peer: read each file, split it with the same splitter, insert every
+/// passage into FTS5 in one transaction.
+fn index_fts5(corpus: &Path, db: &Path) -> IndexRun {
+    let started = Instant::now();
+    let mut fts = Fts5::create(db);
+    let mut files: Vec<PathBuf> = walk(corpus);
+    files.sort();
+    let (mut bytes, mut passages) = (0u64, 0u64);
+    let tx = fts.conn.transaction().expect("tx");
+    {
+        let mut stmt = tx.prepare("INSERT INTO passages (title, body) VALUES (?1, ?2)").expect("prepare");
+        for f in &files {
+            let text = std::fs::read_to_string(f).expect("read");
+            bytes += text.len() as u64;
+            let title = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            for chunk in passages::split(&text) {
+                stmt.execute(rusqlite::params![title, chunk.text]).expect("insert");
+                passages += 1;
+            }
+        }
+    }
+    tx.commit().expect("commit");
+    IndexRun {
+        secs: started.elapsed().as_secs_f64(),
+        bytes,
+        passages,
+        peak_rss_mib: peak_rss_mib(),
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn count_files(dir: &Path) -> usize {
+    walk(dir).len()
+}
+
+/// Writes `bytes` of English-like text as ~1 MB files under `dir`, unless a
+/// previous run already did. Words follow HotpotQA's unigram distribution.
+fn generate(dir: &Path, bytes: u64, seed: u64) -> PathBuf {
+    let done = dir.join(".complete");
+    if done.exists() {
+        return dir.to_owned();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("mkdir");
+    let mut bag: Vec<String> = Vec::new();
+    for q in hotpotqa() {
+        for c in q.contexts {
+            bag.extend(
+                c.text
+                    .split_whitespace()
+                    .map(|w| w.trim_matches(|ch: char| !ch.is_alphanumeric()).to_owned())
+                    .filter(|w| !w.is_empty()),
+            );
+        }
+    }
+    let mut rng = 0x2545_F491_4F6C_DD1D ^ (seed + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut next = move |n: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n as u64) as usize
+    };
+    let (mut written, mut file_no) = (0u64, 0usize);
+    while written < bytes {
+        let mut text = String::with_capacity(FILE_BYTES + 1024);
+        while text.len() < FILE_BYTES {
+            for _ in 0..3 + next(5) {
+                let words = 8 + next(17);
+                for w in 0..words {
+                    let word = &bag[next(bag.len())];
+                    if w == 0 {
+                        let mut chars = word.chars();
+                        if let Some(first) = chars.next() {
+                            text.extend(first.to_uppercase());
+                            text.push_str(chars.as_str());
+                        }
+                    } else {
+                        text.push_str(word);
+                    }
+                    text.push(if w + 1 == words { '.' } else { ' ' });
+                }
+                text.push(' ');
+            }
+            text.push_str("\n\n");
+        }
+        let mut f = std::fs::File::create(dir.join(format!("doc{file_no:05}.txt"))).expect("create");
+        f.write_all(text.as_bytes()).expect("write");
+        written += text.len() as u64;
+        file_no += 1;
+    }
+    std::fs::write(&done, b"").expect("mark complete");
+    dir.to_owned()
+}
