@@ -4,18 +4,24 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use serde_json::Value;
 
 const FILES: usize = 1500;
 
 fn spawn_add(home: &Path, docs: &Path) -> Child {
     exsearch(home)
-        .args(["library", "add", docs.to_str().expect("utf8"), "--threads", "2"])
+        .args([
+            "library",
+            "add",
+            docs.to_str().expect("utf8"),
+            "--threads",
+            "2",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -35,7 +41,12 @@ fn assert_recovers(home: &Path, label: &str) {
     assert_eq!(status["pending"], 0, "{label}: {status}");
     for marker in [0, FILES / 2, FILES - 1] {
         let hits = search(home, &format!("marker{marker}"));
-        assert_eq!(hits.len(), 1, "{label}: marker{marker} found {} times", hits.len());
+        assert_eq!(
+            hits.len(),
+            1,
+            "{label}: marker{marker} found {} times",
+            hits.len()
+        );
     }
 }
 
@@ -66,7 +77,10 @@ fn crash_between_the_two_commits_is_repaired() {
             .env("EXSEARCH_CRASH_AT", point)
             .output()
             .expect("run");
-        assert!(!out.status.success(), "{point}: the crash point was not reached");
+        assert!(
+            !out.status.success(),
+            "{point}: the crash point was not reached"
+        );
         assert_recovers(&home, point);
     }
 }
@@ -76,29 +90,39 @@ fn ctrl_c_keeps_committed_work_and_a_rerun_continues() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (home, docs) = (tmp.path().join("home"), tmp.path().join("docs"));
     prose_corpus(&docs, FILES, 3000);
-    let child = spawn_add(&home, &docs);
-    // Wait until a first batch is durable, then interrupt.
-    let started = Instant::now();
+    let mut child = spawn_add(&home, &docs);
+    // Interrupt once progress lines show files processed.
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut log = String::new();
     loop {
-        std::thread::sleep(Duration::from_millis(50));
-        let status = exsearch(&home).args(["library", "status", "--json"]).output().expect("status");
-        let indexed = serde_json::from_slice::<Value>(&status.stdout).ok().and_then(|s| s["documents"].as_u64());
-        if indexed.is_some_and(|n| n > 0) || started.elapsed() > Duration::from_secs(60) {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).expect("read stderr") == 0 {
+            panic!("exsearch ended before any progress:\n{log}");
+        }
+        log.push_str(&line);
+        if line.starts_with("progress: ") && !line.starts_with("progress: 0/") {
             break;
         }
     }
-    let pid = child.id() as i32;
-    assert_eq!(send_signal(pid, "INT"), 0);
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cancelling"));
+    assert_eq!(send_signal(child.id() as i32, "INT"), 0);
+    stderr.read_to_string(&mut log).expect("read stderr");
+    let exit = child.wait().expect("wait");
+    assert_eq!(exit.code(), Some(130), "{log}");
+    assert!(log.contains("cancelling"), "{log}");
     let status = status(&home);
     let indexed = status["documents"].as_u64().expect("documents");
     assert!(indexed > 0 && indexed < FILES as u64, "{status}");
-    assert_eq!(json(&home, &["library", "check", "--json"])["consistent"], true);
+    assert_eq!(
+        json(&home, &["library", "check", "--json"])["consistent"],
+        true
+    );
 
     let report = json(&home, &["library", "sync", "--json"]);
-    assert_eq!(report["unchanged"].as_u64(), Some(indexed), "committed files are not re-read: {report}");
+    assert_eq!(
+        report["unchanged"].as_u64(),
+        Some(indexed),
+        "committed files are not re-read: {report}"
+    );
     assert_eq!(status_documents(&home), FILES as u64);
 }
 

@@ -20,7 +20,11 @@ fn paths(hits: &[Value]) -> Vec<String> {
     hits.iter()
         .map(|h| {
             let p = h["path"].as_str().expect("path");
-            Path::new(p).file_name().expect("name").to_string_lossy().into_owned()
+            Path::new(p)
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned()
         })
         .collect()
 }
@@ -29,15 +33,27 @@ fn paths(hits: &[Value]) -> Vec<String> {
 fn every_format_is_indexed_and_every_bad_file_is_listed_with_its_reason() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (home, docs) = (tmp.path().join("home"), tmp.path().join("docs"));
-    write(&docs.join("notes.txt"), "The aardvark eats termites at night. It digs burrows.");
-    write(&docs.join("guide.md"), "# Field Guide\n\nThe **pangolin** is covered in scales.\n");
+    write(
+        &docs.join("notes.txt"),
+        "The aardvark eats termites at night. It digs burrows.",
+    );
+    write(
+        &docs.join("guide.md"),
+        "# Field Guide\n\nThe **pangolin** is covered in scales.\n",
+    );
     write(
         &docs.join("page.html"),
         "<html><head><title>Okapi Page</title><script>var okapiscript = 1;</script></head>\
          <body><p>The okapi lives in the Congo rainforest.</p></body></html>",
     );
-    write(&docs.join("report.docx"), docx(&["The narwhal has a long tusk.", "It lives in Arctic waters."]));
-    write(&docs.join("src/lib.rs"), "// quokka: a small marsupial\nfn quokka() {}\n");
+    write(
+        &docs.join("report.docx"),
+        docx(&["The narwhal has a long tusk.", "It lives in Arctic waters."]),
+    );
+    write(
+        &docs.join("src/lib.rs"),
+        "// quokka: a small marsupial\nfn quokka() {}\n",
+    );
     std::fs::copy(
         shared_dataset("real-pdfs").join("004-pdflatex-4-pages_pdflatex-4-pages.pdf"),
         docs.join("four-pages.pdf"),
@@ -47,21 +63,32 @@ fn every_format_is_indexed_and_every_bad_file_is_listed_with_its_reason() {
     write(&docs.join("binary.txt"), b"GIF89a\x00\x01\x02 not text");
     write(&docs.join("latin1.txt"), b"caf\xe9 cr\xe8me");
     write(&docs.join("empty.md"), b"");
-    write(&docs.join("broken.pdf"), b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R");
+    write(
+        &docs.join("broken.pdf"),
+        b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R",
+    );
     write(&docs.join("broken.docx"), b"PK\x03\x04 truncated zip");
     write(&docs.join("huge.txt"), "word ".repeat(300_000)); // 1.5 MB > 1 MiB limit
     std::fs::copy(
-        shared_dataset("real-pdfs").join("005-libreoffice-writer-password_libreoffice-writer-password.pdf"),
+        shared_dataset("real-pdfs")
+            .join("005-libreoffice-writer-password_libreoffice-writer-password.pdf"),
         docs.join("locked.pdf"),
     )
     .expect("copy pdf");
     std::os::unix::fs::symlink(&docs, docs.join("src/loop")).expect("symlink loop");
-    std::os::unix::fs::symlink(docs.join("nowhere.txt"), docs.join("dangling.txt")).expect("symlink");
-    write(&docs.join(".hidden/secret.txt"), "hidden files are not indexed");
+    std::os::unix::fs::symlink(docs.join("nowhere.txt"), docs.join("dangling.txt"))
+        .expect("symlink");
+    write(
+        &docs.join(".hidden/secret.txt"),
+        "hidden files are not indexed",
+    );
     write(&docs.join("photo.jpg"), b"\xff\xd8\xff not indexed");
 
     let docs_arg = docs.to_str().expect("utf8 path");
-    let out = ok(&home, &["library", "add", docs_arg, "--max-file-mb", "1", "--json"]);
+    let out = ok(
+        &home,
+        &["library", "add", docs_arg, "--max-file-mb", "1", "--json"],
+    );
     let report: Value = serde_json::from_slice(&out.stdout).expect("report json");
     assert_eq!(report["indexed"], 6, "{report}");
 
@@ -88,7 +115,11 @@ fn every_format_is_indexed_and_every_bad_file_is_listed_with_its_reason() {
         ("quokka marsupial", "lib.rs"),
     ] {
         let hits = search(&home, query);
-        assert_eq!(paths(&hits).first().map(String::as_str), Some(file), "{query}: {hits:?}");
+        assert_eq!(
+            paths(&hits).first().map(String::as_str),
+            Some(file),
+            "{query}: {hits:?}"
+        );
     }
     // Titles come from the documents themselves.
     assert_eq!(search(&home, "pangolin")[0]["title"], "Field Guide");
@@ -98,12 +129,21 @@ fn every_format_is_indexed_and_every_bad_file_is_listed_with_its_reason() {
     assert!(search(&home, "hidden secret").is_empty());
 
     // PDF passages carry their page; other formats have none.
-    let pdf_hits: Vec<Value> = search(&home, "page").into_iter().filter(|h| h["path"].as_str().is_some_and(|p| p.ends_with(".pdf"))).collect();
+    let pdf_hits: Vec<Value> = search(&home, "page")
+        .into_iter()
+        .filter(|h| h["path"].as_str().is_some_and(|p| p.ends_with(".pdf")))
+        .collect();
     assert!(!pdf_hits.is_empty());
-    let mut pages: Vec<u64> = pdf_hits.iter().map(|h| h["page"].as_u64().expect("pdf page")).collect();
+    let mut pages: Vec<u64> = pdf_hits
+        .iter()
+        .map(|h| h["page"].as_u64().expect("pdf page"))
+        .collect();
     pages.sort_unstable();
     pages.dedup();
-    assert!(pages.len() > 1 && pages.iter().all(|p| (1..=4).contains(p)), "{pages:?}");
+    assert!(
+        pages.len() > 1 && pages.iter().all(|p| (1..=4).contains(p)),
+        "{pages:?}"
+    );
     let hit = &search(&home, "aardvark")[0];
     assert_eq!(hit["page"], Value::Null);
     for key in ["passage_id", "score", "text", "title"] {
@@ -116,14 +156,29 @@ fn every_format_is_indexed_and_every_bad_file_is_listed_with_its_reason() {
 fn sync_picks_up_changes_without_rereading_unchanged_files() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (home, docs) = (tmp.path().join("home"), tmp.path().join("docs"));
-    write(&docs.join("a.txt"), "The original text mentions a lighthouse.");
-    write(&docs.join("b.txt"), "This file will be deleted; it mentions a windmill.");
-    write(&docs.join("c.txt"), "This file is only touched; it mentions a watermill.");
-    write(&docs.join("d.txt"), "This file never changes; it mentions a sawmill.");
+    write(
+        &docs.join("a.txt"),
+        "The original text mentions a lighthouse.",
+    );
+    write(
+        &docs.join("b.txt"),
+        "This file will be deleted; it mentions a windmill.",
+    );
+    write(
+        &docs.join("c.txt"),
+        "This file is only touched; it mentions a watermill.",
+    );
+    write(
+        &docs.join("d.txt"),
+        "This file never changes; it mentions a sawmill.",
+    );
     ok(&home, &["library", "add", docs.to_str().expect("utf8")]);
     let before = search(&home, "watermill")[0]["passage_id"].clone();
 
-    write(&docs.join("a.txt"), "The edited text mentions a lighthouse keeper and a foghorn.");
+    write(
+        &docs.join("a.txt"),
+        "The edited text mentions a lighthouse keeper and a foghorn.",
+    );
     std::fs::remove_file(docs.join("b.txt")).expect("rm");
     let c = std::fs::read(docs.join("c.txt")).expect("read");
     std::thread::sleep(std::time::Duration::from_millis(20));
@@ -139,9 +194,17 @@ fn sync_picks_up_changes_without_rereading_unchanged_files() {
     assert_eq!(search(&home, "foghorn").len(), 1);
     assert!(search(&home, "windmill").is_empty());
     assert_eq!(search(&home, "granary").len(), 1);
-    assert_eq!(search(&home, "watermill")[0]["passage_id"], before, "stable passage ids");
+    assert_eq!(
+        search(&home, "watermill")[0]["passage_id"],
+        before,
+        "stable passage ids"
+    );
     let again = json(&home, &["library", "sync", "--json"]);
-    assert_eq!((again["indexed"].as_u64(), again["unchanged"].as_u64()), (Some(0), Some(4)), "{again}");
+    assert_eq!(
+        (again["indexed"].as_u64(), again["unchanged"].as_u64()),
+        (Some(0), Some(4)),
+        "{again}"
+    );
 
     ok(&home, &["library", "remove", docs.to_str().expect("utf8")]);
     assert!(search(&home, "lighthouse").is_empty());
@@ -154,11 +217,17 @@ fn errors_name_the_input_at_fault() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let home = tmp.path().join("home");
     let missing = tmp.path().join("no-such-folder");
-    let out = exsearch(&home).args(["library", "add", missing.to_str().expect("utf8")]).output().expect("run");
+    let out = exsearch(&home)
+        .args(["library", "add", missing.to_str().expect("utf8")])
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-folder"));
 
-    let out = exsearch(&home).args(["library", "remove", "/not/registered"]).output().expect("run");
+    let out = exsearch(&home)
+        .args(["library", "remove", "/not/registered"])
+        .output()
+        .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/not/registered"));
 }
@@ -167,9 +236,15 @@ fn errors_name_the_input_at_fault() {
 fn search_highlights_matches_in_plain_output() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (home, docs) = (tmp.path().join("home"), tmp.path().join("docs"));
-    write(&docs.join("a.txt"), "Volcanoes erupt when magma rises. A volcano is a mountain.");
+    write(
+        &docs.join("a.txt"),
+        "Volcanoes erupt when magma rises. A volcano is a mountain.",
+    );
     ok(&home, &["library", "add", docs.to_str().expect("utf8")]);
     let out = ok(&home, &["search", "volcano"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("[Volcanoes]") && text.contains("[volcano]"), "{text}");
+    assert!(
+        text.contains("[Volcanoes]") && text.contains("[volcano]"),
+        "{text}"
+    );
 }

@@ -26,19 +26,38 @@ fn real_world_pdfs_are_all_processed() {
     let status = status(&home);
     let failed = failed_reasons(&status);
     let indexed = status["documents"].as_u64().expect("documents") as usize;
-    assert_eq!(indexed + failed.len(), total, "every file is accounted for: {status}");
+    assert_eq!(
+        indexed + failed.len(),
+        total,
+        "every file is accounted for: {status}"
+    );
 
-    let locked: Vec<_> = failed.iter().filter(|(_, r)| r.contains("password")).collect();
+    let locked: Vec<_> = failed
+        .iter()
+        .filter(|(_, r)| r.contains("password"))
+        .collect();
     assert_eq!(locked.len(), 1, "{failed:?}");
     assert!(locked[0].0.contains("password"));
     // The only other acceptable reason is a missing text layer.
     for (name, reason) in &failed {
-        assert!(reason.contains("password") || reason.contains("no text layer"), "{name}: {reason}");
+        assert!(
+            reason.contains("password") || reason.contains("no text layer"),
+            "{name}: {reason}"
+        );
     }
-    assert!(indexed >= 24, "only {indexed} of 31 unencrypted PDFs had text: {failed:?}");
+    assert!(
+        indexed >= 24,
+        "only {indexed} of 31 unencrypted PDFs had text: {failed:?}"
+    );
 
     // The 117-page German thesis: passages on many pages.
     let hits = search(&home, "Topologie");
-    assert!(hits.iter().any(|h| h["path"].as_str().is_some_and(|p| p.contains("GeoTopo")) && h["page"].as_u64().is_some_and(|p| p > 1)), "{hits:?}");
+    assert!(
+        hits.iter().any(
+            |h| h["path"].as_str().is_some_and(|p| p.contains("GeoTopo"))
+                && h["page"].as_u64().is_some_and(|p| p > 1)
+        ),
+        "{hits:?}"
+    );
     assert!(ok(&home, &["library", "check"]).status.success());
 }

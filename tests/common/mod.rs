@@ -11,7 +11,9 @@ use serde_json::Value;
 
 pub fn exsearch(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_exsearch"));
-    cmd.env("EXSEARCH_HOME", home).env("NO_COLOR", "1").env_remove("EXSEARCH_CRASH_AT");
+    cmd.env("EXSEARCH_HOME", home)
+        .env("NO_COLOR", "1")
+        .env_remove("EXSEARCH_CRASH_AT");
     cmd
 }
 
@@ -31,7 +33,10 @@ pub fn ok(home: &Path, args: &[&str]) -> Output {
 pub fn json(home: &Path, args: &[&str]) -> Value {
     let out = ok(home, args);
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("exsearch {args:?} printed invalid JSON ({e}):\n{}", String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "exsearch {args:?} printed invalid JSON ({e}):\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        )
     })
 }
 
@@ -54,7 +59,9 @@ pub fn failed_reasons(status: &Value) -> Vec<(String, String)> {
         .iter()
         .map(|f| {
             let path = f["path"].as_str().expect("path");
-            let name = Path::new(path).file_name().map_or(path.to_owned(), |n| n.to_string_lossy().into_owned());
+            let name = Path::new(path)
+                .file_name()
+                .map_or(path.to_owned(), |n| n.to_string_lossy().into_owned());
             (name, f["reason"].as_str().expect("reason").to_owned())
         })
         .collect()
@@ -73,7 +80,10 @@ pub fn docx(paragraphs: &[&str]) -> Vec<u8> {
     {
         let mut zip = zip::ZipWriter::new(&mut buf);
         let opts = zip::write::SimpleFileOptions::default();
-        let body: String = paragraphs.iter().map(|p| format!("<w:p><w:r><w:t>{p}</w:t></w:r></w:p>")).collect();
+        let body: String = paragraphs
+            .iter()
+            .map(|p| format!("<w:p><w:r><w:t>{p}</w:t></w:r></w:p>"))
+            .collect();
         zip.start_file("word/document.xml", opts).expect("zip");
         write!(
             zip,
@@ -102,9 +112,10 @@ pub fn shared_dataset(name: &str) -> PathBuf {
 /// each with a unique marker word `markerN` so tests can find every file.
 pub fn prose_corpus(dir: &Path, files: usize, words: usize) {
     const VOCAB: &[&str] = &[
-        "river", "mountain", "library", "engine", "history", "theory", "garden", "signal", "market",
-        "winter", "harbor", "physics", "novel", "castle", "protein", "energy", "village", "orbit",
-        "language", "network", "painting", "forest", "island", "treaty", "battle", "symphony",
+        "river", "mountain", "library", "engine", "history", "theory", "garden", "signal",
+        "market", "winter", "harbor", "physics", "novel", "castle", "protein", "energy", "village",
+        "orbit", "language", "network", "painting", "forest", "island", "treaty", "battle",
+        "symphony",
     ];
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     for f in 0..files {

@@ -1,7 +1,10 @@
 //! `exsearch library ...`: add, sync, remove, status, check.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -55,16 +58,23 @@ pub fn run(home: &Home, cmd: LibraryCommand) -> Result<ExitCode> {
     match cmd {
         LibraryCommand::Add { dirs, opts } => {
             let mut library = Library::open(home)?;
-            with_progress(&opts, |options, sink, cancel| library.add_folders(&dirs, options, sink, cancel))
+            with_progress(&opts, |options, sink, cancel| {
+                library.add_folders(&dirs, options, sink, cancel)
+            })
         }
         LibraryCommand::Sync { opts } => {
             let mut library = Library::open(home)?;
-            with_progress(&opts, |options, sink, cancel| library.sync(options, sink, cancel))
+            with_progress(&opts, |options, sink, cancel| {
+                library.sync(options, sink, cancel)
+            })
         }
         LibraryCommand::Remove { dir } => {
             let mut library = Library::open(home)?;
             let removed = library.remove_folder(&dir)?;
-            println!("removed {} and its {removed} documents from the library", dir.display());
+            println!(
+                "removed {} and its {removed} documents from the library",
+                dir.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         LibraryCommand::Status { json } => {
@@ -89,18 +99,35 @@ pub fn run(home: &Home, cmd: LibraryCommand) -> Result<ExitCode> {
                     report.missing_from_catalog,
                     report.dirty_documents
                 );
-                println!("{}", if report.consistent { "consistent" } else { "INCONSISTENT" });
+                println!(
+                    "{}",
+                    if report.consistent {
+                        "consistent"
+                    } else {
+                        "INCONSISTENT"
+                    }
+                );
             }
-            Ok(if report.consistent { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if report.consistent {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
     }
 }
+
+const PLAIN_PROGRESS_PERIOD: Duration = Duration::from_secs(1);
 
 /// Runs an add or sync with a progress bar on stderr and Ctrl-C wired to
 /// cancel, then prints the report.
 fn with_progress(
     args: &SyncArgs,
-    job: impl FnOnce(&SyncOptions, &dyn EventSink<LibraryEvent>, &CancelToken) -> exsearch_core::Result<SyncReport>,
+    job: impl FnOnce(
+        &SyncOptions,
+        &dyn EventSink<LibraryEvent>,
+        &CancelToken,
+    ) -> exsearch_core::Result<SyncReport>,
 ) -> Result<ExitCode> {
     let mut options = SyncOptions {
         max_file_bytes: args.max_file_mb.map(|mb| mb * 1024 * 1024),
@@ -115,7 +142,9 @@ fn with_progress(
         if on_signal.is_cancelled() {
             std::process::exit(130);
         }
-        eprintln!("\ncancelling: finishing the files in flight and committing (Ctrl-C again to quit now)");
+        eprintln!(
+            "\ncancelling: finishing the files in flight and committing (Ctrl-C again to quit now)"
+        );
         on_signal.cancel();
     })
     .context("installing the Ctrl-C handler")?;
@@ -126,11 +155,31 @@ fn with_progress(
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    // Without a terminal (a log, a pipe) the bar is hidden: print a line a second.
+    let plain = !std::io::stderr().is_terminal();
+    let last_line = Mutex::new(Instant::now());
     let sink = |event: LibraryEvent| match event {
         LibraryEvent::Started(p) | LibraryEvent::Progress(p) => {
+            if plain {
+                if let Ok(mut last) = last_line.lock() {
+                    if last.elapsed() >= PLAIN_PROGRESS_PERIOD {
+                        *last = Instant::now();
+                        eprintln!(
+                            "progress: {}/{} files, {}/{}, {} passages",
+                            p.files_done,
+                            p.files_total,
+                            output::bytes(p.bytes_done),
+                            output::bytes(p.bytes_total),
+                            p.passages
+                        );
+                    }
+                }
+            }
             bar.set_length(p.bytes_total);
             bar.set_position(p.bytes_done);
-            let eta = p.eta_secs.map_or_else(String::new, |s| format!(", ETA {}", output::duration(s)));
+            let eta = p
+                .eta_secs
+                .map_or_else(String::new, |s| format!(", ETA {}", output::duration(s)));
             bar.set_message(format!(
                 "{}/{} files, {} passages, {}/s{eta}",
                 p.files_done,
@@ -152,5 +201,9 @@ fn with_progress(
     } else {
         output::print_report(&report);
     }
-    Ok(if report.cancelled { ExitCode::from(130) } else { ExitCode::SUCCESS })
+    Ok(if report.cancelled {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

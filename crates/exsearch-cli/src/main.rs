@@ -13,7 +13,11 @@ use clap::{Parser, Subcommand};
 use exsearch_core::{Home, Library};
 
 #[derive(Parser)]
-#[command(name = "exsearch", version, about = "A local-first research assistant over your own documents")]
+#[command(
+    name = "exsearch",
+    version,
+    about = "A local-first research assistant over your own documents"
+)]
 struct Cli {
     /// Data directory holding the catalog and the index [default: the platform data dir]
     #[arg(long, global = true, env = "EXSEARCH_HOME")]

@@ -37,7 +37,11 @@ pub fn print_hits(hits: &[Hit]) {
 /// Marks the highlighted char ranges: bold yellow on a terminal, `[...]`
 /// otherwise, so a match stays visible in a pipe or a log.
 fn highlight(text: &str, ranges: &[[usize; 2]], color: bool) -> String {
-    let (open, close) = if color { (BOLD_YELLOW, RESET) } else { ("[", "]") };
+    let (open, close) = if color {
+        (BOLD_YELLOW, RESET)
+    } else {
+        ("[", "]")
+    };
     let mut out = String::with_capacity(text.len() + ranges.len() * 8);
     let mut ranges = ranges.iter().peekable();
     for (i, c) in text.chars().enumerate() {
@@ -124,6 +128,9 @@ mod tests {
 
     #[test]
     fn highlights_wrap_the_matched_chars() {
-        assert_eq!(highlight("héllo wörld", &[[0, 5], [6, 11]], false), "[héllo] [wörld]");
+        assert_eq!(
+            highlight("héllo wörld", &[[0, 5], [6, 11]], false),
+            "[héllo] [wörld]"
+        );
     }
 }

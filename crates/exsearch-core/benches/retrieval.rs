@@ -16,7 +16,6 @@ use exsearch_core::{CancelToken, Home, Library, Quiet, SyncOptions};
 
 const KS: [usize; 3] = [2, 5, 10];
 
-
 fn main() {
     let questions = hotpotqa();
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -25,7 +24,9 @@ fn main() {
     let mut paragraphs: HashMap<String, String> = HashMap::new();
     for q in &questions {
         for c in &q.contexts {
-            paragraphs.entry(c.title.clone()).or_insert_with(|| c.text.clone());
+            paragraphs
+                .entry(c.title.clone())
+                .or_insert_with(|| c.text.clone());
         }
     }
     // Files are numbered: titles may hold '/' or start with '.'.
@@ -33,17 +34,31 @@ fn main() {
     let mut title_of_path: HashMap<String, &str> = HashMap::new();
     for (i, title) in titles.iter().enumerate() {
         let path = docs.join(format!("{i:05}.txt"));
-        std::fs::write(&path, format!("{title}\n\n{}", paragraphs[*title])).expect("write paragraph");
+        std::fs::write(&path, format!("{title}\n\n{}", paragraphs[*title]))
+            .expect("write paragraph");
         let path = path.canonicalize().expect("canonical");
         title_of_path.insert(path.display().to_string(), title.as_str());
     }
-    println!("corpus: {} paragraphs, {} questions", paragraphs.len(), questions.len());
+    println!(
+        "corpus: {} paragraphs, {} questions",
+        paragraphs.len(),
+        questions.len()
+    );
 
     let mut library = Library::open(&Home::at(tmp.path().join("home"))).expect("open library");
     let report = library
-        .add_folders(&[docs.clone()], &SyncOptions::default(), &Quiet, &CancelToken::new())
+        .add_folders(
+            std::slice::from_ref(&docs),
+            &SyncOptions::default(),
+            &Quiet,
+            &CancelToken::new(),
+        )
         .expect("index");
-    assert_eq!(report.indexed as usize, paragraphs.len(), "every paragraph indexed");
+    assert_eq!(
+        report.indexed as usize,
+        paragraphs.len(),
+        "every paragraph indexed"
+    );
 
     let mut fts = Fts5::create(&tmp.path().join("fts5.sqlite"));
     let rows: Vec<(i64, String)> = titles
@@ -57,7 +72,12 @@ fn main() {
     let mut peer = [0.0f64; KS.len()];
     let mut gold_total = 0.0;
     for q in &questions {
-        let gold: HashSet<&str> = q.contexts.iter().filter(|c| c.supporting).map(|c| c.title.as_str()).collect();
+        let gold: HashSet<&str> = q
+            .contexts
+            .iter()
+            .filter(|c| c.supporting)
+            .map(|c| c.title.as_str())
+            .collect();
         gold_total += gold.len() as f64;
         // Documents in rank order (a long paragraph may yield several passages).
         let mut ranked: Vec<&str> = Vec::new();
@@ -74,13 +94,25 @@ fn main() {
             .collect();
         for (i, &k) in KS.iter().enumerate() {
             ours[i] += ranked.iter().take(k).filter(|t| gold.contains(*t)).count() as f64;
-            peer[i] += peer_ranked.iter().take(k).filter(|t| gold.contains(*t)).count() as f64;
+            peer[i] += peer_ranked
+                .iter()
+                .take(k)
+                .filter(|t| gold.contains(*t))
+                .count() as f64;
         }
     }
-    println!("\nrecall of supporting paragraphs (HotpotQA dev 500, {} gold)", gold_total);
+    println!(
+        "\nrecall of supporting paragraphs (HotpotQA dev 500, {} gold)",
+        gold_total
+    );
     println!("{:<24}{:>10}{:>10}{:>10}", "", "@2", "@5", "@10");
     let row = |name: &str, r: &[f64; 3]| {
-        println!("{name:<24}{:>10.3}{:>10.3}{:>10.3}", r[0] / gold_total, r[1] / gold_total, r[2] / gold_total);
+        println!(
+            "{name:<24}{:>10.3}{:>10.3}{:>10.3}",
+            r[0] / gold_total,
+            r[1] / gold_total,
+            r[2] / gold_total
+        );
     };
     row("exsearch (tantivy)", &ours);
     row("SQLite FTS5 bm25", &peer);

@@ -82,7 +82,9 @@ impl Fts5 {
         }
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT rowid, body FROM passages WHERE passages MATCH ?1 ORDER BY rank LIMIT ?2")
+            .prepare_cached(
+                "SELECT rowid, body FROM passages WHERE passages MATCH ?1 ORDER BY rank LIMIT ?2",
+            )
             .expect("prepare");
         stmt.query_map(params![q, k as i64], |r| Ok((r.get(0)?, r.get(1)?)))
             .expect("query")
@@ -91,12 +93,20 @@ impl Fts5 {
     }
 }
 
-/// A natural-language question as an FTS5 OR-query of quoted words (FTS5's
-/// default is AND, which finds nothing for most questions).
+/// Lucene's English stop words, the list exsearch's analyzer drops too.
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it",
+    "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these",
+    "they", "this", "to", "was", "will", "with",
+];
+
+/// A natural-language question as an FTS5 OR-query of its quoted words,
+/// stop words removed as exsearch removes them (FTS5's default is AND, which
+/// finds nothing for most questions; "the" alone matches nearly every row).
 pub fn or_query(question: &str) -> String {
     let words: Vec<String> = question
         .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
+        .filter(|w| !w.is_empty() && !STOP_WORDS.contains(&w.to_lowercase().as_str()))
         .map(|w| format!("\"{w}\""))
         .collect();
     words.join(" OR ")

@@ -24,7 +24,8 @@ pub(super) fn extract(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
         // An OLE container: Office wraps password-protected documents so.
         return Err(Skip::Corrupt {
             kind: "DOCX",
-            detail: "an OLE container, not a zip archive (password-protected or legacy .doc)".into(),
+            detail: "an OLE container, not a zip archive (password-protected or legacy .doc)"
+                .into(),
         });
     }
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(corrupt)?;
@@ -64,7 +65,10 @@ fn body_text(xml: &str) -> Result<String, Skip> {
     let mut out = String::new();
     let mut in_text = false;
     loop {
-        match reader.read_event().map_err(|e| corrupt(format!("word/document.xml: {e}")))? {
+        match reader
+            .read_event()
+            .map_err(|e| corrupt(format!("word/document.xml: {e}")))?
+        {
             Event::Start(e) if e.local_name().as_ref() == "t" => in_text = true,
             Event::End(e) => match e.local_name().as_ref() {
                 "t" => in_text = false,
@@ -144,6 +148,9 @@ mod tests {
 
     #[test]
     fn a_non_zip_is_corrupt() {
-        assert!(matches!(extract(b"not a zip at all"), Err(Skip::Corrupt { .. })));
+        assert!(matches!(
+            extract(b"not a zip at all"),
+            Err(Skip::Corrupt { .. })
+        ));
     }
 }

@@ -8,13 +8,45 @@ use scraper::{Html, Node};
 use super::{clean_line, text, ExtractedDocument, Section, Skip};
 
 /// Elements whose content a reader never sees.
-const HIDDEN: &[&str] = &["script", "style", "noscript", "template", "head", "svg", "iframe"];
+const HIDDEN: &[&str] = &[
+    "script", "style", "noscript", "template", "head", "svg", "iframe",
+];
 
 /// Elements that start a new paragraph.
 const BLOCKS: &[&str] = &[
-    "p", "div", "section", "article", "main", "aside", "header", "footer", "nav", "h1", "h2",
-    "h3", "h4", "h5", "h6", "ul", "ol", "li", "dl", "dt", "dd", "table", "tr", "blockquote",
-    "pre", "figure", "figcaption", "hr", "address", "details", "summary", "form", "fieldset",
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "aside",
+    "header",
+    "footer",
+    "nav",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "ul",
+    "ol",
+    "li",
+    "dl",
+    "dt",
+    "dd",
+    "table",
+    "tr",
+    "blockquote",
+    "pre",
+    "figure",
+    "figcaption",
+    "hr",
+    "address",
+    "details",
+    "summary",
+    "form",
+    "fieldset",
 ];
 
 pub(super) fn extract(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
@@ -76,7 +108,11 @@ pub(super) fn extract(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
 }
 
 fn break_paragraph(out: &mut String, element: &str) {
-    let sep = if matches!(element, "td" | "th") { " " } else { "\n\n" };
+    let sep = if matches!(element, "td" | "th") {
+        " "
+    } else {
+        "\n\n"
+    };
     if !out.is_empty() && !out.ends_with(sep) {
         out.push_str(sep);
     }

@@ -36,8 +36,14 @@ mod tests {
 
     #[test]
     fn title_comes_from_front_matter_then_first_heading() {
-        assert_eq!(title("---\ntitle: \"Notes\"\n---\n# Other").as_deref(), Some("Notes"));
-        assert_eq!(title("intro\n\n# Main  heading #\nbody").as_deref(), Some("Main heading"));
+        assert_eq!(
+            title("---\ntitle: \"Notes\"\n---\n# Other").as_deref(),
+            Some("Notes")
+        );
+        assert_eq!(
+            title("intro\n\n# Main  heading #\nbody").as_deref(),
+            Some("Main heading")
+        );
         assert_eq!(title("no heading"), None);
     }
 }

@@ -55,13 +55,88 @@ impl DocumentKind {
 
 /// Plain text, notes and source code: indexed as they are.
 const TEXT_EXTENSIONS: &[&str] = &[
-    "txt", "text", "log", "rst", "org", "adoc", "tex", "bib", "csv", "tsv", "json", "jsonl",
-    "yaml", "yml", "toml", "ini", "cfg", "conf", "xml", "rs", "py", "pyi", "ipynb", "js", "mjs",
-    "cjs", "ts", "tsx", "jsx", "go", "java", "kt", "kts", "scala", "c", "h", "cc", "cpp", "cxx",
-    "hpp", "hh", "cs", "fs", "rb", "php", "swift", "m", "mm", "r", "jl", "lua", "pl", "pm", "sh",
-    "bash", "zsh", "fish", "ps1", "sql", "hs", "ml", "mli", "ex", "exs", "erl", "clj", "el",
-    "vim", "css", "scss", "less", "vue", "svelte", "dart", "zig", "nim", "proto", "graphql",
-    "dockerfile", "makefile", "cmake", "gradle",
+    "txt",
+    "text",
+    "log",
+    "rst",
+    "org",
+    "adoc",
+    "tex",
+    "bib",
+    "csv",
+    "tsv",
+    "json",
+    "jsonl",
+    "yaml",
+    "yml",
+    "toml",
+    "ini",
+    "cfg",
+    "conf",
+    "xml",
+    "rs",
+    "py",
+    "pyi",
+    "ipynb",
+    "js",
+    "mjs",
+    "cjs",
+    "ts",
+    "tsx",
+    "jsx",
+    "go",
+    "java",
+    "kt",
+    "kts",
+    "scala",
+    "c",
+    "h",
+    "cc",
+    "cpp",
+    "cxx",
+    "hpp",
+    "hh",
+    "cs",
+    "fs",
+    "rb",
+    "php",
+    "swift",
+    "m",
+    "mm",
+    "r",
+    "jl",
+    "lua",
+    "pl",
+    "pm",
+    "sh",
+    "bash",
+    "zsh",
+    "fish",
+    "ps1",
+    "sql",
+    "hs",
+    "ml",
+    "mli",
+    "ex",
+    "exs",
+    "erl",
+    "clj",
+    "el",
+    "vim",
+    "css",
+    "scss",
+    "less",
+    "vue",
+    "svelte",
+    "dart",
+    "zig",
+    "nim",
+    "proto",
+    "graphql",
+    "dockerfile",
+    "makefile",
+    "cmake",
+    "gradle",
 ];
 
 /// One extracted unit of a document: a PDF page, or the whole text of any
@@ -168,9 +243,18 @@ mod tests {
 
     #[test]
     fn kinds_come_from_extensions_case_insensitively() {
-        assert_eq!(DocumentKind::from_path(Path::new("a/B.PDF")), Some(DocumentKind::Pdf));
-        assert_eq!(DocumentKind::from_path(Path::new("x.rs")), Some(DocumentKind::Text));
-        assert_eq!(DocumentKind::from_path(Path::new("notes.md")), Some(DocumentKind::Markdown));
+        assert_eq!(
+            DocumentKind::from_path(Path::new("a/B.PDF")),
+            Some(DocumentKind::Pdf)
+        );
+        assert_eq!(
+            DocumentKind::from_path(Path::new("x.rs")),
+            Some(DocumentKind::Text)
+        );
+        assert_eq!(
+            DocumentKind::from_path(Path::new("notes.md")),
+            Some(DocumentKind::Markdown)
+        );
         assert_eq!(DocumentKind::from_path(Path::new("photo.jpg")), None);
         assert_eq!(DocumentKind::from_path(Path::new("Makefile")), None);
     }
@@ -179,6 +263,9 @@ mod tests {
     fn empty_and_whitespace_files_are_skipped_with_a_reason() {
         assert_eq!(extract(DocumentKind::Text, b""), Err(Skip::Empty));
         assert_eq!(extract(DocumentKind::Text, b"  \n\t "), Err(Skip::NoText));
-        assert_eq!(extract(DocumentKind::Html, b"<html><script>x()</script></html>"), Err(Skip::NoText));
+        assert_eq!(
+            extract(DocumentKind::Html, b"<html><script>x()</script></html>"),
+            Err(Skip::NoText)
+        );
     }
 }

@@ -75,7 +75,12 @@ pub fn split(text: &str) -> Vec<Chunk> {
 fn best_cut(window: &[Word]) -> usize {
     let mut best = TARGET_WORDS - 1;
     let mut best_key = (Break::None, usize::MAX);
-    for (i, w) in window.iter().enumerate().take(MAX_WORDS).skip(MIN_WORDS - 1) {
+    for (i, w) in window
+        .iter()
+        .enumerate()
+        .take(MAX_WORDS)
+        .skip(MIN_WORDS - 1)
+    {
         let distance = (i + 1).abs_diff(TARGET_WORDS);
         let better = w.after > best_key.0 || (w.after == best_key.0 && distance < best_key.1);
         if w.after > Break::None && better {
@@ -211,19 +216,28 @@ mod tests {
         assert_eq!(chunks[0].text, "Hello world. Second line here.");
         assert_eq!(chunks[0].char_start, 2);
         let chars: Vec<char> = text.chars().collect();
-        let span: String = chars[chunks[0].char_start..chunks[0].char_end].iter().collect();
+        let span: String = chars[chunks[0].char_start..chunks[0].char_end]
+            .iter()
+            .collect();
         assert_eq!(span, "Hello   world.\nSecond line here.");
     }
 
     #[test]
     fn cuts_fall_on_sentence_ends_near_the_target() {
         // Sentences of 30 words: the best cuts are after 90 or 120 words.
-        let text: String = (0..12).map(|i| sentence(30, &format!("w{i}x"))).collect::<Vec<_>>().join(" ");
+        let text: String = (0..12)
+            .map(|i| sentence(30, &format!("w{i}x")))
+            .collect::<Vec<_>>()
+            .join(" ");
         let chunks = split(&text);
         assert!(chunks.len() >= 3);
         for c in &chunks[..chunks.len() - 1] {
             assert!(c.text.ends_with('.'), "cut mid-sentence: {}", c.text);
-            assert!((MIN_WORDS..=MAX_WORDS).contains(&c.words), "{} words", c.words);
+            assert!(
+                (MIN_WORDS..=MAX_WORDS).contains(&c.words),
+                "{} words",
+                c.words
+            );
         }
         let total: usize = chunks.iter().map(|c| c.words).sum();
         assert_eq!(total, 12 * 30);
@@ -233,7 +247,10 @@ mod tests {
     fn unpunctuated_text_is_cut_at_the_target() {
         let text = vec!["word"; 1000].join(" ");
         let chunks = split(&text);
-        assert!(chunks.iter().take(chunks.len() - 1).all(|c| c.words == TARGET_WORDS));
+        assert!(chunks
+            .iter()
+            .take(chunks.len() - 1)
+            .all(|c| c.words == TARGET_WORDS));
         assert_eq!(chunks.iter().map(|c| c.words).sum::<usize>(), 1000);
     }
 
@@ -252,7 +269,10 @@ mod tests {
         let chars: Vec<char> = text.chars().collect();
         for c in split(&text) {
             let span: String = chars[c.char_start..c.char_end].iter().collect();
-            assert_eq!(span.split_whitespace().collect::<Vec<_>>().join(" "), c.text);
+            assert_eq!(
+                span.split_whitespace().collect::<Vec<_>>().join(" "),
+                c.text
+            );
         }
     }
 

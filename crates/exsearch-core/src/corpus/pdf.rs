@@ -28,12 +28,18 @@ pub(super) fn extract(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
 }
 
 fn extract_unguarded(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
-    if !bytes.starts_with(b"%PDF") && !bytes[..bytes.len().min(1024)].windows(4).any(|w| w == b"%PDF") {
+    if !bytes.starts_with(b"%PDF")
+        && !bytes[..bytes.len().min(1024)]
+            .windows(4)
+            .any(|w| w == b"%PDF")
+    {
         return Err(corrupt("no %PDF header"));
     }
     let mut doc = match Document::load_mem(bytes) {
         Ok(doc) => doc,
-        Err(lopdf::Error::Decryption(_) | lopdf::Error::InvalidPassword) => return Err(Skip::Encrypted),
+        Err(lopdf::Error::Decryption(_) | lopdf::Error::InvalidPassword) => {
+            return Err(Skip::Encrypted)
+        }
         // A damaged cross-reference table or trailer: rebuild it from the
         // objects themselves, as desktop PDF readers do.
         Err(e) => rebuild_xref(bytes)
@@ -103,9 +109,14 @@ fn rebuild_xref(bytes: &[u8]) -> Option<Vec<u8>> {
     }
     let (root_number, root_generation) = root?;
     let mut out = bytes.to_vec();
-    if let Some((pages_number, pages_generation)) = pages_ref.filter(|(n, _)| !objects.contains_key(n)) {
+    if let Some((pages_number, pages_generation)) =
+        pages_ref.filter(|(n, _)| !objects.contains_key(n))
+    {
         page_objects.sort_unstable();
-        let kids: Vec<String> = page_objects.iter().map(|(_, n, g)| format!("{n} {g} R")).collect();
+        let kids: Vec<String> = page_objects
+            .iter()
+            .map(|(_, n, g)| format!("{n} {g} R"))
+            .collect();
         out.extend_from_slice(b"\n");
         objects.insert(pages_number, (pages_generation, out.len()));
         out.extend_from_slice(
@@ -166,7 +177,10 @@ fn reference_after(dict: &[u8], key: &[u8]) -> Option<(u32, u16)> {
     let mut parts = text.split_ascii_whitespace();
     let number = parts.next()?.parse().ok()?;
     let generation = parts.next()?.parse().ok()?;
-    parts.next()?.starts_with('R').then_some((number, generation))
+    parts
+        .next()?
+        .starts_with('R')
+        .then_some((number, generation))
 }
 
 /// Parses `N G` before the `obj` keyword at `at`; returns the numbers and
@@ -191,7 +205,11 @@ fn object_header(bytes: &[u8], at: usize) -> Option<(u32, u16, usize)> {
     let number = digits(&mut i)?;
     let start = i;
     let line_start = start == 0 || bytes[start - 1].is_ascii_whitespace();
-    (line_start && i < at).then_some((u32::try_from(number).ok()?, u16::try_from(generation).ok()?, start))
+    (line_start && i < at).then_some((
+        u32::try_from(number).ok()?,
+        u16::try_from(generation).ok()?,
+        start,
+    ))
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -199,7 +217,13 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Titles that producers write when the author gave none.
-const PLACEHOLDER_TITLES: &[&str] = &["untitled", "untitled document", "title", "document", "slide 1"];
+const PLACEHOLDER_TITLES: &[&str] = &[
+    "untitled",
+    "untitled document",
+    "title",
+    "document",
+    "slide 1",
+];
 
 fn info_title(doc: &Document) -> Option<String> {
     let info = doc.trailer.get(b"Info").ok()?;
@@ -219,7 +243,9 @@ fn info_title(doc: &Document) -> Option<String> {
 /// (close enough to Latin-1 for titles).
 fn decode_text_string(bytes: &[u8]) -> String {
     if let Some(body) = bytes.strip_prefix(&[0xFE, 0xFF]) {
-        let units = body.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+        let units = body
+            .chunks_exact(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]));
         char::decode_utf16(units)
             .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
             .collect()
@@ -262,10 +288,17 @@ mod tests {
                     4 0 obj\n<< /Length 44 >>\nstream\nBT /F1 12 Tf 20 100 Td (Hello repair) Tj ET\nendstream\nendobj\n\
                     5 0 obj\n<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>\nendobj\n\
                     trailer\n/Size 6\nstartxref\n%%EOF\n";
-        assert!(Document::load_mem(body.as_bytes()).is_err(), "the fixture must be broken");
+        assert!(
+            Document::load_mem(body.as_bytes()).is_err(),
+            "the fixture must be broken"
+        );
         let doc = extract(body.as_bytes()).expect("repaired");
         assert_eq!(doc.sections.len(), 1);
-        assert!(doc.sections[0].text.contains("Hello repair"), "{:?}", doc.sections);
+        assert!(
+            doc.sections[0].text.contains("Hello repair"),
+            "{:?}",
+            doc.sections
+        );
     }
 
     #[test]

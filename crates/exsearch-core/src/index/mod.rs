@@ -22,7 +22,9 @@ use tantivy::tokenizer::{
     AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
     StopWordFilter, TextAnalyzer,
 };
-use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, TantivyError, Term};
+use tantivy::{
+    doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, TantivyError, Term,
+};
 
 pub use search::Hit;
 
@@ -132,16 +134,16 @@ fn schema() -> (Schema, Fields) {
 
 /// Lower-cased, ASCII-folded, English stop words removed, Snowball-stemmed.
 pub fn english_analyzer() -> TextAnalyzer {
-    let builder = TextAnalyzer::builder(SimpleTokenizer::default())
+    // tantivy is built with its `stopwords` feature, so the list is there.
+    let stop_words = StopWordFilter::new(Language::English)
+        .unwrap_or_else(|| StopWordFilter::remove(Vec::<String>::new()));
+    TextAnalyzer::builder(SimpleTokenizer::default())
         .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
         .filter(LowerCaser)
         .filter(AsciiFoldingFilter)
-        .dynamic();
-    let builder = match StopWordFilter::new(Language::English) {
-        Some(stop_words) => builder.filter_dynamic(stop_words),
-        None => builder,
-    };
-    builder.filter_dynamic(Stemmer::new(Language::English)).build()
+        .filter(stop_words)
+        .filter(Stemmer::new(Language::English))
+        .build()
 }
 
 pub struct PassageIndex {
@@ -194,7 +196,10 @@ impl PassageIndex {
     /// another process holds it.
     pub fn writer(&self, threads: usize) -> Result<PassageWriter<'_>> {
         let threads = threads.clamp(1, 8);
-        match self.index.writer_with_num_threads(threads, WRITER_MEMORY_BYTES) {
+        match self
+            .index
+            .writer_with_num_threads(threads, WRITER_MEMORY_BYTES)
+        {
             Ok(writer) => Ok(PassageWriter {
                 index: self,
                 writer,

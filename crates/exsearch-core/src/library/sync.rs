@@ -25,7 +25,7 @@ use crate::store::{Catalog, DocumentRow, PassageRow};
 
 /// Text read since the last commit that triggers the next one: bounds the
 /// work a crash can lose and the writer's buffered memory.
-const BATCH_BYTES: u64 = 16 * 1024 * 1024;
+const BATCH_BYTES: u64 = 64 * 1024 * 1024;
 const BATCH_DOCUMENTS: usize = 20_000;
 /// A slow batch (large PDFs) still commits this often, so progress survives.
 const BATCH_INTERVAL: Duration = Duration::from_secs(5);
@@ -120,7 +120,9 @@ fn process(work: &Work, max_file_bytes: u64) -> Outcome {
         return Outcome::Touched;
     }
     let kind = work.kind;
-    match catch_unwind(AssertUnwindSafe(|| extract_passages(&work.path, kind, &bytes))) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        extract_passages(&work.path, kind, &bytes)
+    })) {
         Ok(Ok((title, pages, passages))) => Outcome::Indexed {
             title,
             pages,
@@ -239,7 +241,9 @@ pub(super) fn run(
     let mut batch_docs = 0usize;
     let mut last_commit = Instant::now();
     let mut last_event = Instant::now();
-    let max_file_bytes = options.max_file_bytes.unwrap_or(super::DEFAULT_MAX_FILE_BYTES);
+    let max_file_bytes = options
+        .max_file_bytes
+        .unwrap_or(super::DEFAULT_MAX_FILE_BYTES);
 
     let outcome = std::thread::scope(|scope| -> Result<()> {
         for i in 0..threads {
@@ -247,7 +251,9 @@ pub(super) fn run(
             std::thread::Builder::new()
                 .name(format!("exsearch-extract-{i}"))
                 .stack_size(EXTRACTOR_STACK_BYTES)
-                .spawn_scoped(scope, move || extractor(work_rx, done_tx, max_file_bytes, cancel))
+                .spawn_scoped(scope, move || {
+                    extractor(work_rx, done_tx, max_file_bytes, cancel)
+                })
                 .map_err(|source| Error::Io {
                     path: "extractor thread".into(),
                     source,
@@ -263,7 +269,10 @@ pub(super) fn run(
             batch_docs += 1;
             progress.passages = report.passages_added;
             progress.failed = report.failed;
-            if batch_bytes >= BATCH_BYTES || batch_docs >= BATCH_DOCUMENTS || last_commit.elapsed() >= BATCH_INTERVAL {
+            if batch_bytes >= BATCH_BYTES
+                || batch_docs >= BATCH_DOCUMENTS
+                || last_commit.elapsed() >= BATCH_INTERVAL
+            {
                 commit(writer, catalog)?;
                 sink.emit(LibraryEvent::Committed {
                     files_done: progress.files_done,
@@ -292,7 +301,12 @@ pub(super) fn run(
     Ok(report)
 }
 
-fn extractor(work: Receiver<Work>, done: Sender<Processed>, max_file_bytes: u64, cancel: &CancelToken) {
+fn extractor(
+    work: Receiver<Work>,
+    done: Sender<Processed>,
+    max_file_bytes: u64,
+    cancel: &CancelToken,
+) {
     for w in work {
         if cancel.is_cancelled() {
             return;
@@ -399,5 +413,6 @@ fn update_rates(p: &mut SyncProgress, started: Instant) {
     } else {
         0.0
     };
-    p.eta_secs = (p.bytes_per_sec > 0.0).then(|| p.bytes_total.saturating_sub(p.bytes_done) as f64 / p.bytes_per_sec);
+    p.eta_secs = (p.bytes_per_sec > 0.0)
+        .then(|| p.bytes_total.saturating_sub(p.bytes_done) as f64 / p.bytes_per_sec);
 }

@@ -263,7 +263,9 @@ impl Catalog {
     /// it, and nothing is visible to other connections until
     /// [`commit_batch`](Self::commit_batch).
     pub fn begin_batch(&self) -> Result<()> {
-        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.err(e))
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| self.err(e))
     }
 
     pub fn commit_batch(&self) -> Result<()> {
@@ -456,7 +458,9 @@ impl Catalog {
 
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
         self.conn
-            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0))
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| self.err(e))
     }
@@ -507,10 +511,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.sqlite");
         let c = Catalog::open(&path).expect("open");
-        assert_eq!(c.schema_version().expect("version"), MIGRATIONS.len() as i64);
+        assert_eq!(
+            c.schema_version().expect("version"),
+            MIGRATIONS.len() as i64
+        );
         drop(c);
         let c = Catalog::open(&path).expect("reopen");
-        assert_eq!(c.schema_version().expect("version"), MIGRATIONS.len() as i64);
+        assert_eq!(
+            c.schema_version().expect("version"),
+            MIGRATIONS.len() as i64
+        );
     }
 
     #[test]
@@ -530,8 +540,12 @@ mod tests {
         let mut c = Catalog::open(&dir.path().join("c.sqlite")).expect("open");
         let folder = c.add_folder(Path::new("/docs")).expect("folder");
         c.begin_batch().expect("begin");
-        let kept = c.put_document(&row(folder.id, "/docs/a", None), &[passage(1), passage(2)]).expect("put");
-        let gone = c.put_document(&row(folder.id, "/docs/b", None), &[passage(3)]).expect("put");
+        let kept = c
+            .put_document(&row(folder.id, "/docs/a", None), &[passage(1), passage(2)])
+            .expect("put");
+        let gone = c
+            .put_document(&row(folder.id, "/docs/b", None), &[passage(3)])
+            .expect("put");
         c.mark_removed(gone).expect("remove");
         c.commit_batch().expect("commit");
         assert_eq!(c.dirty_documents().expect("dirty").len(), 2);
@@ -551,9 +565,13 @@ mod tests {
         let mut c = Catalog::open(&dir.path().join("c.sqlite")).expect("open");
         let folder = c.add_folder(Path::new("/docs")).expect("folder");
         c.begin_batch().expect("begin");
-        c.put_document(&row(folder.id, "/docs/ok", None), &[passage(1)]).expect("put");
-        c.put_document(&row(folder.id, "/docs/bad", Some(("empty", "empty file".into()))), &[])
+        c.put_document(&row(folder.id, "/docs/ok", None), &[passage(1)])
             .expect("put");
+        c.put_document(
+            &row(folder.id, "/docs/bad", Some(("empty", "empty file".into()))),
+            &[],
+        )
+        .expect("put");
         c.commit_batch().expect("commit");
         c.settle().expect("settle");
         let s = c.summary().expect("summary");

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The main job, headless: install what is needed, build `exsearch`, index a
+# folder of documents and search it.
+#
+#   bash scripts/run.sh [FOLDER] [QUESTION...]
+#
+# FOLDER defaults to ~/Documents. State lives in $EXSEARCH_HOME (default
+# ~/.local/share/exsearch). Afterwards, `target/release/exsearch --help`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+folder="${1:-$HOME/Documents}"
+shift || true
+cargo build --release --locked -p exsearch-cli
+exsearch=target/release/exsearch
+
+"$exsearch" library add "$folder"
+"$exsearch" library status
+if [ $# -gt 0 ]; then
+  "$exsearch" search "$*"
+else
+  echo
+  echo "search it:  $exsearch search \"your question\""
+fi
