@@ -12,6 +12,12 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use exsearch_core::{Home, Library};
 
+/// glibc's malloc keeps raising its mmap threshold as tantivy frees its
+/// indexing arenas, so a long indexing run's memory ratchets up with the
+/// corpus; mimalloc returns it and keeps memory flat.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "exsearch",

@@ -120,12 +120,52 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-/// This process's peak resident memory, in MiB (Linux).
-pub fn peak_rss_mib() -> f64 {
+/// A field of /proc/self/status in MiB (Linux).
+fn status_mib(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// This process's peak resident memory (VmHWM), in MiB. It counts the
+/// pages of memory-mapped index files too, which the kernel can drop.
+pub fn peak_rss_mib() -> f64 {
+    status_mib("VmHWM:")
+}
+
+/// Samples this process's anonymous resident memory (heap, stacks: what
+/// it allocated, without file-backed mappings) every 20 ms; the peak is
+/// read from the returned probe.
+pub struct AnonPeak {
+    peak_kib: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AnonPeak {
+    pub fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        let probe = Self {
+            peak_kib: Default::default(),
+            stop: Default::default(),
+        };
+        let (peak, stop) = (probe.peak_kib.clone(), probe.stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let now = (status_mib("RssAnon:") * 1024.0) as u64;
+                peak.fetch_max(now, Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        probe
+    }
+
+    pub fn peak_mib(&self) -> f64 {
+        use std::sync::atomic::Ordering;
+        self.stop.store(true, Ordering::Relaxed);
+        let now = (status_mib("RssAnon:") * 1024.0) as u64;
+        self.peak_kib.fetch_max(now, Ordering::Relaxed).max(now) as f64 / 1024.0
+    }
 }

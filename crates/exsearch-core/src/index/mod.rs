@@ -15,6 +15,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use tantivy::directory::error::LockError;
 use tantivy::directory::MmapDirectory;
+use tantivy::indexer::LogMergePolicy;
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STORED,
 };
@@ -37,6 +38,10 @@ const MAX_TOKEN_BYTES: usize = 40;
 /// Indexing memory, split among writer threads. tantivy flushes a segment
 /// when a thread's share fills, so this bounds the writer's memory.
 pub const WRITER_MEMORY_BYTES: usize = 96 * 1024 * 1024;
+const MIN_THREAD_MEMORY_BYTES: usize = 16 * 1024 * 1024;
+/// Segments are not merged past this many passages: a merge's memory grows
+/// with its size, and ten such segments still search fast.
+const MAX_DOCS_BEFORE_MERGE: usize = 250_000;
 
 /// A passage's stable identity: a hash of its document path, page, offsets
 /// and text, shown as 16 hex digits (JSON numbers lose precision past 2^53).
@@ -195,15 +200,21 @@ impl PassageIndex {
     /// Takes the index's single writer lock. Fails with [`Error::Busy`] when
     /// another process holds it.
     pub fn writer(&self, threads: usize) -> Result<PassageWriter<'_>> {
-        let threads = threads.clamp(1, 8);
+        // tantivy refuses a per-thread share below ~15 MB.
+        let threads = threads.clamp(1, WRITER_MEMORY_BYTES / MIN_THREAD_MEMORY_BYTES);
         match self
             .index
             .writer_with_num_threads(threads, WRITER_MEMORY_BYTES)
         {
-            Ok(writer) => Ok(PassageWriter {
-                index: self,
-                writer,
-            }),
+            Ok(writer) => {
+                let mut policy = LogMergePolicy::default();
+                policy.set_max_docs_before_merge(MAX_DOCS_BEFORE_MERGE);
+                writer.set_merge_policy(Box::new(policy));
+                Ok(PassageWriter {
+                    index: self,
+                    writer,
+                })
+            }
             Err(TantivyError::LockFailure(LockError::LockBusy, _)) => {
                 Err(Error::Busy(self.dir.clone()))
             }

@@ -123,7 +123,19 @@ fn walk(
             plan.ignored += 1;
             continue;
         };
-        let path = entry.path().display().to_string();
+        let Some(path) = entry.path().to_str().map(str::to_owned) else {
+            let path = entry.path().display().to_string();
+            if seen.insert(path.clone()) {
+                plan.failures.push(WalkFailure {
+                    path,
+                    folder_id: folder.id,
+                    skip: Skip::Unreadable(
+                        "the file name is not valid UTF-8; rename the file".into(),
+                    ),
+                });
+            }
+            continue;
+        };
         if !seen.insert(path.clone()) {
             continue;
         }
