@@ -248,3 +248,61 @@ fn search_highlights_matches_in_plain_output() {
         "{text}"
     );
 }
+
+#[test]
+fn a_same_size_rewrite_within_the_timestamp_tick_is_not_missed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (home, docs) = (tmp.path().join("home"), tmp.path().join("docs"));
+    std::fs::create_dir_all(&docs).expect("mkdir");
+    let file = docs.join("draft.txt");
+    std::fs::write(&file, "alpha version of the draft").expect("write");
+    let mtime = std::fs::metadata(&file)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    ok(&home, &["library", "add", docs.to_str().expect("utf8")]);
+    // Same size, same mtime: only the content says it changed.
+    std::fs::write(&file, "gamma version of the draft").expect("write");
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .and_then(|f| f.set_modified(mtime))
+        .expect("set mtime");
+    ok(&home, &["library", "sync"]);
+    assert_eq!(search(&home, "gamma").len(), 1);
+    assert!(search(&home, "alpha").is_empty());
+}
+
+#[test]
+fn documents_behind_an_unreachable_subfolder_are_kept() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (home, docs, drive) = (
+        tmp.path().join("home"),
+        tmp.path().join("docs"),
+        tmp.path().join("drive"),
+    );
+    write(&drive.join("thesis.txt"), "The thesis studies glaciers.");
+    write(&docs.join("notes.txt"), "Notes about fjords.");
+    std::os::unix::fs::symlink(&drive, docs.join("usb")).expect("symlink");
+    ok(&home, &["library", "add", docs.to_str().expect("utf8")]);
+    assert_eq!(search(&home, "glaciers").len(), 1);
+
+    // The drive is unplugged: its files are unknown, not deleted.
+    std::fs::rename(&drive, tmp.path().join("elsewhere")).expect("unplug");
+    let report = json(&home, &["library", "sync", "--json"]);
+    assert_eq!(report["removed"], 0, "{report}");
+    assert_eq!(search(&home, "glaciers").len(), 1);
+    let unplugged = status(&home);
+    assert!(failed_reasons(&unplugged)
+        .iter()
+        .any(|(name, reason)| name == "usb" && reason.contains("broken symbolic link")));
+
+    // Plugged back in: nothing to re-read, and the failure is gone.
+    std::fs::rename(tmp.path().join("elsewhere"), &drive).expect("plug");
+    let report = json(&home, &["library", "sync", "--json"]);
+    assert_eq!(
+        (report["indexed"].as_u64(), report["unchanged"].as_u64()),
+        (Some(0), Some(2)),
+        "{report}"
+    );
+    assert!(failed_reasons(&status(&home)).is_empty());
+}

@@ -67,11 +67,20 @@ pub fn failed_reasons(status: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Writes a fixture file dated a minute ago: files written within a
+/// timestamp tick of a sync are re-checked by content ("racy clean"), and
+/// these tests want to see the size-and-mtime fast path.
 pub fn write(path: &Path, content: impl AsRef<[u8]>) {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).expect("mkdir");
     }
     std::fs::write(path, content).expect("write fixture");
+    let minute_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_modified(minute_ago))
+        .expect("set mtime");
 }
 
 /// A minimal but valid DOCX with the given paragraphs.

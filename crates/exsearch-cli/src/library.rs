@@ -44,7 +44,7 @@ pub enum LibraryCommand {
 #[derive(Args)]
 pub struct SyncArgs {
     /// Skip files larger than this many MiB (saved for later syncs; default 100)
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
     max_file_mb: Option<u64>,
     /// Extractor threads [default: one per core]
     #[arg(long)]

@@ -39,8 +39,16 @@ pub enum Error {
     UnknownFolder(PathBuf),
     #[error("no data directory: set EXSEARCH_HOME or pass --home")]
     NoHome,
-    #[error("cancelled")]
-    Cancelled,
+    #[error("cannot start an extractor thread: {0}")]
+    Thread(#[source] std::io::Error),
+    #[error("while indexing {path}: {source}")]
+    Document {
+        path: PathBuf,
+        #[source]
+        source: Box<Error>,
+    },
+    #[error("{0}")]
+    InvalidOption(String),
 }
 
 impl Error {
@@ -55,7 +63,9 @@ impl Error {
             Error::NotAFolder(_) => "not_a_folder",
             Error::UnknownFolder(_) => "unknown_folder",
             Error::NoHome => "no_home",
-            Error::Cancelled => "cancelled",
+            Error::Thread(_) => "thread",
+            Error::Document { source, .. } => source.code(),
+            Error::InvalidOption(_) => "invalid_option",
         }
     }
 }

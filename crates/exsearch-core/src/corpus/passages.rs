@@ -46,6 +46,8 @@ struct Word {
 pub fn split(text: &str) -> Vec<Chunk> {
     let mut out = Vec::new();
     let mut window: Vec<Word> = Vec::with_capacity(MAX_WORDS + 1);
+    // The last passage cut, held back so a short tail can be rebalanced.
+    let mut previous: Vec<Word> = Vec::with_capacity(MAX_WORDS);
     let mut words = Words::new(text).peekable();
     while let Some(mut word) = words.next() {
         if word.after == Break::Sentence {
@@ -59,29 +61,39 @@ pub fn split(text: &str) -> Vec<Chunk> {
         }
         window.push(word);
         if window.len() > MAX_WORDS {
-            let cut = best_cut(&window);
-            out.push(chunk(text, &window[..=cut]));
-            window.drain(..=cut);
+            let cut = best_cut(&window, MIN_WORDS, MAX_WORDS, TARGET_WORDS);
+            if !previous.is_empty() {
+                out.push(chunk(text, &previous));
+            }
+            previous.clear();
+            previous.extend(window.drain(..=cut));
         }
     }
-    if !window.is_empty() {
-        out.push(chunk(text, &window));
+    if window.len() < MIN_WORDS && !previous.is_empty() {
+        // A short tail joins the passage before it, or the two are cut
+        // again near their middle, so no passage falls below MIN_WORDS.
+        previous.append(&mut window);
+        if previous.len() > MAX_WORDS {
+            let len = previous.len();
+            let cut = best_cut(&previous, MIN_WORDS, len - MIN_WORDS, len / 2);
+            window.extend(previous.drain(cut + 1..));
+        }
+    }
+    for part in [&previous, &window] {
+        if !part.is_empty() {
+            out.push(chunk(text, part));
+        }
     }
     out
 }
 
-/// The index of the last word of the next passage: the strongest boundary in
-/// `MIN_WORDS..=MAX_WORDS`, nearest the target among equals.
-fn best_cut(window: &[Word]) -> usize {
-    let mut best = TARGET_WORDS - 1;
+/// The index of the last word of the next passage: the strongest boundary
+/// among passage lengths `min..=max`, nearest `target` words among equals.
+fn best_cut(window: &[Word], min: usize, max: usize, target: usize) -> usize {
+    let mut best = target - 1;
     let mut best_key = (Break::None, usize::MAX);
-    for (i, w) in window
-        .iter()
-        .enumerate()
-        .take(MAX_WORDS)
-        .skip(MIN_WORDS - 1)
-    {
-        let distance = (i + 1).abs_diff(TARGET_WORDS);
+    for (i, w) in window.iter().enumerate().take(max).skip(min - 1) {
+        let distance = (i + 1).abs_diff(target);
         let better = w.after > best_key.0 || (w.after == best_key.0 && distance < best_key.1);
         if w.after > Break::None && better {
             best = i;
@@ -247,11 +259,32 @@ mod tests {
     fn unpunctuated_text_is_cut_at_the_target() {
         let text = vec!["word"; 1000].join(" ");
         let chunks = split(&text);
-        assert!(chunks
+        assert_eq!(chunks.len(), 10);
+        assert!(chunks.iter().all(|c| c.words == TARGET_WORDS));
+    }
+
+    #[test]
+    fn a_short_tail_is_rebalanced_not_left_tiny() {
+        // 141 words with a sentence end at word 139: a naive cut leaves 2.
+        let mut words = vec!["word"; 141];
+        words[138] = "end.";
+        words[139] = "Two";
+        let chunks = split(&words.join(" "));
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.words).collect();
+        assert_eq!(sizes.len(), 2, "{sizes:?}");
+        assert!(sizes.iter().all(|&n| n >= MIN_WORDS), "{sizes:?}");
+        // 150 words without boundaries make two passages of at least 60.
+        let sizes: Vec<usize> = split(&vec!["word"; 150].join(" "))
             .iter()
-            .take(chunks.len() - 1)
-            .all(|c| c.words == TARGET_WORDS));
-        assert_eq!(chunks.iter().map(|c| c.words).sum::<usize>(), 1000);
+            .map(|c| c.words)
+            .collect();
+        assert!(
+            sizes.iter().all(|n| (MIN_WORDS..=MAX_WORDS).contains(n)),
+            "{sizes:?}"
+        );
+        assert_eq!(sizes.iter().sum::<usize>(), 150);
+        // Short texts stay whole.
+        assert_eq!(split(&vec!["word"; 30].join(" ")).len(), 1);
     }
 
     #[test]
@@ -267,7 +300,9 @@ mod tests {
     fn offsets_are_chars_not_bytes() {
         let text = "Ünïcödé wörds hére. ".repeat(100);
         let chars: Vec<char> = text.chars().collect();
-        for c in split(&text) {
+        let chunks = split(&text);
+        assert!(chunks.len() > 1);
+        for c in chunks {
             let span: String = chars[c.char_start..c.char_end].iter().collect();
             assert_eq!(
                 span.split_whitespace().collect::<Vec<_>>().join(" "),

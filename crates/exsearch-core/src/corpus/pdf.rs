@@ -54,14 +54,25 @@ fn extract_unguarded(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
     let title = info_title(&doc);
     let pages = doc.get_pages();
     let mut sections = Vec::with_capacity(pages.len());
+    let mut first_failure: Option<String> = None;
     for &page in pages.keys() {
         let mut text = String::new();
         let page_result = catch_unwind(AssertUnwindSafe(|| {
             let mut out = pdf_extract::PlainTextOutput::new(&mut text);
             pdf_extract::output_doc_page(&doc, &mut out, page)
         }));
-        if !matches!(page_result, Ok(Ok(()))) {
-            text.clear();
+        match page_result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                first_failure.get_or_insert_with(|| format!("page {page}: {e}"));
+                text.clear();
+            }
+            Err(panic) => {
+                first_failure.get_or_insert_with(|| {
+                    format!("page {page}: {}", panic_message(panic.as_ref()))
+                });
+                text.clear();
+            }
         }
         sections.push(Section {
             page: Some(page),
@@ -70,6 +81,12 @@ fn extract_unguarded(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
     }
     if sections.is_empty() {
         return Err(corrupt("no pages"));
+    }
+    if let Some(failure) = first_failure {
+        // Only when nothing at all could be read; otherwise keep the rest.
+        if sections.iter().all(|s| s.text.trim().is_empty()) {
+            return Err(corrupt(format!("no page could be read ({failure})")));
+        }
     }
     Ok(ExtractedDocument { title, sections })
 }

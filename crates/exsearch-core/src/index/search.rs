@@ -35,6 +35,8 @@ impl PassageIndex {
     /// searchable words.
     pub fn search(&self, query: &str, k: usize) -> Result<Vec<Hit>> {
         let terms = analyze(query);
+        // tantivy reserves room for k hits up front: never more than exist.
+        let k = k.min(self.num_passages() as usize);
         if terms.is_empty() || k == 0 {
             return Ok(Vec::new());
         }

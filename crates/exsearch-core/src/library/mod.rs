@@ -134,14 +134,6 @@ impl Library {
         catalog.reset_dirty()
     }
 
-    fn max_file_bytes(&self) -> Result<u64> {
-        Ok(self
-            .catalog
-            .setting(MAX_FILE_SETTING)?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(DEFAULT_MAX_FILE_BYTES))
-    }
-
     /// Registers folders, then syncs the whole library.
     pub fn add_folders(
         &mut self,
@@ -161,6 +153,8 @@ impl Library {
             }
             resolved.push(path);
         }
+        // The writer lock first: no catalog change while another process syncs.
+        let mut writer = self.index.writer(options.threads)?;
         for path in resolved {
             let folders = self.catalog.folders()?;
             if folders.iter().any(|f| scan::contains(&f.path, &path)) {
@@ -173,7 +167,9 @@ impl Library {
                 self.catalog.absorb_folder(folder.id, child.id)?;
             }
         }
-        self.sync(options, sink, cancel)
+        let report = Self::sync_locked(&mut self.catalog, &mut writer, options, sink, cancel)?;
+        writer.finish()?;
+        Ok(report)
     }
 
     /// Rescans every folder: new and changed files are indexed, deleted ones
@@ -185,20 +181,34 @@ impl Library {
         sink: &dyn EventSink<LibraryEvent>,
         cancel: &CancelToken,
     ) -> Result<SyncReport> {
-        if let Some(limit) = options.max_file_bytes {
-            self.catalog
-                .set_setting(MAX_FILE_SETTING, &limit.to_string())?;
-        }
-        let options = SyncOptions {
-            max_file_bytes: Some(self.max_file_bytes()?),
-            ..options.clone()
-        };
-        let mut writer = self.index.writer(index_threads(options.threads))?;
-        Self::recover(&mut self.catalog, &mut writer)?;
-        let plan = scan::plan(&self.catalog.folders()?, &self.catalog.known_documents()?);
-        let report = sync::run(&mut self.catalog, &mut writer, plan, &options, sink, cancel)?;
+        let mut writer = self.index.writer(options.threads)?;
+        let report = Self::sync_locked(&mut self.catalog, &mut writer, options, sink, cancel)?;
         writer.finish()?;
         Ok(report)
+    }
+
+    fn sync_locked(
+        catalog: &mut Catalog,
+        writer: &mut PassageWriter<'_>,
+        options: &SyncOptions,
+        sink: &dyn EventSink<LibraryEvent>,
+        cancel: &CancelToken,
+    ) -> Result<SyncReport> {
+        if let Some(limit) = options.max_file_bytes {
+            if limit == 0 {
+                return Err(Error::InvalidOption(
+                    "the file size limit must be above 0".into(),
+                ));
+            }
+            catalog.set_setting(MAX_FILE_SETTING, &limit.to_string())?;
+        }
+        let options = SyncOptions {
+            max_file_bytes: Some(max_file_bytes(catalog)?),
+            ..options.clone()
+        };
+        Self::recover(catalog, writer)?;
+        let plan = scan::plan(&catalog.folders()?, &catalog.known_documents()?);
+        sync::run(catalog, writer, plan, &options, sink, cancel)
     }
 
     /// Unregisters a folder and removes its documents from the index.
@@ -233,7 +243,7 @@ impl Library {
             pending: s.pending,
             failed: s.failed,
             bytes: s.bytes,
-            max_file_bytes: self.max_file_bytes()?,
+            max_file_bytes: max_file_bytes(&self.catalog)?,
             schema_version: self.catalog.schema_version()?,
         })
     }
@@ -275,8 +285,9 @@ impl Library {
     }
 }
 
-/// tantivy indexing threads for a sync with `extractors` extractor threads:
-/// extraction (PDF parsing above all) dominates, so the index gets half.
-fn index_threads(extractors: usize) -> usize {
-    extractors.max(1)
+fn max_file_bytes(catalog: &Catalog) -> Result<u64> {
+    Ok(catalog
+        .setting(MAX_FILE_SETTING)?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_MAX_FILE_BYTES))
 }

@@ -12,6 +12,10 @@ use walkdir::WalkDir;
 use crate::corpus::{DocumentKind, Skip};
 use crate::store::{Folder, KnownDocument};
 
+/// Coarse filesystem timestamps (FAT: 2 s) bound how close a write can be
+/// to the moment its mtime was recorded and still be missed.
+const RACY_WINDOW_SECS: i64 = 2;
+
 /// A file whose content must be read (new, or size/mtime changed).
 #[derive(Debug, Clone)]
 pub(super) struct Work {
@@ -24,6 +28,8 @@ pub(super) struct Work {
     /// only touched.
     pub known_hash: Option<String>,
     pub known_id: Option<i64>,
+    /// The catalog has passages for this path from an earlier sync.
+    pub known_indexed: bool,
 }
 
 /// A path the walk could not get into (a loop, a folder without
@@ -67,10 +73,16 @@ pub(super) fn plan(folders: &[Folder], known: &HashMap<String, KnownDocument>) -
         walk(folder, known, &mut seen, &mut plan);
     }
     let registered: HashSet<i64> = folders.iter().map(|f| f.id).collect();
+    // Files under a folder the walk could not enter are unknown, not gone.
+    let blocked: Vec<&Path> = plan.failures.iter().map(|f| Path::new(&f.path)).collect();
     for (path, doc) in known {
         let orphan = doc.folder_id.is_none_or(|f| !registered.contains(&f));
-        let vanished =
-            doc.folder_id.is_some_and(|f| walked_folders.contains(&f)) && !seen.contains(path);
+        let behind_failure = blocked
+            .iter()
+            .any(|b| Path::new(path).starts_with(b) && Path::new(path) != *b);
+        let vanished = doc.folder_id.is_some_and(|f| walked_folders.contains(&f))
+            && !seen.contains(path)
+            && !behind_failure;
         if orphan || vanished {
             plan.removed.push(doc.id);
         }
@@ -155,7 +167,12 @@ fn walk(
             let settled = doc.status == "indexed"
                 || (doc.status == "failed"
                     && !doc.error_code.as_deref().is_some_and(Skip::is_transient));
+            // "Racy clean", as git calls it: a file written within a
+            // timestamp tick of being recorded may have changed again
+            // without a new size or mtime, so its content is checked again.
+            let racy = mtime_ns / 1_000_000_000 + RACY_WINDOW_SECS >= doc.recorded_at;
             if settled
+                && !racy
                 && doc.size == Some(size)
                 && doc.mtime_ns == Some(mtime_ns)
                 && doc.folder_id == Some(folder.id)
@@ -173,6 +190,7 @@ fn walk(
             known_hash: previous
                 .and_then(|d| (d.status != "pending").then(|| d.hash.clone()).flatten()),
             known_id: previous.map(|d| d.id),
+            known_indexed: previous.is_some_and(|d| d.status == "indexed"),
         });
     }
 }

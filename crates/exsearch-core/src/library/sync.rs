@@ -33,6 +33,8 @@ const BATCH_INTERVAL: Duration = Duration::from_secs(5);
 const PROGRESS_PERIOD: Duration = Duration::from_millis(100);
 /// Extractor threads get a large stack: PDF object graphs recurse deeply.
 const EXTRACTOR_STACK_BYTES: usize = 64 * 1024 * 1024;
+/// More extractors than this only add contention on the single writer.
+const MAX_EXTRACTORS: usize = 32;
 
 /// Counts, rate and ETA for progress bars.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -200,95 +202,95 @@ pub(super) fn run(
     };
     sink.emit(LibraryEvent::Started(progress.clone()));
 
-    // Removals and walk failures go in the first batch.
-    catalog.begin_batch()?;
-    for &id in &plan.removed {
-        catalog.mark_removed(id)?;
-        writer.delete_document(id as u64);
-        report.removed += 1;
-    }
-    for failure in &plan.failures {
-        let row = DocumentRow {
-            folder_id: failure.folder_id,
-            path: &failure.path,
-            kind: "unknown",
-            title: None,
-            size: 0,
-            mtime_ns: 0,
-            hash: None,
-            pages: None,
-            error: Some((failure.skip.code(), failure.skip.to_string())),
-        };
-        let id = catalog.put_document(&row, &[])?;
-        writer.delete_document(id as u64);
-        report.failed += 1;
-        sink.emit(LibraryEvent::Skipped {
-            path: failure.path.clone(),
-            reason: failure.skip.to_string(),
-        });
-    }
-
-    let threads = options.threads.max(1);
-    let (work_tx, work_rx) = unbounded::<Work>();
-    for w in plan.work {
-        // The receiver lives until the scope ends.
-        let _ = work_tx.send(w);
-    }
-    drop(work_tx);
-    let (done_tx, done_rx) = bounded::<Processed>(threads * 2);
-
-    let mut batch_bytes = 0u64;
-    let mut batch_docs = 0usize;
-    let mut last_commit = Instant::now();
-    let mut last_event = Instant::now();
+    let threads = options.threads.clamp(1, MAX_EXTRACTORS);
     let max_file_bytes = options
         .max_file_bytes
         .unwrap_or(super::DEFAULT_MAX_FILE_BYTES);
+    let (work_tx, work_rx) = unbounded::<Work>();
+    for w in plan.work {
+        // Cannot fail: the receiver is alive.
+        let _ = work_tx.send(w);
+    }
+    drop(work_tx);
 
-    let outcome = std::thread::scope(|scope| -> Result<()> {
-        for i in 0..threads {
-            let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
-            std::thread::Builder::new()
-                .name(format!("exsearch-extract-{i}"))
-                .stack_size(EXTRACTOR_STACK_BYTES)
-                .spawn_scoped(scope, move || {
-                    extractor(work_rx, done_tx, max_file_bytes, cancel)
-                })
-                .map_err(|source| Error::Io {
-                    path: "extractor thread".into(),
-                    source,
-                })?;
+    catalog.begin_batch()?;
+    let outcome = (|| -> Result<()> {
+        // Removals and walk failures go in the first batch.
+        for &id in &plan.removed {
+            catalog.mark_removed(id)?;
+            writer.delete_document(id as u64);
+            report.removed += 1;
         }
-        drop(done_tx);
-        for done in &done_rx {
-            let bytes = done.work.size;
-            apply(catalog, writer, done, &mut report, sink)?;
-            progress.files_done += 1;
-            progress.bytes_done += bytes;
-            batch_bytes += bytes;
-            batch_docs += 1;
-            progress.passages = report.passages_added;
-            progress.failed = report.failed;
-            if batch_bytes >= BATCH_BYTES
-                || batch_docs >= BATCH_DOCUMENTS
-                || last_commit.elapsed() >= BATCH_INTERVAL
-            {
-                commit(writer, catalog)?;
-                sink.emit(LibraryEvent::Committed {
-                    files_done: progress.files_done,
-                    passages: report.passages_added,
-                });
-                catalog.begin_batch()?;
-                (batch_bytes, batch_docs, last_commit) = (0, 0, Instant::now());
-            }
-            if last_event.elapsed() >= PROGRESS_PERIOD {
-                update_rates(&mut progress, started);
-                sink.emit(LibraryEvent::Progress(progress.clone()));
-                last_event = Instant::now();
-            }
+        for failure in &plan.failures {
+            let row = DocumentRow {
+                folder_id: failure.folder_id,
+                path: &failure.path,
+                kind: "unknown",
+                title: None,
+                size: 0,
+                mtime_ns: 0,
+                hash: None,
+                pages: None,
+                error: Some((failure.skip.code(), failure.skip.to_string())),
+            };
+            let id = catalog.put_document(&row, &[])?;
+            writer.delete_document(id as u64);
+            report.failed += 1;
+            sink.emit(LibraryEvent::Skipped {
+                path: failure.path.clone(),
+                reason: failure.skip.to_string(),
+            });
         }
-        commit(writer, catalog)
-    });
+        let (done_tx, done_rx) = bounded::<Processed>(threads * 2);
+        let mut batch_bytes = 0u64;
+        let mut batch_docs = 0usize;
+        let mut last_commit = Instant::now();
+        let mut last_event = Instant::now();
+        std::thread::scope(|scope| -> Result<()> {
+            // Owned here, so an early return drops it: extractors blocked
+            // on a full channel then see a closed one and exit.
+            let done_rx = done_rx;
+            for i in 0..threads {
+                let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
+                std::thread::Builder::new()
+                    .name(format!("exsearch-extract-{i}"))
+                    .stack_size(EXTRACTOR_STACK_BYTES)
+                    .spawn_scoped(scope, move || {
+                        extractor(work_rx, done_tx, max_file_bytes, cancel)
+                    })
+                    .map_err(Error::Thread)?;
+            }
+            drop(done_tx);
+            for done in &done_rx {
+                let bytes = done.work.size;
+                apply(catalog, writer, done, &mut report, sink)?;
+                progress.files_done += 1;
+                progress.bytes_done += bytes;
+                batch_bytes += bytes;
+                batch_docs += 1;
+                progress.passages = report.passages_added;
+                progress.failed = report.failed;
+                if batch_bytes >= BATCH_BYTES
+                    || batch_docs >= BATCH_DOCUMENTS
+                    || last_commit.elapsed() >= BATCH_INTERVAL
+                {
+                    commit(writer, catalog)?;
+                    sink.emit(LibraryEvent::Committed {
+                        files_done: progress.files_done,
+                        passages: report.passages_added,
+                    });
+                    catalog.begin_batch()?;
+                    (batch_bytes, batch_docs, last_commit) = (0, 0, Instant::now());
+                }
+                if last_event.elapsed() >= PROGRESS_PERIOD {
+                    update_rates(&mut progress, started);
+                    sink.emit(LibraryEvent::Progress(progress.clone()));
+                    last_event = Instant::now();
+                }
+            }
+            commit(writer, catalog)
+        })
+    })();
     if outcome.is_err() {
         catalog.rollback_batch();
     }
@@ -325,6 +327,20 @@ fn apply(
     report: &mut SyncReport,
     sink: &dyn EventSink<LibraryEvent>,
 ) -> Result<()> {
+    let path = done.work.path.clone();
+    write_document(catalog, writer, done, report, sink).map_err(|source| Error::Document {
+        path: path.into(),
+        source: Box::new(source),
+    })
+}
+
+fn write_document(
+    catalog: &Catalog,
+    writer: &PassageWriter<'_>,
+    done: Processed,
+    report: &mut SyncReport,
+    sink: &dyn EventSink<LibraryEvent>,
+) -> Result<()> {
     let Processed { work, outcome } = done;
     let mut row = DocumentRow {
         folder_id: work.folder_id,
@@ -343,6 +359,16 @@ fn apply(
                 catalog.touch(id, work.size, work.mtime_ns)?;
             }
             report.touched += 1;
+        }
+        // A passing problem (the file is locked, say) keeps what was
+        // indexed before; its row keeps the old size and mtime, so the next
+        // sync tries again.
+        Outcome::Failed { skip, .. } if work.known_indexed && Skip::is_transient(skip.code()) => {
+            report.failed += 1;
+            sink.emit(LibraryEvent::Skipped {
+                path: work.path.clone(),
+                reason: format!("{skip} (the indexed version is kept)"),
+            });
         }
         Outcome::Failed { skip, hash } => {
             row.hash = hash.as_deref();

@@ -43,6 +43,8 @@ pub struct KnownDocument {
     pub hash: Option<String>,
     pub status: String,
     pub error_code: Option<String>,
+    /// When size and mtime were recorded (seconds since the epoch).
+    pub recorded_at: i64,
 }
 
 /// A document's catalog row as written after processing.
@@ -236,7 +238,8 @@ impl Catalog {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, folder_id, path, size, mtime_ns, hash, status, error_code FROM documents",
+                "SELECT id, folder_id, path, size, mtime_ns, hash, status, error_code, updated_at
+                   FROM documents",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
@@ -251,6 +254,7 @@ impl Catalog {
                         hash: r.get(5)?,
                         status: r.get(6)?,
                         error_code: r.get(7)?,
+                        recorded_at: r.get(8)?,
                     },
                 ))
             })
@@ -352,8 +356,10 @@ impl Catalog {
     /// change; the index is not touched, so the row stays clean.
     pub fn touch(&self, id: i64, size: u64, mtime_ns: i64) -> Result<()> {
         self.conn
-            .prepare_cached("UPDATE documents SET size = ?2, mtime_ns = ?3 WHERE id = ?1")
-            .and_then(|mut s| s.execute(params![id, size as i64, mtime_ns]))
+            .prepare_cached(
+                "UPDATE documents SET size = ?2, mtime_ns = ?3, updated_at = ?4 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![id, size as i64, mtime_ns, now_secs()]))
             .map(drop)
             .map_err(|e| self.err(e))
     }
