@@ -245,7 +245,10 @@ pub(super) fn run(
         let mut batch_bytes = 0u64;
         let mut batch_docs = 0usize;
         let mut last_commit = Instant::now();
-        let mut last_event = Instant::now();
+        // The first processed file reports at once.
+        let mut last_event = Instant::now()
+            .checked_sub(PROGRESS_PERIOD)
+            .unwrap_or_else(Instant::now);
         std::thread::scope(|scope| -> Result<()> {
             // Owned here, so an early return drops it: extractors blocked
             // on a full channel then see a closed one and exit.
