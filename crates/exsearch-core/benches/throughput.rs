@@ -114,16 +114,17 @@ fn index_phase(
     let mbs = |r: &IndexRun| r.bytes as f64 / (1 << 20) as f64 / r.secs;
     let pps = |r: &IndexRun| r.passages as f64 / r.secs;
     println!(
-        "{:<22}{:>10}{:>12}{:>14}{:>14}",
-        "", "MB/s", "passages/s", "passages", "peak RSS MiB"
+        "{:<22}{:>10}{:>12}{:>12}{:>14}{:>15}",
+        "", "MB/s", "passages/s", "passages", "peak RSS MiB", "peak anon MiB"
     );
     for (name, r) in [("exsearch", &ours), ("SQLite FTS5", &fts)] {
         println!(
-            "{name:<22}{:>10.1}{:>12.0}{:>14}{:>14.0}",
+            "{name:<22}{:>10.1}{:>12.0}{:>12}{:>14.0}{:>15.0}",
             mbs(r),
             pps(r),
             r.passages,
-            r.peak_rss_mib
+            r.peak_rss_mib,
+            r.peak_anon_mib
         );
     }
     println!(
