@@ -7,6 +7,7 @@
 //! passages are replaced or removed with one `delete_term`.
 
 mod search;
+mod stem_cache;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -20,8 +21,8 @@ use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STORED,
 };
 use tantivy::tokenizer::{
-    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer,
-    StopWordFilter, TextAnalyzer,
+    AsciiFoldingFilter, Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, StopWordFilter,
+    TextAnalyzer,
 };
 use tantivy::{
     doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, TantivyError, Term,
@@ -137,7 +138,8 @@ fn schema() -> (Schema, Fields) {
     (b.build(), fields)
 }
 
-/// Lower-cased, ASCII-folded, English stop words removed, Snowball-stemmed.
+/// Lower-cased, ASCII-folded, English stop words removed, Snowball-stemmed
+/// (through a cache: the same stems as tantivy's `Stemmer`).
 pub fn english_analyzer() -> TextAnalyzer {
     // tantivy is built with its `stopwords` feature, so the list is there.
     let stop_words = StopWordFilter::new(Language::English)
@@ -147,7 +149,7 @@ pub fn english_analyzer() -> TextAnalyzer {
         .filter(LowerCaser)
         .filter(AsciiFoldingFilter)
         .filter(stop_words)
-        .filter(Stemmer::new(Language::English))
+        .filter(stem_cache::CachedEnglishStemmer)
         .build()
 }
 
