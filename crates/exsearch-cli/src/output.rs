@@ -80,7 +80,7 @@ pub fn print_status(s: &LibraryStatus) {
 
 pub fn print_report(r: &SyncReport) {
     println!(
-        "{} indexed, {} unchanged, {} touched, {} removed, {} skipped; {} passages added, {} read in {}",
+        "{} indexed, {} unchanged, {} touched, {} removed, {} skipped this run; {} passages added, {} read in {}",
         r.indexed,
         r.unchanged,
         r.touched,
