@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Installs what building exsearch needs on Debian/Ubuntu: a C toolchain
-# (SQLite is compiled from source by rusqlite) and Rust, if missing.
+# Installs what building and testing exsearch needs on Debian/Ubuntu: a C
+# toolchain (SQLite and mimalloc are compiled from source), procps (`kill`,
+# used by the Ctrl-C test) and, when missing or older than the workspace's
+# rust-version, Rust through rustup.
 set -euo pipefail
+
+MIN_RUST=1.85
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -9,15 +13,26 @@ as_root() {
   fi
 }
 
+export PATH="$HOME/.cargo/bin:$PATH"
+
+rust_ok() {
+  command -v cargo >/dev/null || return 1
+  local v
+  v=$(cargo --version | awk '{print $2}')
+  [ "$(printf '%s\n%s\n' "$MIN_RUST" "$v" | sort -V | head -n1)" = "$MIN_RUST" ]
+}
+
 missing=()
 command -v cc >/dev/null || missing+=(build-essential)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
-command -v cargo >/dev/null || [ -x "$HOME/.cargo/bin/cargo" ] || missing+=(curl ca-certificates)
+[ -x /bin/kill ] || [ -x /usr/bin/kill ] || missing+=(procps)
+rust_ok || missing+=(curl ca-certificates)
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
-if ! command -v cargo >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
-  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component clippy,rustfmt
+if ! rust_ok; then
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
+    sh -s -- -y --profile minimal --component clippy,rustfmt
 fi

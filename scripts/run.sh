@@ -13,6 +13,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 folder="${1:-$HOME/Documents}"
 shift || true
+if [ ! -d "$folder" ]; then
+  echo "usage: bash scripts/run.sh FOLDER [QUESTION...]   ($folder is not a folder)" >&2
+  exit 2
+fi
 cargo build --release --locked -p exsearch-cli
 exsearch=target/release/exsearch
 

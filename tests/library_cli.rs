@@ -306,3 +306,40 @@ fn documents_behind_an_unreachable_subfolder_are_kept() {
     );
     assert!(failed_reasons(&status(&home)).is_empty());
 }
+
+#[test]
+fn a_file_that_cannot_be_reread_keeps_its_indexed_version_and_is_listed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (home, docs) = (tmp.path().join("home"), tmp.path().join("docs"));
+    write(
+        &docs.join("log.txt"),
+        "The first entry mentions an albatross.",
+    );
+    ok(
+        &home,
+        &[
+            "library",
+            "add",
+            docs.to_str().expect("utf8"),
+            "--max-file-mb",
+            "1",
+        ],
+    );
+    write(&docs.join("log.txt"), "albatross ".repeat(200_000)); // 2 MB
+    ok(&home, &["library", "sync"]);
+    let stale = status(&home);
+    let failed = failed_reasons(&stale);
+    let reason = reason_for(&failed, "log.txt");
+    assert!(
+        reason.contains("too large") && reason.contains("indexed version is kept"),
+        "{reason}"
+    );
+    assert_eq!(stale["documents"], 1, "{stale}");
+    assert!(search(&home, "albatross")[0]["text"]
+        .as_str()
+        .is_some_and(|t| t.contains("first entry")));
+    // Raising the limit retries it without any change to the file.
+    ok(&home, &["library", "sync", "--max-file-mb", "4"]);
+    assert!(failed_reasons(&status(&home)).is_empty());
+    assert!(search(&home, "entry").is_empty());
+}

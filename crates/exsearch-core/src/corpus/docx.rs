@@ -9,7 +9,9 @@ use quick_xml::Reader;
 
 use super::{clean_line, ExtractedDocument, Section, Skip};
 
-/// Guards against zip bombs: the main part of a real DOCX is a few MB.
+/// Guards against zip bombs: XML compresses about 10x, so a part that
+/// expands past this ratio of the whole file (or 256 MiB) is refused.
+const MAX_EXPANSION: u64 = 64;
 const MAX_XML_BYTES: u64 = 256 * 1024 * 1024;
 
 fn corrupt(detail: impl ToString) -> Skip {
@@ -29,9 +31,10 @@ pub(super) fn extract(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
         });
     }
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(corrupt)?;
-    let body = read_part(&mut archive, "word/document.xml")?
+    let limit = (bytes.len() as u64 * MAX_EXPANSION).clamp(1 << 20, MAX_XML_BYTES);
+    let body = read_part(&mut archive, "word/document.xml", limit)?
         .ok_or_else(|| corrupt("no word/document.xml in the archive"))?;
-    let title = match read_part(&mut archive, "docProps/core.xml") {
+    let title = match read_part(&mut archive, "docProps/core.xml", limit) {
         Ok(Some(core)) => core_title(&core),
         _ => None,
     };
@@ -47,6 +50,7 @@ pub(super) fn extract(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
 fn read_part(
     archive: &mut zip::ZipArchive<Cursor<&[u8]>>,
     name: &str,
+    limit: u64,
 ) -> Result<Option<String>, Skip> {
     let file = match archive.by_name(name) {
         Ok(f) => f,
@@ -54,9 +58,14 @@ fn read_part(
         Err(e) => return Err(corrupt(e)),
     };
     let mut xml = String::new();
-    file.take(MAX_XML_BYTES)
+    file.take(limit + 1)
         .read_to_string(&mut xml)
         .map_err(|e| corrupt(format!("{name}: {e}")))?;
+    if xml.len() as u64 > limit {
+        return Err(corrupt(format!(
+            "{name} expands past {limit} bytes (a zip bomb?)"
+        )));
+    }
     Ok(Some(xml))
 }
 

@@ -146,15 +146,18 @@ fn rebuild_xref(bytes: &[u8]) -> Option<Vec<u8>> {
         );
     }
     let size = objects.keys().max()? + 1;
+    if size > MAX_OBJECT_NUMBER {
+        return None; // a damaged header, not a real object number
+    }
     out.extend_from_slice(b"\n");
     let xref_at = out.len();
-    out.extend_from_slice(format!("xref\n0 {size}\n").as_bytes());
-    for n in 0..size {
-        let line = match objects.get(&n) {
-            Some(&(g, start)) => format!("{start:010} {g:05} n\r\n"),
-            None => "0000000000 65535 f\r\n".to_owned(),
-        };
-        out.extend_from_slice(line.as_bytes());
+    // One subsection per object: the table grows with the objects found,
+    // never with how large a (possibly garbage) object number is.
+    out.extend_from_slice(b"xref\n0 1\n0000000000 65535 f\r\n");
+    for (&n, &(g, start)) in &objects {
+        if n > 0 {
+            out.extend_from_slice(format!("{n} 1\n{start:010} {g:05} n\r\n").as_bytes());
+        }
     }
     out.extend_from_slice(
         format!("trailer\n<< /Size {size} /Root {root_number} {root_generation} R >>\nstartxref\n{xref_at}\n%%EOF\n")
@@ -232,6 +235,9 @@ fn object_header(bytes: &[u8], at: usize) -> Option<(u32, u16, usize)> {
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+/// The PDF specification's largest object number.
+const MAX_OBJECT_NUMBER: u32 = 8_388_607;
 
 /// Titles that producers write when the author gave none.
 const PLACEHOLDER_TITLES: &[&str] = &[
@@ -316,6 +322,13 @@ mod tests {
             "{:?}",
             doc.sections
         );
+        // The rebuilt table lists the objects found, so a huge (garbage)
+        // object number costs nothing, and past the spec's limit it is refused.
+        let big = body.replace("5 0 obj", "4000000 0 obj");
+        let repaired = rebuild_xref(big.as_bytes()).expect("repairable");
+        assert!(repaired.len() < 2 * big.len(), "{} bytes", repaired.len());
+        let huge = body.replace("5 0 obj", "900000000 0 obj");
+        assert!(rebuild_xref(huge.as_bytes()).is_none());
     }
 
     #[test]

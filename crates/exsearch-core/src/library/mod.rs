@@ -67,7 +67,9 @@ pub struct LibraryStatus {
     /// Documents indexed.
     pub documents: u64,
     pub passages: u64,
-    /// Documents found but not yet (re)indexed, e.g. after a cancel.
+    /// Documents whose half-written index entries a crash repair dropped;
+    /// the next sync reads them again. (Files a cancelled sync never reached
+    /// have no row yet: `sync` finds them as new.)
     pub pending: u64,
     pub failed: Vec<FailedDocument>,
     /// Total size of the indexed files.

@@ -39,6 +39,8 @@ pub(super) struct WalkFailure {
     pub path: String,
     pub folder_id: i64,
     pub skip: Skip,
+    /// The catalog's indexed document at this path, whose passages stay.
+    pub indexed_id: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -119,11 +121,7 @@ fn walk(
                     )
                 };
                 if seen.insert(path.clone()) {
-                    plan.failures.push(WalkFailure {
-                        path,
-                        folder_id: folder.id,
-                        skip,
-                    });
+                    plan.failures.push(failure(known, folder, path, skip));
                 }
                 continue;
             }
@@ -138,13 +136,9 @@ fn walk(
         let Some(path) = entry.path().to_str().map(str::to_owned) else {
             let path = entry.path().display().to_string();
             if seen.insert(path.clone()) {
-                plan.failures.push(WalkFailure {
-                    path,
-                    folder_id: folder.id,
-                    skip: Skip::Unreadable(
-                        "the file name is not valid UTF-8; rename the file".into(),
-                    ),
-                });
+                let skip =
+                    Skip::Unreadable("the file name is not valid UTF-8; rename the file".into());
+                plan.failures.push(failure(known, folder, path, skip));
             }
             continue;
         };
@@ -154,19 +148,17 @@ fn walk(
         let (size, mtime_ns) = match entry.metadata() {
             Ok(m) => (m.len(), mtime_ns(&m)),
             Err(e) => {
-                plan.failures.push(WalkFailure {
-                    path,
-                    folder_id: folder.id,
-                    skip: Skip::Unreadable(e.to_string()),
-                });
+                let skip = Skip::Unreadable(e.to_string());
+                plan.failures.push(failure(known, folder, path, skip));
                 continue;
             }
         };
         let previous = known.get(&path);
         if let Some(doc) = previous {
-            let settled = doc.status == "indexed"
-                || (doc.status == "failed"
-                    && !doc.error_code.as_deref().is_some_and(Skip::is_transient));
+            // A failure caused outside the file (unreadable, too large...)
+            // is retried every sync, even on an indexed document.
+            let transient = doc.error_code.as_deref().is_some_and(Skip::is_transient);
+            let settled = (doc.status == "indexed" || doc.status == "failed") && !transient;
             // "Racy clean", as git calls it: a file written within a
             // timestamp tick of being recorded may have changed again
             // without a new size or mtime, so its content is checked again.
@@ -192,6 +184,24 @@ fn walk(
             known_id: previous.map(|d| d.id),
             known_indexed: previous.is_some_and(|d| d.status == "indexed"),
         });
+    }
+}
+
+fn failure(
+    known: &HashMap<String, KnownDocument>,
+    folder: &Folder,
+    path: String,
+    skip: Skip,
+) -> WalkFailure {
+    let indexed_id = known
+        .get(&path)
+        .filter(|d| d.status == "indexed")
+        .map(|d| d.id);
+    WalkFailure {
+        path,
+        folder_id: folder.id,
+        skip,
+        indexed_id,
     }
 }
 

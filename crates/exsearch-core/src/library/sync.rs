@@ -223,23 +223,30 @@ pub(super) fn run(
             report.removed += 1;
         }
         for failure in &plan.failures {
-            let row = DocumentRow {
-                folder_id: failure.folder_id,
-                path: &failure.path,
-                kind: "unknown",
-                title: None,
-                size: 0,
-                mtime_ns: 0,
-                hash: None,
-                pages: None,
-                error: Some((failure.skip.code(), failure.skip.to_string())),
-            };
-            let id = catalog.put_document(&row, &[])?;
-            writer.delete_document(id as u64);
+            let reason = failure.skip.to_string();
+            if let Some(id) = failure.indexed_id {
+                // Unreachable for now (a broken link to an unplugged drive):
+                // the indexed version stays searchable.
+                catalog.mark_stale(id, failure.skip.code(), &reason)?;
+            } else {
+                let row = DocumentRow {
+                    folder_id: failure.folder_id,
+                    path: &failure.path,
+                    kind: "unknown",
+                    title: None,
+                    size: 0,
+                    mtime_ns: 0,
+                    hash: None,
+                    pages: None,
+                    error: Some((failure.skip.code(), reason.clone())),
+                };
+                let id = catalog.put_document(&row, &[])?;
+                writer.delete_document(id as u64);
+            }
             report.failed += 1;
             sink.emit(LibraryEvent::Skipped {
                 path: failure.path.clone(),
-                reason: failure.skip.to_string(),
+                reason,
             });
         }
         let (done_tx, done_rx) = bounded::<Processed>(threads * 2);
@@ -368,6 +375,9 @@ fn write_document(
         // indexed before; its row keeps the old size and mtime, so the next
         // sync tries again.
         Outcome::Failed { skip, .. } if work.known_indexed && Skip::is_transient(skip.code()) => {
+            if let Some(id) = work.known_id {
+                catalog.mark_stale(id, skip.code(), &skip.to_string())?;
+            }
             report.failed += 1;
             sink.emit(LibraryEvent::Skipped {
                 path: work.path.clone(),

@@ -364,6 +364,19 @@ impl Catalog {
             .map_err(|e| self.err(e))
     }
 
+    /// Records why an indexed file could not be read again this time (it is
+    /// locked, unreadable, too large now...) while its indexed version stays
+    /// searchable; `status` lists it, and the next sync retries.
+    pub fn mark_stale(&self, id: i64, code: &str, message: &str) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE documents SET error_code = ?2, error = ?3, updated_at = ?4 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![id, code, message, now_secs()]))
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
     /// Marks a document whose file is gone; [`Catalog::settle`] deletes it
     /// once the index has dropped its passages.
     pub fn mark_removed(&self, id: i64) -> Result<()> {
@@ -437,8 +450,12 @@ impl Catalog {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT path, COALESCE(error_code, ''), COALESCE(error, '') FROM documents
-                  WHERE status = 'failed' ORDER BY path",
+                "SELECT path, COALESCE(error_code, ''),
+                        CASE WHEN status = 'indexed' THEN error || ' (the indexed version is kept)'
+                             ELSE COALESCE(error, '') END
+                   FROM documents
+                  WHERE status = 'failed' OR (status = 'indexed' AND error IS NOT NULL)
+                  ORDER BY path",
             )
             .map_err(|e| self.err(e))?;
         let failed = stmt
