@@ -72,6 +72,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let hits = library.search(&query.join(" "), k)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&hits)?);
+            } else if hits.is_empty() && library.status()?.documents == 0 {
+                println!("the library is empty: add a folder with `exsearch library add DIR`");
             } else {
                 output::print_hits(&hits);
             }
