@@ -274,7 +274,12 @@ pub(super) fn run(
             drop(done_tx);
             for done in &done_rx {
                 let bytes = done.work.size;
-                apply(catalog, writer, done, &mut report, sink)?;
+                apply(catalog, writer, &done, &mut report, sink).map_err(|source| {
+                    Error::Document {
+                        path: done.work.path.clone().into(),
+                        source: Box::new(source),
+                    }
+                })?;
                 progress.files_done += 1;
                 progress.bytes_done += bytes;
                 batch_bytes += bytes;
@@ -331,24 +336,11 @@ fn extractor(
     }
 }
 
+/// Writes one processed file to the catalog's open batch and the index.
 fn apply(
     catalog: &Catalog,
     writer: &PassageWriter<'_>,
-    done: Processed,
-    report: &mut SyncReport,
-    sink: &dyn EventSink<LibraryEvent>,
-) -> Result<()> {
-    let path = done.work.path.clone();
-    write_document(catalog, writer, done, report, sink).map_err(|source| Error::Document {
-        path: path.into(),
-        source: Box::new(source),
-    })
-}
-
-fn write_document(
-    catalog: &Catalog,
-    writer: &PassageWriter<'_>,
-    done: Processed,
+    done: &Processed,
     report: &mut SyncReport,
     sink: &dyn EventSink<LibraryEvent>,
 ) -> Result<()> {
@@ -401,9 +393,9 @@ fn write_document(
             hash,
             passages,
         } => {
-            row.title = Some(&title);
-            row.hash = Some(&hash);
-            row.pages = pages;
+            row.title = Some(title);
+            row.hash = Some(hash);
+            row.pages = *pages;
             let rows: Vec<PassageRow> = passages
                 .iter()
                 .enumerate()
@@ -418,12 +410,12 @@ fn write_document(
                 .collect();
             let id = catalog.put_document(&row, &rows)?;
             writer.delete_document(id as u64);
-            for p in &passages {
+            for p in passages {
                 writer.add(&IndexedPassage {
                     id: p.id,
                     doc_id: id as u64,
                     path: &work.path,
-                    title: &title,
+                    title,
                     page: p.page,
                     char_start: p.char_start,
                     char_end: p.char_end,
