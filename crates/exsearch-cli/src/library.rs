@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 use exsearch_core::{CancelToken, EventSink, Home, Library, LibraryEvent, SyncOptions, SyncReport};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -136,18 +136,9 @@ fn with_progress(
     if let Some(t) = args.threads {
         options.threads = t;
     }
-    let cancel = CancelToken::new();
-    let on_signal = cancel.clone();
-    ctrlc::set_handler(move || {
-        if on_signal.is_cancelled() {
-            std::process::exit(130);
-        }
-        eprintln!(
-            "\ncancelling: finishing the files in flight and committing (Ctrl-C again to quit now)"
-        );
-        on_signal.cancel();
-    })
-    .context("installing the Ctrl-C handler")?;
+    let cancel = crate::cancel_on_ctrl_c(
+        "cancelling: finishing the files in flight and committing (Ctrl-C again to quit now)",
+    )?;
 
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template(

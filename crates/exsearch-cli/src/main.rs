@@ -3,6 +3,7 @@
 //! draws progress and formats output.
 
 mod library;
+mod model;
 mod output;
 
 use std::path::PathBuf;
@@ -49,6 +50,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Download models from the Hugging Face hub and list local ones
+    #[command(subcommand)]
+    Model(model::ModelCommand),
+    /// Generate text with a local model
+    Generate(model::GenerateArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,22 +70,42 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
-    let home = Home::resolve(cli.home.as_deref())?;
+    let home = || Home::resolve(cli.home.as_deref());
     match cli.command {
-        Command::Library(cmd) => library::run(&home, cmd),
-        Command::Search { query, k, json } => {
-            let library = Library::open(&home)?;
-            let hits = library.search(&query.join(" "), k)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&hits)?);
-            } else if hits.is_empty() && library.status()?.documents == 0 {
-                println!("the library is empty: add a folder with `exsearch library add DIR`");
-            } else {
-                output::print_hits(&hits);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Library(cmd) => library::run(&home()?, cmd),
+        Command::Search { ref query, k, json } => search(&home()?, &query.join(" "), k, json),
+        Command::Model(cmd) => model::run(cmd),
+        Command::Generate(args) => model::generate(args),
     }
+}
+
+fn search(home: &Home, query: &str, k: usize, json: bool) -> Result<ExitCode> {
+    let library = Library::open(home)?;
+    let hits = library.search(query, k)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&hits)?);
+    } else if hits.is_empty() && library.status()?.documents == 0 {
+        println!("the library is empty: add a folder with `exsearch library add DIR`");
+    } else {
+        output::print_hits(&hits);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Installs a Ctrl-C handler that cancels the returned token; a second
+/// Ctrl-C quits at once with the shell's convention (130).
+pub(crate) fn cancel_on_ctrl_c(message: &'static str) -> Result<exsearch_core::CancelToken> {
+    let cancel = exsearch_core::CancelToken::new();
+    let on_signal = cancel.clone();
+    ctrlc::set_handler(move || {
+        if on_signal.is_cancelled() {
+            std::process::exit(130);
+        }
+        eprintln!("\n{message}");
+        on_signal.cancel();
+    })
+    .map_err(|e| anyhow::anyhow!("installing the Ctrl-C handler: {e}"))?;
+    Ok(cancel)
 }
 
 /// A parser crash inside an extractor thread is caught and listed as that

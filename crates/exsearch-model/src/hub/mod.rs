@@ -1,0 +1,12 @@
+//! Models from the Hugging Face hub: downloads into the shared HF cache,
+//! listing what is local, and a curated catalog of recommended models.
+
+mod cache;
+pub mod catalog;
+mod download;
+
+pub use cache::{CachedSnapshot, HubCache};
+pub use download::{
+    glob_match, offline_mode, Check, Hub, PullEvent, PullOptions, PullReport, PulledFile,
+    DEFAULT_INCLUDE,
+};

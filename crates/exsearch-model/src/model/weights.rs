@@ -1,0 +1,380 @@
+//! Building a [`Decoder`] from weight files: Hugging Face safetensors (f32,
+//! f16, bf16; one file or shards with an index) by their HF tensor names, or a
+//! GGUF file (any quantization candle reads, Q8_0 and Q4_K_M included).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use candle_core::quantized::{gguf_file, QMatMul};
+use candle_core::{DType, Device, Tensor};
+
+use super::config::{Family, ModelConfig, RopeStyle};
+use super::decoder::{Attention, Block, Decoder, Mlp, RmsNorm};
+use super::linear::Linear;
+use crate::error::{Error, Result};
+
+/// Tensors from one or more safetensors files, looked up by name.
+struct SafeTensors {
+    files: candle_core::safetensors::MmapedSafetensors,
+    names: std::collections::HashSet<String>,
+    /// The file (or, for shards, the folder) named in errors.
+    origin: PathBuf,
+    device: Device,
+    dtype: DType,
+}
+
+impl SafeTensors {
+    fn open(paths: &[PathBuf], device: &Device, dtype: DType) -> Result<Self> {
+        let origin = match paths {
+            [one] => one.clone(),
+            [first, ..] => first.parent().map(Path::to_path_buf).unwrap_or_default(),
+            [] => return Err(Error::Unsupported("no safetensors files were given".into())),
+        };
+        for path in paths {
+            std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        }
+        // SAFETY: the files are memory-mapped read-only. The runtime never
+        // writes to them and the hub code only renames complete blobs into
+        // place, so a mapped file does not change while it is loaded.
+        #[allow(unsafe_code)]
+        let files =
+            unsafe { candle_core::safetensors::MmapedSafetensors::multi(paths) }.map_err(|e| {
+                Error::bad_file(&origin, format!("not a readable safetensors file: {e}"))
+            })?;
+        let names = files.tensors().into_iter().map(|(name, _)| name).collect();
+        Ok(Self {
+            files,
+            names,
+            origin,
+            device: device.clone(),
+            dtype,
+        })
+    }
+
+    fn where_(&self) -> PathBuf {
+        self.origin.clone()
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        if !self.has(name) {
+            return Err(Error::bad_file(
+                self.where_(),
+                format!("tensor `{name}` is missing"),
+            ));
+        }
+        let t = self.files.load(name, &self.device)?;
+        if t.dims() != shape {
+            return Err(Error::bad_file(
+                self.where_(),
+                format!(
+                    "tensor `{name}` has shape {:?}, the config implies {shape:?}",
+                    t.dims()
+                ),
+            ));
+        }
+        Ok(t.to_dtype(self.dtype)?)
+    }
+
+    fn linear(&self, prefix: &str, out: usize, inp: usize, bias: bool) -> Result<Linear> {
+        let w = self.get(&format!("{prefix}.weight"), &[out, inp])?;
+        let b = if bias {
+            Some(self.get(&format!("{prefix}.bias"), &[out])?)
+        } else {
+            None
+        };
+        Linear::dense(w, b)
+    }
+}
+
+/// Loads a model from safetensors files named by the HF layout.
+pub fn load_safetensors(
+    config: ModelConfig,
+    files: &[PathBuf],
+    device: &Device,
+    dtype: DType,
+) -> Result<Decoder> {
+    let st = SafeTensors::open(files, device, dtype)?;
+    let c = &config;
+    let (h, q, kv, ff) = c.matrix_dims();
+    let norm = |name: &str, n: usize| -> Result<RmsNorm> {
+        Ok(RmsNorm::new(st.get(name, &[n])?, c.rms_norm_eps))
+    };
+    let embed = st.get("model.embed_tokens.weight", &[c.vocab_size, h])?;
+    let mut blocks = Vec::with_capacity(c.num_layers);
+    for i in 0..c.num_layers {
+        let p = format!("model.layers.{i}");
+        let qk_norm = |which: &str| -> Result<Option<RmsNorm>> {
+            if c.qk_norm {
+                Ok(Some(norm(
+                    &format!("{p}.self_attn.{which}.weight"),
+                    c.head_dim,
+                )?))
+            } else {
+                Ok(None)
+            }
+        };
+        blocks.push(Block {
+            input_norm: norm(&format!("{p}.input_layernorm.weight"), h)?,
+            attn: Attention {
+                q: st.linear(&format!("{p}.self_attn.q_proj"), q, h, c.qkv_bias)?,
+                k: st.linear(&format!("{p}.self_attn.k_proj"), kv, h, c.qkv_bias)?,
+                v: st.linear(&format!("{p}.self_attn.v_proj"), kv, h, c.qkv_bias)?,
+                o: st.linear(&format!("{p}.self_attn.o_proj"), h, q, false)?,
+                q_norm: qk_norm("q_norm")?,
+                k_norm: qk_norm("k_norm")?,
+            },
+            post_norm: norm(&format!("{p}.post_attention_layernorm.weight"), h)?,
+            mlp: Mlp {
+                gate: st.linear(&format!("{p}.mlp.gate_proj"), ff, h, false)?,
+                up: st.linear(&format!("{p}.mlp.up_proj"), ff, h, false)?,
+                down: st.linear(&format!("{p}.mlp.down_proj"), h, ff, false)?,
+            },
+        });
+    }
+    let lm_head = if c.tie_word_embeddings || !st.has("lm_head.weight") {
+        Linear::dense(embed.clone(), None)?
+    } else {
+        st.linear("lm_head", c.vocab_size, h, false)?
+    };
+    let final_norm = norm("model.norm.weight", h)?;
+    Decoder::new(config, embed, blocks, final_norm, lm_head)
+}
+
+/// The metadata of a GGUF file, read once and shared by the config parser,
+/// the tokenizer builder and the weight loader.
+pub struct Gguf {
+    pub path: PathBuf,
+    pub content: gguf_file::Content,
+}
+
+impl Gguf {
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+        let content = gguf_file::Content::read(&mut file)
+            .map_err(|e| Error::bad_file(path, format!("not a readable GGUF file: {e}")))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            content,
+        })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&gguf_file::Value> {
+        self.content.metadata.get(key)
+    }
+
+    pub fn string(&self, key: &str) -> Option<String> {
+        self.get(key).and_then(|v| v.to_string().ok()).cloned()
+    }
+
+    fn number(&self, key: &str) -> Option<f64> {
+        use gguf_file::Value as V;
+        Some(match self.get(key)? {
+            V::U8(x) => *x as f64,
+            V::I8(x) => *x as f64,
+            V::U16(x) => *x as f64,
+            V::I16(x) => *x as f64,
+            V::U32(x) => *x as f64,
+            V::I32(x) => *x as f64,
+            V::U64(x) => *x as f64,
+            V::I64(x) => *x as f64,
+            V::F32(x) => *x as f64,
+            V::F64(x) => *x,
+            _ => return None,
+        })
+    }
+
+    fn required(&self, key: &str) -> Result<f64> {
+        self.number(key)
+            .ok_or_else(|| Error::bad_file(&self.path, format!("metadata `{key}` is missing")))
+    }
+
+    /// The architecture description from `general.architecture` and friends.
+    pub fn config(&self) -> Result<ModelConfig> {
+        let arch = self.string("general.architecture").ok_or_else(|| {
+            Error::bad_file(&self.path, "metadata `general.architecture` is missing")
+        })?;
+        let family = match arch.as_str() {
+            "qwen2" => Family::Qwen2,
+            "qwen3" => Family::Qwen3,
+            "llama" => Family::Llama,
+            "mistral" => Family::Mistral,
+            other => {
+                return Err(Error::Unsupported(format!(
+                    "{}: GGUF architecture `{other}` (supported: qwen2, qwen3, llama)",
+                    self.path.display()
+                )))
+            }
+        };
+        let key = |k: &str| format!("{arch}.{k}");
+        let hidden = self.required(&key("embedding_length"))? as usize;
+        let heads = self.required(&key("attention.head_count"))? as usize;
+        let vocab_size = match self.get("tokenizer.ggml.tokens") {
+            Some(v) => v.to_vec().map(|v| v.len()).unwrap_or(0),
+            None => 0,
+        };
+        let embed_rows = self
+            .content
+            .tensor_infos
+            .get("token_embd.weight")
+            .map(|t| t.shape.dims()[0])
+            .unwrap_or(vocab_size);
+        let config = ModelConfig {
+            family,
+            vocab_size: embed_rows,
+            hidden_size: hidden,
+            intermediate_size: self.required(&key("feed_forward_length"))? as usize,
+            num_layers: self.required(&key("block_count"))? as usize,
+            num_heads: heads,
+            num_kv_heads: self
+                .number(&key("attention.head_count_kv"))
+                .map_or(heads, |v| v as usize),
+            head_dim: self
+                .number(&key("attention.key_length"))
+                .map_or(hidden / heads.max(1), |v| v as usize),
+            rms_norm_eps: self.required(&key("attention.layer_norm_rms_epsilon"))?,
+            rope_theta: self.number(&key("rope.freq_base")).unwrap_or(10_000.0),
+            rope_style: match family {
+                Family::Llama | Family::Mistral => RopeStyle::Interleaved,
+                Family::Qwen2 | Family::Qwen3 => RopeStyle::Half,
+            },
+            llama3_scaling: None,
+            rope_freq_factors: None,
+            max_position_embeddings: self
+                .number(&key("context_length"))
+                .map_or(4096, |v| v as usize),
+            tie_word_embeddings: !self.content.tensor_infos.contains_key("output.weight"),
+            qkv_bias: self.content.tensor_infos.contains_key("blk.0.attn_q.bias"),
+            qk_norm: self
+                .content
+                .tensor_infos
+                .contains_key("blk.0.attn_q_norm.weight"),
+            bos_token_id: self.number("tokenizer.ggml.bos_token_id").map(|v| v as u32),
+            eos_token_ids: self
+                .number("tokenizer.ggml.eos_token_id")
+                .map(|v| vec![v as u32])
+                .unwrap_or_default(),
+        };
+        config
+            .validate()
+            .map_err(|message| Error::bad_file(&self.path, message))?;
+        Ok(config)
+    }
+
+    /// Loads the weights: matrices stay quantized, norms and the embedding
+    /// table are dequantized to f32.
+    pub fn load(&self, device: &Device) -> Result<Decoder> {
+        let mut config = self.config()?;
+        let mut file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let mut qtensor = |name: &str| {
+            self.content
+                .tensor(&mut file, name, device)
+                .map_err(|e| Error::bad_file(&self.path, format!("tensor `{name}`: {e}")))
+        };
+        if self.content.tensor_infos.contains_key("rope_freqs.weight") {
+            let factors = qtensor("rope_freqs.weight")?.dequantize(device)?;
+            config.rope_freq_factors = Some(factors.to_dtype(DType::F32)?.to_vec1()?);
+        }
+        let c = &config;
+        let (h, q, kv, ff) = c.matrix_dims();
+        let mut dense = |name: &str, shape: &[usize]| -> Result<Tensor> {
+            let t = qtensor(name)?.dequantize(device)?;
+            if t.dims() != shape {
+                return Err(Error::bad_file(
+                    &self.path,
+                    format!(
+                        "tensor `{name}` has shape {:?}, the metadata implies {shape:?}",
+                        t.dims()
+                    ),
+                ));
+            }
+            Ok(t.to_dtype(DType::F32)?)
+        };
+        let embed = dense("token_embd.weight", &[c.vocab_size, h])?;
+        let mut norms = HashMap::new();
+        let mut biases = HashMap::new();
+        for i in 0..c.num_layers {
+            for (name, n) in [("attn_norm", h), ("ffn_norm", h)] {
+                let full = format!("blk.{i}.{name}.weight");
+                norms.insert(full.clone(), dense(&full, &[n])?);
+            }
+            if c.qk_norm {
+                for name in ["attn_q_norm", "attn_k_norm"] {
+                    let full = format!("blk.{i}.{name}.weight");
+                    norms.insert(full.clone(), dense(&full, &[c.head_dim])?);
+                }
+            }
+            if c.qkv_bias {
+                for (name, n) in [("attn_q", q), ("attn_k", kv), ("attn_v", kv)] {
+                    let full = format!("blk.{i}.{name}.bias");
+                    biases.insert(full.clone(), dense(&full, &[n])?);
+                }
+            }
+        }
+        let final_norm = dense("output_norm.weight", &[h])?;
+        let mut file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let mut matrix =
+            |name: &str, out: usize, inp: usize, bias: Option<Tensor>| -> Result<Linear> {
+                let t = self
+                    .content
+                    .tensor(&mut file, name, device)
+                    .map_err(|e| Error::bad_file(&self.path, format!("tensor `{name}`: {e}")))?;
+                if t.shape().dims() != [out, inp] {
+                    return Err(Error::bad_file(
+                        &self.path,
+                        format!(
+                            "tensor `{name}` has shape {:?}, the metadata implies [{out}, {inp}]",
+                            t.shape().dims()
+                        ),
+                    ));
+                }
+                Ok(Linear::quantized(
+                    QMatMul::from_qtensor(t)?,
+                    (out, inp),
+                    bias,
+                ))
+            };
+        let rms = |norms: &mut HashMap<String, Tensor>, name: String| -> RmsNorm {
+            RmsNorm::new(norms.remove(&name).expect("loaded above"), c.rms_norm_eps)
+        };
+        let mut blocks = Vec::with_capacity(c.num_layers);
+        for i in 0..c.num_layers {
+            let p = format!("blk.{i}");
+            let mut bias = |n: &str| biases.remove(&format!("{p}.{n}.bias"));
+            let (qb, kb, vb) = (bias("attn_q"), bias("attn_k"), bias("attn_v"));
+            blocks.push(Block {
+                input_norm: rms(&mut norms, format!("{p}.attn_norm.weight")),
+                attn: Attention {
+                    q: matrix(&format!("{p}.attn_q.weight"), q, h, qb)?,
+                    k: matrix(&format!("{p}.attn_k.weight"), kv, h, kb)?,
+                    v: matrix(&format!("{p}.attn_v.weight"), kv, h, vb)?,
+                    o: matrix(&format!("{p}.attn_output.weight"), h, q, None)?,
+                    q_norm: c
+                        .qk_norm
+                        .then(|| rms(&mut norms, format!("{p}.attn_q_norm.weight"))),
+                    k_norm: c
+                        .qk_norm
+                        .then(|| rms(&mut norms, format!("{p}.attn_k_norm.weight"))),
+                },
+                post_norm: rms(&mut norms, format!("{p}.ffn_norm.weight")),
+                mlp: Mlp {
+                    gate: matrix(&format!("{p}.ffn_gate.weight"), ff, h, None)?,
+                    up: matrix(&format!("{p}.ffn_up.weight"), ff, h, None)?,
+                    down: matrix(&format!("{p}.ffn_down.weight"), h, ff, None)?,
+                },
+            });
+        }
+        let head_name = if c.tie_word_embeddings {
+            "token_embd.weight"
+        } else {
+            "output.weight"
+        };
+        let lm_head = matrix(head_name, c.vocab_size, h, None)?;
+        let final_norm = RmsNorm::new(final_norm, c.rms_norm_eps);
+        Decoder::new(config, embed, blocks, final_norm, lm_head)
+    }
+}

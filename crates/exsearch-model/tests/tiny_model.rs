@@ -1,0 +1,406 @@
+//! A random model of each real architecture, written as a Hugging Face folder
+//! (and as GGUF) into a temp dir and loaded through the same path as a
+//! downloaded one.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, D};
+use exsearch_core::{CancelToken, Quiet};
+use exsearch_model::engine::{
+    Engine, FinishReason, GenerateEvent, GenerateRequest, SamplingParams, ScorePair,
+};
+use exsearch_model::fixtures::{self, Quant};
+use exsearch_model::model::{Family, Kernels, LoraAdapter};
+use exsearch_model::{ChatMessage, LoadedModel, ModelHandle, ModelSource};
+
+fn load(dir: &Path) -> LoadedModel {
+    let source: ModelSource = dir.to_str().expect("utf-8 path").parse().expect("a folder");
+    let files = source
+        .resolve(&exsearch_model::hub::HubCache::new(dir.join("no-cache")))
+        .expect("files resolve");
+    LoadedModel::load(&files, &Device::Cpu, DType::F32).expect("model loads")
+}
+
+fn tiny(family: Family) -> (tempfile::TempDir, LoadedModel) {
+    let dir = tempfile::tempdir().expect("tmp");
+    fixtures::write_hf_model(dir.path(), &fixtures::tiny_config(family), 7, DType::F32)
+        .expect("fixture");
+    let model = load(dir.path());
+    (dir, model)
+}
+
+/// Logits of every position of `tokens` in one forward pass, no cache.
+fn full_logits(model: &LoadedModel, tokens: &[u32]) -> Vec<Vec<f32>> {
+    let d = &model.decoder;
+    let ids = Tensor::new(tokens, d.device())
+        .expect("ids")
+        .unsqueeze(0)
+        .expect("batch");
+    let pos: Vec<u32> = (0..tokens.len() as u32).collect();
+    let pos = Tensor::new(pos, d.device())
+        .expect("pos")
+        .unsqueeze(0)
+        .expect("batch");
+    let hidden = d.forward(&ids, &pos, None, None).expect("forward");
+    d.logits(&hidden.squeeze(0).expect("row"))
+        .expect("logits")
+        .to_vec2()
+        .expect("vec")
+}
+
+fn prompt(model: &LoadedModel, text: &str) -> Vec<u32> {
+    let rendered = model
+        .codec
+        .render_chat(&[ChatMessage::user(text)], true, &Default::default())
+        .expect("template");
+    model.codec.encode_rendered(&rendered).expect("tokens")
+}
+
+#[test]
+fn greedy_generation_is_deterministic_and_batching_changes_nothing() {
+    let (_dir, model) = tiny(Family::Qwen2);
+    let prompts = vec![
+        prompt(&model, "Who wrote the novel Dune?"),
+        prompt(&model, "Hi"),
+        prompt(
+            &model,
+            "In which year did the Berlin Wall fall, and who was chancellor then?",
+        ),
+    ];
+    assert!(
+        prompts[0].len() != prompts[1].len(),
+        "prompts of different lengths share the batch"
+    );
+    let engine = Engine::new(model);
+    let greedy = GenerateRequest {
+        prompts: prompts.clone(),
+        samples: 1,
+        params: SamplingParams::greedy(24),
+    };
+    let batched = engine
+        .generate(&greedy, &Quiet, &CancelToken::new())
+        .expect("generate");
+    let again = engine
+        .generate(&greedy, &Quiet, &CancelToken::new())
+        .expect("generate");
+    assert_eq!(batched, again, "greedy decoding is deterministic");
+    for (i, p) in prompts.iter().enumerate() {
+        let alone = GenerateRequest {
+            prompts: vec![p.clone()],
+            samples: 1,
+            params: SamplingParams::greedy(24),
+        };
+        let alone = engine
+            .generate(&alone, &Quiet, &CancelToken::new())
+            .expect("generate");
+        assert_eq!(
+            alone[0].tokens, batched[i].tokens,
+            "prompt {i}: batched result differs from unbatched"
+        );
+    }
+    assert!(batched.iter().all(|c| !c.tokens.is_empty()));
+
+    // Sampling: K samples of one prompt share its prefill; each sample is
+    // reproducible whatever the batch size.
+    let sampled = GenerateRequest {
+        prompts: prompts[..1].to_vec(),
+        samples: 6,
+        params: SamplingParams {
+            temperature: 1.0,
+            top_p: 0.95,
+            seed: 11,
+            max_tokens: 16,
+            ..Default::default()
+        },
+    };
+    let together = engine
+        .generate(&sampled, &Quiet, &CancelToken::new())
+        .expect("generate");
+    let one_by_one = Engine::new(load(_dir.path()))
+        .with_max_batch(1)
+        .generate(&sampled, &Quiet, &CancelToken::new())
+        .expect("generate");
+    assert_eq!(together, one_by_one);
+    let distinct: std::collections::HashSet<_> =
+        together.iter().map(|c| c.tokens.clone()).collect();
+    assert!(
+        distinct.len() > 1,
+        "samples differ from each other: {together:?}"
+    );
+}
+
+#[test]
+fn cached_decoding_matches_a_full_forward_pass() {
+    for family in [Family::Qwen2, Family::Qwen3, Family::Llama, Family::Mistral] {
+        let (_dir, model) = tiny(family);
+        let tokens: Vec<u32> = (0..40).map(|i| (i * 37 % 300) as u32).collect();
+        let full = full_logits(&model, &tokens);
+        // Prefill 25 tokens, then feed the rest one at a time through the cache.
+        let d = &model.decoder;
+        let mut cache = exsearch_model::model::KvCache::new(d.config().num_layers);
+        let step =
+            |from: usize, to: usize, cache: &mut exsearch_model::model::KvCache| -> Vec<Vec<f32>> {
+                let ids = Tensor::new(&tokens[from..to], d.device())
+                    .expect("ids")
+                    .unsqueeze(0)
+                    .expect("b");
+                let pos: Vec<u32> = (from as u32..to as u32).collect();
+                let pos = Tensor::new(pos, d.device())
+                    .expect("pos")
+                    .unsqueeze(0)
+                    .expect("b");
+                let h = d.forward(&ids, &pos, None, Some(cache)).expect("forward");
+                d.logits(&h.squeeze(0).expect("row"))
+                    .expect("logits")
+                    .to_vec2()
+                    .expect("vec")
+            };
+        let mut incremental = step(0, 25, &mut cache);
+        for i in 25..40 {
+            incremental.extend(step(i, i + 1, &mut cache));
+        }
+        let max_diff = full
+            .iter()
+            .flatten()
+            .zip(incremental.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            max_diff < 1e-4,
+            "{family:?}: cached logits differ by {max_diff}"
+        );
+    }
+}
+
+#[test]
+fn differentiable_kernels_compute_the_same_function() {
+    for family in [Family::Qwen2, Family::Qwen3, Family::Llama] {
+        let (_dir, mut model) = tiny(family);
+        let tokens: Vec<u32> = (0..30).map(|i| (i * 53 % 300) as u32).collect();
+        let fused = full_logits(&model, &tokens);
+        model.decoder.set_kernels(Kernels::Differentiable);
+        let slow = full_logits(&model, &tokens);
+        let max_diff = fused
+            .iter()
+            .flatten()
+            .zip(slow.iter().flatten())
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            max_diff < 1e-4,
+            "{family:?}: kernel sets differ by {max_diff}"
+        );
+    }
+}
+
+#[test]
+fn scoring_matches_summed_log_softmax() {
+    let (_dir, model) = tiny(Family::Qwen2);
+    let context = prompt(&model, "Where was Ada Lovelace born?");
+    let targets: Vec<Vec<u32>> = vec![
+        model.codec.encode_rendered("London").expect("tokens"),
+        model
+            .codec
+            .encode_rendered("She was born in London, England.")
+            .expect("tokens"),
+        model.codec.encode_rendered("Paris").expect("tokens"),
+    ];
+    let mut reference = Vec::new();
+    for t in &targets {
+        let all: Vec<u32> = context.iter().chain(t).copied().collect();
+        let logits = full_logits(&model, &all);
+        let lp: Vec<f32> = (0..t.len())
+            .map(|i| {
+                let row = &logits[context.len() + i - 1];
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let z = max + row.iter().map(|l| (l - max).exp()).sum::<f32>().ln();
+                row[t[i] as usize] - z
+            })
+            .collect();
+        reference.push(lp);
+    }
+    let pairs: Vec<ScorePair> = targets
+        .iter()
+        .map(|t| ScorePair {
+            context: context.clone(),
+            target: t.clone(),
+        })
+        .collect();
+    let scored = Engine::new(model)
+        .score(&pairs, &CancelToken::new())
+        .expect("score");
+    for (got, want) in scored.iter().zip(&reference) {
+        assert_eq!(got.len(), want.len());
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-4, "log-prob {g} vs {w}");
+        }
+    }
+}
+
+#[test]
+fn gguf_q8_matches_the_safetensors_model() {
+    for family in [Family::Qwen2, Family::Llama, Family::Qwen3] {
+        let (dir, model) = tiny(family);
+        let gguf = dir.path().join("model-q8_0.gguf");
+        fixtures::write_gguf(dir.path(), &gguf, Quant::Q8_0).expect("gguf");
+        let quantized = load(&gguf);
+        assert!(
+            quantized.codec.has_template(),
+            "the chat template comes from GGUF metadata"
+        );
+        let text = "The quick brown fox";
+        assert_eq!(
+            quantized.codec.encode_prompt(text).expect("ids"),
+            model.codec.encode_prompt(text).expect("ids"),
+            "the GGUF tokenizer splits like tokenizer.json"
+        );
+        let tokens: Vec<u32> = (0..32).map(|i| (i * 41 % 300) as u32).collect();
+        let (a, b) = (
+            full_logits(&model, &tokens),
+            full_logits(&quantized, &tokens),
+        );
+        let scale = a.iter().flatten().map(|x| x.abs()).fold(0.0f32, f32::max);
+        let max_diff = a
+            .iter()
+            .flatten()
+            .zip(b.iter().flatten())
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            max_diff < 0.05 * scale,
+            "{family:?}: Q8_0 logits differ by {max_diff} (scale {scale})"
+        );
+        let agree = a
+            .iter()
+            .zip(&b)
+            .filter(|(x, y)| {
+                exsearch_model::engine::sampling::argmax(x)
+                    == exsearch_model::engine::sampling::argmax(y)
+            })
+            .count();
+        assert!(
+            agree >= 28,
+            "{family:?}: greedy tokens agree at {agree}/32 positions"
+        );
+    }
+}
+
+#[test]
+fn stop_strings_spanning_tokens_cut_the_text_and_the_stream() {
+    let (_dir, model) = tiny(Family::Qwen2);
+    let tok = model.codec.tokenizer();
+    let ids = model
+        .codec
+        .encode_rendered("Search: Dune author\nObservation: Frank Herbert")
+        .expect("ids");
+    let stops = vec!["\nObservation:".to_string()];
+    let mut stream = exsearch_model::text::TextStream::new();
+    let mut streamed = String::new();
+    let mut stopped = None;
+    for &id in &ids {
+        let step = stream.push(tok, id, &stops);
+        streamed.push_str(&step.delta);
+        if step.stop.is_some() {
+            stopped = step.stop;
+            break;
+        }
+    }
+    assert_eq!(stopped.as_deref(), Some("\nObservation:"));
+    assert_eq!(stream.text(), "Search: Dune author");
+    assert_eq!(
+        streamed, "Search: Dune author",
+        "held-back text never leaks the stop string"
+    );
+}
+
+#[test]
+fn the_model_thread_streams_and_cancels() {
+    let dir = tempfile::tempdir().expect("tmp");
+    fixtures::write_hf_model(
+        dir.path(),
+        &fixtures::tiny_config(Family::Qwen2),
+        3,
+        DType::F32,
+    )
+    .expect("fixture");
+    let path = dir.path().to_path_buf();
+    let handle = ModelHandle::spawn(move || Ok(load(&path)), 8).expect("spawn");
+    assert_eq!(handle.info().layers, 2);
+    let ids = handle
+        .codec()
+        .encode_prompt("Tell me about tantivy")
+        .expect("ids");
+    let request = GenerateRequest {
+        prompts: vec![ids.clone()],
+        samples: 2,
+        params: SamplingParams {
+            temperature: 0.8,
+            max_tokens: 20,
+            seed: 5,
+            ..Default::default()
+        },
+    };
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let done = handle
+        .submit_generate(request.clone(), Some(tx), CancelToken::new())
+        .expect("queued");
+    let completions = done.recv().expect("reply").expect("generate");
+    let mut streamed = vec![String::new(); 2];
+    let mut finished = 0;
+    for event in rx.try_iter() {
+        match event {
+            GenerateEvent::Delta { sample, text, .. } => streamed[sample].push_str(&text),
+            GenerateEvent::Done { .. } => finished += 1,
+        }
+    }
+    assert_eq!(finished, 2);
+    for c in &completions {
+        assert_eq!(
+            streamed[c.sample], c.text,
+            "the stream adds up to the final text"
+        );
+    }
+    let cancel = CancelToken::new();
+    cancel.cancel();
+    let cancelled = handle.generate(request, cancel).expect("generate");
+    assert!(cancelled
+        .iter()
+        .all(|c| c.finish == FinishReason::Cancelled));
+}
+
+#[test]
+fn a_lora_adapter_changes_the_output_only_when_nonzero() {
+    let (_dir, mut model) = tiny(Family::Qwen2);
+    let tokens: Vec<u32> = (0..12).map(|i| i * 7 + 3).collect();
+    let base = full_logits(&model, &tokens);
+    let q = &mut model.decoder.blocks_mut()[0].attn.q;
+    let (out, inp) = (q.out_features(), q.in_features());
+    let a = Tensor::randn(0f32, 1.0, (4, inp), &Device::Cpu).expect("a");
+    let zero = LoraAdapter {
+        a: a.clone(),
+        b: Tensor::zeros((out, 4), DType::F32, &Device::Cpu).expect("b"),
+        scale: 2.0,
+    };
+    q.set_lora(Some(zero)).expect("fits");
+    let same = full_logits(&model, &tokens);
+    assert_eq!(base, same, "B = 0 is the identity (LoRA's initial state)");
+    let b = Tensor::randn(0f32, 0.5, (out, 4), &Device::Cpu).expect("b");
+    model.decoder.blocks_mut()[0]
+        .attn
+        .q
+        .set_lora(Some(LoraAdapter { a, b, scale: 2.0 }))
+        .expect("fits");
+    let changed = full_logits(&model, &tokens);
+    assert_ne!(base, changed);
+    let wrong = LoraAdapter {
+        a: Tensor::zeros((4, inp + 1), DType::F32, &Device::Cpu).expect("a"),
+        b: Tensor::zeros((out, 4), DType::F32, &Device::Cpu).expect("b"),
+        scale: 1.0,
+    };
+    assert!(model.decoder.blocks_mut()[0]
+        .attn
+        .q
+        .set_lora(Some(wrong))
+        .is_err());
+    let _ = D::Minus1;
+}
