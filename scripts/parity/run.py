@@ -118,6 +118,11 @@ def main():
             full, cached = ours(binary, model_dir, dtype, tokens, work)
             d = report(f"{dtype} one pass vs transformers", ref, full)
             report(f"{dtype} KV cache vs transformers", ref, cached)
+            if dtype == "bf16":
+                # The noise floor: how far bf16 transformers is from f32 transformers.
+                ref32 = hf_logits(model_dir, tokens, torch.float32)
+                report("bf16 transformers vs f32 transformers", ref32, ref)
+                report("bf16 ours vs f32 transformers", ref32, full)
             if dtype == "f32":
                 worst = max(worst, d)
             if dtype == "f32" and args.llama_cpp:

@@ -27,6 +27,11 @@ use exsearch_model::fixtures::{self, Quant};
 use exsearch_model::model::KvCache;
 use exsearch_model::{LoadedModel, ModelSource};
 
+// As in the `exsearch` binary: glibc's malloc hands large buffers back to the
+// OS, so every decode step would fault in fresh zeroed pages.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env_or(key: &str, default: &str) -> String {
     std::env::var(key)
         .ok()
@@ -246,7 +251,7 @@ fn main() {
     println!();
     println!("| format | ours prefill tok/s | llama.cpp prefill | ratio | ours decode tok/s | llama.cpp decode | ratio | decode / bandwidth limit |");
     println!("|---|---|---|---|---|---|---|---|");
-    for format in formats.split(',').map(str::trim) {
+    for format in formats.split(',').map(str::trim).filter(|f| !f.is_empty()) {
         let path = weights(format);
         let dtype = if format == "bf16" {
             DType::BF16
@@ -289,6 +294,15 @@ fn main() {
     println!("batched sampling ({batch_format}): K samples of one 64-token prompt, 64 new tokens each, temperature 0.8");
     println!("| K | tokens/s | vs K=1 |");
     println!("|---|---|---|");
+    // Warm up: candle repacks each quantized matrix on its first product.
+    let warm = GenerateRequest {
+        prompts: vec![prompt.clone()],
+        samples: 2,
+        params: SamplingParams::greedy(4),
+    };
+    engine
+        .generate(&warm, &Quiet, &CancelToken::new())
+        .expect("warm-up");
     let mut base = None;
     for &k in &batches {
         let request = GenerateRequest {

@@ -283,7 +283,8 @@ pub enum Quant {
     F32,
     Q8_0,
     /// llama.cpp's Q4_K_M mix: Q6_K for attn_v, ffn_down and the output
-    /// matrix, Q4_K for the other matrices.
+    /// matrix, Q4_K for the other matrices; Q8_0 and Q5_0 where a row is not
+    /// a multiple of 256 values (llama.cpp's fallbacks).
     Q4KM,
 }
 
@@ -316,24 +317,26 @@ pub fn write_gguf(model_dir: &Path, out: &Path, quant: Quant) -> Result<()> {
             .contiguous()?
             .reshape((out, inp))?)
     };
-    let qtype = |gguf_name: &str| -> GgmlDType {
-        match quant {
-            Quant::F32 => GgmlDType::F32,
-            Quant::Q8_0 => GgmlDType::Q8_0,
-            Quant::Q4KM
-                if gguf_name.contains("attn_v")
-                    || gguf_name.contains("ffn_down")
-                    || gguf_name == "output.weight" =>
-            {
-                GgmlDType::Q6K
-            }
-            Quant::Q4KM => GgmlDType::Q4K,
+    let qtype = |gguf_name: &str, row: usize| -> GgmlDType {
+        let fits_k_quant = row % 256 == 0;
+        let wide = gguf_name.contains("attn_v")
+            || gguf_name.contains("ffn_down")
+            || gguf_name == "output.weight";
+        // llama.cpp's fallbacks where a K-quant block does not fit a row.
+        match (quant, wide, fits_k_quant) {
+            (Quant::F32, _, _) => GgmlDType::F32,
+            (Quant::Q8_0, _, _) => GgmlDType::Q8_0,
+            (Quant::Q4KM, true, true) => GgmlDType::Q6K,
+            (Quant::Q4KM, true, false) => GgmlDType::Q8_0,
+            (Quant::Q4KM, false, true) => GgmlDType::Q4K,
+            (Quant::Q4KM, false, false) => GgmlDType::Q5_0,
         }
     };
     let mut out_tensors: Vec<(String, QTensor)> = Vec::new();
     let mut put = |name: &str, t: Tensor, quantize: bool| -> Result<()> {
+        let row = t.dims().last().copied().unwrap_or(0);
         let dtype = if quantize {
-            qtype(name)
+            qtype(name, row)
         } else {
             GgmlDType::F32
         };

@@ -68,12 +68,19 @@ impl SamplingParams {
 /// The sampler of one sequence.
 pub struct Sampler {
     rng: StdRng,
-    /// Scratch for (token, weight) candidates, reused between steps.
+    /// Scratch reused between steps: (token, weight) candidates, and every
+    /// token's weight and mass bin.
     candidates: Vec<(u32, f32)>,
+    weights: Vec<f32>,
+    bins: Vec<u16>,
+    mass: Vec<f64>,
 }
 
-/// Candidates examined before falling back to a full sort for top-p.
-const NUCLEUS_WINDOW: usize = 1024;
+/// Nucleus bins per unit of scaled logit below the maximum (a bin spans a
+/// factor of e^(1/64) in probability); tokens further than 32 units below
+/// the maximum (probability ratio < 1e-14) share the last bin.
+const BINS_PER_UNIT: f32 = 64.0;
+const BINS: usize = 32 * 64;
 
 impl Sampler {
     /// A generator seeded from the request seed and the sequence's place, so
@@ -85,6 +92,9 @@ impl Sampler {
         Self {
             rng: StdRng::seed_from_u64(mixed),
             candidates: Vec::new(),
+            weights: Vec::new(),
+            bins: Vec::new(),
+            mass: vec![0.0; BINS],
         }
     }
 
@@ -93,74 +103,75 @@ impl Sampler {
             return argmax(logits);
         }
         let inv_t = 1.0 / p.temperature;
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let c = &mut self.candidates;
         c.clear();
-        c.extend(
-            logits
-                .iter()
-                .enumerate()
-                .map(|(i, &l)| (i as u32, l * inv_t)),
-        );
-        let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1);
-        let window = match (p.top_k, p.top_p < 1.0) {
-            (0, true) => NUCLEUS_WINDOW,
-            (0, false) => c.len(),
-            (k, _) => k,
-        };
-        if window < c.len() {
-            c.select_nth_unstable_by(window - 1, by_logit);
-            c.truncate(window);
-        }
-        // Probabilities over the window, normalised by the full softmax mass
-        // so a truncated window still measures top-p correctly.
-        let max = c.iter().map(|x| x.1).fold(f32::NEG_INFINITY, f32::max);
-        let total: f64 = logits
-            .iter()
-            .map(|&l| ((l * inv_t - max) as f64).exp())
-            .sum();
-        let mut kept_total = 0.0f64;
-        for x in c.iter_mut() {
-            x.1 = ((x.1 - max) as f64).exp() as f32;
-            kept_total += x.1 as f64;
-        }
-        let mass = if p.top_k > 0 { kept_total } else { total };
-        if p.top_p < 1.0 {
-            c.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
-            let cut = nucleus(c, p.top_p as f64 * mass);
-            if cut == c.len() && p.top_k == 0 && window < logits.len() {
-                // The nucleus is wider than the window: redo over everything.
-                let full = SamplingParams {
-                    top_k: logits.len(),
-                    ..p.clone()
-                };
-                return self.sample_sorted(logits, &full);
+        if p.top_k > 0 {
+            // Top-k first (k is small), then top-p within it by sorting.
+            c.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l)));
+            if p.top_k < c.len() {
+                c.select_nth_unstable_by(p.top_k - 1, |a, b| b.1.total_cmp(&a.1));
+                c.truncate(p.top_k);
             }
+            for x in c.iter_mut() {
+                x.1 = ((x.1 - max) * inv_t).exp();
+            }
+            c.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
+            let total: f64 = c.iter().map(|x| x.1 as f64).sum();
+            let cut = nucleus(c, p.top_p as f64 * total);
             c.truncate(cut);
+        } else if p.top_p < 1.0 {
+            self.nucleus_by_bins(logits, max, inv_t, p.top_p as f64);
+        } else {
+            c.extend(
+                logits
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &l)| (i as u32, ((l - max) * inv_t).exp())),
+            );
         }
         self.draw()
     }
 
-    fn sample_sorted(&mut self, logits: &[f32], p: &SamplingParams) -> u32 {
-        let inv_t = 1.0 / p.temperature;
-        let c = &mut self.candidates;
-        c.clear();
-        c.extend(
-            logits
-                .iter()
-                .enumerate()
-                .map(|(i, &l)| (i as u32, l * inv_t)),
-        );
-        c.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
-        c.truncate(p.top_k.max(1));
-        let max = c[0].1;
+    /// The exact top-p nucleus in linear time: bin every token by how far its
+    /// scaled logit lies below the maximum, find the bin where the running
+    /// mass crosses `top_p`, keep every token in the bins before it and sort
+    /// only that one bin.
+    fn nucleus_by_bins(&mut self, logits: &[f32], max: f32, inv_t: f32, top_p: f64) {
+        self.weights.clear();
+        self.bins.clear();
+        self.mass.iter_mut().for_each(|m| *m = 0.0);
         let mut total = 0.0f64;
-        for x in c.iter_mut() {
-            x.1 = (x.1 - max).exp();
-            total += x.1 as f64;
+        for &l in logits {
+            let below = (max - l) * inv_t;
+            let w = (-below).exp();
+            let bin = ((below * BINS_PER_UNIT) as usize).min(BINS - 1);
+            self.weights.push(w);
+            self.bins.push(bin as u16);
+            self.mass[bin] += w as f64;
+            total += w as f64;
         }
-        let cut = nucleus(c, p.top_p as f64 * total);
-        c.truncate(cut);
-        self.draw()
+        let target = top_p * total;
+        let (mut acc, mut cut) = (0.0, BINS - 1);
+        for (bin, &m) in self.mass.iter().enumerate() {
+            if acc + m >= target {
+                cut = bin;
+                break;
+            }
+            acc += m;
+        }
+        let c = &mut self.candidates;
+        let mut boundary = Vec::new();
+        for (i, (&w, &bin)) in self.weights.iter().zip(&self.bins).enumerate() {
+            match (bin as usize).cmp(&cut) {
+                std::cmp::Ordering::Less => c.push((i as u32, w)),
+                std::cmp::Ordering::Equal => boundary.push((i as u32, w)),
+                std::cmp::Ordering::Greater => {}
+            }
+        }
+        boundary.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
+        let take = nucleus(&boundary, target - acc);
+        c.extend_from_slice(&boundary[..take]);
     }
 
     fn draw(&mut self) -> u32 {
@@ -173,6 +184,16 @@ impl Sampler {
             }
         }
         self.candidates.last().map_or(0, |x| x.0)
+    }
+
+    #[cfg(test)]
+    fn nucleus_ids(&mut self, logits: &[f32], p: &SamplingParams) -> Vec<u32> {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        self.candidates.clear();
+        self.nucleus_by_bins(logits, max, 1.0 / p.temperature, p.top_p as f64);
+        let mut ids: Vec<u32> = self.candidates.iter().map(|c| c.0).collect();
+        ids.sort_unstable();
+        ids
     }
 }
 
@@ -222,6 +243,42 @@ mod tests {
         let drawn: std::collections::HashSet<u32> =
             (0..400).map(|_| s.sample(&logits, &p)).collect();
         assert_eq!(drawn, [1, 3].into_iter().collect());
+    }
+
+    #[test]
+    fn the_binned_nucleus_is_the_sorted_nucleus() {
+        let mut rng = StdRng::seed_from_u64(3);
+        for top_p in [0.5f32, 0.9, 0.99] {
+            let logits: Vec<f32> = (0..50_000).map(|_| rng.random::<f32>() * 12.0).collect();
+            let p = SamplingParams {
+                temperature: 0.7,
+                top_p,
+                ..Default::default()
+            };
+            let mut sorted: Vec<(u32, f32)> = logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (i as u32, ((l - 12.0) / 0.7).exp()))
+                .collect();
+            sorted.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
+            let total: f64 = sorted.iter().map(|x| x.1 as f64).sum();
+            let cut = nucleus(&sorted, top_p as f64 * total);
+            let mut want: Vec<u32> = sorted[..cut].iter().map(|x| x.0).collect();
+            want.sort_unstable();
+            let got = Sampler::new(0, 0, 0).nucleus_ids(&logits, &p);
+            // Float sums in a different order may move the last token.
+            assert!(
+                got.len().abs_diff(want.len()) <= 1,
+                "top_p {top_p}: {} vs {}",
+                got.len(),
+                want.len()
+            );
+            let common = got
+                .iter()
+                .filter(|id| want.binary_search(id).is_ok())
+                .count();
+            assert!(common + 1 >= want.len());
+        }
     }
 
     #[test]

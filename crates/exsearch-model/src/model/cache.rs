@@ -88,10 +88,9 @@ impl KvCache {
         let kv = slot.as_ref().expect("allocated above");
         kv.k.slice_set(&k.contiguous()?, 2, self.len)?;
         kv.v.slice_set(&v.contiguous()?, 2, self.len)?;
-        Ok((
-            kv.k.narrow(2, 0, needed)?.contiguous()?,
-            kv.v.narrow(2, 0, needed)?.contiguous()?,
-        ))
+        // Views, not copies: each (row, head) block is contiguous, which is
+        // all the attention matmuls need.
+        Ok((kv.k.narrow(2, 0, needed)?, kv.v.narrow(2, 0, needed)?))
     }
 
     /// Marks `t` more columns as filled.

@@ -166,11 +166,11 @@ impl Decoder {
             let h = self.attention(&block.attn, &h, &rotary, mask, i, cache.as_deref_mut())?;
             x = (x + h)?;
             let h = block.post_norm.forward(&x, self.kernels)?;
-            let gate = block.mlp.gate.forward(&h)?.silu()?;
+            let gate_up = Linear::forward_shared(&[&block.mlp.gate, &block.mlp.up], &h)?;
             let h = block
                 .mlp
                 .down
-                .forward(&(gate * block.mlp.up.forward(&h)?)?)?;
+                .forward(&(gate_up[0].silu()? * &gate_up[1])?)?;
             x = (x + h)?;
         }
         if let Some(cache) = cache {
@@ -233,16 +233,17 @@ impl Decoder {
         let c = &self.config;
         let (b, t, _) = x.dims3()?;
         let (hq, hkv, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
-        let heads = |lin: &Linear, n: usize, norm: Option<&RmsNorm>| -> Result<Tensor> {
-            let mut y = lin.forward(x)?.reshape((b, t, n, d))?;
+        let heads = |y: &Tensor, n: usize, norm: Option<&RmsNorm>| -> Result<Tensor> {
+            let mut y = y.reshape((b, t, n, d))?;
             if let Some(norm) = norm {
                 y = norm.forward(&y, self.kernels)?;
             }
             Ok(y.transpose(1, 2)?.contiguous()?)
         };
-        let q = self.rope(&heads(&attn.q, hq, attn.q_norm.as_ref())?, rotary)?;
-        let k = self.rope(&heads(&attn.k, hkv, attn.k_norm.as_ref())?, rotary)?;
-        let v = heads(&attn.v, hkv, None)?;
+        let qkv = Linear::forward_shared(&[&attn.q, &attn.k, &attn.v], x)?;
+        let q = self.rope(&heads(&qkv[0], hq, attn.q_norm.as_ref())?, rotary)?;
+        let k = self.rope(&heads(&qkv[1], hkv, attn.k_norm.as_ref())?, rotary)?;
+        let v = heads(&qkv[2], hkv, None)?;
         let (k, v) = match cache {
             Some(cache) => cache.append(layer, &k, &v)?,
             None => (k, v),

@@ -332,9 +332,11 @@ impl Gguf {
                         ),
                     ));
                 }
+                let (t, pad) = super::linear::pad_for_cpu_kernels(t, device)?;
                 Ok(Linear::quantized(
                     QMatMul::from_qtensor(t)?,
                     (out, inp),
+                    pad,
                     bias,
                 ))
             };
