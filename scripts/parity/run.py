@@ -134,6 +134,7 @@ def main():
                 report("q8_0 ours vs llama.cpp", ref_q, full_q)
                 report("q8_0 ours (cache) vs llama.cpp", ref_q, cached_q)
                 report("q8_0 llama.cpp vs f32 transformers", ref, ref_q)
+                report("q8_0 ours vs f32 transformers", ref, full_q)
     print(f"worst f32 max|diff|: {worst:.3e} ({'PASS' if worst < 1e-3 else 'FAIL'} < 1e-3)")
     sys.exit(0 if worst < 1e-3 else 1)
 

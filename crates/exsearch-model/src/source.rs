@@ -107,7 +107,9 @@ impl ModelSource {
                     .commit_of(repo, revision)
                     .ok_or_else(|| Error::Missing {
                         path: cache.repo_dir(repo),
-                        hint: format!("{repo}@{revision} is not downloaded; run `{pull}`"),
+                        hint: format!(
+                            "{repo}@{revision} is not downloaded (and no folder `{repo}` exists here); run `{pull}`"
+                        ),
                     })?;
                 let dir = cache.snapshot_dir(repo, &commit);
                 let name = format!("{repo}@{}", &commit[..commit.len().min(10)]);
