@@ -413,31 +413,57 @@ fn sharded_and_half_precision_checkpoints_load_to_the_same_model() {
 
     // Split the checkpoint into two shards with an index, as large models ship.
     let sharded = tempfile::tempdir().expect("tmp");
-    for name in ["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
+    for name in [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    ] {
         std::fs::copy(dir.path().join(name), sharded.path().join(name)).expect("copy");
     }
-    let all = candle_core::safetensors::load(dir.path().join("model.safetensors"), &Device::Cpu).expect("load");
+    let all = candle_core::safetensors::load(dir.path().join("model.safetensors"), &Device::Cpu)
+        .expect("load");
     let mut names: Vec<&String> = all.keys().collect();
     names.sort();
     let (first, second) = names.split_at(names.len() / 2);
     let mut map = serde_json::Map::new();
-    for (file, part) in [("model-00001-of-00002.safetensors", first), ("model-00002-of-00002.safetensors", second)] {
-        let tensors: std::collections::HashMap<String, Tensor> =
-            part.iter().map(|n| ((*n).clone(), all[*n].clone())).collect();
+    for (file, part) in [
+        ("model-00001-of-00002.safetensors", first),
+        ("model-00002-of-00002.safetensors", second),
+    ] {
+        let tensors: std::collections::HashMap<String, Tensor> = part
+            .iter()
+            .map(|n| ((*n).clone(), all[*n].clone()))
+            .collect();
         candle_core::safetensors::save(&tensors, sharded.path().join(file)).expect("save shard");
         for n in part {
             map.insert((*n).clone(), file.into());
         }
     }
     let index = serde_json::json!({ "metadata": {}, "weight_map": map });
-    std::fs::write(sharded.path().join("model.safetensors.index.json"), index.to_string()).expect("index");
+    std::fs::write(
+        sharded.path().join("model.safetensors.index.json"),
+        index.to_string(),
+    )
+    .expect("index");
     assert_eq!(full_logits(&load(sharded.path()), &tokens), reference);
 
     // A bf16 checkpoint loads into f32 and stays within bf16 rounding.
     let half = tempfile::tempdir().expect("tmp");
-    fixtures::write_hf_model(half.path(), &fixtures::tiny_config(Family::Qwen3), 7, DType::BF16).expect("bf16");
+    fixtures::write_hf_model(
+        half.path(),
+        &fixtures::tiny_config(Family::Qwen3),
+        7,
+        DType::BF16,
+    )
+    .expect("bf16");
     let from_bf16 = full_logits(&load(half.path()), &tokens);
-    let max_diff = reference.iter().flatten().zip(from_bf16.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    let max_diff = reference
+        .iter()
+        .flatten()
+        .zip(from_bf16.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
     assert!(max_diff < 0.1, "bf16 weights differ by {max_diff}");
 
     // A missing tensor is named, with the file at fault.
@@ -450,8 +476,13 @@ fn sharded_and_half_precision_checkpoints_load_to_the_same_model() {
     let path = broken.path().join("model.safetensors");
     candle_core::safetensors::save(&partial, &path).expect("save");
     let source: ModelSource = broken.path().to_str().expect("utf-8").parse().expect("dir");
-    let files = source.resolve(&exsearch_model::hub::HubCache::new(broken.path())).expect("files");
+    let files = source
+        .resolve(&exsearch_model::hub::HubCache::new(broken.path()))
+        .expect("files");
     let err = LoadedModel::load(&files, &Device::Cpu, DType::F32).expect_err("missing tensor");
     let msg = err.to_string();
-    assert!(msg.contains("model.layers.1.mlp.up_proj.weight") && msg.contains("model.safetensors"), "{msg}");
+    assert!(
+        msg.contains("model.layers.1.mlp.up_proj.weight") && msg.contains("model.safetensors"),
+        "{msg}"
+    );
 }

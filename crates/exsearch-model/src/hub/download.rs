@@ -12,13 +12,14 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use exsearch_core::{CancelToken, EventSink};
 use serde::Serialize;
-use sha1::Digest as _;
 
 use super::cache::{is_commit_hash, HubCache};
+use super::integrity::{hash_prefix, Hasher};
+use super::meter::Meter;
 use crate::error::{Error, Result};
 
 /// Files fetched when no `--include` pattern is given: everything the loader
@@ -35,7 +36,6 @@ pub const DEFAULT_INCLUDE: &[&str] = &[
 ];
 
 const RETRIES: u32 = 5;
-const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -431,28 +431,28 @@ impl Hub {
             .open(&part)
             .map_err(|e| Error::io(&part, e))?;
         // Resume: hash what an earlier run left, then ask for the rest.
-        let mut have =
+        let have =
             hash_prefix(&mut file, &mut hasher, remote.size).map_err(|e| Error::io(&part, e))?;
         meter.skip(have);
+        let mut partial = Partial {
+            path: part.clone(),
+            file,
+            hasher,
+            have,
+        };
         let mut transferred = 0;
         let mut attempt = 0;
-        while have < remote.size {
+        while partial.have < remote.size {
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            match self.transfer(
-                &url,
-                remote,
-                &mut file,
-                &mut hasher,
-                &mut have,
-                meter,
-                events,
-                cancel,
-            ) {
+            match self.transfer(&url, remote, &mut partial, meter, events, cancel) {
                 Ok(n) => transferred += n,
-                Err(Error::Cancelled) => return Err(Error::Cancelled),
-                Err(e @ Error::Integrity { .. }) => return Err(e),
+                // Cancelling, a wrong byte count and a local disk error are
+                // not helped by asking again.
+                Err(e @ (Error::Cancelled | Error::Integrity { .. } | Error::Io { .. })) => {
+                    return Err(e)
+                }
                 Err(e) => {
                     attempt += 1;
                     if attempt > RETRIES {
@@ -467,6 +467,7 @@ impl Hub {
                 }
             }
         }
+        let Partial { file, hasher, .. } = partial;
         file.sync_all().map_err(|e| Error::io(&part, e))?;
         drop(file);
         let check = match hasher.verify() {
@@ -484,34 +485,34 @@ impl Hub {
         Ok((check, transferred))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn transfer(
         &self,
         url: &str,
         remote: &Remote,
-        file: &mut File,
-        hasher: &mut Hasher,
-        have: &mut u64,
+        partial: &mut Partial,
         meter: &mut Meter,
         events: &dyn EventSink<PullEvent>,
         cancel: &CancelToken,
     ) -> Result<u64> {
-        let response = self.call("GET", url, (*have > 0).then_some(*have), true)?;
-        if *have > 0 && response.status() != 206 {
+        let response = self.call("GET", url, (partial.have > 0).then_some(partial.have), true)?;
+        let io = |e| Error::io(&partial.path, e);
+        if partial.have > 0 && response.status() != 206 {
             // The server ignored the range: start over.
-            file.set_len(0).map_err(|e| Error::io(url, e))?;
-            meter.skip_back(*have);
-            *have = 0;
-            *hasher = Hasher::for_etag(&remote.etag, remote.size);
+            partial.file.set_len(0).map_err(io)?;
+            meter.skip_back(partial.have);
+            partial.have = 0;
+            partial.hasher = Hasher::for_etag(&remote.etag, remote.size);
         }
-        file.seek(SeekFrom::Start(*have))
-            .map_err(|e| Error::io(url, e))?;
+        partial
+            .file
+            .seek(SeekFrom::Start(partial.have))
+            .map_err(io)?;
         let mut reader = response.into_reader();
         let mut buf = vec![0u8; 1 << 20];
         let mut transferred = 0;
         loop {
             if cancel.is_cancelled() {
-                file.flush().map_err(|e| Error::io(url, e))?;
+                partial.file.flush().map_err(io)?;
                 return Err(Error::Cancelled);
             }
             let n = match reader.read(&mut buf) {
@@ -521,11 +522,11 @@ impl Hub {
                 Err(e) => {
                     return Err(Error::Http {
                         url: url.to_string(),
-                        message: format!("transfer interrupted after {} bytes: {e}", *have),
+                        message: format!("transfer interrupted after {} bytes: {e}", partial.have),
                     })
                 }
             };
-            if *have + n as u64 > remote.size {
+            if partial.have + n as u64 > remote.size {
                 return Err(Error::Integrity {
                     file: remote.name.clone(),
                     message: format!(
@@ -534,18 +535,21 @@ impl Hub {
                     ),
                 });
             }
-            file.write_all(&buf[..n]).map_err(|e| Error::io(url, e))?;
-            hasher.update(&buf[..n]);
-            *have += n as u64;
+            partial.file.write_all(&buf[..n]).map_err(io)?;
+            partial.hasher.update(&buf[..n]);
+            partial.have += n as u64;
             transferred += n as u64;
             if let Some(event) = meter.advance(n as u64, &remote.name) {
                 events.emit(event);
             }
         }
-        if *have < remote.size {
+        if partial.have < remote.size {
             return Err(Error::Http {
                 url: url.to_string(),
-                message: format!("connection closed at {} of {} bytes", *have, remote.size),
+                message: format!(
+                    "connection closed at {} of {} bytes",
+                    partial.have, remote.size
+                ),
             });
         }
         if let Some(event) = meter.flush(&remote.name) {
@@ -553,6 +557,15 @@ impl Hub {
         }
         Ok(transferred)
     }
+}
+
+/// A blob being downloaded: its `.incomplete` file, the hash of what it
+/// holds, and its length.
+struct Partial {
+    path: PathBuf,
+    file: File,
+    hasher: Hasher,
+    have: u64,
 }
 
 fn http_error(url: &str, code: u16, response: ureq::Response) -> Error {
@@ -594,148 +607,6 @@ fn join_url(base: &str, location: &str) -> String {
             .filter(|&i| i >= host_end)
             .unwrap_or(host_end);
         format!("{}/{location}", &base[..dir_end])
-    }
-}
-
-/// Hashes the bytes already in a partial file (at most `limit`).
-fn hash_prefix(file: &mut File, hasher: &mut Hasher, limit: u64) -> std::io::Result<u64> {
-    let len = file.metadata()?.len();
-    if len > limit {
-        file.set_len(0)?;
-        return Ok(0);
-    }
-    file.seek(SeekFrom::Start(0))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut done = 0;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        done += n as u64;
-    }
-    Ok(done)
-}
-
-/// The checksum a hub etag stands for.
-enum Hasher {
-    Sha256(sha2::Sha256, String, u64, u64),
-    GitSha1(sha1::Sha1, String, u64, u64),
-    Size(u64, u64),
-}
-
-impl Hasher {
-    fn for_etag(etag: &str, size: u64) -> Self {
-        let hex = etag.bytes().all(|b| b.is_ascii_hexdigit());
-        match etag.len() {
-            64 if hex => Self::Sha256(sha2::Sha256::new(), etag.to_ascii_lowercase(), size, 0),
-            40 if hex => {
-                let mut h = sha1::Sha1::new();
-                h.update(format!("blob {size}\0").as_bytes());
-                Self::GitSha1(h, etag.to_ascii_lowercase(), size, 0)
-            }
-            _ => Self::Size(size, 0),
-        }
-    }
-
-    fn update(&mut self, data: &[u8]) {
-        match self {
-            Self::Sha256(h, _, _, n) => {
-                h.update(data);
-                *n += data.len() as u64;
-            }
-            Self::GitSha1(h, _, _, n) => {
-                h.update(data);
-                *n += data.len() as u64;
-            }
-            Self::Size(_, n) => *n += data.len() as u64,
-        }
-    }
-
-    fn verify(self) -> std::result::Result<Check, String> {
-        let size_check = |want: u64, got: u64| {
-            if want == got {
-                Ok(())
-            } else {
-                Err(format!("size {got} bytes, the hub announced {want}"))
-            }
-        };
-        match self {
-            Self::Sha256(h, want, size, n) => {
-                size_check(size, n)?;
-                let got = hex::encode(h.finalize());
-                if got == want {
-                    Ok(Check::Sha256)
-                } else {
-                    Err(format!("sha256 {got}, the hub announced {want}"))
-                }
-            }
-            Self::GitSha1(h, want, size, n) => {
-                size_check(size, n)?;
-                let got = hex::encode(h.finalize());
-                if got == want {
-                    Ok(Check::GitSha1)
-                } else {
-                    Err(format!("git sha1 {got}, the hub announced {want}"))
-                }
-            }
-            Self::Size(size, n) => size_check(size, n).map(|()| Check::Size),
-        }
-    }
-}
-
-/// Overall progress across files: bytes, rate over this run, ETA.
-struct Meter {
-    total: u64,
-    done: u64,
-    started: Instant,
-    /// Bytes that were already present (not part of this run's rate).
-    reused: u64,
-    last: Option<Instant>,
-}
-
-impl Meter {
-    fn new(total: u64) -> Self {
-        Self {
-            total,
-            done: 0,
-            started: Instant::now(),
-            reused: 0,
-            last: None,
-        }
-    }
-
-    fn skip(&mut self, bytes: u64) {
-        self.done += bytes;
-        self.reused += bytes;
-    }
-
-    fn skip_back(&mut self, bytes: u64) {
-        self.done -= bytes.min(self.done);
-        self.reused -= bytes.min(self.reused);
-    }
-
-    fn advance(&mut self, bytes: u64, file: &str) -> Option<PullEvent> {
-        self.done += bytes;
-        if self.last.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) {
-            return None;
-        }
-        self.flush(file)
-    }
-
-    fn flush(&mut self, file: &str) -> Option<PullEvent> {
-        self.last = Some(Instant::now());
-        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        let rate = (self.done - self.reused) as f64 / secs;
-        let left = self.total.saturating_sub(self.done) as f64;
-        Some(PullEvent::Progress {
-            file: file.to_string(),
-            downloaded: self.done,
-            total: self.total,
-            bytes_per_sec: rate,
-            eta_secs: (rate > 0.0).then(|| left / rate),
-        })
     }
 }
 

@@ -4,6 +4,8 @@
 mod cache;
 pub mod catalog;
 mod download;
+mod integrity;
+mod meter;
 
 pub use cache::{CachedSnapshot, HubCache};
 pub use download::{
