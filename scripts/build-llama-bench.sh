@@ -1,29 +1,33 @@
 #!/usr/bin/env bash
 # Builds llama.cpp's llama-bench (the peer of `cargo bench -p exsearch-model
-# --bench speed`) from the source that the llama-cpp-python sdist on PyPI
+# --bench speed`) and its shared libraries (used by scripts/parity/run.py
+# --llama-cpp) from the source that the llama-cpp-python sdist on PyPI
 # vendors, with native SIMD kernels, into target/llama.cpp/build/bin.
-# Needs Python 3 with pip (for cmake and ninja) and a C++ compiler.
+# Needs curl, Python 3 with pip (for cmake and ninja) and a C++ compiler.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
-WORK=target/llama.cpp-src
-mkdir -p "$WORK"
-if [ ! -d "$WORK/llama_cpp_python-$VERSION" ]; then
-    url=$(curl -fsSL "https://pypi.org/pypi/llama-cpp-python/$VERSION/json" | python3 -c '
+WORK=target/llama.cpp-download
+SRC=target/llama.cpp
+if [ ! -f "$SRC/CMakeLists.txt" ]; then
+    mkdir -p "$WORK"
+    url=$(curl -fsSL "https://pypi.org/pypi/llama-cpp-python/json" | python3 -c '
 import json, sys
-urls = json.load(sys.stdin)["urls"]
-print(next(u["url"] for u in urls if u["packagetype"] == "sdist"))')
+files = json.load(sys.stdin)["releases"][sys.argv[1]]
+print(next(f["url"] for f in files if f["packagetype"] == "sdist"))' "$VERSION")
     case "$url" in http*) ;; *) url="https://pypi.org/${url#../../}" ;; esac
     curl -fsSL -o "$WORK/sdist.tar.gz" "$url"
-    tar -xzf "$WORK/sdist.tar.gz" -C "$WORK"
+    # -m: stamp files with the extraction time (sdist mtimes can lie in the future)
+    tar -xzmf "$WORK/sdist.tar.gz" -C "$WORK"
+    rm -rf "$SRC"
+    mv "$WORK/llama_cpp_python-$VERSION/vendor/llama.cpp" "$SRC"
+    rm -rf "$WORK"
 fi
-python3 -m venv "$WORK/venv"
-"$WORK/venv/bin/pip" install -q cmake ninja
-export PATH="$PWD/$WORK/venv/bin:$PATH"
-rm -rf target/llama.cpp
-ln -s "llama.cpp-src/llama_cpp_python-$VERSION/vendor/llama.cpp" target/llama.cpp
-cmake -S target/llama.cpp -B target/llama.cpp/build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+python3 -m venv target/llama.cpp-venv
+target/llama.cpp-venv/bin/pip install -q cmake ninja
+export PATH="$PWD/target/llama.cpp-venv/bin:$PATH"
+cmake -S "$SRC" -B "$SRC/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
     -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=ON
-ninja -C target/llama.cpp/build llama-bench
-echo "built target/llama.cpp/build/bin/llama-bench"
+ninja -C "$SRC/build" llama-bench
+echo "built $SRC/build/bin/llama-bench"
