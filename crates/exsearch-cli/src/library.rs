@@ -1,15 +1,11 @@
 //! `exsearch library ...`: add, sync, remove, status, check.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use exsearch_core::{CancelToken, EventSink, Home, Library, LibraryEvent, SyncOptions, SyncReport};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::output;
 
@@ -117,8 +113,6 @@ pub fn run(home: &Home, cmd: LibraryCommand) -> Result<ExitCode> {
     }
 }
 
-const PLAIN_PROGRESS_PERIOD: Duration = Duration::from_secs(1);
-
 /// Runs an add or sync with a progress bar on stderr and Ctrl-C wired to
 /// cancel, then prints the report.
 fn with_progress(
@@ -140,32 +134,20 @@ fn with_progress(
         "cancelling: finishing the files in flight and committing (Ctrl-C again to quit now)",
     )?;
 
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template(
-            "{spinner} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    // Without a terminal (a log, a pipe) the bar is hidden: print a line a second.
-    let plain = !std::io::stderr().is_terminal();
-    let last_line = Mutex::new(Instant::now());
+    let progress = output::Progress::new();
+    let bar = &progress.bar;
     let sink = |event: LibraryEvent| match event {
         LibraryEvent::Started(p) | LibraryEvent::Progress(p) => {
-            if plain {
-                if let Ok(mut last) = last_line.lock() {
-                    if last.elapsed() >= PLAIN_PROGRESS_PERIOD {
-                        *last = Instant::now();
-                        eprintln!(
-                            "progress: {}/{} files, {}/{}, {} passages",
-                            p.files_done,
-                            p.files_total,
-                            output::bytes(p.bytes_done),
-                            output::bytes(p.bytes_total),
-                            p.passages
-                        );
-                    }
-                }
-            }
+            progress.plain_line(|| {
+                format!(
+                    "{}/{} files, {}/{}, {} passages",
+                    p.files_done,
+                    p.files_total,
+                    output::bytes(p.bytes_done),
+                    output::bytes(p.bytes_total),
+                    p.passages
+                )
+            });
             bar.set_length(p.bytes_total);
             bar.set_position(p.bytes_done);
             let eta = p

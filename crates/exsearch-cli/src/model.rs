@@ -1,9 +1,8 @@
 //! `exsearch model pull|list` and `exsearch generate`.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
@@ -13,7 +12,6 @@ use exsearch_model::engine::{
 };
 use exsearch_model::hub::{catalog::CATALOG, Hub, HubCache, PullEvent, PullOptions};
 use exsearch_model::{parse_device, parse_dtype, ChatMessage, LoadedModel, ModelSource};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::output;
 
@@ -106,14 +104,8 @@ fn pull(repo: &str, revision: String, include: Vec<String>, json: bool) -> Resul
     let hub = Hub::from_env();
     let cancel =
         crate::cancel_on_ctrl_c("cancelling the download; `exsearch model pull` again resumes it")?;
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template(
-            "{spinner} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let plain = !std::io::stderr().is_terminal();
-    let last_line = Mutex::new(Instant::now() - Duration::from_secs(10));
+    let progress = output::Progress::new();
+    let bar = &progress.bar;
     let sink = |event: PullEvent| match event {
         PullEvent::Resolved {
             commit,
@@ -144,18 +136,13 @@ fn pull(repo: &str, revision: String, include: Vec<String>, json: bool) -> Resul
                 "{file}, {}/s{eta}",
                 output::bytes(bytes_per_sec as u64)
             ));
-            if plain {
-                if let Ok(mut last) = last_line.lock() {
-                    if last.elapsed() >= Duration::from_secs(1) {
-                        *last = Instant::now();
-                        eprintln!(
-                            "progress: {}/{} {file}",
-                            output::bytes(downloaded),
-                            output::bytes(total)
-                        );
-                    }
-                }
-            }
+            progress.plain_line(|| {
+                format!(
+                    "{}/{} {file}",
+                    output::bytes(downloaded),
+                    output::bytes(total)
+                )
+            });
         }
         PullEvent::Retry {
             file,

@@ -2,6 +2,10 @@
 //! sync reports.
 
 use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
 
 use exsearch_core::{Hit, LibraryStatus, SyncReport};
 
@@ -119,6 +123,45 @@ pub fn duration(secs: f64) -> String {
         0..60 => format!("{secs:.1}s"),
         60..3600 => format!("{}m{:02}s", s / 60, s % 60),
         _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// A byte-counting progress bar on stderr for long jobs. Without a terminal
+/// (a log, a pipe) indicatif hides it, so `plain_line` prints a line at most
+/// once a second instead.
+pub struct Progress {
+    pub bar: ProgressBar,
+    plain: bool,
+    last_line: Mutex<Option<Instant>>,
+}
+
+impl Progress {
+    pub fn new() -> Self {
+        let bar = ProgressBar::new(0).with_style(
+            ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Self {
+            bar,
+            plain: !std::io::stderr().is_terminal(),
+            last_line: Mutex::new(None),
+        }
+    }
+
+    /// Prints `line()` as `progress: ...` when stderr is not a terminal and a
+    /// second has passed since the last one.
+    pub fn plain_line(&self, line: impl FnOnce() -> String) {
+        if !self.plain {
+            return;
+        }
+        if let Ok(mut last) = self.last_line.lock() {
+            if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                *last = Some(Instant::now());
+                eprintln!("progress: {}", line());
+            }
+        }
     }
 }
 

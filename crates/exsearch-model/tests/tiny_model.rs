@@ -21,12 +21,26 @@ fn load(dir: &Path) -> LoadedModel {
     LoadedModel::load(&files, &Device::Cpu, DType::F32).expect("model loads")
 }
 
-fn tiny(family: Family) -> (tempfile::TempDir, LoadedModel) {
+/// A random model of `family` written as a Hugging Face folder.
+fn fixture_dir(family: Family, seed: u64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tmp");
-    fixtures::write_hf_model(dir.path(), &fixtures::tiny_config(family), 7, DType::F32)
+    fixtures::write_hf_model(dir.path(), &fixtures::tiny_config(family), seed, DType::F32)
         .expect("fixture");
+    dir
+}
+
+fn tiny(family: Family) -> (tempfile::TempDir, LoadedModel) {
+    let dir = fixture_dir(family, 7);
     let model = load(dir.path());
     (dir, model)
+}
+
+fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
 }
 
 /// Logits of every position of `tokens` in one forward pass, no cache.
@@ -159,12 +173,7 @@ fn cached_decoding_matches_a_full_forward_pass() {
         for i in 25..40 {
             incremental.extend(step(i, i + 1, &mut cache));
         }
-        let max_diff = full
-            .iter()
-            .flatten()
-            .zip(incremental.iter().flatten())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let max_diff = max_abs_diff(&full, &incremental);
         assert!(
             max_diff < 1e-4,
             "{family:?}: cached logits differ by {max_diff}"
@@ -180,12 +189,7 @@ fn differentiable_kernels_compute_the_same_function() {
         let fused = full_logits(&model, &tokens);
         model.decoder.set_kernels(Kernels::Differentiable);
         let slow = full_logits(&model, &tokens);
-        let max_diff = fused
-            .iter()
-            .flatten()
-            .zip(slow.iter().flatten())
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0f32, f32::max);
+        let max_diff = max_abs_diff(&fused, &slow);
         assert!(
             max_diff < 1e-4,
             "{family:?}: kernel sets differ by {max_diff}"
@@ -260,12 +264,7 @@ fn gguf_q8_matches_the_safetensors_model() {
             full_logits(&quantized, &tokens),
         );
         let scale = a.iter().flatten().map(|x| x.abs()).fold(0.0f32, f32::max);
-        let max_diff = a
-            .iter()
-            .flatten()
-            .zip(b.iter().flatten())
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f32, f32::max);
+        let max_diff = max_abs_diff(&a, &b);
         assert!(
             max_diff < 0.05 * scale,
             "{family:?}: Q8_0 logits differ by {max_diff} (scale {scale})"
@@ -315,14 +314,7 @@ fn stop_strings_spanning_tokens_cut_the_text_and_the_stream() {
 
 #[test]
 fn the_model_thread_streams_and_cancels() {
-    let dir = tempfile::tempdir().expect("tmp");
-    fixtures::write_hf_model(
-        dir.path(),
-        &fixtures::tiny_config(Family::Qwen2),
-        3,
-        DType::F32,
-    )
-    .expect("fixture");
+    let dir = fixture_dir(Family::Qwen2, 3);
     let path = dir.path().to_path_buf();
     let handle = ModelHandle::spawn(move || Ok(load(&path)), 8).expect("spawn");
     assert_eq!(handle.info().layers, 2);
@@ -458,12 +450,7 @@ fn sharded_and_half_precision_checkpoints_load_to_the_same_model() {
     )
     .expect("bf16");
     let from_bf16 = full_logits(&load(half.path()), &tokens);
-    let max_diff = reference
-        .iter()
-        .flatten()
-        .zip(from_bf16.iter().flatten())
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let max_diff = max_abs_diff(&reference, &from_bf16);
     assert!(max_diff < 0.1, "bf16 weights differ by {max_diff}");
 
     // A missing tensor is named, with the file at fault.

@@ -74,6 +74,7 @@ pub struct Sampler {
     weights: Vec<f32>,
     bins: Vec<u16>,
     mass: Vec<f64>,
+    boundary: Vec<(u32, f32)>,
 }
 
 /// Nucleus bins per unit of scaled logit below the maximum (a bin spans a
@@ -95,6 +96,7 @@ impl Sampler {
             weights: Vec::new(),
             bins: Vec::new(),
             mass: vec![0.0; BINS],
+            boundary: Vec::new(),
         }
     }
 
@@ -161,7 +163,8 @@ impl Sampler {
             acc += m;
         }
         let c = &mut self.candidates;
-        let mut boundary = Vec::new();
+        let boundary = &mut self.boundary;
+        boundary.clear();
         for (i, (&w, &bin)) in self.weights.iter().zip(&self.bins).enumerate() {
             match (bin as usize).cmp(&cut) {
                 std::cmp::Ordering::Less => c.push((i as u32, w)),
@@ -170,7 +173,7 @@ impl Sampler {
             }
         }
         boundary.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
-        let take = nucleus(&boundary, target - acc);
+        let take = nucleus(boundary, target - acc);
         c.extend_from_slice(&boundary[..take]);
     }
 

@@ -164,15 +164,6 @@ impl KvCache {
         }
         Ok(Self { layers, len, pad })
     }
-
-    /// Bytes held by this cache (all layers, full capacity).
-    pub fn bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .flatten()
-            .map(|kv| 2 * kv.k.elem_count() * kv.k.dtype().size_in_bytes())
-            .sum()
-    }
 }
 
 /// The additive attention mask for `t` new columns after `past` cached ones:

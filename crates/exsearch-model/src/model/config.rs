@@ -242,19 +242,12 @@ impl ModelConfig {
 
     /// Number of parameters, for memory estimates.
     pub fn parameter_count(&self) -> u64 {
-        let h = self.hidden_size as u64;
-        let q = (self.num_heads * self.head_dim) as u64;
-        let kv = (self.num_kv_heads * self.head_dim) as u64;
-        let ff = self.intermediate_size as u64;
+        let (h, q, kv, ff) = self.matrix_dims();
+        let (h, q, kv, ff) = (h as u64, q as u64, kv as u64, ff as u64);
         let per_layer = h * q * 2 + h * kv * 2 + 3 * h * ff + 2 * h;
         let embed = self.vocab_size as u64 * h;
         let head = if self.tie_word_embeddings { 0 } else { embed };
         embed + head + per_layer * self.num_layers as u64 + h
-    }
-
-    /// Bytes of key/value cache per token of context (both K and V, all layers).
-    pub fn kv_bytes_per_token(&self, dtype_bytes: usize) -> usize {
-        2 * self.num_layers * self.num_kv_heads * self.head_dim * dtype_bytes
     }
 }
 
