@@ -135,8 +135,28 @@ fn with_progress(
     )?;
 
     let progress = output::Progress::new();
+    let sink = sync_progress(&progress);
+    let report = job(&options, &sink, &cancel);
+    progress.bar.finish_and_clear();
+    let report = report?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        output::print_report(&report);
+    }
+    Ok(if report.cancelled {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Draws a sync's progress on `progress` and lists skipped files above it.
+pub(crate) fn sync_progress(
+    progress: &output::Progress,
+) -> impl Fn(LibraryEvent) + Send + Sync + '_ {
     let bar = &progress.bar;
-    let sink = |event: LibraryEvent| match event {
+    move |event: LibraryEvent| match event {
         LibraryEvent::Started(p) | LibraryEvent::Progress(p) => {
             progress.plain_line(|| {
                 format!(
@@ -165,18 +185,5 @@ fn with_progress(
             bar.suspend(|| eprintln!("skipped {path}: {reason}"));
         }
         LibraryEvent::Committed { .. } => {}
-    };
-    let report = job(&options, &sink, &cancel);
-    bar.finish_and_clear();
-    let report = report?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        output::print_report(&report);
     }
-    Ok(if report.cancelled {
-        ExitCode::from(130)
-    } else {
-        ExitCode::SUCCESS
-    })
 }

@@ -1,7 +1,9 @@
 //! `exsearch`: the command line over the ExSearch engine. Each subcommand
-//! maps onto one `exsearch_core` call; this crate only parses arguments,
-//! draws progress and formats output.
+//! maps onto one library call (`exsearch_core`, `exsearch_model`,
+//! `exsearch_agent`); this crate only parses arguments, draws progress and
+//! formats output.
 
+mod agent;
 mod library;
 mod model;
 mod output;
@@ -55,6 +57,15 @@ enum Command {
     Model(model::ModelCommand),
     /// Generate text with a local model
     Generate(model::GenerateArgs),
+    /// Ask a question: the model searches the library and answers with citations
+    Ask(Box<agent::AskArgs>),
+    /// List, show and delete conversations
+    Chats {
+        #[command(subcommand)]
+        command: Option<agent::ChatsCommand>,
+    },
+    /// Score a method on a QA file (EM, F1, Acc, retrieval recall and precision)
+    Eval(Box<agent::EvalArgs>),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +87,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Search { ref query, k, json } => search(&home()?, &query.join(" "), k, json),
         Command::Model(cmd) => model::run(cmd),
         Command::Generate(args) => model::generate(args),
+        Command::Ask(args) => agent::ask(&home()?, *args),
+        Command::Chats { command } => agent::chats(&home()?, command),
+        Command::Eval(args) => agent::eval(&home()?, *args),
     }
 }
 

@@ -136,12 +136,19 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// A bar counting bytes.
     pub fn new() -> Self {
+        Self::with_template("{spinner} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {msg}")
+    }
+
+    /// A bar counting items (questions, files), with an ETA.
+    pub fn counting() -> Self {
+        Self::with_template("{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} eta {eta} {msg}")
+    }
+
+    fn with_template(template: &str) -> Self {
         let bar = ProgressBar::new(0).with_style(
-            ProgressStyle::with_template(
-                "{spinner} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         Self {
             bar,

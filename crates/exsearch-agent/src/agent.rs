@@ -1,0 +1,617 @@
+//! The search loop (METHOD.md, section 1) and the two baselines.
+//!
+//! Runs advance in lockstep, so one model call serves every run at the same
+//! step: K samples of a question share its first prompt (the runtime
+//! computes it once), later steps batch one prompt per run. Per step a run
+//! writes `<FACT> evidence` for its previous sub-query and then `<QUERY>
+//! next sub-query` or `<FINAL>`; the engine retrieves and inserts the
+//! passages. A step without a sub-query is re-prompted once with the tags
+//! primed; a repeated sub-query, a second failure or the step budget end
+//! the search, and the answer is always asked for.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use exsearch_core::{CancelToken, EventSink, Hit, Library};
+use exsearch_model::{ChatMessage, SamplingParams};
+use serde::Serialize;
+
+use crate::citations;
+use crate::error::{Error, Result};
+use crate::generator::{Generated, Generator, Prompt};
+use crate::parse::{parse_ranking, parse_step, query_key, Action};
+use crate::prompt::{self, Exchange};
+use crate::settings::{AgentSettings, Method};
+use crate::trajectory::{Citation, EndReason, SideCall, Step, Timing, Trajectory};
+
+/// Finds passages for a sub-query.
+pub trait Retriever {
+    fn retrieve(&self, query: &str, k: usize) -> Result<Vec<Hit>>;
+}
+
+impl Retriever for Library {
+    fn retrieve(&self, query: &str, k: usize) -> Result<Vec<Hit>> {
+        Ok(self.search(query, k)?)
+    }
+}
+
+/// A question, with the conversation it continues.
+#[derive(Clone, Debug, Default)]
+pub struct Question {
+    pub text: String,
+    pub history: Vec<Exchange>,
+}
+
+impl Question {
+    pub fn new(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            history: Vec::new(),
+        }
+    }
+}
+
+/// What happens, as it happens. `run` tells concurrent runs apart
+/// (question index × samples + sample); steps count from 1.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum AgentEvent {
+    Started {
+        run: usize,
+        question: String,
+        method: Method,
+    },
+    /// Text of a search step as the model writes it.
+    StepText {
+        run: usize,
+        step: usize,
+        text: String,
+    },
+    SubQuery {
+        run: usize,
+        step: usize,
+        query: String,
+        repaired: bool,
+    },
+    /// The sub-query was asked before: the search ends.
+    Repeated {
+        run: usize,
+        step: usize,
+        query: String,
+    },
+    Retrieved {
+        run: usize,
+        step: usize,
+        passages: Vec<Hit>,
+    },
+    /// The re-ranking call kept these candidates, 1-based as shown to it.
+    Reranked {
+        run: usize,
+        step: usize,
+        kept: Vec<usize>,
+    },
+    Evidence {
+        run: usize,
+        step: usize,
+        text: String,
+    },
+    AnswerDelta {
+        run: usize,
+        text: String,
+    },
+    Finished {
+        run: usize,
+        answer: String,
+        citations: Vec<Citation>,
+        end: EndReason,
+    },
+}
+
+pub struct Agent<'a> {
+    pub generator: &'a dyn Generator,
+    pub retriever: &'a dyn Retriever,
+    pub settings: &'a AgentSettings,
+}
+
+#[derive(PartialEq)]
+enum Phase {
+    Searching,
+    Answering,
+    Done,
+}
+
+struct Run {
+    question: usize,
+    messages: Vec<ChatMessage>,
+    history_turns: usize,
+    steps: Vec<Step>,
+    side_calls: Vec<SideCall>,
+    seen: HashSet<String>,
+    phase: Phase,
+    end: EndReason,
+    answer: String,
+    tokens: usize,
+    calls: usize,
+}
+
+/// A run's parsed step waiting for its retrieval.
+struct Pending {
+    run: usize,
+    query: String,
+    repaired: bool,
+}
+
+impl Agent<'_> {
+    /// Answers one question.
+    pub fn answer(
+        &self,
+        question: &Question,
+        method: Method,
+        events: &dyn EventSink<AgentEvent>,
+        cancel: &CancelToken,
+    ) -> Result<Trajectory> {
+        let mut runs = self.run(std::slice::from_ref(question), 1, method, events, cancel)?;
+        runs.pop().ok_or(Error::Cancelled)
+    }
+
+    /// Runs `samples` trajectories per question, all in lockstep. Returns
+    /// them question-major. A cancel ends every run at once with what it
+    /// has (`EndReason::Cancelled`); a backend failure is an error.
+    pub fn run(
+        &self,
+        questions: &[Question],
+        samples: usize,
+        method: Method,
+        events: &dyn EventSink<AgentEvent>,
+        cancel: &CancelToken,
+    ) -> Result<Vec<Trajectory>> {
+        self.settings.validate()?;
+        let started = Instant::now();
+        let samples = samples.max(1);
+        let mut runs: Vec<Run> = Vec::with_capacity(questions.len() * samples);
+        for (q, question) in questions.iter().enumerate() {
+            for _ in 0..samples {
+                let messages = prompt::history(self.settings, &question.history);
+                events.emit(AgentEvent::Started {
+                    run: runs.len(),
+                    question: question.text.clone(),
+                    method,
+                });
+                runs.push(Run {
+                    question: q,
+                    history_turns: messages.len(),
+                    messages,
+                    steps: Vec::new(),
+                    side_calls: Vec::new(),
+                    seen: HashSet::new(),
+                    phase: Phase::Searching,
+                    end: EndReason::Finished,
+                    answer: String::new(),
+                    tokens: 0,
+                    calls: 0,
+                });
+            }
+        }
+        let mut model_ms = 0.0;
+        let outcome = match method {
+            Method::Exsearch => {
+                self.search_loop(questions, samples, &mut runs, &mut model_ms, events, cancel)
+            }
+            Method::Rag => self.rag(questions, samples, &mut runs, events),
+            Method::Direct => self.direct(questions, &mut runs),
+        }
+        .and_then(|()| {
+            self.final_answers(questions, &mut runs, method, &mut model_ms, events, cancel)
+        });
+        match outcome {
+            Ok(()) => {}
+            Err(Error::Cancelled) => {
+                for run in runs.iter_mut().filter(|r| r.phase != Phase::Done) {
+                    run.phase = Phase::Done;
+                    run.end = EndReason::Cancelled;
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        let total_ms = started.elapsed().as_secs_f64() * 1e3;
+        let trajectories = runs
+            .into_iter()
+            .enumerate()
+            .map(|(i, run)| {
+                let citations = match method {
+                    Method::Exsearch => citations::for_search(&run.steps),
+                    Method::Rag => citations::for_answer(&run.steps, &run.answer),
+                    Method::Direct => Vec::new(),
+                };
+                events.emit(AgentEvent::Finished {
+                    run: i,
+                    answer: run.answer.clone(),
+                    citations: citations.clone(),
+                    end: run.end.clone(),
+                });
+                Trajectory {
+                    question: questions[run.question].text.clone(),
+                    method,
+                    steps: run.steps,
+                    answer: run.answer,
+                    citations,
+                    end: run.end,
+                    transcript: run.messages,
+                    history_turns: run.history_turns,
+                    side_calls: run.side_calls,
+                    generated_tokens: run.tokens,
+                    model_calls: run.calls,
+                    timing: Timing { total_ms, model_ms },
+                }
+            })
+            .collect();
+        Ok(trajectories)
+    }
+
+    /// Calls the generator, timing it and counting tokens per run.
+    #[allow(clippy::too_many_arguments)]
+    fn call(
+        &self,
+        prompts: &[Prompt],
+        samples: usize,
+        params: &SamplingParams,
+        owners: &[usize],
+        runs: &mut [Run],
+        model_ms: &mut f64,
+        on_delta: &(dyn Fn(usize, usize, &str) + Sync),
+        cancel: &CancelToken,
+    ) -> Result<Vec<Generated>> {
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let t = Instant::now();
+        let out = self
+            .generator
+            .generate(prompts, samples, params, on_delta, cancel);
+        *model_ms += t.elapsed().as_secs_f64() * 1e3;
+        let flat: Vec<Generated> = out?.into_iter().flatten().collect();
+        if flat.len() != owners.len() {
+            return Err(Error::InvalidSetting(format!(
+                "the generator returned {} texts for {} requests",
+                flat.len(),
+                owners.len()
+            )));
+        }
+        for (g, &r) in flat.iter().zip(owners) {
+            runs[r].tokens += g.tokens;
+            runs[r].calls += 1;
+        }
+        Ok(flat)
+    }
+
+    fn search_loop(
+        &self,
+        questions: &[Question],
+        samples: usize,
+        runs: &mut [Run],
+        model_ms: &mut f64,
+        events: &dyn EventSink<AgentEvent>,
+        cancel: &CancelToken,
+    ) -> Result<()> {
+        let settings = self.settings;
+        for run in runs.iter_mut() {
+            let first = prompt::first_turn(settings, &questions[run.question].text);
+            run.messages.push(ChatMessage::user(first));
+        }
+        let step_params = settings.step_sampling();
+        for round in 0..settings.max_steps {
+            let active: Vec<usize> = (0..runs.len())
+                .filter(|&r| runs[r].phase == Phase::Searching)
+                .collect();
+            if active.is_empty() {
+                break;
+            }
+            let step = round + 1;
+            let stream = |owner: &[usize]| {
+                let owner = owner.to_vec();
+                move |p: usize, s: usize, text: &str| {
+                    let run = owner[p * if round == 0 { samples } else { 1 } + s];
+                    events.emit(AgentEvent::StepText {
+                        run,
+                        step,
+                        text: text.to_string(),
+                    });
+                }
+            };
+            // The first step of every sample of a question is the same prompt.
+            let (prompts, per_prompt, owners): (Vec<Prompt>, usize, Vec<usize>) = if round == 0 {
+                let firsts: Vec<usize> = active.iter().copied().step_by(samples).collect();
+                let prompts = firsts
+                    .iter()
+                    .map(|&r| Prompt::new(runs[r].messages.clone()))
+                    .collect();
+                (prompts, samples, active.clone())
+            } else {
+                let prompts = active
+                    .iter()
+                    .map(|&r| Prompt::new(runs[r].messages.clone()))
+                    .collect();
+                (prompts, 1, active.clone())
+            };
+            let on_delta = stream(&owners);
+            let texts = self.call(
+                &prompts,
+                per_prompt,
+                &step_params,
+                &owners,
+                runs,
+                model_ms,
+                &on_delta,
+                cancel,
+            )?;
+
+            let mut parsed: Vec<(usize, String, bool)> = Vec::new();
+            let mut to_repair: Vec<(usize, String)> = Vec::new();
+            for (&r, g) in owners.iter().zip(&texts) {
+                let p = parse_step(&g.text, &settings.tags);
+                if p.action == Action::Unparsable {
+                    let t = &settings.tags;
+                    let prefill = if round == 0 {
+                        t.query.clone()
+                    } else {
+                        format!("{} {}\n{}", t.fact, p.evidence.unwrap_or_default(), t.query)
+                    };
+                    to_repair.push((r, prefill));
+                } else {
+                    parsed.push((r, g.text.clone(), false));
+                }
+            }
+            if !to_repair.is_empty() {
+                let prompts: Vec<Prompt> = to_repair
+                    .iter()
+                    .map(|(r, prefill)| Prompt {
+                        messages: runs[*r].messages.clone(),
+                        prefill: format!("{prefill} "),
+                    })
+                    .collect();
+                let owners: Vec<usize> = to_repair.iter().map(|(r, _)| *r).collect();
+                let on_delta = stream(&owners);
+                let texts = self.call(
+                    &prompts,
+                    1,
+                    &step_params,
+                    &owners,
+                    runs,
+                    model_ms,
+                    &on_delta,
+                    cancel,
+                )?;
+                for ((r, _), (prompt, g)) in to_repair.into_iter().zip(prompts.iter().zip(texts)) {
+                    parsed.push((r, format!("{}{}", prompt.prefill, g.text), true));
+                }
+            }
+            parsed.sort_by_key(|p| p.0);
+
+            let mut pending: Vec<Pending> = Vec::new();
+            for (r, text, repaired) in parsed {
+                let p = parse_step(&text, &settings.tags);
+                let run = &mut runs[r];
+                if let (Some(evidence), Some(last)) = (&p.evidence, run.steps.last_mut()) {
+                    last.evidence = Some(evidence.clone());
+                    events.emit(AgentEvent::Evidence {
+                        run: r,
+                        step: step - 1,
+                        text: evidence.clone(),
+                    });
+                }
+                run.messages
+                    .push(ChatMessage::assistant(text.trim().to_string()));
+                match p.action {
+                    Action::Finish => {
+                        run.phase = Phase::Answering;
+                        run.end = EndReason::Finished;
+                    }
+                    Action::Unparsable => {
+                        run.phase = Phase::Answering;
+                        run.end = EndReason::Unparsable;
+                    }
+                    Action::Query(query) => {
+                        if !run.seen.insert(query_key(&query)) {
+                            events.emit(AgentEvent::Repeated {
+                                run: r,
+                                step,
+                                query,
+                            });
+                            run.phase = Phase::Answering;
+                            run.end = EndReason::Repeated;
+                        } else {
+                            events.emit(AgentEvent::SubQuery {
+                                run: r,
+                                step,
+                                query: query.clone(),
+                                repaired,
+                            });
+                            pending.push(Pending {
+                                run: r,
+                                query,
+                                repaired,
+                            });
+                        }
+                    }
+                }
+            }
+            self.retrieve(step, pending, runs, model_ms, events, cancel)?;
+        }
+        for run in runs.iter_mut().filter(|r| r.phase == Phase::Searching) {
+            run.phase = Phase::Answering;
+            run.end = EndReason::Budget;
+        }
+        Ok(())
+    }
+
+    /// Retrieves for every pending sub-query, re-ranks the candidates in
+    /// one batched call when enabled, and appends the search turns.
+    fn retrieve(
+        &self,
+        step: usize,
+        pending: Vec<Pending>,
+        runs: &mut [Run],
+        model_ms: &mut f64,
+        events: &dyn EventSink<AgentEvent>,
+        cancel: &CancelToken,
+    ) -> Result<()> {
+        let settings = self.settings;
+        let mut found = Vec::with_capacity(pending.len());
+        for p in &pending {
+            let hits = self.retriever.retrieve(&p.query, settings.k)?;
+            events.emit(AgentEvent::Retrieved {
+                run: p.run,
+                step,
+                passages: hits.clone(),
+            });
+            found.push(hits);
+        }
+        let mut orders: Vec<Option<Vec<usize>>> = vec![None; pending.len()];
+        if settings.rerank {
+            let which: Vec<usize> = (0..pending.len()).filter(|&i| found[i].len() > 1).collect();
+            let prompts: Vec<Prompt> = which
+                .iter()
+                .map(|&i| {
+                    let turn = prompt::rerank_turn(settings, &pending[i].query, &found[i]);
+                    Prompt::new(vec![ChatMessage::user(turn)])
+                })
+                .collect();
+            let owners: Vec<usize> = which.iter().map(|&i| pending[i].run).collect();
+            let replies = if prompts.is_empty() {
+                Vec::new()
+            } else {
+                self.call(
+                    &prompts,
+                    1,
+                    &settings.answer_sampling(),
+                    &owners,
+                    runs,
+                    model_ms,
+                    &|_, _, _| {},
+                    cancel,
+                )?
+            };
+            for ((&i, prompt), reply) in which.iter().zip(prompts).zip(replies) {
+                let order = parse_ranking(&reply.text, found[i].len());
+                let run = pending[i].run;
+                runs[run].side_calls.push(SideCall {
+                    step,
+                    prompt: prompt.messages,
+                    reply: reply.text,
+                });
+                // An unreadable ranking keeps the retriever's order.
+                if !order.is_empty() {
+                    events.emit(AgentEvent::Reranked {
+                        run,
+                        step,
+                        kept: order.iter().map(|i| i + 1).collect(),
+                    });
+                    orders[i] = Some(order);
+                }
+            }
+        }
+        for ((p, hits), order) in pending.into_iter().zip(found).zip(orders) {
+            let shown: Vec<Hit> = match &order {
+                Some(order) => order.iter().map(|&i| hits[i].clone()).collect(),
+                None => hits,
+            };
+            let run = &mut runs[p.run];
+            run.messages
+                .push(ChatMessage::user(prompt::search_turn(settings, &shown)));
+            run.steps.push(Step {
+                query: p.query,
+                passages: shown,
+                evidence: None,
+                repaired: p.repaired,
+                rerank: order,
+            });
+        }
+        Ok(())
+    }
+
+    fn rag(
+        &self,
+        questions: &[Question],
+        samples: usize,
+        runs: &mut [Run],
+        events: &dyn EventSink<AgentEvent>,
+    ) -> Result<()> {
+        for (q, question) in questions.iter().enumerate() {
+            let hits = self.retriever.retrieve(&question.text, self.settings.k)?;
+            let turn = prompt::rag_turn(self.settings, &question.text, &hits);
+            for (r, run) in runs.iter_mut().enumerate().skip(q * samples).take(samples) {
+                events.emit(AgentEvent::Retrieved {
+                    run: r,
+                    step: 1,
+                    passages: hits.clone(),
+                });
+                run.messages.push(ChatMessage::user(turn.clone()));
+                run.steps.push(Step {
+                    query: question.text.clone(),
+                    passages: hits.clone(),
+                    evidence: None,
+                    repaired: false,
+                    rerank: None,
+                });
+                run.phase = Phase::Answering;
+            }
+        }
+        Ok(())
+    }
+
+    fn direct(&self, questions: &[Question], runs: &mut [Run]) -> Result<()> {
+        for run in runs.iter_mut() {
+            let turn = prompt::direct_turn(self.settings, &questions[run.question].text);
+            run.messages.push(ChatMessage::user(turn));
+            run.phase = Phase::Answering;
+        }
+        Ok(())
+    }
+
+    /// Asks every run still answering for its final answer, in one call.
+    fn final_answers(
+        &self,
+        questions: &[Question],
+        runs: &mut [Run],
+        method: Method,
+        model_ms: &mut f64,
+        events: &dyn EventSink<AgentEvent>,
+        cancel: &CancelToken,
+    ) -> Result<()> {
+        let owners: Vec<usize> = (0..runs.len())
+            .filter(|&r| runs[r].phase == Phase::Answering)
+            .collect();
+        if owners.is_empty() {
+            return Ok(());
+        }
+        if method == Method::Exsearch {
+            for &r in &owners {
+                let request =
+                    prompt::final_request(self.settings, &questions[runs[r].question].text);
+                runs[r].messages.push(ChatMessage::user(request));
+            }
+        }
+        let prompts: Vec<Prompt> = owners
+            .iter()
+            .map(|&r| Prompt::new(runs[r].messages.clone()))
+            .collect();
+        let on_delta = |p: usize, _s: usize, text: &str| {
+            events.emit(AgentEvent::AnswerDelta {
+                run: owners[p],
+                text: text.to_string(),
+            })
+        };
+        let params = self.settings.answer_sampling();
+        let texts = self.call(
+            &prompts, 1, &params, &owners, runs, model_ms, &on_delta, cancel,
+        )?;
+        for (&r, g) in owners.iter().zip(texts) {
+            let run = &mut runs[r];
+            run.answer = g.text.trim().to_string();
+            run.messages
+                .push(ChatMessage::assistant(run.answer.clone()));
+            run.phase = Phase::Done;
+        }
+        Ok(())
+    }
+}

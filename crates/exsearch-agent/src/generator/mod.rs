@@ -1,0 +1,75 @@
+//! Where the model's words come from. The agent talks to a `Generator`:
+//! chat prompts in, sampled text out, deltas streamed, cancel at any token.
+//! Backends: a local model (`Local`), an OpenAI-compatible server
+//! (`OpenAi`), and a playback of fixed turns for tests and measurements
+//! (`Scripted`, `Oracle`).
+
+mod local;
+mod openai;
+mod scripted;
+
+pub use local::Local;
+pub use openai::OpenAi;
+pub use scripted::{Oracle, OracleAnswer, Scripted};
+
+use exsearch_core::CancelToken;
+use exsearch_model::{ChatMessage, FinishReason, SamplingParams};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// A conversation to continue. `prefill` starts the assistant's turn (the
+/// repair of an unparsable step primes it with the tags it expects); the
+/// generated text continues it and does not repeat it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prompt {
+    pub messages: Vec<ChatMessage>,
+    pub prefill: String,
+}
+
+impl Prompt {
+    pub fn new(messages: Vec<ChatMessage>) -> Self {
+        Self {
+            messages,
+            prefill: String::new(),
+        }
+    }
+}
+
+/// One sampled continuation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Generated {
+    pub text: String,
+    /// New tokens the backend produced (as it counts them).
+    pub tokens: usize,
+    pub finish: FinishReason,
+}
+
+/// Receives streamed text: (prompt index, sample index, new text).
+pub type OnDelta<'a> = &'a (dyn Fn(usize, usize, &str) + Sync);
+
+pub trait Generator: Send + Sync {
+    /// Draws `samples` continuations of each prompt; the result is indexed
+    /// `[prompt][sample]`. Stops at the first of `params.stop` (excluded
+    /// from the text). Returns `Error::Cancelled` once `cancel` is set.
+    fn generate(
+        &self,
+        prompts: &[Prompt],
+        samples: usize,
+        params: &SamplingParams,
+        on_delta: OnDelta<'_>,
+        cancel: &CancelToken,
+    ) -> Result<Vec<Vec<Generated>>>;
+
+    /// What to record as the model of a conversation or an evaluation.
+    fn describe(&self) -> String;
+}
+
+/// Cuts `text` before the first stop string, if any.
+pub(crate) fn cut_at_stop<'a>(text: &'a str, stop: &'a [String]) -> Option<(&'a str, &'a str)> {
+    stop.iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text.find(s.as_str()).map(|at| (at, s.as_str())))
+        .min_by_key(|&(at, _)| at)
+        .map(|(at, s)| (&text[..at], s))
+}
