@@ -307,10 +307,11 @@ impl Agent<'_> {
                 break;
             }
             let step = round + 1;
-            let stream = |owner: &[usize]| {
+            // Streams a call's text to its runs: (prompt, sample) -> run.
+            let stream = |owner: &[usize], per_prompt: usize| {
                 let owner = owner.to_vec();
                 move |p: usize, s: usize, text: &str| {
-                    let run = owner[p * if round == 0 { samples } else { 1 } + s];
+                    let run = owner[p * per_prompt + s];
                     events.emit(AgentEvent::StepText {
                         run,
                         step,
@@ -333,7 +334,7 @@ impl Agent<'_> {
                     .collect();
                 (prompts, 1, active.clone())
             };
-            let on_delta = stream(&owners);
+            let on_delta = stream(&owners, per_prompt);
             let texts = self.call(
                 &prompts,
                 per_prompt,
@@ -370,7 +371,7 @@ impl Agent<'_> {
                     })
                     .collect();
                 let owners: Vec<usize> = to_repair.iter().map(|(r, _)| *r).collect();
-                let on_delta = stream(&owners);
+                let on_delta = stream(&owners, 1);
                 let texts = self.call(
                     &prompts,
                     1,

@@ -1,0 +1,178 @@
+//! The agent with real backends: a tiny random model of a real architecture
+//! loaded from disk (its output is noise, which is the point: the loop must
+//! survive it), and an OpenAI-compatible server on loopback.
+
+#[path = "../../../tests/common/fake_openai.rs"]
+mod fake_openai;
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::{DType, Device};
+use exsearch_agent::generator::{Local, OpenAi};
+use exsearch_agent::{Agent, AgentEvent, AgentSettings, EndReason, Method, Question};
+use exsearch_core::{CancelToken, Home, Library, Quiet, SyncOptions};
+use exsearch_model::fixtures;
+use exsearch_model::model::Family;
+use exsearch_model::{LoadedModel, ModelHandle, ModelSource};
+use fake_openai::FakeOpenAi;
+
+fn library(dir: &std::path::Path) -> Library {
+    let docs = dir.join("docs");
+    std::fs::create_dir_all(&docs).expect("docs");
+    std::fs::write(docs.join("velcora.md"), "# Velcora\n\nVelcora was founded by Ada Lind in 1990.\n")
+        .expect("write");
+    std::fs::write(docs.join("ada.md"), "# Ada Lind\n\nAda Lind was born in Oslo.\n").expect("write");
+    let mut library = Library::open(&Home::at(dir.join("home"))).expect("library");
+    library
+        .add_folders(&[docs], &SyncOptions::default(), &Quiet, &CancelToken::new())
+        .expect("indexed");
+    library
+}
+
+fn tiny_model(dir: &std::path::Path) -> Arc<ModelHandle> {
+    let model_dir = dir.join("model");
+    fixtures::write_hf_model(&model_dir, &fixtures::tiny_config(Family::Qwen2), 11, DType::F32)
+        .expect("fixture");
+    let source: ModelSource = model_dir.to_str().expect("utf-8").parse().expect("folder");
+    let files = source
+        .resolve(&exsearch_model::hub::HubCache::new(dir.join("no-cache")))
+        .expect("files");
+    let handle = ModelHandle::spawn(move || LoadedModel::load(&files, &Device::Cpu, DType::F32), 8)
+        .expect("model thread");
+    Arc::new(handle)
+}
+
+#[test]
+fn a_tiny_random_model_runs_the_loop_to_an_answer_and_can_be_cancelled() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let library = library(dir.path());
+    let local = Local::new(tiny_model(dir.path()));
+    let settings = AgentSettings {
+        max_steps: 3,
+        step_tokens: 12,
+        answer_tokens: 6,
+        ..AgentSettings::default()
+    };
+    let agent = Agent {
+        generator: &local,
+        retriever: &library,
+        settings: &settings,
+    };
+    let questions = [Question::new("Who founded Velcora?"), Question::new("Where was Ada Lind born?")];
+    let runs = agent
+        .run(&questions, 2, Method::Exsearch, &Quiet, &CancelToken::new())
+        .expect("runs");
+    assert_eq!(runs.len(), 4);
+    for t in &runs {
+        // Random text rarely parses: whatever it wrote, the loop ended and
+        // the answer was asked for and given.
+        assert_ne!(t.end, EndReason::Cancelled);
+        assert!(t.steps.len() <= 3);
+        assert!(t.generated_tokens > 0);
+        let last = t.transcript.last().expect("turns");
+        assert_eq!((last.role.as_str(), last.content.as_str()), ("assistant", t.answer.as_str()));
+        assert!(t.transcript[t.transcript.len() - 2].content.contains("final answer"));
+    }
+    assert_eq!(runs[0].question, "Who founded Velcora?");
+    assert_eq!(runs[3].question, "Where was Ada Lind born?");
+    // Samples draw different text from the shared prompt.
+    assert_ne!(runs[0].transcript[1], runs[1].transcript[1]);
+
+    // A cancel from the event stream stops generation within a token.
+    let cancel = CancelToken::new();
+    let stop = cancel.clone();
+    let deltas = Mutex::new(0);
+    let sink = |e: AgentEvent| {
+        if let AgentEvent::StepText { .. } = e {
+            *deltas.lock().expect("lock") += 1;
+            stop.cancel();
+        }
+    };
+    let t = agent
+        .answer(&questions[0], Method::Exsearch, &sink, &cancel)
+        .expect("cancelled run returns");
+    assert_eq!(t.end, EndReason::Cancelled);
+    assert!(t.generated_tokens <= 2, "{} tokens after cancel", t.generated_tokens);
+    assert!(*deltas.lock().expect("lock") >= 1);
+}
+
+#[test]
+fn an_openai_compatible_server_answers_through_the_same_loop() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let library = library(dir.path());
+    let server = FakeOpenAi::serve([
+        // The server ignores `stop`: the client cuts at <SEARCH> itself.
+        "<QUERY> who founded Velcora <SEARCH> [1] invented passage",
+        "<FACT> Ada Lind founded it.",
+        "\n<QUERY> where was Ada Lind born",
+        "<FACT> Oslo\n<FINAL>",
+        "Oslo",
+    ]);
+    let openai = OpenAi::new(&server.endpoint, "qwen2.5:7b", Some("sk-test".into()));
+    let settings = AgentSettings::default();
+    let agent = Agent {
+        generator: &openai,
+        retriever: &library,
+        settings: &settings,
+    };
+    let t = agent
+        .answer(&Question::new("Where was Velcora's founder born?"), Method::Exsearch, &Quiet, &CancelToken::new())
+        .expect("answers");
+    assert_eq!(t.answer, "Oslo");
+    assert_eq!(t.steps.len(), 2);
+    assert_eq!(t.steps[0].query, "who founded Velcora");
+    assert_eq!(t.steps[0].evidence.as_deref(), Some("Ada Lind founded it."));
+    assert!(t.steps[1].repaired);
+    assert_eq!(t.citations.len(), 2);
+
+    let requests = server.requests();
+    assert_eq!(requests.len(), 5);
+    let first = &requests[0];
+    assert_eq!(first["model"], "qwen2.5:7b");
+    assert_eq!(first["stream"], true);
+    assert_eq!(first["stop"], serde_json::json!(["<SEARCH>"]));
+    assert_eq!(first["max_tokens"], 64);
+    assert!((first["temperature"].as_f64().expect("t") - 0.8).abs() < 1e-6);
+    assert_eq!(first["messages"][0]["role"], "user");
+    // The repair continues a primed assistant turn.
+    let repair = &requests[2];
+    let messages = repair["messages"].as_array().expect("messages");
+    let last = messages.last().expect("last");
+    assert_eq!(last["role"], "assistant");
+    assert_eq!(last["content"], "<FACT> Ada Lind founded it.\n<QUERY> ");
+    assert_eq!(repair["continue_final_message"], true);
+    assert!(server.auth().iter().all(|a| a.as_deref() == Some("Bearer sk-test")));
+    // Token counts come from the server's usage report.
+    assert!(t.generated_tokens > 0);
+}
+
+#[test]
+fn endpoint_failures_name_the_url_and_the_server_s_message() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let library = library(dir.path());
+    let server = FakeOpenAi::serve(["HTTP 500 model qwen9 is not loaded"]);
+    let openai = OpenAi::new(&format!("{}/v1/", server.endpoint), "qwen9", None);
+    let settings = AgentSettings::default();
+    let agent = Agent {
+        generator: &openai,
+        retriever: &library,
+        settings: &settings,
+    };
+    let e = agent
+        .answer(&Question::new("Q?"), Method::Direct, &Quiet, &CancelToken::new())
+        .expect_err("fails");
+    let message = e.to_string();
+    assert!(message.contains(&format!("{}/v1/chat/completions", server.endpoint)), "{message}");
+    assert!(message.contains("HTTP 500") && message.contains("qwen9 is not loaded"), "{message}");
+    assert_eq!(server.auth(), vec![None]);
+
+    let closed = OpenAi::new("http://127.0.0.1:9", "m", None);
+    let agent = Agent {
+        generator: &closed,
+        ..agent
+    };
+    let e = agent
+        .answer(&Question::new("Q?"), Method::Direct, &Quiet, &CancelToken::new())
+        .expect_err("refused");
+    assert!(e.to_string().starts_with("http://127.0.0.1:9/v1/chat/completions: "), "{e}");
+}
