@@ -22,8 +22,15 @@ exsearch=target/release/exsearch
 
 "$exsearch" library add "$folder"
 "$exsearch" library status
-if [ $# -gt 0 ]; then
+if [ $# -gt 0 ] && [ -n "${EXSEARCH_MODEL:-}" ]; then
+  # With a model (a folder, a .gguf file or a hub id pulled before), the
+  # agent answers with citations.
+  "$exsearch" ask "$*"
+elif [ $# -gt 0 ]; then
   "$exsearch" search "$*"
+  echo
+  echo "to have a model answer with citations: exsearch model pull Qwen/Qwen2.5-1.5B-Instruct,"
+  echo "then EXSEARCH_MODEL=Qwen/Qwen2.5-1.5B-Instruct $exsearch ask \"your question\""
 else
   echo
   echo "search it:  $exsearch search \"your question\""

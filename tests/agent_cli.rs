@@ -19,7 +19,10 @@ fn library(home: &Path, docs: &Path) {
         &docs.join("velcora.md"),
         "# Velcora\n\nVelcora is a shipping company. Velcora was founded by Ada Lind in 1990.\n",
     );
-    common::write(&docs.join("ada.md"), "# Ada Lind\n\nAda Lind was born in Oslo.\n");
+    common::write(
+        &docs.join("ada.md"),
+        "# Ada Lind\n\nAda Lind was born in Oslo.\n",
+    );
     common::ok(home, &["library", "add", docs.to_str().expect("utf-8")]);
 }
 
@@ -54,24 +57,49 @@ fn ask_prints_each_step_and_cited_passages_and_keeps_the_conversation() {
     ] {
         assert!(stdout.contains(&line), "missing {line:?} in:\n{stdout}");
     }
-    assert!(stdout.contains("    found 2: Velcora; Ada Lind") || stdout.contains("    found 2: Ada Lind; Velcora"), "{stdout}");
+    assert!(
+        stdout.contains("    found 2: Velcora; Ada Lind")
+            || stdout.contains("    found 2: Ada Lind; Velcora"),
+        "{stdout}"
+    );
 
     // --json prints the whole trajectory.
-    let out = common::ok(&home, &["ask", "--endpoint", &server.endpoint, "--json", question]);
+    let out = common::ok(
+        &home,
+        &["ask", "--endpoint", &server.endpoint, "--json", question],
+    );
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     let t = &v["trajectory"];
     assert_eq!(t["answer"], "Oslo");
     assert_eq!(t["steps"][1]["query"], "where was Ada Lind born");
-    assert_eq!(t["steps"][0]["evidence"], "Velcora was founded by Ada Lind.");
-    assert_eq!(t["steps"][0]["passages"][0]["passage_id"].as_str().map(str::len), Some(16));
-    assert_eq!(t["citations"][1]["passage"]["path"], ada.to_str().expect("utf-8"));
+    assert_eq!(
+        t["steps"][0]["evidence"],
+        "Velcora was founded by Ada Lind."
+    );
+    assert_eq!(
+        t["steps"][0]["passages"][0]["passage_id"]
+            .as_str()
+            .map(str::len),
+        Some(16)
+    );
+    assert_eq!(
+        t["citations"][1]["passage"]["path"],
+        ada.to_str().expect("utf-8")
+    );
     assert_eq!(t["citations"][1]["number"], 2);
     let second = v["conversation"].as_i64().expect("id");
 
     // A follow-up continues the conversation and sees its answer.
     let out = common::ok(
         &home,
-        &["ask", "--endpoint", &server.endpoint, "--chat", &second.to_string(), "When was Velcora founded?"],
+        &[
+            "ask",
+            "--endpoint",
+            &server.endpoint,
+            "--chat",
+            &second.to_string(),
+            "When was Velcora founded?",
+        ],
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("answer: 1990"));
     let follow_up = &server.requests()[8]["messages"];
@@ -81,27 +109,46 @@ fn ask_prints_each_step_and_cited_passages_and_keeps_the_conversation() {
     let chats = common::json(&home, &["chats", "list", "--json"]);
     let chats = chats.as_array().expect("list");
     assert_eq!(chats.len(), 2);
-    assert_eq!((chats[0]["id"].as_i64(), chats[0]["turns"].as_u64()), (Some(second), Some(2)));
+    assert_eq!(
+        (chats[0]["id"].as_i64(), chats[0]["turns"].as_u64()),
+        (Some(second), Some(2))
+    );
     let shown = common::json(&home, &["chats", "show", &second.to_string(), "--json"]);
     assert_eq!(shown["turns"][1]["question"], "When was Velcora founded?");
     assert_eq!(shown["turns"][1]["status"], "answered");
-    assert_eq!(shown["turns"][0]["trajectory"]["citations"][0]["passage"]["path"], velcora.to_str().expect("utf-8"));
+    assert_eq!(
+        shown["turns"][0]["trajectory"]["citations"][0]["passage"]["path"],
+        velcora.to_str().expect("utf-8")
+    );
     let text = common::ok(&home, &["chats", "show", &second.to_string()]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("A: 1990"));
 
     // A failing server leaves the question on record with its error.
     let down = FakeOpenAi::serve(["HTTP 500 out of memory"]);
     let out = common::exsearch(&home)
-        .args(["ask", "--endpoint", &down.endpoint, "--chat", &second.to_string(), "Why?"])
+        .args([
+            "ask",
+            "--endpoint",
+            &down.endpoint,
+            "--chat",
+            &second.to_string(),
+            "Why?",
+        ])
         .output()
         .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 500: "));
     let shown = common::json(&home, &["chats", "show", &second.to_string(), "--json"]);
     assert_eq!(shown["turns"][2]["status"], "failed");
-    assert!(shown["turns"][2]["error"].as_str().expect("error").contains("out of memory"));
+    assert!(shown["turns"][2]["error"]
+        .as_str()
+        .expect("error")
+        .contains("out of memory"));
 
-    let out = common::exsearch(&home).args(["chats", "show", "999"]).output().expect("run");
+    let out = common::exsearch(&home)
+        .args(["chats", "show", "999"])
+        .output()
+        .expect("run");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no conversation 999"));
 }
 
@@ -111,17 +158,35 @@ fn ask_with_a_tiny_local_model_and_eval_with_the_oracle() {
     let (home, docs) = (tmp.path().join("home"), tmp.path().join("docs"));
     library(&home, &docs);
     let model = tmp.path().join("model");
-    fixtures::write_hf_model(&model, &fixtures::tiny_config(Family::Llama), 3, DType::F32).expect("fixture");
+    fixtures::write_hf_model(&model, &fixtures::tiny_config(Family::Llama), 3, DType::F32)
+        .expect("fixture");
     let v = common::json(
         &home,
-        &["ask", "--model", model.to_str().expect("utf-8"), "--max-steps", "2", "--seed", "5", "--json", "Who founded Velcora?"],
+        &[
+            "ask",
+            "--model",
+            model.to_str().expect("utf-8"),
+            "--max-steps",
+            "2",
+            "--seed",
+            "5",
+            "--json",
+            "Who founded Velcora?",
+        ],
     );
     let t = &v["trajectory"];
     assert!(t["steps"].as_array().expect("steps").len() <= 2);
-    assert!(["finished", "budget", "unparsable", "repeated"].contains(&t["end"].as_str().expect("end")), "{t}");
+    assert!(
+        ["finished", "budget", "unparsable", "repeated"].contains(&t["end"].as_str().expect("end")),
+        "{t}"
+    );
     assert!(t["generated_tokens"].as_u64().expect("tokens") > 0);
 
-    let out = common::exsearch(&home).args(["ask", "Q?"]).env_remove("EXSEARCH_MODEL").output().expect("run");
+    let out = common::exsearch(&home)
+        .args(["ask", "Q?"])
+        .env_remove("EXSEARCH_MODEL")
+        .output()
+        .expect("run");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no model: pass --model"));
 
     let data = tmp.path().join("qa.jsonl");
@@ -136,17 +201,45 @@ fn ask_with_a_tiny_local_model_and_eval_with_the_oracle() {
     let summary = common::json(
         &home,
         &[
-            "eval", "--data", data.to_str().expect("utf-8"), "--corpus-from-contexts", "--oracle",
-            "--out", results.to_str().expect("utf-8"), "--json",
+            "eval",
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--corpus-from-contexts",
+            "--oracle",
+            "--out",
+            results.to_str().expect("utf-8"),
+            "--json",
         ],
     );
-    assert_eq!((summary["questions"].as_u64(), summary["complete"].as_bool()), (Some(1), Some(true)));
-    assert_eq!((summary["em"].as_f64(), summary["recall"].as_f64()), (Some(100.0), Some(100.0)));
+    assert_eq!(
+        (summary["questions"].as_u64(), summary["complete"].as_bool()),
+        (Some(1), Some(true))
+    );
+    assert_eq!(
+        (summary["em"].as_f64(), summary["recall"].as_f64()),
+        (Some(100.0), Some(100.0))
+    );
     assert_eq!(summary["avg_steps"].as_f64(), Some(2.0));
-    let line: Value = serde_json::from_str(std::fs::read_to_string(&results).expect("results").trim()).expect("json");
+    let line: Value =
+        serde_json::from_str(std::fs::read_to_string(&results).expect("results").trim())
+            .expect("json");
     assert_eq!(line["prediction"], "Oslo");
 
-    let out = common::ok(&home, &["eval", "--data", data.to_str().expect("utf-8"), "--corpus-from-contexts", "--oracle", "--method", "rag"]);
+    let out = common::ok(
+        &home,
+        &[
+            "eval",
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--corpus-from-contexts",
+            "--oracle",
+            "--method",
+            "rag",
+        ],
+    );
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("| rag | 1 | 100.0 | 100.0 | 100.0 |"), "{table}");
+    assert!(
+        table.contains("| rag | 1 | 100.0 | 100.0 | 100.0 |"),
+        "{table}"
+    );
 }

@@ -82,7 +82,11 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     reader.read_exact(&mut body)?;
     if path != "/v1/chat/completions" {
         let msg = b"{\"error\":{\"message\":\"not found\"}}";
-        write!(stream, "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", msg.len())?;
+        write!(
+            stream,
+            "HTTP/1.1 404 Not Found\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            msg.len()
+        )?;
         return stream.write_all(msg);
     }
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();

@@ -25,13 +25,21 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let data = std::env::var_os("EXSEARCH_BENCH_DATA").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/datasets/hotpotqa-dev-500/questions.jsonl"),
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/datasets/hotpotqa-dev-500/questions.jsonl")
+        },
         PathBuf::from,
     );
     let items = eval::load(&data)?;
     let dir = tempfile::tempdir()?;
     let t = Instant::now();
-    let library = eval::corpus_from_contexts(&items, &dir.path().join("corpus"), &Quiet, &CancelToken::new())?;
+    let library = eval::corpus_from_contexts(
+        &items,
+        &dir.path().join("corpus"),
+        &Quiet,
+        &CancelToken::new(),
+    )?;
     let status = library.status()?;
     println!(
         "corpus: {} questions, {} documents, {} passages, indexed in {:.1} s",
@@ -45,7 +53,11 @@ fn main() -> anyhow::Result<()> {
         settings.tags.clone(),
         items.iter().map(|i| {
             let known = OracleAnswer {
-                titles: i.supporting_titles().iter().map(|t| t.to_string()).collect(),
+                titles: i
+                    .supporting_titles()
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect(),
                 answer: i.answers[0].clone(),
             };
             (i.question.clone(), known)
@@ -63,7 +75,12 @@ fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         let conversation = store.create(&item.question)?;
         let turn = store.begin_turn(conversation, &item.question, Method::Exsearch, "oracle")?;
-        let t = agent.answer(&Question::new(item.question.clone()), Method::Exsearch, &Quiet, &cancel)?;
+        let t = agent.answer(
+            &Question::new(item.question.clone()),
+            Method::Exsearch,
+            &Quiet,
+            &cancel,
+        )?;
         store.finish_turn(turn, &t)?;
         let agent_ms = started.elapsed().as_secs_f64() * 1e3 - t.timing.model_ms;
         per_step.push(agent_ms / t.steps.len().max(1) as f64);

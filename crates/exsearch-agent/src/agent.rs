@@ -105,6 +105,12 @@ pub enum AgentEvent {
         citations: Vec<Citation>,
         end: EndReason,
     },
+    /// The backend or the library failed; the run has no answer.
+    Failed {
+        run: usize,
+        code: String,
+        error: String,
+    },
 }
 
 pub struct Agent<'a> {
@@ -211,7 +217,20 @@ impl Agent<'_> {
                     run.end = EndReason::Cancelled;
                 }
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                for (run, _) in runs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.phase != Phase::Done)
+                {
+                    events.emit(AgentEvent::Failed {
+                        run,
+                        code: e.code().to_string(),
+                        error: e.to_string(),
+                    });
+                }
+                return Err(e);
+            }
         }
         let total_ms = started.elapsed().as_secs_f64() * 1e3;
         let trajectories = runs

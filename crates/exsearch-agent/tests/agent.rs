@@ -7,14 +7,15 @@ use std::sync::Mutex;
 
 use exsearch_agent::generator::Scripted;
 use exsearch_agent::{
-    Agent, AgentEvent, AgentSettings, ChatStore, EndReason, Exchange, Method, Question,
-    Trajectory, TurnStatus,
+    Agent, AgentEvent, AgentSettings, ChatStore, EndReason, Exchange, Method, Question, Trajectory,
+    TurnStatus,
 };
 use exsearch_core::{CancelToken, Home, Library, Quiet, SyncOptions};
 
 const VELCORA: &str = "# Velcora\n\nVelcora is a shipping company from the north. \
                        Velcora was founded by Ada Lind in 1990.\n";
-const ADA: &str = "# Ada Lind\n\nAda Lind is an engineer. Ada Lind was born in Oslo, the capital of Norway.\n";
+const ADA: &str =
+    "# Ada Lind\n\nAda Lind is an engineer. Ada Lind was born in Oslo, the capital of Norway.\n";
 const SHIPS: &str = "# Ships\n\nShips carry containers across the sea for many companies.\n";
 
 struct Fixture {
@@ -28,13 +29,22 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tmp");
     let docs = dir.path().join("docs");
     std::fs::create_dir_all(&docs).expect("docs");
-    for (name, text) in [("velcora.md", VELCORA), ("ada.md", ADA), ("ships.md", SHIPS)] {
+    for (name, text) in [
+        ("velcora.md", VELCORA),
+        ("ada.md", ADA),
+        ("ships.md", SHIPS),
+    ] {
         std::fs::write(docs.join(name), text).expect("write");
     }
     let home = Home::at(dir.path().join("home"));
     let mut library = Library::open(&home).expect("library");
     library
-        .add_folders(&[docs.clone()], &SyncOptions::default(), &Quiet, &CancelToken::new())
+        .add_folders(
+            std::slice::from_ref(&docs),
+            &SyncOptions::default(),
+            &Quiet,
+            &CancelToken::new(),
+        )
         .expect("indexed");
     Fixture {
         _dir: dir,
@@ -93,9 +103,18 @@ fn a_two_hop_question_is_answered_with_citations_to_the_exact_passages() {
     assert_eq!(t.end, EndReason::Finished);
     let queries: Vec<&str> = t.steps.iter().map(|s| s.query.as_str()).collect();
     assert_eq!(queries, ["who founded Velcora", "where was Ada Lind born"]);
-    assert_eq!(t.steps[0].evidence.as_deref(), Some("Velcora was founded by Ada Lind."));
-    assert_eq!(t.steps[1].evidence.as_deref(), Some("Ada Lind was born in Oslo."));
-    assert!(t.steps.iter().all(|s| !s.passages.is_empty() && s.passages.len() <= 5));
+    assert_eq!(
+        t.steps[0].evidence.as_deref(),
+        Some("Velcora was founded by Ada Lind.")
+    );
+    assert_eq!(
+        t.steps[1].evidence.as_deref(),
+        Some("Ada Lind was born in Oslo.")
+    );
+    assert!(t
+        .steps
+        .iter()
+        .all(|s| !s.passages.is_empty() && s.passages.len() <= 5));
 
     // One citation per step, numbered from 1, pointing into the source files.
     let cited: Vec<(usize, usize, String)> = t
@@ -108,27 +127,49 @@ fn a_two_hop_question_is_answered_with_citations_to_the_exact_passages() {
         .collect();
     assert_eq!(
         cited,
-        [(1, 1, "velcora.md".to_string()), (2, 2, "ada.md".to_string())]
+        [
+            (1, 1, "velcora.md".to_string()),
+            (2, 2, "ada.md".to_string())
+        ]
     );
     for c in &t.citations {
         let p = &c.passage;
         assert_eq!(Path::new(&p.path).parent(), Some(f.docs.as_path()));
         assert_eq!(p.page, None);
         let source = text_at(Path::new(&p.path), p.char_start, p.char_end);
-        assert_eq!(source.split_whitespace().collect::<Vec<_>>(), p.text.split_whitespace().collect::<Vec<_>>());
+        assert_eq!(
+            source.split_whitespace().collect::<Vec<_>>(),
+            p.text.split_whitespace().collect::<Vec<_>>()
+        );
     }
-    assert!(text_at(Path::new(&t.citations[1].passage.path), t.citations[1].passage.char_start, t.citations[1].passage.char_end).contains("born in Oslo"));
+    assert!(text_at(
+        Path::new(&t.citations[1].passage.path),
+        t.citations[1].passage.char_start,
+        t.citations[1].passage.char_end
+    )
+    .contains("born in Oslo"));
 
     // The model saw the instructions, the question and the passages, in turns.
     let roles: Vec<&str> = t.transcript.iter().map(|m| m.role.as_str()).collect();
     assert_eq!(
         roles,
-        ["user", "assistant", "user", "assistant", "user", "assistant", "user", "assistant"]
+        [
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+            "assistant",
+            "user",
+            "assistant"
+        ]
     );
-    assert!(t.transcript[0].content.ends_with(
-        "<USER QUERY> In which city was the founder of Velcora born?  Your Output:"
-    ));
-    assert!(t.transcript[2].content.starts_with("<SEARCH> [1] Title: Velcora. Content: "));
+    assert!(t.transcript[0]
+        .content
+        .ends_with("<USER QUERY> In which city was the founder of Velcora born?  Your Output:"));
+    assert!(t.transcript[2]
+        .content
+        .starts_with("<SEARCH> [1] Title: Velcora. Content: "));
     assert!(t.transcript[6].content.contains("final answer"));
     assert_eq!(t.generated_tokens, 4 + 13 + 8 + 1);
     assert_eq!(t.model_calls, 4);
@@ -136,10 +177,19 @@ fn a_two_hop_question_is_answered_with_citations_to_the_exact_passages() {
     // Events tell the story in order.
     let kinds: Vec<String> = events
         .iter()
-        .filter(|e| !matches!(e, AgentEvent::StepText { .. } | AgentEvent::AnswerDelta { .. }))
+        .filter(|e| {
+            !matches!(
+                e,
+                AgentEvent::StepText { .. } | AgentEvent::AnswerDelta { .. }
+            )
+        })
         .map(|e| {
             let v = serde_json::to_value(e).expect("json");
-            format!("{}:{}", v["event"].as_str().expect("tag"), v["step"].as_u64().unwrap_or(0))
+            format!(
+                "{}:{}",
+                v["event"].as_str().expect("tag"),
+                v["step"].as_u64().unwrap_or(0)
+            )
         })
         .collect();
     assert_eq!(
@@ -169,13 +219,19 @@ fn a_two_hop_question_is_answered_with_citations_to_the_exact_passages() {
 fn an_unparsable_step_is_repaired_once_then_the_loop_ends_with_an_answer() {
     let f = fixture();
     let model = Scripted::new([
-        "Let me think about this.",     // no sub-query: repaired
-        "Velcora founder",              // continues "<QUERY> "
-        "<FACT> founded by Ada Lind",   // no next action: repaired
-        "",                             // still nothing: the search ends
+        "Let me think about this.",   // no sub-query: repaired
+        "Velcora founder",            // continues "<QUERY> "
+        "<FACT> founded by Ada Lind", // no next action: repaired
+        "",                           // still nothing: the search ends
         "Ada Lind",
     ]);
-    let (t, _) = ask(&f, &model, &AgentSettings::default(), Question::new("Who founded Velcora?"), Method::Exsearch);
+    let (t, _) = ask(
+        &f,
+        &model,
+        &AgentSettings::default(),
+        Question::new("Who founded Velcora?"),
+        Method::Exsearch,
+    );
     let prompts = model.prompts();
     assert_eq!(prompts[1].prefill, "<QUERY> ");
     assert_eq!(prompts[3].prefill, "<FACT> founded by Ada Lind\n<QUERY> ");
@@ -202,22 +258,39 @@ fn the_step_budget_and_repeated_searches_end_the_loop_with_an_answer() {
         "<FACT> a company\n<QUERY> Ada Lind",
         "I give up",
     ]);
-    let (t, _) = ask(&f, &model, &settings, Question::new("Who?"), Method::Exsearch);
+    let (t, _) = ask(
+        &f,
+        &model,
+        &settings,
+        Question::new("Who?"),
+        Method::Exsearch,
+    );
     assert_eq!(t.end, EndReason::Budget);
     assert_eq!(t.steps.len(), 2);
     assert_eq!(t.answer, "I give up");
-    assert_eq!(t.transcript.last().map(|m| m.role.as_str()), Some("assistant"));
+    assert_eq!(
+        t.transcript.last().map(|m| m.role.as_str()),
+        Some("assistant")
+    );
 
     let model = Scripted::new([
         "<QUERY> Velcora founder",
         "<FACT> Ada Lind\n<QUERY> velcora   FOUNDER?",
         "Ada Lind",
     ]);
-    let (t, events) = ask(&f, &model, &AgentSettings::default(), Question::new("Who?"), Method::Exsearch);
+    let (t, events) = ask(
+        &f,
+        &model,
+        &AgentSettings::default(),
+        Question::new("Who?"),
+        Method::Exsearch,
+    );
     assert_eq!(t.end, EndReason::Repeated);
     assert_eq!(t.steps.len(), 1);
     assert_eq!(t.steps[0].evidence.as_deref(), Some("Ada Lind"));
-    assert!(events.iter().any(|e| matches!(e, AgentEvent::Repeated { step: 2, .. })));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, AgentEvent::Repeated { step: 2, .. })));
     assert_eq!(t.answer, "Ada Lind");
 }
 
@@ -234,7 +307,13 @@ fn reranking_keeps_the_passages_the_model_picks_numbered_from_one() {
         "<FACT> Ada Lind founded Velcora\n<FINAL>",
         "Ada Lind",
     ]);
-    let (t, events) = ask(&f, &model, &settings, Question::new("Who founded Velcora?"), Method::Exsearch);
+    let (t, events) = ask(
+        &f,
+        &model,
+        &settings,
+        Question::new("Who founded Velcora?"),
+        Method::Exsearch,
+    );
     let retrieved = events
         .iter()
         .find_map(|e| match e {
@@ -245,11 +324,15 @@ fn reranking_keeps_the_passages_the_model_picks_numbered_from_one() {
     assert!(retrieved.len() >= 2);
     assert_eq!(t.steps[0].rerank, Some(vec![1]));
     assert_eq!(t.steps[0].passages, vec![retrieved[1].clone()]);
-    assert!(events.iter().any(|e| matches!(e, AgentEvent::Reranked { kept, .. } if kept == &vec![2])));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, AgentEvent::Reranked { kept, .. } if kept == &vec![2])));
     assert_eq!(t.side_calls.len(), 1);
     assert!(t.side_calls[0].prompt[0].content.contains("[2] Title:"));
     // The search block shows only the kept passage, renumbered from 1.
-    assert!(t.transcript[2].content.starts_with(&format!("<SEARCH> [1] Title: {}", retrieved[1].title)));
+    assert!(t.transcript[2]
+        .content
+        .starts_with(&format!("<SEARCH> [1] Title: {}", retrieved[1].title)));
     assert!(!t.transcript[2].content.contains("[2] Title:"));
 }
 
@@ -257,17 +340,32 @@ fn reranking_keeps_the_passages_the_model_picks_numbered_from_one() {
 fn baselines_answer_with_one_retrieval_or_none() {
     let f = fixture();
     let model = Scripted::new(["Oslo"]);
-    let (t, _) = ask(&f, &model, &AgentSettings::default(), Question::new("Where was Ada Lind born?"), Method::Rag);
+    let (t, _) = ask(
+        &f,
+        &model,
+        &AgentSettings::default(),
+        Question::new("Where was Ada Lind born?"),
+        Method::Rag,
+    );
     assert_eq!(t.steps.len(), 1);
     assert_eq!(t.answer, "Oslo");
     let prompt = &model.prompts()[0].messages[0].content;
-    assert!(prompt.contains("[1] Title: Ada Lind. Content: "), "{prompt}");
+    assert!(
+        prompt.contains("[1] Title: Ada Lind. Content: "),
+        "{prompt}"
+    );
     assert!(prompt.ends_with("Question: Where was Ada Lind born?"));
     assert_eq!(t.citations.len(), 1);
     assert!(t.citations[0].passage.path.ends_with("ada.md"));
 
     let model = Scripted::new(["Paris"]);
-    let (t, _) = ask(&f, &model, &AgentSettings::default(), Question::new("Where was Ada Lind born?"), Method::Direct);
+    let (t, _) = ask(
+        &f,
+        &model,
+        &AgentSettings::default(),
+        Question::new("Where was Ada Lind born?"),
+        Method::Direct,
+    );
     assert!(t.steps.is_empty() && t.citations.is_empty());
     assert!(!model.prompts()[0].messages[0].content.contains("Title:"));
 }
@@ -294,7 +392,13 @@ fn k_samples_share_their_first_prompt_and_then_run_apart() {
         settings: &AgentSettings::default(),
     };
     let runs = agent
-        .run(&[Question::new("Q?")], 3, Method::Exsearch, &Quiet, &CancelToken::new())
+        .run(
+            &[Question::new("Q?")],
+            3,
+            Method::Exsearch,
+            &Quiet,
+            &CancelToken::new(),
+        )
         .expect("runs");
     let prompts = model.prompts();
     assert_eq!(prompts.len(), 1 + 2 + 3);
@@ -341,7 +445,13 @@ fn conversations_persist_and_follow_ups_see_earlier_answers() {
     let turn = store
         .begin_turn(conversation, question, Method::Exsearch, "scripted")
         .expect("turn");
-    let (t, _) = ask(&f, &Scripted::new(TWO_HOPS), &settings, Question::new(question), Method::Exsearch);
+    let (t, _) = ask(
+        &f,
+        &Scripted::new(TWO_HOPS),
+        &settings,
+        Question::new(question),
+        Method::Exsearch,
+    );
     store.finish_turn(turn, &t).expect("stored");
     // A second question is left running, as a killed process would leave it.
     store
@@ -373,8 +483,14 @@ fn conversations_persist_and_follow_ups_see_earlier_answers() {
     };
     let (t2, _) = ask(&f, &model, &settings, follow_up, Method::Exsearch);
     let first = &model.prompts()[0].messages;
-    assert_eq!((first[0].role.as_str(), first[0].content.as_str()), ("user", question));
-    assert_eq!((first[1].role.as_str(), first[1].content.as_str()), ("assistant", "Oslo"));
+    assert_eq!(
+        (first[0].role.as_str(), first[0].content.as_str()),
+        ("user", question)
+    );
+    assert_eq!(
+        (first[1].role.as_str(), first[1].content.as_str()),
+        ("assistant", "Oslo")
+    );
     assert_eq!(t2.history_turns, 2);
     assert_eq!(t2.answer, "1990");
 

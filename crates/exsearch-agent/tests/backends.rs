@@ -19,26 +19,46 @@ use fake_openai::FakeOpenAi;
 fn library(dir: &std::path::Path) -> Library {
     let docs = dir.join("docs");
     std::fs::create_dir_all(&docs).expect("docs");
-    std::fs::write(docs.join("velcora.md"), "# Velcora\n\nVelcora was founded by Ada Lind in 1990.\n")
-        .expect("write");
-    std::fs::write(docs.join("ada.md"), "# Ada Lind\n\nAda Lind was born in Oslo.\n").expect("write");
+    std::fs::write(
+        docs.join("velcora.md"),
+        "# Velcora\n\nVelcora was founded by Ada Lind in 1990.\n",
+    )
+    .expect("write");
+    std::fs::write(
+        docs.join("ada.md"),
+        "# Ada Lind\n\nAda Lind was born in Oslo.\n",
+    )
+    .expect("write");
     let mut library = Library::open(&Home::at(dir.join("home"))).expect("library");
     library
-        .add_folders(&[docs], &SyncOptions::default(), &Quiet, &CancelToken::new())
+        .add_folders(
+            &[docs],
+            &SyncOptions::default(),
+            &Quiet,
+            &CancelToken::new(),
+        )
         .expect("indexed");
     library
 }
 
 fn tiny_model(dir: &std::path::Path) -> Arc<ModelHandle> {
     let model_dir = dir.join("model");
-    fixtures::write_hf_model(&model_dir, &fixtures::tiny_config(Family::Qwen2), 11, DType::F32)
-        .expect("fixture");
+    fixtures::write_hf_model(
+        &model_dir,
+        &fixtures::tiny_config(Family::Qwen2),
+        11,
+        DType::F32,
+    )
+    .expect("fixture");
     let source: ModelSource = model_dir.to_str().expect("utf-8").parse().expect("folder");
     let files = source
         .resolve(&exsearch_model::hub::HubCache::new(dir.join("no-cache")))
         .expect("files");
-    let handle = ModelHandle::spawn(move || LoadedModel::load(&files, &Device::Cpu, DType::F32), 8)
-        .expect("model thread");
+    let handle = ModelHandle::spawn(
+        move || LoadedModel::load(&files, &Device::Cpu, DType::F32),
+        8,
+    )
+    .expect("model thread");
     Arc::new(handle)
 }
 
@@ -58,7 +78,10 @@ fn a_tiny_random_model_runs_the_loop_to_an_answer_and_can_be_cancelled() {
         retriever: &library,
         settings: &settings,
     };
-    let questions = [Question::new("Who founded Velcora?"), Question::new("Where was Ada Lind born?")];
+    let questions = [
+        Question::new("Who founded Velcora?"),
+        Question::new("Where was Ada Lind born?"),
+    ];
     let runs = agent
         .run(&questions, 2, Method::Exsearch, &Quiet, &CancelToken::new())
         .expect("runs");
@@ -70,8 +93,13 @@ fn a_tiny_random_model_runs_the_loop_to_an_answer_and_can_be_cancelled() {
         assert!(t.steps.len() <= 3);
         assert!(t.generated_tokens > 0);
         let last = t.transcript.last().expect("turns");
-        assert_eq!((last.role.as_str(), last.content.as_str()), ("assistant", t.answer.as_str()));
-        assert!(t.transcript[t.transcript.len() - 2].content.contains("final answer"));
+        assert_eq!(
+            (last.role.as_str(), last.content.as_str()),
+            ("assistant", t.answer.as_str())
+        );
+        assert!(t.transcript[t.transcript.len() - 2]
+            .content
+            .contains("final answer"));
     }
     assert_eq!(runs[0].question, "Who founded Velcora?");
     assert_eq!(runs[3].question, "Where was Ada Lind born?");
@@ -92,7 +120,11 @@ fn a_tiny_random_model_runs_the_loop_to_an_answer_and_can_be_cancelled() {
         .answer(&questions[0], Method::Exsearch, &sink, &cancel)
         .expect("cancelled run returns");
     assert_eq!(t.end, EndReason::Cancelled);
-    assert!(t.generated_tokens <= 2, "{} tokens after cancel", t.generated_tokens);
+    assert!(
+        t.generated_tokens <= 2,
+        "{} tokens after cancel",
+        t.generated_tokens
+    );
     assert!(*deltas.lock().expect("lock") >= 1);
 }
 
@@ -116,7 +148,12 @@ fn an_openai_compatible_server_answers_through_the_same_loop() {
         settings: &settings,
     };
     let t = agent
-        .answer(&Question::new("Where was Velcora's founder born?"), Method::Exsearch, &Quiet, &CancelToken::new())
+        .answer(
+            &Question::new("Where was Velcora's founder born?"),
+            Method::Exsearch,
+            &Quiet,
+            &CancelToken::new(),
+        )
         .expect("answers");
     assert_eq!(t.answer, "Oslo");
     assert_eq!(t.steps.len(), 2);
@@ -141,7 +178,10 @@ fn an_openai_compatible_server_answers_through_the_same_loop() {
     assert_eq!(last["role"], "assistant");
     assert_eq!(last["content"], "<FACT> Ada Lind founded it.\n<QUERY> ");
     assert_eq!(repair["continue_final_message"], true);
-    assert!(server.auth().iter().all(|a| a.as_deref() == Some("Bearer sk-test")));
+    assert!(server
+        .auth()
+        .iter()
+        .all(|a| a.as_deref() == Some("Bearer sk-test")));
     // Token counts come from the server's usage report.
     assert!(t.generated_tokens > 0);
 }
@@ -151,6 +191,8 @@ fn endpoint_failures_name_the_url_and_the_server_s_message() {
     let dir = tempfile::tempdir().expect("tmp");
     let library = library(dir.path());
     let server = FakeOpenAi::serve(["HTTP 500 model qwen9 is not loaded"]);
+    let events = Mutex::new(Vec::new());
+    let sink = |e: AgentEvent| events.lock().expect("lock").push(e);
     let openai = OpenAi::new(&format!("{}/v1/", server.endpoint), "qwen9", None);
     let settings = AgentSettings::default();
     let agent = Agent {
@@ -159,11 +201,27 @@ fn endpoint_failures_name_the_url_and_the_server_s_message() {
         settings: &settings,
     };
     let e = agent
-        .answer(&Question::new("Q?"), Method::Direct, &Quiet, &CancelToken::new())
+        .answer(
+            &Question::new("Q?"),
+            Method::Direct,
+            &sink,
+            &CancelToken::new(),
+        )
         .expect_err("fails");
+    let events = events.into_inner().expect("lock");
+    assert!(
+        matches!(events.last(), Some(AgentEvent::Failed { run: 0, code, .. }) if code == "endpoint"),
+        "{events:?}"
+    );
     let message = e.to_string();
-    assert!(message.contains(&format!("{}/v1/chat/completions", server.endpoint)), "{message}");
-    assert!(message.contains("HTTP 500") && message.contains("qwen9 is not loaded"), "{message}");
+    assert!(
+        message.contains(&format!("{}/v1/chat/completions", server.endpoint)),
+        "{message}"
+    );
+    assert!(
+        message.contains("HTTP 500") && message.contains("qwen9 is not loaded"),
+        "{message}"
+    );
     assert_eq!(server.auth(), vec![None]);
 
     let closed = OpenAi::new("http://127.0.0.1:9", "m", None);
@@ -172,7 +230,16 @@ fn endpoint_failures_name_the_url_and_the_server_s_message() {
         ..agent
     };
     let e = agent
-        .answer(&Question::new("Q?"), Method::Direct, &Quiet, &CancelToken::new())
+        .answer(
+            &Question::new("Q?"),
+            Method::Direct,
+            &Quiet,
+            &CancelToken::new(),
+        )
         .expect_err("refused");
-    assert!(e.to_string().starts_with("http://127.0.0.1:9/v1/chat/completions: "), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("http://127.0.0.1:9/v1/chat/completions: "),
+        "{e}"
+    );
 }

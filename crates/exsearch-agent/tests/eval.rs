@@ -30,7 +30,10 @@ fn metrics_match_the_official_hotpotqa_script_on_300_predictions() {
         let golds: Vec<String> = serde_json::from_value(case["answers"].clone()).expect("answers");
         let got = metrics::score_answer(prediction, &golds);
         let close = |a: f64, b: &Value| (a - b.as_f64().expect("number")).abs() < 1e-12;
-        assert!(close(got.em, &want["em"]) && close(got.f1, &want["f1"]), "{case} -> {got:?}, official {want}");
+        assert!(
+            close(got.em, &want["em"]) && close(got.f1, &want["f1"]),
+            "{case} -> {got:?}, official {want}"
+        );
         em += got.em;
         f1 += got.f1;
     }
@@ -54,11 +57,13 @@ fn a_run_over_a_small_file_is_scored_and_written_per_question() {
     let items = eval::load(&data).expect("loads");
     assert_eq!(items.len(), 3);
     let corpus = dir.path().join("corpus");
-    let library = eval::corpus_from_contexts(&items, &corpus, &Quiet, &CancelToken::new()).expect("corpus");
+    let library =
+        eval::corpus_from_contexts(&items, &corpus, &Quiet, &CancelToken::new()).expect("corpus");
     assert_eq!(library.status().expect("status").documents, 4);
     drop(library);
     // Built once: a second call reopens it.
-    let library = eval::corpus_from_contexts(&items, &corpus, &Quiet, &CancelToken::new()).expect("reopened");
+    let library =
+        eval::corpus_from_contexts(&items, &corpus, &Quiet, &CancelToken::new()).expect("reopened");
     assert_eq!(library.status().expect("status").documents, 4);
 
     let settings = AgentSettings::default();
@@ -76,11 +81,16 @@ fn a_run_over_a_small_file_is_scored_and_written_per_question() {
         batch: 2,
         out: Some(out.clone()),
     };
-    let (summary, results) = eval::evaluate(&agent, &items, &options, &Quiet, &CancelToken::new()).expect("runs");
+    let (summary, results) =
+        eval::evaluate(&agent, &items, &options, &Quiet, &CancelToken::new()).expect("runs");
     assert!(summary.complete);
     assert_eq!(summary.questions, 3);
     assert!((summary.em - 100.0 / 3.0).abs() < 1e-9, "{summary:?}");
-    assert!((summary.f1 - 100.0 * (1.0 + 2.0 * (2.0 / 3.0) * 1.0 / (2.0 / 3.0 + 1.0)) / 3.0).abs() < 1e-9, "{summary:?}");
+    assert!(
+        (summary.f1 - 100.0 * (1.0 + 2.0 * (2.0 / 3.0) * 1.0 / (2.0 / 3.0 + 1.0)) / 3.0).abs()
+            < 1e-9,
+        "{summary:?}"
+    );
     assert!((summary.acc - 200.0 / 3.0).abs() < 1e-9, "{summary:?}");
     // No retrieval: recall is zero, not missing.
     assert_eq!(summary.recall, Some(0.0));
@@ -97,7 +107,11 @@ fn a_run_over_a_small_file_is_scored_and_written_per_question() {
         settings.tags.clone(),
         items.iter().map(|i| {
             let known = OracleAnswer {
-                titles: i.supporting_titles().iter().map(|t| t.to_string()).collect(),
+                titles: i
+                    .supporting_titles()
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect(),
                 answer: i.answers[0].clone(),
             };
             (i.question.clone(), known)
@@ -113,7 +127,8 @@ fn a_run_over_a_small_file_is_scored_and_written_per_question() {
         out: None,
         ..options
     };
-    let (summary, results) = eval::evaluate(&agent, &items, &options, &Quiet, &CancelToken::new()).expect("runs");
+    let (summary, results) =
+        eval::evaluate(&agent, &items, &options, &Quiet, &CancelToken::new()).expect("runs");
     assert_eq!(summary.questions, 2);
     assert_eq!((summary.em, summary.recall), (100.0, Some(100.0)));
     assert_eq!(results[0].steps, 2);
@@ -126,7 +141,17 @@ fn a_run_over_a_small_file_is_scored_and_written_per_question() {
 fn a_broken_line_is_named_with_its_file_and_line() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("bad.jsonl");
-    std::fs::write(&data, "{\"question\": \"Q?\", \"answers\": [\"a\"]}\n\n{\"question\": \"R?\"}\n").expect("write");
+    std::fs::write(
+        &data,
+        "{\"question\": \"Q?\", \"answers\": [\"a\"]}\n\n{\"question\": \"R?\"}\n",
+    )
+    .expect("write");
     let e = eval::load(&data).expect_err("refused");
-    assert_eq!(e.to_string(), format!("{}:3: no gold answer (\"answers\", \"golden_answers\" or \"answer\")", data.display()));
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}:3: no gold answer (\"answers\", \"golden_answers\" or \"answer\")",
+            data.display()
+        )
+    );
 }

@@ -11,10 +11,43 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 const FRAGMENTS: &[&str] = &[
-    "<QUERY>", "<query>", "<QuErY>", "<FACT>", "<fact>", "<FINAL>", "<final>", "<SEARCH>",
-    "<USER QUERY>", "<QUE", "RY>", "<", ">", "[", "]", "[1]", "[0]", "[99]", " > ", "\n", " ",
-    "\t", "  ", "who", "founded", "Velcora", "é", "中文", "🙂", "\u{0}", "\u{200b}", "İ",
-    "ß", "12", "9999999999999999999999", "?", ".",
+    "<QUERY>",
+    "<query>",
+    "<QuErY>",
+    "<FACT>",
+    "<fact>",
+    "<FINAL>",
+    "<final>",
+    "<SEARCH>",
+    "<USER QUERY>",
+    "<QUE",
+    "RY>",
+    "<",
+    ">",
+    "[",
+    "]",
+    "[1]",
+    "[0]",
+    "[99]",
+    " > ",
+    "\n",
+    " ",
+    "\t",
+    "  ",
+    "who",
+    "founded",
+    "Velcora",
+    "é",
+    "中文",
+    "🙂",
+    "\u{0}",
+    "\u{200b}",
+    "İ",
+    "ß",
+    "12",
+    "9999999999999999999999",
+    "?",
+    ".",
 ];
 
 fn random_text(rng: &mut StdRng) -> String {
@@ -32,9 +65,15 @@ fn random_text(rng: &mut StdRng) -> String {
 
 fn contains_tag(s: &str, tags: &Tags) -> bool {
     let lower = s.to_ascii_lowercase();
-    [&tags.query, &tags.fact, &tags.finish, &tags.search, &tags.question]
-        .iter()
-        .any(|t| lower.contains(&t.to_ascii_lowercase()))
+    [
+        &tags.query,
+        &tags.fact,
+        &tags.finish,
+        &tags.search,
+        &tags.question,
+    ]
+    .iter()
+    .any(|t| lower.contains(&t.to_ascii_lowercase()))
 }
 
 #[test]
@@ -48,11 +87,17 @@ fn the_step_parser_never_panics_and_extracts_clean_fields() {
         if let Action::Query(q) = &p.action {
             queries += 1;
             assert!(!q.is_empty() && q.trim() == q, "{text:?} -> {q:?}");
-            assert!(!q.contains('\n') && q.chars().count() <= 300, "{text:?} -> {q:?}");
+            assert!(
+                !q.contains('\n') && q.chars().count() <= 300,
+                "{text:?} -> {q:?}"
+            );
             assert!(!contains_tag(q, &tags), "{text:?} -> {q:?}");
         }
         if let Some(e) = &p.evidence {
-            assert!(!e.is_empty() && !contains_tag(e, &tags), "{text:?} -> {e:?}");
+            assert!(
+                !e.is_empty() && !contains_tag(e, &tags),
+                "{text:?} -> {e:?}"
+            );
         }
         let k = rng.random_range(0..8);
         let ranking = parse_ranking(&text, k);
@@ -71,10 +116,19 @@ fn the_loop_survives_random_model_output_and_always_answers() {
     let dir = tempfile::tempdir().expect("tmp");
     let docs = dir.path().join("docs");
     std::fs::create_dir_all(&docs).expect("docs");
-    std::fs::write(docs.join("a.md"), "# Velcora\n\nVelcora was founded by Ada Lind.\n").expect("write");
+    std::fs::write(
+        docs.join("a.md"),
+        "# Velcora\n\nVelcora was founded by Ada Lind.\n",
+    )
+    .expect("write");
     let mut library = Library::open(&Home::at(dir.path().join("home"))).expect("library");
     library
-        .add_folders(&[docs], &SyncOptions::default(), &Quiet, &CancelToken::new())
+        .add_folders(
+            &[docs],
+            &SyncOptions::default(),
+            &Quiet,
+            &CancelToken::new(),
+        )
         .expect("indexed");
     let settings = AgentSettings {
         max_steps: 4,
@@ -91,11 +145,19 @@ fn the_loop_survives_random_model_output_and_always_answers() {
             settings: &settings,
         };
         let t = agent
-            .answer(&Question::new("Who founded Velcora?"), Method::Exsearch, &Quiet, &CancelToken::new())
+            .answer(
+                &Question::new("Who founded Velcora?"),
+                Method::Exsearch,
+                &Quiet,
+                &CancelToken::new(),
+            )
             .expect("answers");
         assert_ne!(t.end, EndReason::Cancelled);
         assert!(t.steps.len() <= 4);
-        assert_eq!(t.transcript.last().map(|m| m.role.as_str()), Some("assistant"));
+        assert_eq!(
+            t.transcript.last().map(|m| m.role.as_str()),
+            Some("assistant")
+        );
         for c in &t.citations {
             assert!(t.steps[c.step - 1].passages.contains(&c.passage));
         }

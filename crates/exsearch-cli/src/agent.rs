@@ -308,7 +308,10 @@ impl StepPrinter {
                 };
                 writeln!(out, "{note}")
             }
-            AgentEvent::Started { .. } | AgentEvent::StepText { .. } => Ok(()),
+            // The error itself is printed by main.
+            AgentEvent::Started { .. }
+            | AgentEvent::StepText { .. }
+            | AgentEvent::Failed { .. } => Ok(()),
         };
     }
 }
