@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use exsearch_agent::eval::{self, score};
-use exsearch_agent::generator::{Oracle, OracleAnswer};
+use exsearch_agent::generator::Oracle;
 use exsearch_agent::{Agent, AgentSettings, ChatStore, Method, Question};
 use exsearch_core::{CancelToken, Quiet};
 
@@ -49,20 +49,7 @@ fn main() -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
     let settings = AgentSettings::default();
-    let oracle = Oracle::new(
-        settings.tags.clone(),
-        items.iter().map(|i| {
-            let known = OracleAnswer {
-                titles: i
-                    .supporting_titles()
-                    .iter()
-                    .map(|t| t.to_string())
-                    .collect(),
-                answer: i.answers[0].clone(),
-            };
-            (i.question.clone(), known)
-        }),
-    );
+    let oracle = Oracle::for_items(settings.tags.clone(), &items);
     let agent = Agent {
         generator: &oracle,
         retriever: &library,

@@ -2,6 +2,8 @@
 //! that plays back fixed turns: trajectories, citations, repair, budget,
 //! repeats, re-ranking, baselines, samples, cancel and conversations.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -10,7 +12,7 @@ use exsearch_agent::{
     Agent, AgentEvent, AgentSettings, ChatStore, EndReason, Exchange, Method, Question, Trajectory,
     TurnStatus,
 };
-use exsearch_core::{CancelToken, Home, Library, Quiet, SyncOptions};
+use exsearch_core::{CancelToken, Home, Library, Quiet};
 
 const VELCORA: &str = "# Velcora\n\nVelcora is a shipping company from the north. \
                        Velcora was founded by Ada Lind in 1990.\n";
@@ -27,29 +29,16 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tmp");
-    let docs = dir.path().join("docs");
-    std::fs::create_dir_all(&docs).expect("docs");
-    for (name, text) in [
+    let docs = [
         ("velcora.md", VELCORA),
         ("ada.md", ADA),
         ("ships.md", SHIPS),
-    ] {
-        std::fs::write(docs.join(name), text).expect("write");
-    }
-    let home = Home::at(dir.path().join("home"));
-    let mut library = Library::open(&home).expect("library");
-    library
-        .add_folders(
-            std::slice::from_ref(&docs),
-            &SyncOptions::default(),
-            &Quiet,
-            &CancelToken::new(),
-        )
-        .expect("indexed");
+    ];
+    let library = common::library(dir.path(), &docs);
     Fixture {
+        docs: dir.path().join("docs"),
+        home: Home::at(dir.path().join("home")),
         _dir: dir,
-        docs,
-        home,
         library,
     }
 }
@@ -465,7 +454,12 @@ fn conversations_persist_and_follow_ups_see_earlier_answers() {
     assert_eq!((list[0].title.as_str(), list[0].turns), (question, 2));
     let c = store.conversation(conversation).expect("shown");
     assert_eq!(c.turns[0].status, TurnStatus::Answered);
-    assert_eq!(c.turns[0].trajectory.as_ref(), Some(&t));
+    let mut stored = c.turns[0].trajectory.clone().expect("trajectory stored");
+    // Timings are f64 milliseconds; JSON keeps them to the last bit or two.
+    assert!((stored.timing.model_ms - t.timing.model_ms).abs() < 1e-9);
+    assert!((stored.timing.total_ms - t.timing.total_ms).abs() < 1e-9);
+    stored.timing = t.timing.clone();
+    assert_eq!(stored, t);
     assert_eq!(c.turns[1].status, TurnStatus::Running);
     let history = store.history(conversation).expect("history");
     assert_eq!(

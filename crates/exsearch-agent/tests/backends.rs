@@ -2,6 +2,7 @@
 //! loaded from disk (its output is noise, which is the point: the loop must
 //! survive it), and an OpenAI-compatible server on loopback.
 
+mod common;
 #[path = "../../../tests/common/fake_openai.rs"]
 mod fake_openai;
 
@@ -10,35 +11,23 @@ use std::sync::{Arc, Mutex};
 use candle_core::{DType, Device};
 use exsearch_agent::generator::{Local, OpenAi};
 use exsearch_agent::{Agent, AgentEvent, AgentSettings, EndReason, Method, Question};
-use exsearch_core::{CancelToken, Home, Library, Quiet, SyncOptions};
+use exsearch_core::{CancelToken, Library, Quiet};
 use exsearch_model::fixtures;
 use exsearch_model::model::Family;
 use exsearch_model::{LoadedModel, ModelHandle, ModelSource};
 use fake_openai::FakeOpenAi;
 
 fn library(dir: &std::path::Path) -> Library {
-    let docs = dir.join("docs");
-    std::fs::create_dir_all(&docs).expect("docs");
-    std::fs::write(
-        docs.join("velcora.md"),
-        "# Velcora\n\nVelcora was founded by Ada Lind in 1990.\n",
+    common::library(
+        dir,
+        &[
+            (
+                "velcora.md",
+                "# Velcora\n\nVelcora was founded by Ada Lind in 1990.\n",
+            ),
+            ("ada.md", "# Ada Lind\n\nAda Lind was born in Oslo.\n"),
+        ],
     )
-    .expect("write");
-    std::fs::write(
-        docs.join("ada.md"),
-        "# Ada Lind\n\nAda Lind was born in Oslo.\n",
-    )
-    .expect("write");
-    let mut library = Library::open(&Home::at(dir.join("home"))).expect("library");
-    library
-        .add_folders(
-            &[docs],
-            &SyncOptions::default(),
-            &Quiet,
-            &CancelToken::new(),
-        )
-        .expect("indexed");
-    library
 }
 
 fn tiny_model(dir: &std::path::Path) -> Arc<ModelHandle> {

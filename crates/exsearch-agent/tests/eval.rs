@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use exsearch_agent::eval::{self, metrics, EvalOptions, QuestionResult};
-use exsearch_agent::generator::{Oracle, OracleAnswer, Scripted};
+use exsearch_agent::generator::{Oracle, Scripted};
 use exsearch_agent::{Agent, AgentSettings, Method};
 use exsearch_core::{CancelToken, Quiet};
 use serde_json::Value;
@@ -103,20 +103,7 @@ fn a_run_over_a_small_file_is_scored_and_written_per_question() {
     assert_eq!(written[1].prediction, results[1].prediction);
 
     // The oracle searches the gold titles: every supporting passage is found.
-    let oracle = Oracle::new(
-        settings.tags.clone(),
-        items.iter().map(|i| {
-            let known = OracleAnswer {
-                titles: i
-                    .supporting_titles()
-                    .iter()
-                    .map(|t| t.to_string())
-                    .collect(),
-                answer: i.answers[0].clone(),
-            };
-            (i.question.clone(), known)
-        }),
-    );
+    let oracle = Oracle::for_items(settings.tags.clone(), &items);
     let agent = Agent {
         generator: &oracle,
         ..agent

@@ -3,10 +3,12 @@
 //! digits never make the parsers or the loop panic, and what they extract
 //! keeps its invariants.
 
+mod common;
+
 use exsearch_agent::generator::Scripted;
 use exsearch_agent::parse::{parse_ranking, parse_step, Action};
 use exsearch_agent::{Agent, AgentSettings, EndReason, Method, Question, Tags};
-use exsearch_core::{CancelToken, Home, Library, Quiet, SyncOptions};
+use exsearch_core::{CancelToken, Quiet};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -114,22 +116,10 @@ fn the_step_parser_never_panics_and_extracts_clean_fields() {
 #[test]
 fn the_loop_survives_random_model_output_and_always_answers() {
     let dir = tempfile::tempdir().expect("tmp");
-    let docs = dir.path().join("docs");
-    std::fs::create_dir_all(&docs).expect("docs");
-    std::fs::write(
-        docs.join("a.md"),
-        "# Velcora\n\nVelcora was founded by Ada Lind.\n",
-    )
-    .expect("write");
-    let mut library = Library::open(&Home::at(dir.path().join("home"))).expect("library");
-    library
-        .add_folders(
-            &[docs],
-            &SyncOptions::default(),
-            &Quiet,
-            &CancelToken::new(),
-        )
-        .expect("indexed");
+    let library = common::library(
+        dir.path(),
+        &[("a.md", "# Velcora\n\nVelcora was founded by Ada Lind.\n")],
+    );
     let settings = AgentSettings {
         max_steps: 4,
         rerank: true,

@@ -400,18 +400,7 @@ pub fn eval(home: &Home, args: EvalArgs) -> Result<ExitCode> {
         Library::open(home)?
     };
     let generator: Box<dyn Generator> = if args.oracle {
-        let known = items.iter().map(|i| {
-            let oracle = exsearch_agent::generator::OracleAnswer {
-                titles: i
-                    .supporting_titles()
-                    .iter()
-                    .map(|t| t.to_string())
-                    .collect(),
-                answer: i.answers[0].clone(),
-            };
-            (i.question.clone(), oracle)
-        });
-        Box::new(Oracle::new(settings.tags.clone(), known))
+        Box::new(Oracle::for_items(settings.tags.clone(), &items))
     } else {
         generator(&args.backend)?
     };

@@ -11,6 +11,7 @@ use exsearch_model::{FinishReason, SamplingParams};
 
 use super::{cut_at_stop, Generated, Generator, OnDelta, Prompt};
 use crate::error::{Error, Result};
+use crate::eval::QaItem;
 use crate::settings::Tags;
 
 /// Plays back fixed turns, one per (prompt, sample) in call order, streamed
@@ -134,6 +135,25 @@ impl Oracle {
                 .map(|(q, a)| (q.trim().to_string(), a))
                 .collect(),
         }
+    }
+
+    /// The oracle of a QA file: each question's supporting titles and first
+    /// gold answer.
+    pub fn for_items(tags: Tags, items: &[QaItem]) -> Self {
+        Self::new(
+            tags,
+            items.iter().map(|i| {
+                let known = OracleAnswer {
+                    titles: i
+                        .supporting_titles()
+                        .iter()
+                        .map(|t| t.to_string())
+                        .collect(),
+                    answer: i.answers.first().cloned().unwrap_or_default(),
+                };
+                (i.question.clone(), known)
+            }),
+        )
     }
 
     fn turn(&self, prompt: &Prompt) -> String {
