@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::citations;
 use crate::error::{Error, Result};
 use crate::generator::{Generated, Generator, Prompt};
-use crate::parse::{parse_ranking, parse_step, query_key, Action};
+use crate::parse::{parse_ranking, parse_step, query_key, Action, ParsedStep};
 use crate::prompt::{self, Exchange};
 use crate::settings::{AgentSettings, Method};
 use crate::trajectory::{Citation, EndReason, SideCall, Step, Timing, Trajectory};
@@ -338,58 +338,55 @@ impl Agent<'_> {
                     });
                 }
             };
-            // The first step of every sample of a question is the same prompt.
-            let (prompts, per_prompt, owners): (Vec<Prompt>, usize, Vec<usize>) = if round == 0 {
-                let firsts: Vec<usize> = active.iter().copied().step_by(samples).collect();
-                let prompts = firsts
-                    .iter()
-                    .map(|&r| Prompt::new(runs[r].messages.clone()))
-                    .collect();
-                (prompts, samples, active.clone())
-            } else {
-                let prompts = active
-                    .iter()
-                    .map(|&r| Prompt::new(runs[r].messages.clone()))
-                    .collect();
-                (prompts, 1, active.clone())
-            };
-            let on_delta = stream(&owners, per_prompt);
+            // The first step of every sample of a question is the same
+            // prompt (runs are question-major, all active in round 0).
+            let per_prompt = if round == 0 { samples } else { 1 };
+            let prompts: Vec<Prompt> = active
+                .iter()
+                .step_by(per_prompt)
+                .map(|&r| Prompt::new(runs[r].messages.clone()))
+                .collect();
+            let on_delta = stream(&active, per_prompt);
             let texts = self.call(
                 &prompts,
                 per_prompt,
                 &step_params,
-                &owners,
+                &active,
                 runs,
                 model_ms,
                 &on_delta,
                 cancel,
             )?;
 
-            let mut parsed: Vec<(usize, String, bool)> = Vec::new();
-            let mut to_repair: Vec<(usize, String)> = Vec::new();
-            for (&r, g) in owners.iter().zip(&texts) {
+            // (run, full text, parsed, repaired)
+            let mut parsed: Vec<(usize, String, ParsedStep, bool)> = Vec::new();
+            let mut to_repair: Vec<Prompt> = Vec::new();
+            let mut repair_owners: Vec<usize> = Vec::new();
+            for (&r, g) in active.iter().zip(texts) {
                 let p = parse_step(&g.text, &settings.tags);
                 if p.action == Action::Unparsable {
                     let t = &settings.tags;
                     let prefill = if round == 0 {
-                        t.query.clone()
+                        format!("{} ", t.query)
                     } else {
-                        format!("{} {}\n{}", t.fact, p.evidence.unwrap_or_default(), t.query)
+                        format!(
+                            "{} {}\n{} ",
+                            t.fact,
+                            p.evidence.unwrap_or_default(),
+                            t.query
+                        )
                     };
-                    to_repair.push((r, prefill));
+                    to_repair.push(Prompt {
+                        messages: runs[r].messages.clone(),
+                        prefill,
+                    });
+                    repair_owners.push(r);
                 } else {
-                    parsed.push((r, g.text.clone(), false));
+                    parsed.push((r, g.text, p, false));
                 }
             }
             if !to_repair.is_empty() {
-                let prompts: Vec<Prompt> = to_repair
-                    .iter()
-                    .map(|(r, prefill)| Prompt {
-                        messages: runs[*r].messages.clone(),
-                        prefill: format!("{prefill} "),
-                    })
-                    .collect();
-                let owners: Vec<usize> = to_repair.iter().map(|(r, _)| *r).collect();
+                let (prompts, owners) = (to_repair, repair_owners);
                 let on_delta = stream(&owners, 1);
                 let texts = self.call(
                     &prompts,
@@ -401,15 +398,16 @@ impl Agent<'_> {
                     &on_delta,
                     cancel,
                 )?;
-                for ((r, _), (prompt, g)) in to_repair.into_iter().zip(prompts.iter().zip(texts)) {
-                    parsed.push((r, format!("{}{}", prompt.prefill, g.text), true));
+                for ((r, prompt), g) in owners.into_iter().zip(prompts).zip(texts) {
+                    let text = prompt.prefill + &g.text;
+                    let p = parse_step(&text, &settings.tags);
+                    parsed.push((r, text, p, true));
                 }
             }
             parsed.sort_by_key(|p| p.0);
 
             let mut pending: Vec<Pending> = Vec::new();
-            for (r, text, repaired) in parsed {
-                let p = parse_step(&text, &settings.tags);
+            for (r, text, p, repaired) in parsed {
                 let run = &mut runs[r];
                 if let (Some(evidence), Some(last)) = (&p.evidence, run.steps.last_mut()) {
                     last.evidence = Some(evidence.clone());

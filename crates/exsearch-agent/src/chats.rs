@@ -339,16 +339,24 @@ impl ChatStore {
     /// The answered exchanges of a conversation, oldest first (what a
     /// follow-up question sees).
     pub fn history(&self, id: i64) -> Result<Vec<Exchange>> {
-        Ok(self
-            .conversation(id)?
-            .turns
-            .into_iter()
-            .filter(|t| t.status == TurnStatus::Answered)
-            .map(|t| Exchange {
-                question: t.question,
-                answer: t.answer,
+        self.require(id)?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT question, answer FROM turns
+                 WHERE conversation_id = ?1 AND status = 'answered' ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(Exchange {
+                    question: r.get(0)?,
+                    answer: r.get(1)?,
+                })
             })
-            .collect())
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
     }
 
     pub fn delete(&self, id: i64) -> Result<()> {

@@ -114,34 +114,30 @@ fn item(row: &Value, index: usize) -> Result<QaItem, String> {
     })
 }
 
+/// A paragraph object with its title under `title`, its text under `text`
+/// and its gold flag under `supporting` (`None`: every paragraph is gold).
+fn paragraph(c: &Value, text: &str, supporting: Option<&str>) -> Context {
+    let str_at = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    Context {
+        title: str_at("title"),
+        text: str_at(text),
+        supporting: supporting.is_none_or(|k| c.get(k).and_then(Value::as_bool).unwrap_or(false)),
+    }
+}
+
 fn contexts(row: &Value) -> Vec<Context> {
-    let str_at = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     // Ours.
     if let Some(list) = row.get("contexts").and_then(Value::as_array) {
         return list
             .iter()
-            .map(|c| Context {
-                title: str_at(c, "title"),
-                text: str_at(c, "text"),
-                supporting: c
-                    .get("supporting")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-            })
+            .map(|c| paragraph(c, "text", Some("supporting")))
             .collect();
     }
     // MuSiQue.
     if let Some(list) = row.get("paragraphs").and_then(Value::as_array) {
         return list
             .iter()
-            .map(|c| Context {
-                title: str_at(c, "title"),
-                text: str_at(c, "paragraph_text"),
-                supporting: c
-                    .get("is_supporting")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-            })
+            .map(|c| paragraph(c, "paragraph_text", Some("is_supporting")))
             .collect();
     }
     let meta = row.get("metadata").unwrap_or(row);
@@ -150,11 +146,7 @@ fn contexts(row: &Value) -> Vec<Context> {
         return hops
             .iter()
             .filter_map(|h| h.get("support_paragraph"))
-            .map(|c| Context {
-                title: str_at(c, "title"),
-                text: str_at(c, "paragraph_text"),
-                supporting: true,
-            })
+            .map(|c| paragraph(c, "paragraph_text", None))
             .collect();
     }
     let supporting: HashSet<String> = match meta.get("supporting_facts") {
