@@ -372,6 +372,7 @@ fn a_lora_adapter_changes_the_output_only_when_nonzero() {
         a: a.clone(),
         b: Tensor::zeros((out, 4), DType::F32, &Device::Cpu).expect("b"),
         scale: 2.0,
+        dropout: 0.0,
     };
     q.set_lora(Some(zero)).expect("fits");
     let same = full_logits(&model, &tokens);
@@ -380,7 +381,12 @@ fn a_lora_adapter_changes_the_output_only_when_nonzero() {
     model.decoder.blocks_mut()[0]
         .attn
         .q
-        .set_lora(Some(LoraAdapter { a, b, scale: 2.0 }))
+        .set_lora(Some(LoraAdapter {
+            a,
+            b,
+            scale: 2.0,
+            dropout: 0.0,
+        }))
         .expect("fits");
     let changed = full_logits(&model, &tokens);
     assert_ne!(base, changed);
@@ -388,6 +394,7 @@ fn a_lora_adapter_changes_the_output_only_when_nonzero() {
         a: Tensor::zeros((4, inp + 1), DType::F32, &Device::Cpu).expect("a"),
         b: Tensor::zeros((out, 4), DType::F32, &Device::Cpu).expect("b"),
         scale: 1.0,
+        dropout: 0.0,
     };
     assert!(model.decoder.blocks_mut()[0]
         .attn

@@ -21,7 +21,7 @@ pub enum Kernels {
 
 #[derive(Clone, Debug)]
 pub struct RmsNorm {
-    weight: Tensor,
+    pub(crate) weight: Tensor,
     eps: f64,
 }
 

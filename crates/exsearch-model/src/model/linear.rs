@@ -25,6 +25,8 @@ pub struct LoraAdapter {
     pub a: Tensor,
     pub b: Tensor,
     pub scale: f64,
+    /// Dropout on the adapter's input while training; 0 at inference.
+    pub dropout: f32,
 }
 
 #[derive(Clone, Debug)]
@@ -166,6 +168,14 @@ impl Linear {
         }
     }
 
+    /// The dense weight and bias, for training and merging in place.
+    pub(crate) fn dense_parts_mut(&mut self) -> Option<(&mut Tensor, Option<&mut Tensor>)> {
+        match &mut self.weight {
+            Weight::Dense(w) => Some((w, self.bias.as_mut())),
+            Weight::Quantized(_) => None,
+        }
+    }
+
     pub fn lora(&self) -> Option<&LoraAdapter> {
         self.lora.as_ref()
     }
@@ -206,6 +216,11 @@ impl Linear {
             y = y.broadcast_add(b)?;
         }
         if let Some(l) = &self.lora {
+            let x = if l.dropout > 0.0 {
+                candle_nn::ops::dropout(x, l.dropout)?
+            } else {
+                x.clone()
+            };
             let low = x.broadcast_matmul(&l.a.t()?)?.broadcast_matmul(&l.b.t()?)?;
             y = (y + (low * l.scale)?)?;
         }

@@ -4,6 +4,7 @@ pub mod cache;
 pub mod config;
 pub mod decoder;
 pub mod linear;
+pub mod params;
 pub mod weights;
 
 use candle_core::{DType, Device};
@@ -12,6 +13,7 @@ pub use cache::KvCache;
 pub use config::{Family, ModelConfig};
 pub use decoder::{Decoder, Kernels};
 pub use linear::{Linear, LoraAdapter};
+pub use params::PROJECTIONS;
 
 use crate::error::{Error, Result};
 use crate::source::{ModelFiles, WeightFiles};

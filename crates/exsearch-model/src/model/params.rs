@@ -1,0 +1,151 @@
+//! The decoder's weights by their Hugging Face names: read them (to save a
+//! checkpoint), turn them into trainable variables (full fine-tuning), and
+//! reach each projection by its module name (to attach LoRA adapters).
+//!
+//! A tied language-model head is the embedding itself: it is never listed on
+//! its own, and after [`Decoder::make_trainable`] both read the same variable.
+
+use candle_core::{Tensor, Var};
+
+use super::decoder::Decoder;
+use super::linear::Linear;
+use crate::error::{Error, Result};
+
+/// The projection kinds LoRA can target, by their HF module names.
+pub const PROJECTIONS: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
+impl Decoder {
+    /// Every projection of every block as (`model.layers.{i}.self_attn.q_proj`,
+    /// the layer), in a fixed order; the language-model head is not included.
+    pub fn projections_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut out = Vec::with_capacity(self.blocks.len() * PROJECTIONS.len());
+        for (i, b) in self.blocks.iter_mut().enumerate() {
+            let p = format!("model.layers.{i}");
+            let a = &mut b.attn;
+            let m = &mut b.mlp;
+            for (kind, layer) in [
+                ("self_attn.q_proj", &mut a.q),
+                ("self_attn.k_proj", &mut a.k),
+                ("self_attn.v_proj", &mut a.v),
+                ("self_attn.o_proj", &mut a.o),
+                ("mlp.gate_proj", &mut m.gate),
+                ("mlp.up_proj", &mut m.up),
+                ("mlp.down_proj", &mut m.down),
+            ] {
+                out.push((format!("{p}.{kind}"), layer));
+            }
+        }
+        out
+    }
+
+    /// Calls `f` on every weight tensor under its HF name (the tied head
+    /// excluded). Quantized (GGUF) layers cannot be visited: training and
+    /// checkpoints need dense weights.
+    fn visit_weights(
+        &mut self,
+        mut f: impl FnMut(String, &mut Tensor) -> Result<()>,
+    ) -> Result<()> {
+        f("model.embed_tokens.weight".into(), &mut self.embed)?;
+        let dense_only = || {
+            Error::Unsupported(
+                "this model has quantized (GGUF) weights; training and saving need the \
+                 safetensors model"
+                    .into(),
+            )
+        };
+        for i in 0..self.blocks.len() {
+            let p = format!("model.layers.{i}");
+            let b = &mut self.blocks[i];
+            f(
+                format!("{p}.input_layernorm.weight"),
+                &mut b.input_norm.weight,
+            )?;
+            f(
+                format!("{p}.post_attention_layernorm.weight"),
+                &mut b.post_norm.weight,
+            )?;
+            if let Some(n) = &mut b.attn.q_norm {
+                f(format!("{p}.self_attn.q_norm.weight"), &mut n.weight)?;
+            }
+            if let Some(n) = &mut b.attn.k_norm {
+                f(format!("{p}.self_attn.k_norm.weight"), &mut n.weight)?;
+            }
+        }
+        for (name, layer) in self.projections_mut() {
+            let (w, bias) = layer.dense_parts_mut().ok_or_else(dense_only)?;
+            // The projections' names outlive the borrow of `self` above.
+            let mut visit = |suffix: &str, t: &mut Tensor| f(format!("{name}.{suffix}"), t);
+            visit("weight", w)?;
+            if let Some(bias) = bias {
+                visit("bias", bias)?;
+            }
+        }
+        f("model.norm.weight".into(), &mut self.norm.weight)?;
+        if !self.config.tie_word_embeddings {
+            let (w, _) = self.lm_head.dense_parts_mut().ok_or_else(dense_only)?;
+            f("lm_head.weight".into(), w)?;
+        }
+        Ok(())
+    }
+
+    /// All weights under their HF names, as a checkpoint stores them. LoRA
+    /// adapters are not included (merge them first to keep their effect).
+    pub fn named_weights(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::new();
+        self.clone().visit_weights(|name, t| {
+            out.push((name, t.clone()));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Turns every weight into a trainable variable in place (full
+    /// fine-tuning) and returns them by name. Inference code that shares the
+    /// variables' storage sees each optimizer update.
+    pub fn make_trainable(&mut self) -> Result<Vec<(String, Var)>> {
+        let mut vars = Vec::new();
+        self.visit_weights(|name, t| {
+            let var = Var::from_tensor(t)?;
+            *t = var.as_tensor().clone();
+            vars.push((name, var));
+            Ok(())
+        })?;
+        if self.config.tie_word_embeddings {
+            self.lm_head = Linear::dense(self.embed.clone(), None)?;
+        }
+        Ok(vars)
+    }
+
+    /// Replaces weights by name (a merged or trained checkpoint); names not
+    /// given keep their tensors, shapes must match.
+    pub fn replace_weights(
+        &mut self,
+        new: &std::collections::HashMap<String, Tensor>,
+    ) -> Result<()> {
+        self.visit_weights(|name, t| {
+            if let Some(n) = new.get(&name) {
+                if n.dims() != t.dims() {
+                    return Err(Error::InvalidOption(format!(
+                        "weight `{name}` has shape {:?}, the model's is {:?}",
+                        n.dims(),
+                        t.dims()
+                    )));
+                }
+                *t = n.to_dtype(t.dtype())?;
+            }
+            Ok(())
+        })?;
+        if self.config.tie_word_embeddings {
+            self.lm_head = Linear::dense(self.embed.clone(), None)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,24 @@
+//! Self-training for the ExSearch agent (METHOD.md, section 2).
+//!
+//! - [`examples`]: conversations rendered once with the chat template, the
+//!   assistant tokens marked as the only ones in the loss, packed into
+//!   micro-batches by token budget.
+//! - [`trainer`]: the optimisation loop shared by warm-up and the M-step
+//!   (weighted cross-entropy, accumulation, clipping, AdamW, cosine
+//!   schedule, resumable checkpoints).
+//! - [`optim`]: AdamW with saveable state, the schedule, clipping.
+//! - [`lora`]: LoRA adapters in the PEFT layout: create, save, load, merge.
+//! - [`weights`]: the E-step's importance weights, bound term and ESS.
+
+pub mod error;
+pub mod examples;
+pub mod lora;
+pub mod optim;
+pub mod trainer;
+pub mod weights;
+
+pub use error::{Error, Result};
+pub use examples::{encode, pack, Encoded, Example};
+pub use lora::{Lora, LoraConfig};
+pub use trainer::{evaluate_loss, weighted_loss, Params, StepRecord, TrainConfig, Trainer};
+pub use weights::{importance_weights, AnswerScore, WeightRule, Weighted};

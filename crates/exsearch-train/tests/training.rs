@@ -1,0 +1,355 @@
+//! Training on a random model of a real architecture, loaded from a Hugging
+//! Face folder the way a downloaded one is: the loss masks, LoRA and full
+//! fine-tuning steps, PEFT adapter round trips, merging, and resuming a
+//! killed run.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use exsearch_core::CancelToken;
+use exsearch_model::fixtures;
+use exsearch_model::model::{Decoder, Family};
+use exsearch_model::{ChatMessage, LoadedModel, ModelSource};
+use exsearch_train::{
+    encode, evaluate_loss, Encoded, Example, Lora, LoraConfig, Params, TrainConfig, Trainer,
+};
+
+fn load(dir: &Path) -> LoadedModel {
+    let source: ModelSource = dir.to_str().expect("utf-8 path").parse().expect("a folder");
+    let files = source
+        .resolve(&exsearch_model::hub::HubCache::new(dir.join("no-cache")))
+        .expect("files resolve");
+    LoadedModel::load(&files, &Device::Cpu, DType::F32).expect("model loads")
+}
+
+fn tiny() -> (tempfile::TempDir, LoadedModel) {
+    let dir = tempfile::tempdir().expect("tmp");
+    fixtures::write_hf_model(
+        dir.path(),
+        &fixtures::tiny_config(Family::Qwen2),
+        11,
+        DType::F32,
+    )
+    .expect("fixture");
+    let model = load(dir.path());
+    (dir, model)
+}
+
+/// A search trajectory in the agent's wire format.
+fn trajectory(answer: &str) -> Example {
+    Example {
+        messages: vec![
+            ChatMessage::user(
+                "Answer by searching. <USER QUERY> Where was Ada born?  Your Output:",
+            ),
+            ChatMessage::assistant("<QUERY> Ada birthplace"),
+            ChatMessage::user("<SEARCH> [1] Title: Ada. Content: Ada was born in Velm."),
+            ChatMessage::assistant("<FACT> Ada was born in Velm\n<FINAL>"),
+            ChatMessage::user(
+                "please give the final answer to the input question: Where was Ada born?",
+            ),
+            ChatMessage::assistant(answer),
+        ],
+        weight: 1.0,
+    }
+}
+
+fn logits(decoder: &Decoder, tokens: &[u32]) -> Vec<Vec<f32>> {
+    let ids = Tensor::new(tokens, decoder.device())
+        .and_then(|t| t.unsqueeze(0))
+        .expect("ids");
+    let pos: Vec<u32> = (0..tokens.len() as u32).collect();
+    let pos = Tensor::new(pos, decoder.device())
+        .and_then(|t| t.unsqueeze(0))
+        .expect("pos");
+    let hidden = decoder.forward(&ids, &pos, None, None).expect("forward");
+    decoder
+        .logits(&hidden.squeeze(0).expect("row"))
+        .and_then(|l| Ok(l.to_vec2::<f32>()?))
+        .expect("logits")
+}
+
+fn max_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+    a.iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn weights_of(decoder: &Decoder) -> HashMap<String, Vec<f32>> {
+    decoder
+        .named_weights()
+        .expect("dense")
+        .into_iter()
+        .map(|(n, t)| (n, t.flatten_all().and_then(|t| t.to_vec1()).expect("vec")))
+        .collect()
+}
+
+fn config(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        lr: 1e-2,
+        epochs,
+        warmup_ratio: 0.0,
+        token_budget: 512,
+        checkpoint_every: 1,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn only_assistant_turns_and_their_end_markers_are_in_the_loss() {
+    let (_dir, model) = tiny();
+    let codec = &model.codec;
+    let encoded = encode(codec, &trajectory("Velm")).expect("encodes");
+    assert_eq!(encoded.ids.len(), encoded.trained.len());
+    // Runs of consecutive trained tokens, decoded with special tokens kept.
+    let mut runs: Vec<Vec<u32>> = Vec::new();
+    for (i, &t) in encoded.trained.iter().enumerate() {
+        if t {
+            if i == 0 || !encoded.trained[i - 1] {
+                runs.push(Vec::new());
+            }
+            runs.last_mut().expect("run").push(encoded.ids[i]);
+        }
+    }
+    let text: Vec<String> = runs
+        .iter()
+        .map(|r| codec.tokenizer().decode(r, false).expect("decodes"))
+        .collect();
+    assert_eq!(
+        text,
+        vec![
+            "<QUERY> Ada birthplace<|im_end|>",
+            "<FACT> Ada was born in Velm\n<FINAL><|im_end|>",
+            "Velm<|im_end|>",
+        ]
+    );
+    // The rest (instructions, the passage block, the answer request, the
+    // template's role headers) is context only.
+    let context: Vec<u32> = encoded
+        .ids
+        .iter()
+        .zip(&encoded.trained)
+        .filter(|(_, &t)| !t)
+        .map(|(&id, _)| id)
+        .collect();
+    let context = codec.tokenizer().decode(&context, false).expect("decodes");
+    assert!(context.contains("Content: Ada was born in Velm."));
+    assert!(context.contains("please give the final answer"));
+    assert!(!context.contains("<QUERY>"));
+}
+
+#[test]
+fn a_lora_step_moves_only_the_adapters_and_lowers_the_loss() {
+    let (_dir, mut model) = tiny();
+    let data: Vec<Encoded> = vec![encode(&model.codec, &trajectory("Velm")).expect("encodes")];
+    let base = weights_of(&model.decoder);
+    let lora = Lora::new(
+        &mut model.decoder,
+        LoraConfig {
+            rank: 4,
+            dropout: 0.0,
+            ..LoraConfig::default()
+        },
+        3,
+    )
+    .expect("lora");
+    let before = evaluate_loss(&model.decoder, &data, 512).expect("loss");
+    let mut trainer =
+        Trainer::new(&model.decoder, Params::Lora(&lora), config(8), None).expect("trainer");
+    let steps = trainer
+        .run(&data, &mut |_| {}, &CancelToken::new())
+        .expect("trains");
+    assert_eq!(steps.len(), 8);
+    let after = evaluate_loss(&model.decoder, &data, 512).expect("loss");
+    assert!(after < before * 0.8, "loss {before} -> {after}");
+    assert_eq!(weights_of(&model.decoder), base, "base weights are frozen");
+    let b_norm: f32 = lora
+        .vars()
+        .iter()
+        .filter(|(n, _)| n.contains("lora_B"))
+        .map(|(_, v)| {
+            v.as_tensor()
+                .abs()
+                .and_then(|t| t.sum_all())
+                .and_then(|t| t.to_scalar::<f32>())
+                .expect("norm")
+        })
+        .sum();
+    assert!(b_norm > 0.0, "B left its zero initialisation");
+}
+
+#[test]
+fn full_fine_tuning_memorises_a_trajectory() {
+    let (_dir, mut model) = tiny();
+    let data: Vec<Encoded> = vec![encode(&model.codec, &trajectory("Velm")).expect("encodes")];
+    let before = evaluate_loss(&model.decoder, &data, 512).expect("loss");
+    let vars = model.decoder.make_trainable().expect("dense weights");
+    assert!(vars.iter().any(|(n, _)| n == "model.embed_tokens.weight"));
+    assert!(
+        !vars.iter().any(|(n, _)| n == "lm_head.weight"),
+        "tied head"
+    );
+    let mut trainer =
+        Trainer::new(&model.decoder, Params::Full(vars), config(30), None).expect("trainer");
+    trainer
+        .run(&data, &mut |_| {}, &CancelToken::new())
+        .expect("trains");
+    let after = evaluate_loss(&model.decoder, &data, 512).expect("loss");
+    assert!(after < 0.1 * before, "loss {before} -> {after}");
+}
+
+#[test]
+fn peft_adapters_round_trip_and_merge() {
+    let (dir, mut model) = tiny();
+    let data: Vec<Encoded> = vec![encode(&model.codec, &trajectory("Velm")).expect("encodes")];
+    let lora = Lora::new(
+        &mut model.decoder,
+        LoraConfig {
+            rank: 4,
+            alpha: 8.0,
+            dropout: 0.1,
+            targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
+            rslora: false,
+        },
+        5,
+    )
+    .expect("lora");
+    Trainer::new(&model.decoder, Params::Lora(&lora), config(3), None)
+        .expect("trainer")
+        .run(&data, &mut |_| {}, &CancelToken::new())
+        .expect("trains");
+    let tokens = &data[0].ids;
+    let adapted = logits(&model.decoder, tokens);
+    let out = dir.path().join("adapter");
+    lora.save_peft(&out, "tiny").expect("saves");
+
+    // PEFT's layout: names, shapes and config fields transformers reads.
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("adapter_config.json")).expect("config"),
+    )
+    .expect("json");
+    assert_eq!(config["peft_type"], "LORA");
+    assert_eq!(config["r"], 4);
+    assert_eq!(config["lora_alpha"], 8.0);
+    assert_eq!(
+        config["target_modules"],
+        serde_json::json!(["q_proj", "v_proj", "down_proj"])
+    );
+    let tensors =
+        candle_core::safetensors::load(out.join("adapter_model.safetensors"), &Device::Cpu)
+            .expect("safetensors");
+    assert_eq!(
+        tensors.len(),
+        2 * 3 * 2,
+        "A and B for 3 modules in 2 layers"
+    );
+    let a = &tensors["base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight"];
+    let b = &tensors["base_model.model.model.layers.1.mlp.down_proj.lora_B.weight"];
+    assert_eq!(a.dims(), &[4, 64]);
+    assert_eq!(b.dims(), &[64, 4]);
+
+    // Loaded into a fresh copy of the base: the same function.
+    let mut fresh = load(dir.path());
+    let base = logits(&fresh.decoder, tokens);
+    assert!(
+        max_diff(&base, &adapted) > 1e-3,
+        "the adapter changes the model"
+    );
+    let loaded = Lora::load_peft(&out, &Device::Cpu, DType::F32).expect("loads");
+    assert_eq!(loaded.config(), lora.config());
+    loaded.install(&mut fresh.decoder, 0.0).expect("fits");
+    assert_eq!(logits(&fresh.decoder, tokens), adapted);
+
+    // Merged into the weights: the same function without adapters.
+    loaded.merge_into(&mut fresh.decoder).expect("merges");
+    assert!(fresh
+        .decoder
+        .projections_mut()
+        .iter()
+        .all(|(_, l)| l.lora().is_none()));
+    let merged = logits(&fresh.decoder, tokens);
+    assert!(
+        max_diff(&merged, &adapted) < 1e-4,
+        "{}",
+        max_diff(&merged, &adapted)
+    );
+}
+
+#[test]
+fn a_killed_run_resumes_at_the_next_step_and_ends_where_an_unbroken_one_does() {
+    let (dir, mut model) = tiny();
+    let examples: Vec<Encoded> = ["Velm", "the city of Velm", "Velm, in the north"]
+        .iter()
+        .map(|a| encode(&model.codec, &trajectory(a)).expect("encodes"))
+        .collect();
+    let mut cfg = config(4);
+    cfg.token_budget = 200; // one example per micro-batch: 12 steps
+    let mut unbroken_model = load(dir.path());
+    let vars = unbroken_model.decoder.make_trainable().expect("vars");
+    let unbroken = Trainer::new(
+        &unbroken_model.decoder,
+        Params::Full(vars),
+        cfg.clone(),
+        None,
+    )
+    .expect("trainer")
+    .run(&examples, &mut |_| {}, &CancelToken::new())
+    .expect("trains");
+    assert_eq!(unbroken.len(), 12);
+
+    let checkpoint = dir.path().join("run");
+    let vars = model.decoder.make_trainable().expect("vars");
+    let cancel = CancelToken::new();
+    let mut trainer = Trainer::new(
+        &model.decoder,
+        Params::Full(vars),
+        cfg.clone(),
+        Some(&checkpoint),
+    )
+    .expect("trainer");
+    let stop = cancel.clone();
+    let result = trainer.run(
+        &examples,
+        &mut |r| {
+            if r.step == 5 {
+                stop.cancel();
+            }
+        },
+        &cancel,
+    );
+    assert!(matches!(result, Err(exsearch_train::Error::Cancelled)));
+    drop(trainer);
+
+    // A new process: a fresh model, the state read back from disk.
+    let mut resumed_model = load(dir.path());
+    let vars = resumed_model.decoder.make_trainable().expect("vars");
+    let rest = Trainer::new(
+        &resumed_model.decoder,
+        Params::Full(vars),
+        cfg,
+        Some(&checkpoint),
+    )
+    .expect("trainer")
+    .run(&examples, &mut |_| {}, &CancelToken::new())
+    .expect("resumes");
+    assert_eq!(
+        rest.iter().map(|r| r.step).collect::<Vec<_>>(),
+        (6..=12).collect::<Vec<_>>(),
+        "no finished step is run again"
+    );
+    for (a, b) in rest.iter().zip(&unbroken[5..]) {
+        assert!((a.loss - b.loss).abs() < 1e-4, "{} vs {}", a.loss, b.loss);
+    }
+    let (x, y) = (
+        weights_of(&resumed_model.decoder),
+        weights_of(&unbroken_model.decoder),
+    );
+    let worst = x
+        .iter()
+        .flat_map(|(n, v)| v.iter().zip(&y[n]).map(|(a, b)| (a - b).abs()))
+        .fold(0.0f32, f32::max);
+    assert!(worst < 1e-4, "weights differ by {worst}");
+}
