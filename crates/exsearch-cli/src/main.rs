@@ -1,12 +1,13 @@
 //! `exsearch`: the command line over the ExSearch engine. Each subcommand
 //! maps onto one library call (`exsearch_core`, `exsearch_model`,
-//! `exsearch_agent`); this crate only parses arguments, draws progress and
+//! `exsearch_agent`, `exsearch_train`); this crate only parses arguments, draws progress and
 //! formats output.
 
 mod agent;
 mod library;
 mod model;
 mod output;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +67,9 @@ enum Command {
     },
     /// Score a method on a QA file (EM, F1, Acc, retrieval recall and precision)
     Eval(Box<agent::EvalArgs>),
+    /// End-to-end demonstrations of the self-training
+    #[command(subcommand)]
+    Demo(train::DemoCommand),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +94,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ask(args) => agent::ask(&home()?, *args),
         Command::Chats { command } => agent::chats(&home()?, command),
         Command::Eval(args) => agent::eval(&home()?, *args),
+        Command::Demo(cmd) => train::demo(&home()?, cmd),
     }
 }
 

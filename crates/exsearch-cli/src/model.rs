@@ -38,6 +38,9 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Create a new small model of our architecture with random weights and
+    /// a tokenizer trained on a corpus (for training from scratch)
+    Init(crate::train::InitArgs),
 }
 
 #[derive(Args)]
@@ -97,6 +100,7 @@ pub fn run(cmd: ModelCommand) -> Result<ExitCode> {
                 list_local(json)
             }
         }
+        ModelCommand::Init(args) => crate::train::init(args),
     }
 }
 

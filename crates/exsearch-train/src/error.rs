@@ -8,6 +8,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     #[error(transparent)]
     Model(exsearch_model::Error),
+    #[error(transparent)]
+    Agent(exsearch_agent::Error),
     #[error("tensor operation failed: {0}")]
     Tensor(#[from] candle_core::Error),
     #[error("{path}: {source}")]
@@ -30,6 +32,21 @@ impl From<exsearch_model::Error> for Error {
             exsearch_model::Error::Cancelled => Error::Cancelled,
             e => Error::Model(e),
         }
+    }
+}
+
+impl From<exsearch_agent::Error> for Error {
+    fn from(e: exsearch_agent::Error) -> Self {
+        match e {
+            exsearch_agent::Error::Cancelled => Error::Cancelled,
+            e => Error::Agent(e),
+        }
+    }
+}
+
+impl From<exsearch_core::Error> for Error {
+    fn from(e: exsearch_core::Error) -> Self {
+        Error::Agent(e.into())
     }
 }
 

@@ -8,14 +8,22 @@
 //!   schedule, resumable checkpoints).
 //! - [`optim`]: AdamW with saveable state, the schedule, clipping.
 //! - [`lora`]: LoRA adapters in the PEFT layout: create, save, load, merge.
+//! - [`estep`]: K trajectories per question, gold-answer scores, weights,
+//!   and the M-step's weighted examples.
 //! - [`weights`]: the E-step's importance weights, bound term and ESS.
+//! - [`world`]: synthetic multi-hop worlds for the end-to-end proof.
+//! - [`init`]: a new small model with a tokenizer trained on a corpus.
 
+pub mod demo;
 pub mod error;
+pub mod estep;
 pub mod examples;
+pub mod init;
 pub mod lora;
 pub mod optim;
 pub mod trainer;
 pub mod weights;
+pub mod world;
 
 pub use error::{Error, Result};
 pub use examples::{encode, pack, Encoded, Example};

@@ -42,6 +42,9 @@ pub struct TrainConfig {
     pub adamw: AdamWConfig,
     /// Optimizer steps between checkpoints (0: only when done).
     pub checkpoint_every: usize,
+    /// Stop after this many optimizer steps (0: run every epoch); the
+    /// schedule spans the steps actually run.
+    pub max_steps: usize,
 }
 
 impl Default for TrainConfig {
@@ -57,6 +60,7 @@ impl Default for TrainConfig {
             seed: 0,
             adamw: AdamWConfig::default(),
             checkpoint_every: 20,
+            max_steps: 0,
         }
     }
 }
@@ -120,6 +124,9 @@ impl Plan {
                 steps.push((epoch + 1, chunk.to_vec()));
             }
         }
+        if config.max_steps > 0 {
+            steps.truncate(config.max_steps);
+        }
         Self { steps }
     }
 }
@@ -179,6 +186,18 @@ impl Trainer {
         on_step: &mut dyn FnMut(&StepRecord),
         cancel: &CancelToken,
     ) -> Result<Vec<StepRecord>> {
+        self.run_until(data, on_step, &mut |_| Ok(true), cancel)
+    }
+
+    /// [`Trainer::run`] with a call after each epoch that returns whether to
+    /// go on (early stopping on a validation loss).
+    pub fn run_until(
+        &mut self,
+        data: &[Encoded],
+        on_step: &mut dyn FnMut(&StepRecord),
+        on_epoch: &mut dyn FnMut(usize) -> Result<bool>,
+        cancel: &CancelToken,
+    ) -> Result<Vec<StepRecord>> {
         let plan = Plan::new(data, &self.config);
         let total = plan.steps.len();
         let schedule = Schedule {
@@ -225,6 +244,10 @@ impl Trainer {
             let every = self.config.checkpoint_every;
             if every > 0 && (i + 1) % every == 0 {
                 self.save()?;
+            }
+            let epoch_ends = plan.steps.get(i + 1).is_none_or(|(next, _)| next != epoch);
+            if epoch_ends && !on_epoch(*epoch)? {
+                break;
             }
         }
         self.save()?;

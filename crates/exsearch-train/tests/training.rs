@@ -353,3 +353,179 @@ fn a_killed_run_resumes_at_the_next_step_and_ends_where_an_unbroken_one_does() {
         .fold(0.0f32, f32::max);
     assert!(worst < 1e-4, "weights differ by {worst}");
 }
+
+#[test]
+fn model_init_trains_a_tokenizer_on_the_corpus_and_writes_a_loadable_model() {
+    use exsearch_train::init::{init_model, InitConfig};
+    use exsearch_train::world::{World, WorldConfig};
+    let world = World::generate(&WorldConfig {
+        seed: 4,
+        warmup: 10,
+        train: 30,
+        valid: 5,
+        test: 5,
+        ..WorldConfig::default()
+    })
+    .expect("world");
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = InitConfig {
+        hidden: 32,
+        layers: 2,
+        heads: 2,
+        kv_heads: 1,
+        intermediate: 64,
+        vocab: 8192,
+        ..InitConfig::default()
+    };
+    let written = init_model(dir.path(), &config, world.text()).expect("init");
+    let model = load(dir.path());
+    assert_eq!(model.decoder.config().num_layers, 2);
+    assert_eq!(model.decoder.config().vocab_size, written.vocab_size);
+    assert_eq!(written.vocab_size % 64, 0);
+    let tokenizer = model.codec.tokenizer();
+    // Learnt from the corpus: the world's invented names are whole tokens.
+    let name = &world.train[0].supporting[0];
+    let ids = tokenizer
+        .encode(format!("founder of {name}"), false)
+        .expect("encodes");
+    assert!(
+        ids.get_tokens().contains(&format!("\u{120}{name}")),
+        "{:?}",
+        ids.get_tokens()
+    );
+    // Byte-level: any text survives a round trip, special tokens are single ids.
+    for text in [world.documents[0].text.as_str(), "Ünïcode ✓ never seen"] {
+        let ids = model.codec.encode_rendered(text).expect("encodes");
+        assert_eq!(model.codec.decode(&ids), text);
+    }
+    let turn = model
+        .codec
+        .render_chat(&[ChatMessage::user("hi")], true, &Default::default())
+        .expect("template");
+    let ids = model.codec.encode_rendered(&turn).expect("encodes");
+    assert!(ids.contains(&tokenizer.token_to_id("<|im_start|>").expect("special")));
+    // Same seed and corpus, same model.
+    let again = tempfile::tempdir().expect("tmp");
+    init_model(again.path(), &config, world.text()).expect("init");
+    for file in ["tokenizer.json", "model.safetensors", "config.json"] {
+        assert_eq!(
+            std::fs::read(dir.path().join(file)).expect("read"),
+            std::fs::read(again.path().join(file)).expect("read"),
+            "{file}"
+        );
+    }
+}
+
+#[test]
+fn the_e_step_samples_k_trajectories_scores_the_gold_answer_and_weights_them() {
+    use exsearch_agent::generator::Local;
+    use exsearch_agent::{Agent, AgentSettings};
+    use exsearch_core::{Home, Library, Quiet, SyncOptions};
+    use exsearch_train::estep::{e_step, m_step_examples, EStepOptions};
+    use exsearch_train::weights::{log_sum_exp, WeightRule};
+    use exsearch_train::world::{World, WorldConfig};
+
+    let (dir, _) = tiny();
+    let world = World::generate(&WorldConfig {
+        seed: 2,
+        warmup: 0,
+        train: 3,
+        valid: 0,
+        test: 0,
+        ..WorldConfig::default()
+    })
+    .expect("world");
+    let files = world.write(&dir.path().join("world")).expect("writes");
+    let mut library = Library::open(&Home::at(dir.path().join("home"))).expect("library");
+    library
+        .add_folders(
+            &[files.corpus],
+            &SyncOptions::default(),
+            &Quiet,
+            &CancelToken::new(),
+        )
+        .expect("indexes");
+    let model_dir = dir.path().to_path_buf();
+    let handle = std::sync::Arc::new(
+        exsearch_model::ModelHandle::spawn(move || Ok(load(&model_dir)), 16).expect("model"),
+    );
+    let local = Local::new(handle.clone());
+    let mut settings = AgentSettings {
+        k: 2,
+        max_steps: 2,
+        step_tokens: 8,
+        answer_tokens: 4,
+        ..AgentSettings::default()
+    };
+    settings.sampling.temperature = 1.0;
+    let agent = Agent {
+        generator: &local,
+        retriever: &library,
+        settings: &settings,
+    };
+    let items = exsearch_agent::eval::load(&files.train).expect("qa file");
+    let options = EStepOptions {
+        samples: 3,
+        // A random model writes no evidence; keep every sample.
+        max_empty_evidence: usize::MAX,
+        ..EStepOptions::default()
+    };
+    let mut progress = Vec::new();
+    let (questions, summary) = e_step(
+        &agent,
+        &local,
+        &items,
+        &options,
+        &mut |done, total| progress.push((done, total)),
+        &CancelToken::new(),
+    )
+    .expect("e-step");
+    assert_eq!(progress.last(), Some(&(3, 3)));
+    assert_eq!(questions.len(), 3);
+    assert_eq!(summary.used, 3);
+    for (q, item) in questions.iter().zip(&items) {
+        assert_eq!(q.samples.len(), 3);
+        assert_eq!(q.answer, item.answers[0]);
+        let gold_tokens = handle
+            .codec()
+            .encode_rendered(&q.answer)
+            .expect("tokens")
+            .len();
+        let sums: Vec<f64> = q.samples.iter().map(|s| s.score.sum).collect();
+        for s in &q.samples {
+            assert_eq!(
+                s.score.tokens,
+                gold_tokens + 1,
+                "answer tokens and end of turn"
+            );
+            assert!(s.score.sum < 0.0 && s.score.sum.is_finite());
+        }
+        let total: f64 = q.samples.iter().map(|s| s.weight).sum();
+        assert!((total - 1.0).abs() < 1e-9);
+        let expected = log_sum_exp(&sums) - 3f64.ln();
+        assert!((q.log_mean.expect("scored") - expected).abs() < 1e-9);
+    }
+    let mean_bound = questions.iter().filter_map(|q| q.log_mean).sum::<f64>() / 3.0;
+    assert!((summary.bound - mean_bound).abs() < 1e-9);
+
+    // The M-step learns each trajectory with the gold answer, weighted by K w.
+    let examples = m_step_examples(&questions, WeightRule::SelfNormalized);
+    assert_eq!(examples.len(), 9);
+    for (e, s) in examples.iter().zip(
+        questions
+            .iter()
+            .flat_map(|q| q.samples.iter().map(move |s| (q, s))),
+    ) {
+        let (q, sample) = s;
+        assert_eq!(
+            e.messages.last(),
+            Some(&ChatMessage::assistant(q.answer.clone()))
+        );
+        assert!((e.weight as f64 - 3.0 * sample.weight).abs() < 1e-5);
+        let transcript = &sample.trajectory.transcript;
+        assert_eq!(
+            &e.messages[..e.messages.len() - 1],
+            &transcript[..transcript.len() - 1]
+        );
+    }
+}

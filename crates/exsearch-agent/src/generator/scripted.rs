@@ -113,13 +113,17 @@ fn play(
 /// What the oracle knows about one question.
 #[derive(Clone, Debug)]
 pub struct OracleAnswer {
-    /// Titles of the gold supporting passages, searched for in order.
-    pub titles: Vec<String>,
+    /// The sub-queries, searched for in order.
+    pub queries: Vec<String>,
+    /// The evidence recorded after each search.
+    pub facts: Vec<String>,
     pub answer: String,
 }
 
-/// Searches for each gold supporting title in turn, records it as the
-/// evidence, ends, and gives the gold answer. Questions it does not know
+/// Searches for each known sub-query in turn, records its evidence, ends,
+/// and gives the gold answer (for QA files: the gold supporting titles as
+/// both sub-queries and evidence; for the synthetic worlds of the training
+/// crate: written sub-queries and facts). Questions it does not know
 /// get the end marker at once and an empty answer.
 pub struct Oracle {
     tags: Tags,
@@ -143,12 +147,14 @@ impl Oracle {
         Self::new(
             tags,
             items.iter().map(|i| {
+                let titles: Vec<String> = i
+                    .supporting_titles()
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect();
                 let known = OracleAnswer {
-                    titles: i
-                        .supporting_titles()
-                        .iter()
-                        .map(|t| t.to_string())
-                        .collect(),
+                    queries: titles.clone(),
+                    facts: titles,
                     answer: i.answers.first().cloned().unwrap_or_default(),
                 };
                 (i.question.clone(), known)
@@ -188,17 +194,17 @@ impl Oracle {
             return known.map(|k| k.answer.clone()).unwrap_or_default();
         }
         let t = &self.tags;
-        let titles = known.map_or(&[][..], |k| &k.titles[..]);
+        let (queries, facts) = known.map_or((&[][..], &[][..]), |k| (&k.queries[..], &k.facts[..]));
         let fact = match searches {
             0 => String::new(),
             n => format!(
                 "{} {}\n",
                 t.fact,
-                titles.get(n - 1).map_or("", |s| s.as_str())
+                facts.get(n - 1).map_or("", |s| s.as_str())
             ),
         };
-        match titles.get(searches) {
-            Some(title) => format!("{fact}{} {title}", t.query),
+        match queries.get(searches) {
+            Some(query) => format!("{fact}{} {query}", t.query),
             None => format!("{fact}{}", t.finish),
         }
     }
@@ -226,6 +232,6 @@ impl Generator for Oracle {
     }
 
     fn describe(&self) -> String {
-        "oracle (gold supporting titles as sub-queries)".into()
+        "oracle (known sub-queries and evidence)".into()
     }
 }

@@ -1,0 +1,543 @@
+//! `exsearch demo em`: the end-to-end proof that the EM rounds teach a model
+//! to search. From one seed: generate a world, index its corpus, create a
+//! model from scratch, warm it up on oracle trajectories until validation
+//! loss stops improving, then (a) a control that spends the EM rounds'
+//! optimizer steps on more warm-up instead and (b) the EM rounds, each
+//! evaluated on held-out questions through the agent's eval harness.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+use exsearch_agent::eval::{evaluate, EvalOptions, EvalSummary, QaItem};
+use exsearch_agent::generator::{Local, Oracle, OracleAnswer};
+use exsearch_agent::{Agent, AgentEvent, AgentSettings, Method, Question, Trajectory};
+use exsearch_core::{CancelToken, EventSink, Home, Library, Quiet, SyncOptions};
+use exsearch_model::{LoadedModel, ModelHandle, ModelSource};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{write_atomic, Error, Result};
+use crate::estep::{e_step, example_of, m_step_examples, EStepOptions, EStepSummary};
+use crate::examples::{encode, Encoded};
+use crate::init::{init_model, InitConfig};
+use crate::trainer::{evaluate_loss, Params, StepRecord, TrainConfig, Trainer};
+use crate::world::{World, WorldConfig, WorldQuestion};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DemoConfig {
+    pub world: WorldConfig,
+    pub model: InitConfig,
+    pub agent: AgentSettings,
+    /// Warm-up: one epoch per `epochs`, stopped when the validation loss
+    /// has not improved for `patience` epochs.
+    pub warmup: TrainConfig,
+    pub patience: usize,
+    pub rounds: usize,
+    pub estep: EStepOptions,
+    pub mstep: TrainConfig,
+    /// Sampling temperature of the E-step (evaluation is greedy).
+    pub estep_temperature: f32,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        let mut agent = AgentSettings {
+            k: 3,
+            max_steps: 4,
+            step_tokens: 24,
+            answer_tokens: 8,
+            ..AgentSettings::default()
+        };
+        agent.sampling.temperature = 0.0;
+        Self {
+            world: WorldConfig::default(),
+            model: InitConfig::default(),
+            agent,
+            warmup: TrainConfig {
+                lr: 2e-3,
+                epochs: 40,
+                warmup_ratio: 0.02,
+                token_budget: 8192,
+                checkpoint_every: 0,
+                ..TrainConfig::default()
+            },
+            patience: 2,
+            rounds: 3,
+            estep: EStepOptions {
+                batch: 32,
+                ..EStepOptions::default()
+            },
+            mstep: TrainConfig {
+                lr: 5e-4,
+                epochs: 1,
+                warmup_ratio: 0.1,
+                token_budget: 8192,
+                checkpoint_every: 0,
+                ..TrainConfig::default()
+            },
+            estep_temperature: 1.0,
+        }
+    }
+}
+
+/// Progress of a demo run.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum DemoEvent {
+    Phase {
+        name: String,
+    },
+    Step {
+        phase: String,
+        record: StepRecord,
+    },
+    Epoch {
+        epoch: usize,
+        valid_loss: f64,
+    },
+    Sampled {
+        round: usize,
+        done: usize,
+        total: usize,
+    },
+    Evaluated {
+        phase: String,
+        em: f64,
+        f1: f64,
+        recall: Option<f64>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoundReport {
+    pub round: usize,
+    pub estep: EStepSummary,
+    pub mstep_steps: usize,
+    pub mstep_loss: f64,
+    pub valid_em: f64,
+    pub test_em: f64,
+    pub test_recall: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DemoReport {
+    pub seed: u64,
+    pub dir: PathBuf,
+    pub warmup_epochs: usize,
+    pub warmup_steps: usize,
+    pub warmup_em: f64,
+    pub warmup_recall: Option<f64>,
+    pub control_steps: usize,
+    pub control_em: f64,
+    pub control_recall: Option<f64>,
+    /// Held-out EM after each round.
+    pub round_em: Vec<f64>,
+    pub rounds: Vec<RoundReport>,
+    /// The round chosen by validation EM.
+    pub best_round: usize,
+    pub final_em: f64,
+    pub final_recall: Option<f64>,
+    pub seconds: f64,
+}
+
+/// Everything a phase needs: the library, the model and its variables.
+struct Bench {
+    library: Library,
+    handle: Arc<ModelHandle>,
+    local: Local,
+    decoder: exsearch_model::model::Decoder,
+    vars: Vec<(String, Var)>,
+}
+
+impl Bench {
+    fn agent<'a>(&'a self, settings: &'a AgentSettings) -> Agent<'a> {
+        Agent {
+            generator: &self.local,
+            retriever: &self.library,
+            settings,
+        }
+    }
+
+    fn snapshot(&self) -> Result<HashMap<String, Tensor>> {
+        self.vars
+            .iter()
+            .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
+            .collect()
+    }
+
+    fn restore(&self, snapshot: &HashMap<String, Tensor>) -> Result<()> {
+        for (n, v) in &self.vars {
+            v.set(&snapshot[n])?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the whole demonstration under `dir`.
+pub fn run_demo(
+    dir: &Path,
+    config: &DemoConfig,
+    events: &dyn EventSink<DemoEvent>,
+    cancel: &CancelToken,
+) -> Result<DemoReport> {
+    let started = Instant::now();
+    let phase = |name: &str| {
+        events.emit(DemoEvent::Phase {
+            name: name.to_string(),
+        })
+    };
+    phase("world");
+    let world = World::generate(&config.world)?;
+    let files = world.write(&dir.join("world"))?;
+    let mut library = Library::open(&Home::at(dir.join("library")))?;
+    if library.status()?.folders.is_empty() {
+        library.add_folders(
+            std::slice::from_ref(&files.corpus),
+            &SyncOptions::default(),
+            &Quiet,
+            cancel,
+        )?;
+    }
+    let model_dir = dir.join("model");
+    phase("model init");
+    let settings = &config.agent;
+    let vocabulary_text = world.text().chain(agent_text(settings));
+    init_model(&model_dir, &config.model, vocabulary_text)?;
+    let bench = load_bench(&model_dir, library, config)?;
+
+    // Warm-up data: the real agent, driven by an oracle that knows each
+    // question's sub-queries and evidence, over the real index.
+    phase("warm-up trajectories");
+    let warm = oracle_trajectories(&bench, settings, &world.warmup, cancel)?;
+    let valid_warm = oracle_trajectories(&bench, settings, &world.valid, cancel)?;
+    write_jsonl(&dir.join("warmup-trajectories.jsonl"), &warm)?;
+    let codec = bench.handle.codec().clone();
+    let encode_all = |ts: &[Trajectory]| -> Result<Vec<Encoded>> {
+        ts.iter().map(|t| encode(&codec, &example_of(t))).collect()
+    };
+    let warm_data = encode_all(&warm)?;
+    let valid_data = encode_all(&valid_warm)?;
+
+    phase("warm-up");
+    let (warmup_epochs, warmup_steps) =
+        warm_up(&bench, config, &warm_data, &valid_data, events, cancel)?;
+    let after_warmup = bench.snapshot()?;
+    let test = qa_items(&world, &world.test);
+    let valid = qa_items(&world, &world.valid);
+    let train = qa_items(&world, &world.train);
+    let eval = |name: &str| -> Result<EvalSummary> {
+        let s = evaluate_items(&bench, settings, &test, cancel)?;
+        events.emit(DemoEvent::Evaluated {
+            phase: name.to_string(),
+            em: s.em,
+            f1: s.f1,
+            recall: s.recall,
+        });
+        Ok(s)
+    };
+    let warm_eval = eval("warm-up")?;
+
+    // The EM rounds.
+    let mut sampling = settings.clone();
+    sampling.sampling.temperature = config.estep_temperature;
+    let mut rounds = Vec::new();
+    let mut em_steps = 0;
+    let mut snapshots = Vec::new();
+    for round in 1..=config.rounds {
+        phase(&format!("round {round}: E-step"));
+        let (questions, summary) = e_step(
+            &bench.agent(&sampling),
+            &bench.local,
+            &train,
+            &config.estep,
+            &mut |done, total| events.emit(DemoEvent::Sampled { round, done, total }),
+            cancel,
+        )?;
+        phase(&format!("round {round}: M-step"));
+        let examples = m_step_examples(&questions, config.estep.rule);
+        let data: Vec<Encoded> = examples
+            .iter()
+            .map(|e| encode(&codec, e))
+            .collect::<Result<_>>()?;
+        let mut trainer = Trainer::new(
+            &bench.decoder,
+            Params::Full(bench.vars.clone()),
+            TrainConfig {
+                seed: config.mstep.seed + round as u64,
+                ..config.mstep.clone()
+            },
+            None,
+        )?;
+        let phase_name = format!("round {round}");
+        let records = trainer.run(
+            &data,
+            &mut |r| {
+                events.emit(DemoEvent::Step {
+                    phase: phase_name.clone(),
+                    record: r.clone(),
+                })
+            },
+            cancel,
+        )?;
+        em_steps += records.len();
+        let valid_eval = evaluate_items(&bench, settings, &valid, cancel)?;
+        let test_eval = eval(&format!("round {round}"))?;
+        snapshots.push(bench.snapshot()?);
+        rounds.push(RoundReport {
+            round,
+            estep: summary,
+            mstep_steps: records.len(),
+            mstep_loss: records.last().map_or(0.0, |r| r.loss),
+            valid_em: valid_eval.em,
+            test_em: test_eval.em,
+            test_recall: test_eval.recall,
+        });
+    }
+    let best = rounds
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.valid_em.total_cmp(&b.1.valid_em).then(b.0.cmp(&a.0)))
+        .map(|(i, _)| i);
+
+    // The control: the warmed-up model, the same number of optimizer steps
+    // spent on more warm-up epochs.
+    phase("control");
+    bench.restore(&after_warmup)?;
+    let control_steps = more_warm_up(&bench, config, &warm_data, em_steps, events, cancel)?;
+    let control_eval = eval("control")?;
+    if let Some(i) = best {
+        bench.restore(&snapshots[i])?;
+    }
+    let (final_em, final_recall) = best.map_or((warm_eval.em, warm_eval.recall), |i| {
+        (rounds[i].test_em, rounds[i].test_recall)
+    });
+    let report = DemoReport {
+        seed: config.world.seed,
+        dir: dir.to_path_buf(),
+        warmup_epochs,
+        warmup_steps,
+        warmup_em: warm_eval.em,
+        warmup_recall: warm_eval.recall,
+        control_steps,
+        control_em: control_eval.em,
+        control_recall: control_eval.recall,
+        round_em: rounds.iter().map(|r| r.test_em).collect(),
+        best_round: best.map_or(0, |i| i + 1),
+        rounds,
+        final_em,
+        final_recall,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+    write_atomic(&dir.join("report.json"), text.as_bytes())?;
+    Ok(report)
+}
+
+fn load_bench(model_dir: &Path, library: Library, config: &DemoConfig) -> Result<Bench> {
+    let source: ModelSource = model_dir
+        .to_str()
+        .ok_or_else(|| Error::InvalidSetting("the run folder is not UTF-8".into()))?
+        .parse()?;
+    let files = source.resolve(&exsearch_model::hub::HubCache::new(model_dir.join(".none")))?;
+    let batch = config.estep.batch * config.estep.samples.max(1);
+    let handle = Arc::new(ModelHandle::spawn(
+        move || LoadedModel::load(&files, &Device::Cpu, DType::F32),
+        batch.max(8),
+    )?);
+    // From scratch, every weight trains; the engine thread and the trainer
+    // share the variables, so each update reaches generation at once.
+    let (decoder, vars) = handle.with_engine(|engine| {
+        let decoder = &mut engine.model_mut().decoder;
+        decoder.make_trainable().map(|vars| (decoder.clone(), vars))
+    })??;
+    Ok(Bench {
+        library,
+        local: Local::new(handle.clone()),
+        handle,
+        decoder,
+        vars,
+    })
+}
+
+fn warm_up(
+    bench: &Bench,
+    config: &DemoConfig,
+    data: &[Encoded],
+    valid: &[Encoded],
+    events: &dyn EventSink<DemoEvent>,
+    cancel: &CancelToken,
+) -> Result<(usize, usize)> {
+    let mut best = (f64::INFINITY, 0, 0);
+    let mut best_state = None;
+    let steps = std::cell::Cell::new(0);
+    let mut trainer = Trainer::new(
+        &bench.decoder,
+        Params::Full(bench.vars.clone()),
+        config.warmup.clone(),
+        None,
+    )?;
+    trainer.run_until(
+        data,
+        &mut |r| {
+            steps.set(r.step);
+            events.emit(DemoEvent::Step {
+                phase: "warm-up".into(),
+                record: r.clone(),
+            })
+        },
+        &mut |epoch| {
+            let loss = evaluate_loss(&bench.decoder, valid, config.warmup.token_budget)?;
+            events.emit(DemoEvent::Epoch {
+                epoch,
+                valid_loss: loss,
+            });
+            if loss < best.0 - 1e-4 {
+                best = (loss, epoch, steps.get());
+                best_state = Some(bench.snapshot()?);
+            }
+            Ok(epoch - best.1 < config.patience)
+        },
+        cancel,
+    )?;
+    if let Some(state) = best_state {
+        bench.restore(&state)?;
+    }
+    Ok((best.1, best.2))
+}
+
+fn more_warm_up(
+    bench: &Bench,
+    config: &DemoConfig,
+    data: &[Encoded],
+    steps: usize,
+    events: &dyn EventSink<DemoEvent>,
+    cancel: &CancelToken,
+) -> Result<usize> {
+    let per_epoch = crate::examples::pack(data, config.mstep.token_budget)
+        .len()
+        .div_ceil(config.mstep.accumulation)
+        .max(1);
+    let mut trainer = Trainer::new(
+        &bench.decoder,
+        Params::Full(bench.vars.clone()),
+        TrainConfig {
+            epochs: steps.div_ceil(per_epoch).max(1),
+            max_steps: steps.max(1),
+            ..config.mstep.clone()
+        },
+        None,
+    )?;
+    let records = trainer.run(
+        data,
+        &mut |r| {
+            events.emit(DemoEvent::Step {
+                phase: "control".into(),
+                record: r.clone(),
+            })
+        },
+        cancel,
+    )?;
+    Ok(records.len())
+}
+
+fn oracle_trajectories(
+    bench: &Bench,
+    settings: &AgentSettings,
+    questions: &[WorldQuestion],
+    cancel: &CancelToken,
+) -> Result<Vec<Trajectory>> {
+    let oracle = Oracle::new(
+        settings.tags.clone(),
+        questions.iter().map(|q| {
+            (
+                q.question.clone(),
+                OracleAnswer {
+                    queries: q.queries.clone(),
+                    facts: q.facts.clone(),
+                    answer: q.answer.clone(),
+                },
+            )
+        }),
+    );
+    let agent = Agent {
+        generator: &oracle,
+        retriever: &bench.library,
+        settings,
+    };
+    let asked: Vec<Question> = questions
+        .iter()
+        .map(|q| Question::new(&q.question))
+        .collect();
+    Ok(agent.run(
+        &asked,
+        1,
+        Method::Exsearch,
+        &Quiet as &dyn EventSink<AgentEvent>,
+        cancel,
+    )?)
+}
+
+fn evaluate_items(
+    bench: &Bench,
+    settings: &AgentSettings,
+    items: &[QaItem],
+    cancel: &CancelToken,
+) -> Result<EvalSummary> {
+    let options = EvalOptions {
+        method: Method::Exsearch,
+        limit: None,
+        batch: 32,
+        out: None,
+    };
+    Ok(evaluate(&bench.agent(settings), items, &options, &Quiet, cancel)?.0)
+}
+
+fn qa_items(world: &World, questions: &[WorldQuestion]) -> Vec<QaItem> {
+    questions
+        .iter()
+        .map(|q| QaItem {
+            id: q.id.clone(),
+            question: q.question.clone(),
+            answers: vec![q.answer.clone()],
+            contexts: q
+                .supporting
+                .iter()
+                .filter_map(|t| world.documents.iter().find(|d| &d.title == t))
+                .map(|d| exsearch_agent::eval::Context {
+                    title: d.title.clone(),
+                    text: d.text.clone(),
+                    supporting: true,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// The fixed texts of the agent's prompts, so the tokenizer learns them.
+fn agent_text(settings: &AgentSettings) -> impl Iterator<Item = String> {
+    let t = &settings.tags;
+    [
+        settings.instructions.clone(),
+        settings.final_request.clone(),
+        format!(
+            "{} {} {} {} {} Title: Content:",
+            t.question, t.query, t.search, t.fact, t.finish
+        ),
+        "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.".to_string(),
+    ]
+    .into_iter()
+    .cycle()
+    .take(40)
+}
+
+fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
+    let mut out = String::new();
+    for r in rows {
+        out.push_str(&serde_json::to_string(r).unwrap_or_default());
+        out.push('\n');
+    }
+    write_atomic(path, out.as_bytes())
+}

@@ -1,0 +1,190 @@
+//! `exsearch model init`: a new small model of our architecture (the Qwen2
+//! layout, so every tool that reads Qwen2 reads it) with random weights and
+//! a byte-level BPE tokenizer trained on a given corpus, written as a
+//! Hugging Face folder the runtime loads like a downloaded model.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+
+use candle_core::{DType, Device, Tensor};
+use exsearch_model::fixtures::{random_tensors, QWEN25_CHAT_TEMPLATE};
+use exsearch_model::model::ModelConfig;
+use exsearch_model::text::{byte_chars, byte_level_bpe_json, gguf_vocab_split};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokenizers::models::bpe::BpeTrainerBuilder;
+use tokenizers::models::TrainerWrapper;
+use tokenizers::{AddedToken, Tokenizer};
+
+use crate::error::{write_atomic, Error, Result};
+use crate::lora::save_tensors;
+
+const SPECIAL: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InitConfig {
+    pub hidden: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub intermediate: usize,
+    /// Upper bound on the tokenizer's vocabulary (256 bytes, the special
+    /// tokens, then merges learnt from the corpus).
+    pub vocab: usize,
+    pub max_positions: usize,
+    pub seed: u64,
+}
+
+impl Default for InitConfig {
+    fn default() -> Self {
+        Self {
+            hidden: 128,
+            layers: 4,
+            heads: 4,
+            kv_heads: 2,
+            intermediate: 384,
+            vocab: 2048,
+            max_positions: 4096,
+            seed: 0,
+        }
+    }
+}
+
+impl InitConfig {
+    fn validate(&self) -> Result<()> {
+        let ok = self.hidden > 0
+            && self.layers > 0
+            && self.heads > 0
+            && self.kv_heads > 0
+            && self.hidden % self.heads == 0
+            && self.heads % self.kv_heads == 0
+            && (self.hidden / self.heads) % 2 == 0
+            && self.vocab >= 256 + SPECIAL.len();
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidSetting(format!(
+                "model shape hidden={} heads={} kv_heads={} vocab={}: hidden must split into an \
+                 even head size, heads into kv groups, and the vocabulary hold the 256 bytes",
+                self.hidden, self.heads, self.kv_heads, self.vocab
+            )))
+        }
+    }
+}
+
+/// Trains a byte-level BPE (Qwen2's pre-tokenizer) on `texts`.
+pub fn train_tokenizer(
+    texts: impl Iterator<Item = String> + Send,
+    vocab: usize,
+) -> Result<Tokenizer> {
+    let bytes: Vec<String> = byte_chars().iter().map(|c| c.to_string()).collect();
+    let empty = byte_level_bpe_json(&bytes, &[], &[], gguf_vocab_split("qwen2"));
+    let mut tokenizer = Tokenizer::from_str(&empty)
+        .map_err(|e| Error::InvalidSetting(format!("tokenizer skeleton: {e}")))?;
+    let special: Vec<AddedToken> = SPECIAL.iter().map(|s| AddedToken::from(*s, true)).collect();
+    let mut trainer = TrainerWrapper::BpeTrainer(
+        BpeTrainerBuilder::new()
+            .vocab_size(vocab)
+            .min_frequency(2)
+            .special_tokens(special.clone())
+            .initial_alphabet(byte_chars().into_iter().collect())
+            .show_progress(false)
+            .build(),
+    );
+    tokenizer
+        .train(&mut trainer, texts)
+        .map_err(|e| Error::InvalidSetting(format!("tokenizer training: {e}")))?;
+    tokenizer
+        .add_special_tokens(special)
+        .map_err(|e| Error::InvalidSetting(format!("tokenizer special tokens: {e}")))?;
+    Ok(tokenizer)
+}
+
+/// Writes a new model into `dir`: config.json, tokenizer.json,
+/// tokenizer_config.json (Qwen2.5's chat template), generation_config.json
+/// and model.safetensors. Weights follow GPT-2's initialisation (N(0, 0.02),
+/// residual projections scaled by `1/sqrt(2 layers)`, norms 1, biases 0).
+pub fn init_model(
+    dir: &Path,
+    config: &InitConfig,
+    corpus: impl Iterator<Item = String> + Send,
+) -> Result<ModelConfig> {
+    config.validate()?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let tokenizer = train_tokenizer(corpus, config.vocab)?;
+    let id = |s: &str| tokenizer.token_to_id(s).unwrap_or(0);
+    let vocab_size = tokenizer.get_vocab_size(true).div_ceil(64) * 64;
+    let hf = json!({
+        "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2",
+        "vocab_size": vocab_size, "hidden_size": config.hidden,
+        "intermediate_size": config.intermediate, "num_hidden_layers": config.layers,
+        "num_attention_heads": config.heads, "num_key_value_heads": config.kv_heads,
+        "max_position_embeddings": config.max_positions, "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0, "tie_word_embeddings": true, "hidden_act": "silu",
+        "bos_token_id": id("<|endoftext|>"), "eos_token_id": id("<|im_end|>"),
+        "torch_dtype": "float32",
+    });
+    let model_config = ModelConfig::from_hf_json(&hf.to_string()).map_err(Error::InvalidSetting)?;
+    let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+    write_atomic(&dir.join("config.json"), pretty(&hf).as_bytes())?;
+    let text = tokenizer
+        .to_string(true)
+        .map_err(|e| Error::InvalidSetting(format!("tokenizer: {e}")))?;
+    write_atomic(&dir.join("tokenizer.json"), text.as_bytes())?;
+    let tc = json!({
+        "bos_token": null, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
+        "chat_template": QWEN25_CHAT_TEMPLATE, "model_max_length": config.max_positions,
+    });
+    write_atomic(&dir.join("tokenizer_config.json"), pretty(&tc).as_bytes())?;
+    let gen = json!({"eos_token_id": [id("<|im_end|>"), id("<|endoftext|>")]});
+    write_atomic(&dir.join("generation_config.json"), pretty(&gen).as_bytes())?;
+    let weights = initial_weights(&model_config, config.seed)?;
+    save_tensors(&weights, &dir.join("model.safetensors"))?;
+    Ok(model_config)
+}
+
+fn initial_weights(config: &ModelConfig, seed: u64) -> Result<HashMap<String, Tensor>> {
+    // The fixture generator knows every tensor's name and shape; values are
+    // drawn again here with a training initialisation.
+    let shapes = random_tensors(config, seed)?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let residual = 0.02 / (2.0 * config.num_layers as f64).sqrt();
+    let mut out = HashMap::new();
+    let mut names: Vec<&String> = shapes.keys().collect();
+    names.sort();
+    for name in names {
+        let dims = shapes[name].dims().to_vec();
+        let t = if name.ends_with("norm.weight") {
+            Tensor::ones(dims, DType::F32, &Device::Cpu)?
+        } else if name.ends_with(".bias") {
+            Tensor::zeros(dims, DType::F32, &Device::Cpu)?
+        } else {
+            let std = if name.ends_with("o_proj.weight") || name.ends_with("down_proj.weight") {
+                residual
+            } else {
+                0.02
+            };
+            normal(&mut rng, &dims, std)?
+        };
+        out.insert(name.clone(), t);
+    }
+    Ok(out)
+}
+
+fn normal(rng: &mut StdRng, dims: &[usize], std: f64) -> Result<Tensor> {
+    use rand::Rng;
+    let n: usize = dims.iter().product();
+    let values: Vec<f32> = (0..n)
+        .map(|_| {
+            // Box-Muller.
+            let u1: f64 = rng.random::<f64>().max(1e-12);
+            let u2: f64 = rng.random::<f64>();
+            (std * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+        })
+        .collect();
+    Ok(Tensor::from_vec(values, dims, &Device::Cpu)?)
+}
