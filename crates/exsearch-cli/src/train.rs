@@ -143,7 +143,8 @@ pub fn demo(home: &exsearch_core::Home, cmd: DemoCommand) -> Result<ExitCode> {
     let cancel = crate::cancel_on_ctrl_c("stopping the demo")?;
     let progress = output::Progress::counting();
     let bar = &progress.bar;
-    let sink = |event: DemoEvent| match event {
+    let sink = |event: DemoEvent| {
+        match event {
         DemoEvent::Phase { name } => {
             bar.set_length(0);
             bar.set_position(0);
@@ -172,15 +173,31 @@ pub fn demo(home: &exsearch_core::Home, cmd: DemoCommand) -> Result<ExitCode> {
         }
         DemoEvent::Evaluated {
             phase,
+            split,
             em,
             f1,
             recall,
         } => {
             let recall = recall.map_or_else(|| "-".into(), |r| format!("{r:.1}"));
-            bar.suspend(|| {
-                eprintln!("   {phase}: held-out EM {em:.1}, F1 {f1:.1}, recall {recall}")
-            });
+            let split = if split == "test" { "held-out" } else { "validation" };
+            bar.suspend(|| eprintln!("   {phase}: {split} EM {em:.1}, F1 {f1:.1}, recall {recall}"));
         }
+        DemoEvent::Round { round, estep } => bar.suspend(|| {
+            eprintln!(
+                "   round {round} E-step: samples EM {:.1}, bound {:.3}, ESS {:.2}, {}/{} questions used",
+                100.0 * estep.sample_em,
+                estep.bound,
+                estep.ess,
+                estep.used,
+                estep.questions
+            )
+        }),
+        DemoEvent::Charts { files } => {
+            if let Some(dir) = files.first().and_then(|f| f.parent()) {
+                bar.suspend(|| eprintln!("   charts: {}", dir.display()));
+            }
+        }
+    }
     };
     let report = run_demo(&dir, &config, &sink, &cancel);
     bar.finish_and_clear();

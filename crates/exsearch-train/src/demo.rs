@@ -18,10 +18,12 @@ use exsearch_core::{CancelToken, EventSink, Home, Library, Quiet, SyncOptions};
 use exsearch_model::{LoadedModel, ModelHandle, ModelSource};
 use serde::{Deserialize, Serialize};
 
+use crate::charts::draw_all;
 use crate::error::{write_atomic, Error, Result};
 use crate::estep::{e_step, example_of, m_step_examples, EStepOptions, EStepSummary};
 use crate::examples::{encode, Encoded};
 use crate::init::{init_model, InitConfig};
+use crate::store::{EvalRow, RunStore};
 use crate::trainer::{evaluate_loss, Params, StepRecord, TrainConfig, Trainer};
 use crate::world::{World, WorldConfig, WorldQuestion};
 
@@ -43,38 +45,54 @@ pub struct DemoConfig {
 }
 
 impl Default for DemoConfig {
+    /// Small enough to run on two CPU cores: one passage per search (the
+    /// world's documents are short and BM25 finds each by its one name),
+    /// short instructions, short generation budgets, greedy evaluation.
     fn default() -> Self {
         let mut agent = AgentSettings {
-            k: 3,
-            max_steps: 4,
-            step_tokens: 24,
-            answer_tokens: 8,
+            instructions: "Search with {query}, read {search}, note {fact}, end with {finish}."
+                .into(),
+            final_request: "Answer: {question}".into(),
+            k: 1,
+            max_steps: 3,
+            step_tokens: 16,
+            answer_tokens: 6,
             ..AgentSettings::default()
         };
         agent.sampling.temperature = 0.0;
+        agent.sampling.top_p = 1.0;
         Self {
-            world: WorldConfig::default(),
-            model: InitConfig::default(),
+            world: WorldConfig {
+                warmup: 200,
+                train: 400,
+                valid: 40,
+                test: 100,
+                ..WorldConfig::default()
+            },
+            model: InitConfig {
+                vocab: 8192,
+                ..InitConfig::default()
+            },
             agent,
             warmup: TrainConfig {
-                lr: 2e-3,
-                epochs: 40,
+                lr: 3e-3,
+                epochs: 80,
                 warmup_ratio: 0.02,
-                token_budget: 8192,
+                token_budget: 2048,
                 checkpoint_every: 0,
                 ..TrainConfig::default()
             },
-            patience: 2,
+            patience: 3,
             rounds: 3,
             estep: EStepOptions {
-                batch: 32,
+                batch: 16,
                 ..EStepOptions::default()
             },
             mstep: TrainConfig {
-                lr: 5e-4,
+                lr: 1e-3,
                 epochs: 1,
                 warmup_ratio: 0.1,
-                token_budget: 8192,
+                token_budget: 2048,
                 checkpoint_every: 0,
                 ..TrainConfig::default()
             },
@@ -105,10 +123,83 @@ pub enum DemoEvent {
     },
     Evaluated {
         phase: String,
+        split: String,
         em: f64,
         f1: f64,
         recall: Option<f64>,
     },
+    Round {
+        round: usize,
+        estep: EStepSummary,
+    },
+    Charts {
+        files: Vec<PathBuf>,
+    },
+}
+
+/// Passes events on and records them in the run's store.
+struct Recorder<'a> {
+    events: &'a dyn EventSink<DemoEvent>,
+    store: std::sync::Mutex<RunStore>,
+    error: std::sync::Mutex<Option<Error>>,
+}
+
+impl Recorder<'_> {
+    fn record(&self, event: &DemoEvent) -> Result<()> {
+        let store = self.store.lock().map_err(|_| Error::Cancelled)?;
+        match event {
+            DemoEvent::Step { phase, record } => store.add_step(phase, record),
+            DemoEvent::Epoch { epoch, valid_loss } => {
+                store.add_epoch("warm-up", *epoch, *valid_loss)
+            }
+            DemoEvent::Evaluated {
+                phase,
+                split,
+                em,
+                f1,
+                recall,
+            } => store.add_eval(&EvalRow {
+                phase: phase.clone(),
+                split: split.clone(),
+                em: *em,
+                f1: *f1,
+                acc: 0.0,
+                recall: *recall,
+                questions: 0,
+            }),
+            DemoEvent::Round { round, estep } => store.add_round(*round, estep),
+            _ => Ok(()),
+        }
+    }
+
+    /// The first store error since the last check.
+    fn check(&self) -> Result<()> {
+        match self.error.lock().ok().and_then(|mut e| e.take()) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn charts(&self, dir: &Path) -> Result<()> {
+        self.check()?;
+        let files = {
+            let store = self.store.lock().map_err(|_| Error::Cancelled)?;
+            draw_all(&store, dir)?
+        };
+        self.events.emit(DemoEvent::Charts { files });
+        Ok(())
+    }
+}
+
+impl EventSink<DemoEvent> for Recorder<'_> {
+    fn emit(&self, event: DemoEvent) {
+        if let Err(e) = self.record(&event) {
+            if let Ok(mut slot) = self.error.lock() {
+                slot.get_or_insert(e);
+            }
+        }
+        self.events.emit(event);
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -184,6 +275,13 @@ pub fn run_demo(
     cancel: &CancelToken,
 ) -> Result<DemoReport> {
     let started = Instant::now();
+    let recorder = Recorder {
+        events,
+        store: std::sync::Mutex::new(RunStore::open(dir)?),
+        error: std::sync::Mutex::new(None),
+    };
+    let events: &dyn EventSink<DemoEvent> = &recorder;
+    let charts = dir.join("charts");
     let phase = |name: &str| {
         events.emit(DemoEvent::Phase {
             name: name.to_string(),
@@ -225,20 +323,28 @@ pub fn run_demo(
     let (warmup_epochs, warmup_steps) =
         warm_up(&bench, config, &warm_data, &valid_data, events, cancel)?;
     let after_warmup = bench.snapshot()?;
+    save_checkpoint(&bench, &model_dir, &dir.join("checkpoints").join("warm-up"))?;
     let test = qa_items(&world, &world.test);
     let valid = qa_items(&world, &world.valid);
     let train = qa_items(&world, &world.train);
-    let eval = |name: &str| -> Result<EvalSummary> {
-        let s = evaluate_items(&bench, settings, &test, cancel)?;
+    let eval = |name: &str, split: &str| -> Result<EvalSummary> {
+        let items = if split == "test" { &test } else { &valid };
+        let out = dir
+            .join("evals")
+            .join(format!("{}-{split}.jsonl", name.replace(' ', "-")));
+        let s = evaluate_items(&bench, settings, items, out, cancel)?;
         events.emit(DemoEvent::Evaluated {
             phase: name.to_string(),
+            split: split.to_string(),
             em: s.em,
             f1: s.f1,
             recall: s.recall,
         });
         Ok(s)
     };
-    let warm_eval = eval("warm-up")?;
+    let warm_eval = eval("warm-up", "test")?;
+    eval("warm-up", "valid")?;
+    recorder.charts(&charts)?;
 
     // The EM rounds.
     let mut sampling = settings.clone();
@@ -256,6 +362,10 @@ pub fn run_demo(
             &mut |done, total| events.emit(DemoEvent::Sampled { round, done, total }),
             cancel,
         )?;
+        events.emit(DemoEvent::Round {
+            round,
+            estep: summary.clone(),
+        });
         phase(&format!("round {round}: M-step"));
         let examples = m_step_examples(&questions, config.estep.rule);
         let data: Vec<Encoded> = examples
@@ -283,9 +393,15 @@ pub fn run_demo(
             cancel,
         )?;
         em_steps += records.len();
-        let valid_eval = evaluate_items(&bench, settings, &valid, cancel)?;
-        let test_eval = eval(&format!("round {round}"))?;
+        let valid_eval = eval(&format!("round {round}"), "valid")?;
+        let test_eval = eval(&format!("round {round}"), "test")?;
+        recorder.charts(&charts)?;
         snapshots.push(bench.snapshot()?);
+        save_checkpoint(
+            &bench,
+            &model_dir,
+            &dir.join("checkpoints").join(format!("round-{round}")),
+        )?;
         rounds.push(RoundReport {
             round,
             estep: summary,
@@ -307,7 +423,8 @@ pub fn run_demo(
     phase("control");
     bench.restore(&after_warmup)?;
     let control_steps = more_warm_up(&bench, config, &warm_data, em_steps, events, cancel)?;
-    let control_eval = eval("control")?;
+    let control_eval = eval("control", "test")?;
+    recorder.charts(&charts)?;
     if let Some(i) = best {
         bench.restore(&snapshots[i])?;
     }
@@ -334,6 +451,23 @@ pub fn run_demo(
     let text = serde_json::to_string_pretty(&report).unwrap_or_default();
     write_atomic(&dir.join("report.json"), text.as_bytes())?;
     Ok(report)
+}
+
+/// Writes the current weights as a model folder (the base's config and
+/// tokenizer files beside them), loadable with `-m FOLDER`.
+fn save_checkpoint(bench: &Bench, base: &Path, out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    for file in [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    ] {
+        let from = base.join(file);
+        std::fs::copy(&from, out.join(file)).map_err(|e| Error::io(&from, e))?;
+    }
+    let weights: HashMap<String, Tensor> = bench.decoder.named_weights()?.into_iter().collect();
+    crate::lora::save_tensors(&weights, &out.join("model.safetensors"))
 }
 
 fn load_bench(model_dir: &Path, library: Library, config: &DemoConfig) -> Result<Bench> {
@@ -484,13 +618,17 @@ fn evaluate_items(
     bench: &Bench,
     settings: &AgentSettings,
     items: &[QaItem],
+    out: PathBuf,
     cancel: &CancelToken,
 ) -> Result<EvalSummary> {
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
     let options = EvalOptions {
         method: Method::Exsearch,
         limit: None,
         batch: 32,
-        out: None,
+        out: Some(out),
     };
     Ok(evaluate(&bench.agent(settings), items, &options, &Quiet, cancel)?.0)
 }

@@ -11,9 +11,12 @@
 //! - [`estep`]: K trajectories per question, gold-answer scores, weights,
 //!   and the M-step's weighted examples.
 //! - [`weights`]: the E-step's importance weights, bound term and ESS.
+//! - [`store`]: every step, evaluation and round of a run in SQLite.
+//! - [`charts`]: the convergence charts (plotters, SVG).
 //! - [`world`]: synthetic multi-hop worlds for the end-to-end proof.
 //! - [`init`]: a new small model with a tokenizer trained on a corpus.
 
+pub mod charts;
 pub mod demo;
 pub mod error;
 pub mod estep;
@@ -21,6 +24,7 @@ pub mod examples;
 pub mod init;
 pub mod lora;
 pub mod optim;
+pub mod store;
 pub mod trainer;
 pub mod weights;
 pub mod world;

@@ -139,7 +139,9 @@ impl World {
         for i in 0..total {
             // Each question has its own work and its own person, so no answer
             // can be learnt by heart from another question.
-            let person = format!("{} {}", names.word(2), names.word(2));
+            // One word per name: a whole entity is one token of a tokenizer
+            // trained on the world.
+            let person = names.word(2);
             let born = cities.choose(&mut rng).cloned().unwrap_or_default();
             let lives = loop {
                 let c = cities.choose(&mut rng).cloned().unwrap_or_default();

@@ -529,3 +529,143 @@ fn the_e_step_samples_k_trajectories_scores_the_gold_answer_and_weights_them() {
         );
     }
 }
+
+#[test]
+fn gradients_match_finite_differences() {
+    let (_dir, mut model) = tiny();
+    let data = [encode(&model.codec, &trajectory("Velm")).expect("encodes")];
+    let rows: Vec<&Encoded> = data.iter().collect();
+    let vars = model.decoder.make_trainable().expect("vars");
+    model
+        .decoder
+        .set_kernels(exsearch_model::model::Kernels::Differentiable);
+    let loss = exsearch_train::weighted_loss(&model.decoder, &rows, 1.0).expect("loss");
+    let grads = loss.backward().expect("backward");
+    let loss_at = |decoder: &Decoder| -> f64 {
+        exsearch_train::weighted_loss(decoder, &rows, 1.0)
+            .and_then(|l| Ok(l.to_scalar::<f32>()? as f64))
+            .expect("loss")
+    };
+    let mut checked = 0;
+    for (name, var) in &vars {
+        let grad = grads
+            .get(var.as_tensor())
+            .expect("every weight gets a gradient");
+        let flat_grad: Vec<f32> = grad.flatten_all().and_then(|g| g.to_vec1()).expect("grad");
+        let original = var.as_tensor().copy().expect("copy");
+        let values: Vec<f32> = original
+            .flatten_all()
+            .and_then(|t| t.to_vec1())
+            .expect("values");
+        // The coordinate with the largest gradient: finite differences are
+        // meaningful there.
+        let (i, &g) = flat_grad
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+            .expect("non-empty");
+        let eps = 1e-2f32;
+        let shifted = |delta: f32| {
+            let mut v = values.clone();
+            v[i] += delta;
+            Tensor::from_vec(v, original.dims(), &Device::Cpu).expect("tensor")
+        };
+        var.set(&shifted(eps)).expect("set");
+        let up = loss_at(&model.decoder);
+        var.set(&shifted(-eps)).expect("set");
+        let down = loss_at(&model.decoder);
+        var.set(&original).expect("restore");
+        let numeric = (up - down) / (2.0 * eps as f64);
+        let err = (numeric - g as f64).abs() / (g.abs() as f64).max(1e-3);
+        assert!(err < 0.05, "{name}[{i}]: analytic {g}, numeric {numeric}");
+        checked += 1;
+    }
+    assert!(checked > 10);
+}
+
+#[test]
+fn the_run_store_keeps_every_metric_and_the_charts_are_drawn_from_it() {
+    use exsearch_train::charts::draw_all;
+    use exsearch_train::estep::EStepSummary;
+    use exsearch_train::store::{EvalRow, RunStore};
+    use exsearch_train::StepRecord;
+
+    let dir = tempfile::tempdir().expect("tmp");
+    {
+        let store = RunStore::open(dir.path()).expect("store");
+        for (phase, n) in [("warm-up", 5), ("round 1", 4), ("round 2", 4)] {
+            for step in 1..=n {
+                let record = StepRecord {
+                    step,
+                    total_steps: n,
+                    epoch: 1,
+                    loss: 3.0 / step as f64,
+                    lr: 1e-3,
+                    grad_norm: 1.0,
+                    tokens: 100,
+                };
+                store.add_step(phase, &record).expect("step");
+            }
+        }
+        for (phase, split, em) in [
+            ("warm-up", "test", 10.0),
+            ("round 1", "test", 30.0),
+            ("round 2", "test", 45.0),
+            ("round 1", "valid", 28.0),
+            ("control", "test", 12.0),
+        ] {
+            let row = EvalRow {
+                phase: phase.into(),
+                split: split.into(),
+                em,
+                f1: em,
+                acc: em,
+                recall: Some(50.0),
+                questions: 100,
+            };
+            store.add_eval(&row).expect("eval");
+        }
+        for (round, bound) in [(1, -4.0), (2, -2.5)] {
+            let summary = EStepSummary {
+                questions: 10,
+                used: 9,
+                sample_em: 0.2 * round as f64,
+                bound,
+                ess: 1.5,
+                seconds: 1.0,
+            };
+            store.add_round(round, &summary).expect("round");
+        }
+        store.add_epoch("warm-up", 1, 2.5).expect("epoch");
+    }
+    // Reopened: nothing lost.
+    let store = RunStore::open(dir.path()).expect("store");
+    assert_eq!(store.steps(None).expect("steps").len(), 13);
+    assert_eq!(store.steps(Some("round 2")).expect("steps").len(), 4);
+    assert_eq!(store.last_step("warm-up").expect("last"), Some(5));
+    assert_eq!(store.rounds().expect("rounds")[1].summary.bound, -2.5);
+    assert_eq!(
+        store.eval("control", "test").expect("eval").map(|e| e.em),
+        Some(12.0)
+    );
+    assert_eq!(store.epochs("warm-up").expect("epochs"), vec![(1, 2.5)]);
+
+    let files = draw_all(&store, &dir.path().join("charts")).expect("charts");
+    assert_eq!(files.len(), 5);
+    let em = std::fs::read_to_string(&files[0]).expect("svg");
+    assert!(em.starts_with("<svg"));
+    for label in [
+        "held-out test",
+        "validation",
+        "E-step samples (train)",
+        "control: more warm-up",
+    ] {
+        assert!(em.contains(label), "{label}");
+    }
+    let loss = std::fs::read_to_string(&files[1]).expect("svg");
+    assert!(loss.contains("round 1") && loss.contains("round 2"));
+    assert!(
+        !loss.contains("warm-up"),
+        "the M-step chart shows the rounds only"
+    );
+}

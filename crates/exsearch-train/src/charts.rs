@@ -1,0 +1,313 @@
+//! Convergence charts drawn with plotters from a run's store, as SVG (no
+//! system fonts needed): EM per round (held-out, validation, the E-step's
+//! own samples, the control as a dashed line), M-step loss per step, the
+//! bound per round, and the effective sample size per round. The CLI writes
+//! them next to the run; the desktop app shows the same files.
+
+use std::path::{Path, PathBuf};
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::error::{write_atomic, Error, Result};
+use crate::store::RunStore;
+
+const SIZE: (u32, u32) = (640, 400);
+const COLORS: [RGBColor; 5] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+];
+
+/// The data the charts show, read once from the store.
+struct Series {
+    /// (round, EM) with round 0 = after warm-up.
+    test_em: Vec<(f64, f64)>,
+    valid_em: Vec<(f64, f64)>,
+    /// EM of the samples each round's E-step drew (from the model before it).
+    sample_em: Vec<(f64, f64)>,
+    control_em: Option<f64>,
+    /// (global M-step index, loss) per round.
+    loss: Vec<(usize, Vec<(f64, f64)>)>,
+    bound: Vec<(f64, f64)>,
+    ess: Vec<(f64, f64)>,
+}
+
+fn round_of(phase: &str) -> Option<usize> {
+    match phase {
+        "warm-up" => Some(0),
+        p => p.strip_prefix("round ")?.parse().ok(),
+    }
+}
+
+fn read(store: &RunStore) -> Result<Series> {
+    let evals = store.evals()?;
+    let em_of = |split: &str| -> Vec<(f64, f64)> {
+        let mut v: Vec<(f64, f64)> = evals
+            .iter()
+            .filter(|e| e.split == split)
+            .filter_map(|e| Some((round_of(&e.phase)? as f64, e.em)))
+            .collect();
+        v.sort_by(|a, b| a.0.total_cmp(&b.0));
+        v
+    };
+    let rounds = store.rounds()?;
+    let mut loss: Vec<(usize, Vec<(f64, f64)>)> = Vec::new();
+    let mut x = 0.0;
+    for (phase, r) in store.steps(None)? {
+        let Some(round) = round_of(&phase).filter(|&r| r > 0) else {
+            continue;
+        };
+        if loss.last().is_none_or(|(r, _)| *r != round) {
+            loss.push((round, Vec::new()));
+        }
+        x += 1.0;
+        if let Some((_, points)) = loss.last_mut() {
+            points.push((x, r.loss));
+        }
+    }
+    Ok(Series {
+        test_em: em_of("test"),
+        valid_em: em_of("valid"),
+        sample_em: rounds
+            .iter()
+            .map(|r| ((r.round - 1) as f64, 100.0 * r.summary.sample_em))
+            .collect(),
+        control_em: evals
+            .iter()
+            .find(|e| e.phase == "control" && e.split == "test")
+            .map(|e| e.em),
+        loss,
+        bound: rounds
+            .iter()
+            .map(|r| (r.round as f64, r.summary.bound))
+            .collect(),
+        ess: rounds
+            .iter()
+            .map(|r| (r.round as f64, r.summary.ess))
+            .collect(),
+    })
+}
+
+fn chart_error<E: std::fmt::Debug>(e: E) -> Error {
+    Error::InvalidSetting(format!("drawing a chart: {e:?}"))
+}
+
+/// `(min, max)` of `values` widened so a flat series still has a range.
+fn bounds(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let span = (hi - lo).max(1e-6);
+    (lo - pad * span, hi + pad * span)
+}
+
+fn draw_em<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, s: &Series) -> Result<()> {
+    let last = s
+        .test_em
+        .iter()
+        .chain(&s.valid_em)
+        .chain(&s.sample_em)
+        .map(|p| p.0)
+        .fold(1.0, f64::max);
+    let mut chart = ChartBuilder::on(area)
+        .caption("Exact match per EM round", ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(32)
+        .y_label_area_size(44)
+        .build_cartesian_2d(-0.2..last + 0.2, 0.0..100.0)
+        .map_err(chart_error)?;
+    chart
+        .configure_mesh()
+        .x_desc("round (0 = after warm-up)")
+        .y_desc("EM (%)")
+        .x_labels((last as usize + 1).min(12))
+        .draw()
+        .map_err(chart_error)?;
+    for (i, (name, points)) in [
+        ("held-out test", &s.test_em),
+        ("validation", &s.valid_em),
+        ("E-step samples (train)", &s.sample_em),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let color = COLORS[i];
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(chart_error)?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(chart_error)?;
+    }
+    if let Some(c) = s.control_em {
+        let color = COLORS[3];
+        let dashes = (0..)
+            .map(|i| i as f64 * 0.1 - 0.2)
+            .take_while(|x| *x < last + 0.2)
+            .collect::<Vec<_>>();
+        chart
+            .draw_series(
+                dashes
+                    .chunks(2)
+                    .filter(|d| d.len() == 2)
+                    .map(|d| PathElement::new(vec![(d[0], c), (d[1], c)], color)),
+            )
+            .map_err(chart_error)?
+            .label("control: more warm-up (test)")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .position(SeriesLabelPosition::UpperLeft)
+        .draw()
+        .map_err(chart_error)
+}
+
+fn draw_line<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    groups: &[(String, Vec<(f64, f64)>)],
+) -> Result<()> {
+    let all = || groups.iter().flat_map(|(_, p)| p.iter());
+    let (x0, x1) = bounds(all().map(|p| p.0), 0.02);
+    let (y0, y1) = bounds(all().map(|p| p.1), 0.08);
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(32)
+        .y_label_area_size(52)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(chart_error)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(chart_error)?;
+    for (i, (name, points)) in groups.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let series = chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(chart_error)?;
+        if !name.is_empty() {
+            series
+                .label(name.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+        }
+        if points.len() <= 20 {
+            chart
+                .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(chart_error)?;
+        }
+    }
+    if groups.iter().any(|(n, _)| !n.is_empty()) {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(chart_error)?;
+    }
+    Ok(())
+}
+
+type Drawer = fn(&DrawingArea<SVGBackend<'_>, Shift>, &Series) -> Result<()>;
+
+fn loss_chart(area: &DrawingArea<SVGBackend<'_>, Shift>, s: &Series) -> Result<()> {
+    let groups: Vec<(String, Vec<(f64, f64)>)> = s
+        .loss
+        .iter()
+        .map(|(r, p)| (format!("round {r}"), p.clone()))
+        .collect();
+    draw_line(
+        area,
+        "M-step loss per step",
+        "optimizer step",
+        "weighted CE",
+        &groups,
+    )
+}
+
+fn bound_chart(area: &DrawingArea<SVGBackend<'_>, Shift>, s: &Series) -> Result<()> {
+    let groups = [(String::new(), s.bound.clone())];
+    draw_line(
+        area,
+        "Bound: mean log mean_k p(y|x,z_k)",
+        "round",
+        "nats",
+        &groups,
+    )
+}
+
+fn ess_chart(area: &DrawingArea<SVGBackend<'_>, Shift>, s: &Series) -> Result<()> {
+    let groups = [(String::new(), s.ess.clone())];
+    draw_line(
+        area,
+        "Effective sample size of the weights",
+        "round",
+        "ESS",
+        &groups,
+    )
+}
+
+fn em_chart(area: &DrawingArea<SVGBackend<'_>, Shift>, s: &Series) -> Result<()> {
+    draw_em(area, s)
+}
+
+/// Draws every chart of the run in `store` into `dir`; returns the files.
+pub fn draw_all(store: &RunStore, dir: &Path) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let series = read(store)?;
+    let charts: [(&str, Drawer); 4] = [
+        ("em.svg", em_chart),
+        ("loss.svg", loss_chart),
+        ("bound.svg", bound_chart),
+        ("ess.svg", ess_chart),
+    ];
+    let mut written = Vec::new();
+    for (name, draw) in charts {
+        let mut svg = String::new();
+        {
+            let area = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+            area.fill(&WHITE).map_err(chart_error)?;
+            draw(&area, &series)?;
+            area.present().map_err(chart_error)?;
+        }
+        let path = dir.join(name);
+        write_atomic(&path, svg.as_bytes())?;
+        written.push(path);
+    }
+    let mut svg = String::new();
+    {
+        let area = SVGBackend::with_string(&mut svg, (SIZE.0 * 2, SIZE.1 * 2)).into_drawing_area();
+        area.fill(&WHITE).map_err(chart_error)?;
+        for (cell, (_, draw)) in area.split_evenly((2, 2)).iter().zip(charts) {
+            draw(cell, &series)?;
+        }
+        area.present().map_err(chart_error)?;
+    }
+    let path = dir.join("convergence.svg");
+    write_atomic(&path, svg.as_bytes())?;
+    written.push(path);
+    Ok(written)
+}

@@ -1,0 +1,253 @@
+//! Training runs in SQLite (`runs.sqlite` in the run's folder): every
+//! optimizer step's loss, every evaluation, every round's E-step figures.
+//! Rows are written as they happen, so a killed run keeps what it measured
+//! and the charts can be redrawn at any time.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::estep::EStepSummary;
+use crate::trainer::StepRecord;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS steps (
+    phase TEXT NOT NULL, step INTEGER NOT NULL, epoch INTEGER NOT NULL,
+    loss REAL NOT NULL, lr REAL NOT NULL, grad_norm REAL NOT NULL, tokens INTEGER NOT NULL,
+    PRIMARY KEY (phase, step));
+CREATE TABLE IF NOT EXISTS evals (
+    phase TEXT NOT NULL, split TEXT NOT NULL, em REAL NOT NULL, f1 REAL NOT NULL,
+    acc REAL NOT NULL, recall REAL, questions INTEGER NOT NULL,
+    PRIMARY KEY (phase, split));
+CREATE TABLE IF NOT EXISTS rounds (
+    round INTEGER PRIMARY KEY, questions INTEGER NOT NULL, used INTEGER NOT NULL,
+    sample_em REAL NOT NULL, bound REAL NOT NULL, ess REAL NOT NULL, seconds REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS epochs (
+    phase TEXT NOT NULL, epoch INTEGER NOT NULL, valid_loss REAL NOT NULL,
+    PRIMARY KEY (phase, epoch));
+";
+
+/// One evaluation of the model at some point of the run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvalRow {
+    /// `warm-up`, `round 2`, `control`, ...
+    pub phase: String,
+    /// `valid` or `test`.
+    pub split: String,
+    pub em: f64,
+    pub f1: f64,
+    pub acc: f64,
+    pub recall: Option<f64>,
+    pub questions: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoundRow {
+    pub round: usize,
+    pub summary: EStepSummary,
+}
+
+pub struct RunStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl RunStore {
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let path = dir.join("runs.sqlite");
+        let conn = Connection::open(&path).map_err(|e| store_error(&path, e))?;
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| store_error(&path, e))?;
+        Ok(Self { conn, path })
+    }
+
+    fn fail(&self, e: rusqlite::Error) -> Error {
+        store_error(&self.path, e)
+    }
+
+    pub fn add_step(&self, phase: &str, r: &StepRecord) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO steps VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    phase,
+                    r.step as i64,
+                    r.epoch as i64,
+                    r.loss,
+                    r.lr,
+                    r.grad_norm,
+                    r.tokens as i64
+                ],
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    pub fn add_epoch(&self, phase: &str, epoch: usize, valid_loss: f64) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO epochs VALUES (?1, ?2, ?3)",
+                params![phase, epoch as i64, valid_loss],
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    pub fn add_eval(&self, row: &EvalRow) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO evals VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    row.phase,
+                    row.split,
+                    row.em,
+                    row.f1,
+                    row.acc,
+                    row.recall,
+                    row.questions as i64
+                ],
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    pub fn add_round(&self, round: usize, s: &EStepSummary) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO rounds VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    round as i64,
+                    s.questions as i64,
+                    s.used as i64,
+                    s.sample_em,
+                    s.bound,
+                    s.ess,
+                    s.seconds
+                ],
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    /// Every step of `phase` in order (all phases when `None`), with its phase.
+    pub fn steps(&self, phase: Option<&str>) -> Result<Vec<(String, StepRecord)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT phase, step, epoch, loss, lr, grad_norm, tokens FROM steps
+                 WHERE ?1 IS NULL OR phase = ?1 ORDER BY rowid",
+            )
+            .map_err(|e| self.fail(e))?;
+        let rows = stmt
+            .query_map(params![phase], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    StepRecord {
+                        step: r.get::<_, i64>(1)? as usize,
+                        total_steps: 0,
+                        epoch: r.get::<_, i64>(2)? as usize,
+                        loss: r.get(3)?,
+                        lr: r.get(4)?,
+                        grad_norm: r.get(5)?,
+                        tokens: r.get::<_, i64>(6)? as usize,
+                    },
+                ))
+            })
+            .map_err(|e| self.fail(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.fail(e))
+    }
+
+    pub fn evals(&self) -> Result<Vec<EvalRow>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT phase, split, em, f1, acc, recall, questions FROM evals ORDER BY rowid",
+            )
+            .map_err(|e| self.fail(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(EvalRow {
+                    phase: r.get(0)?,
+                    split: r.get(1)?,
+                    em: r.get(2)?,
+                    f1: r.get(3)?,
+                    acc: r.get(4)?,
+                    recall: r.get(5)?,
+                    questions: r.get::<_, i64>(6)? as usize,
+                })
+            })
+            .map_err(|e| self.fail(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.fail(e))
+    }
+
+    pub fn eval(&self, phase: &str, split: &str) -> Result<Option<EvalRow>> {
+        Ok(self
+            .evals()?
+            .into_iter()
+            .find(|r| r.phase == phase && r.split == split))
+    }
+
+    pub fn rounds(&self) -> Result<Vec<RoundRow>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT round, questions, used, sample_em, bound, ess, seconds FROM rounds
+                 ORDER BY round",
+            )
+            .map_err(|e| self.fail(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(RoundRow {
+                    round: r.get::<_, i64>(0)? as usize,
+                    summary: EStepSummary {
+                        questions: r.get::<_, i64>(1)? as usize,
+                        used: r.get::<_, i64>(2)? as usize,
+                        sample_em: r.get(3)?,
+                        bound: r.get(4)?,
+                        ess: r.get(5)?,
+                        seconds: r.get(6)?,
+                    },
+                })
+            })
+            .map_err(|e| self.fail(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.fail(e))
+    }
+
+    /// The validation losses of `phase`'s epochs.
+    pub fn epochs(&self, phase: &str) -> Result<Vec<(usize, f64)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT epoch, valid_loss FROM epochs WHERE phase = ?1 ORDER BY epoch")
+            .map_err(|e| self.fail(e))?;
+        let rows = stmt
+            .query_map(params![phase], |r| {
+                Ok((r.get::<_, i64>(0)? as usize, r.get(1)?))
+            })
+            .map_err(|e| self.fail(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.fail(e))
+    }
+
+    /// The last step recorded for `phase`, if any.
+    pub fn last_step(&self, phase: &str) -> Result<Option<usize>> {
+        self.conn
+            .query_row(
+                "SELECT MAX(step) FROM steps WHERE phase = ?1",
+                params![phase],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .optional()
+            .map(|v| v.flatten().map(|s| s as usize))
+            .map_err(|e| self.fail(e))
+    }
+}
+
+fn store_error(path: &Path, e: rusqlite::Error) -> Error {
+    Error::bad_file(path, format!("run store: {e}"))
+}
