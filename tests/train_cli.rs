@@ -139,14 +139,15 @@ fn demo_em_runs_every_phase_and_leaves_its_evidence_on_disk() {
         .query_row("SELECT COUNT(*) FROM rounds", [], |r| r.get(0))
         .expect("rounds");
     assert_eq!(rounds, 1);
-    let em: f64 = db
+    let (em, questions): (f64, i64) = db
         .query_row(
-            "SELECT em FROM evals WHERE phase = 'round 1' AND split = 'test'",
+            "SELECT em, questions FROM evals WHERE phase = 'round 1' AND split = 'test'",
             [],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .expect("round 1 evaluated");
     assert_eq!(Some(em), report["round_em"][0].as_f64());
+    assert_eq!(questions, 4);
     // The charts, drawn from the store.
     let svg = std::fs::read_to_string(run.join("charts/convergence.svg")).expect("chart");
     for title in [

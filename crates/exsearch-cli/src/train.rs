@@ -177,6 +177,7 @@ pub fn demo(home: &exsearch_core::Home, cmd: DemoCommand) -> Result<ExitCode> {
             em,
             f1,
             recall,
+            ..
         } => {
             let recall = recall.map_or_else(|| "-".into(), |r| format!("{r:.1}"));
             let split = if split == "test" { "held-out" } else { "validation" };

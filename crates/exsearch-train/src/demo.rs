@@ -126,7 +126,9 @@ pub enum DemoEvent {
         split: String,
         em: f64,
         f1: f64,
+        acc: f64,
         recall: Option<f64>,
+        questions: usize,
     },
     Round {
         round: usize,
@@ -157,15 +159,17 @@ impl Recorder<'_> {
                 split,
                 em,
                 f1,
+                acc,
                 recall,
+                questions,
             } => store.add_eval(&EvalRow {
                 phase: phase.clone(),
                 split: split.clone(),
                 em: *em,
                 f1: *f1,
-                acc: 0.0,
+                acc: *acc,
                 recall: *recall,
-                questions: 0,
+                questions: *questions,
             }),
             DemoEvent::Round { round, estep } => store.add_round(*round, estep),
             _ => Ok(()),
@@ -324,9 +328,11 @@ pub fn run_demo(
         warm_up(&bench, config, &warm_data, &valid_data, events, cancel)?;
     let after_warmup = bench.snapshot()?;
     save_checkpoint(&bench, &model_dir, &dir.join("checkpoints").join("warm-up"))?;
-    let test = qa_items(&world, &world.test);
-    let valid = qa_items(&world, &world.valid);
-    let train = qa_items(&world, &world.train);
+    // Read back from the files a user can open: what is evaluated is what
+    // they see.
+    let test = exsearch_agent::eval::load(&files.test)?;
+    let valid = exsearch_agent::eval::load(&files.valid)?;
+    let train = exsearch_agent::eval::load(&files.train)?;
     let eval = |name: &str, split: &str| -> Result<EvalSummary> {
         let items = if split == "test" { &test } else { &valid };
         let out = dir
@@ -338,7 +344,9 @@ pub fn run_demo(
             split: split.to_string(),
             em: s.em,
             f1: s.f1,
+            acc: s.acc,
             recall: s.recall,
+            questions: s.questions,
         });
         Ok(s)
     };
@@ -631,27 +639,6 @@ fn evaluate_items(
         out: Some(out),
     };
     Ok(evaluate(&bench.agent(settings), items, &options, &Quiet, cancel)?.0)
-}
-
-fn qa_items(world: &World, questions: &[WorldQuestion]) -> Vec<QaItem> {
-    questions
-        .iter()
-        .map(|q| QaItem {
-            id: q.id.clone(),
-            question: q.question.clone(),
-            answers: vec![q.answer.clone()],
-            contexts: q
-                .supporting
-                .iter()
-                .filter_map(|t| world.documents.iter().find(|d| &d.title == t))
-                .map(|d| exsearch_agent::eval::Context {
-                    title: d.title.clone(),
-                    text: d.text.clone(),
-                    supporting: true,
-                })
-                .collect(),
-        })
-        .collect()
 }
 
 /// The fixed texts of the agent's prompts, so the tokenizer learns them.

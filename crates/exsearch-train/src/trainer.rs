@@ -17,7 +17,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{write_atomic, Error, Result};
+use crate::error::{Error, Result};
 use crate::examples::{pack, Encoded};
 use crate::lora::Lora;
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, Schedule};
@@ -102,11 +102,6 @@ pub struct StepRecord {
     pub grad_norm: f64,
     /// Trained tokens in this step.
     pub tokens: usize,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-struct Progress {
-    steps_done: usize,
 }
 
 /// The fixed plan of a run: each optimizer step's micro-batches.
@@ -254,19 +249,11 @@ impl Trainer {
         Ok(records)
     }
 
-    /// Writes the optimizer state (weights included) to the checkpoint folder.
+    /// Writes the optimizer state (weights and step count included) to the
+    /// checkpoint folder; the step count is where a resumed run starts.
     pub fn save(&self) -> Result<()> {
         if let Some(dir) = &self.checkpoint {
             self.optimizer.save(&dir.join(STATE))?;
-            let progress = Progress {
-                steps_done: self.optimizer.steps_taken(),
-            };
-            write_atomic(
-                &dir.join("progress.json"),
-                serde_json::to_string(&progress)
-                    .unwrap_or_default()
-                    .as_bytes(),
-            )?;
         }
         Ok(())
     }
