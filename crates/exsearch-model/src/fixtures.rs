@@ -127,9 +127,14 @@ pub fn special_id(name: &str) -> u32 {
     (256 + MERGES.len() + i) as u32
 }
 
-struct Normal(StdRng);
+/// Seeded normal samples (Box-Muller), for random weights.
+pub struct Normal(StdRng);
 
 impl Normal {
+    pub fn new(seed: u64) -> Self {
+        Self(StdRng::seed_from_u64(seed))
+    }
+
     fn fill(&mut self, n: usize, mean: f32, std: f32) -> Vec<f32> {
         let mut out = Vec::with_capacity(n);
         while out.len() < n {
@@ -146,7 +151,8 @@ impl Normal {
         out
     }
 
-    fn tensor(&mut self, shape: &[usize], mean: f32, std: f32) -> Result<Tensor> {
+    /// A CPU f32 tensor of `shape` drawn from N(mean, std^2).
+    pub fn tensor(&mut self, shape: &[usize], mean: f32, std: f32) -> Result<Tensor> {
         let n = shape.iter().product();
         Ok(Tensor::from_vec(
             self.fill(n, mean, std),
@@ -161,7 +167,7 @@ impl Normal {
 /// activations stay O(1) and logits spread over a few units.
 pub fn random_tensors(config: &ModelConfig, seed: u64) -> Result<HashMap<String, Tensor>> {
     let c = config;
-    let mut rng = Normal(StdRng::seed_from_u64(seed));
+    let mut rng = Normal::new(seed);
     let mut t = HashMap::new();
     let (h, q, kv, ff) = c.matrix_dims();
     let matrix = |rng: &mut Normal,

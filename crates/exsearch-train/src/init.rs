@@ -8,11 +8,9 @@ use std::path::Path;
 use std::str::FromStr;
 
 use candle_core::{DType, Device, Tensor};
-use exsearch_model::fixtures::{random_tensors, QWEN25_CHAT_TEMPLATE};
+use exsearch_model::fixtures::{random_tensors, Normal, QWEN25_CHAT_TEMPLATE};
 use exsearch_model::model::ModelConfig;
 use exsearch_model::text::{byte_chars, byte_level_bpe_json, gguf_vocab_split};
-use rand::rngs::StdRng;
-use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokenizers::models::bpe::BpeTrainerBuilder;
@@ -153,7 +151,7 @@ fn initial_weights(config: &ModelConfig, seed: u64) -> Result<HashMap<String, Te
     // The fixture generator knows every tensor's name and shape; values are
     // drawn again here with a training initialisation.
     let shapes = random_tensors(config, seed)?;
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = Normal::new(seed);
     let residual = 1.0 / (2.0 * config.num_layers as f64).sqrt();
     let mut out = HashMap::new();
     let mut names: Vec<&String> = shapes.keys().collect();
@@ -172,23 +170,9 @@ fn initial_weights(config: &ModelConfig, seed: u64) -> Result<HashMap<String, Te
             if name.ends_with("o_proj.weight") || name.ends_with("down_proj.weight") {
                 std *= residual;
             }
-            normal(&mut rng, &dims, std)?
+            rng.tensor(&dims, 0.0, std as f32)?
         };
         out.insert(name.clone(), t);
     }
     Ok(out)
-}
-
-fn normal(rng: &mut StdRng, dims: &[usize], std: f64) -> Result<Tensor> {
-    use rand::Rng;
-    let n: usize = dims.iter().product();
-    let values: Vec<f32> = (0..n)
-        .map(|_| {
-            // Box-Muller.
-            let u1: f64 = rng.random::<f64>().max(1e-12);
-            let u2: f64 = rng.random::<f64>();
-            (std * (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-        })
-        .collect();
-    Ok(Tensor::from_vec(values, dims, &Device::Cpu)?)
 }
