@@ -241,7 +241,6 @@ pub struct DemoReport {
 /// Everything a phase needs: the library, the model and its variables.
 struct Bench {
     library: Library,
-    handle: Arc<ModelHandle>,
     local: Local,
     decoder: exsearch_model::model::Decoder,
     vars: Vec<(String, Var)>,
@@ -316,7 +315,7 @@ pub fn run_demo(
     let warm = oracle_trajectories(&bench, settings, &world.warmup, cancel)?;
     let valid_warm = oracle_trajectories(&bench, settings, &world.valid, cancel)?;
     write_jsonl(&dir.join("warmup-trajectories.jsonl"), &warm)?;
-    let codec = bench.handle.codec().clone();
+    let codec = bench.local.handle().codec().clone();
     let encode_all = |ts: &[Trajectory]| -> Result<Vec<Encoded>> {
         ts.iter().map(|t| encode(&codec, &example_of(t))).collect()
     };
@@ -497,8 +496,7 @@ fn load_bench(model_dir: &Path, library: Library, config: &DemoConfig) -> Result
     })??;
     Ok(Bench {
         library,
-        local: Local::new(handle.clone()),
-        handle,
+        local: Local::new(handle),
         decoder,
         vars,
     })

@@ -103,17 +103,17 @@ pub fn e_step(
             return Err(Error::Cancelled);
         }
         // One scoring call for the whole batch: gold answer after each trajectory.
+        // The gold answer is tokenized once per question, not once per sample.
         let mut pairs = Vec::with_capacity(trajectories.len());
-        for (t, item) in trajectories
-            .iter()
-            .zip(batch.iter().flat_map(|i| std::iter::repeat_n(i, k)))
-        {
+        for (item, samples) in batch.iter().zip(trajectories.chunks(k)) {
             let mut target = codec.encode_rendered(gold(item))?;
             target.extend(end_of_turn);
-            pairs.push(ScorePair {
-                context: model.tokenize(&Prompt::new(answer_context(t).to_vec()))?,
-                target,
-            });
+            for t in samples {
+                pairs.push(ScorePair {
+                    context: model.tokenize(&Prompt::new(answer_context(t).to_vec()))?,
+                    target: target.clone(),
+                });
+            }
         }
         let logps = model.handle().score(pairs, cancel.clone())?;
         let mut trajectories = trajectories.into_iter();
