@@ -1,7 +1,9 @@
-//! `exsearch model init` and `exsearch demo em` as a user runs them: a new
-//! model from a corpus, then the whole EM demonstration at a tiny size
-//! (world, index, warm-up, control, a round, evaluations, store, charts,
-//! checkpoints a user can load).
+//! `exsearch model init`, `exsearch demo em`, `exsearch train` and
+//! `exsearch adapters` as a user runs them: a new model from a corpus, the
+//! whole EM demonstration at a tiny size (world, index, warm-up, control, a
+//! round, evaluations, store, charts, checkpoints a user can load), then a
+//! warm-up and EM run of a person's own with LoRA adapters, their status,
+//! the active adapter in `ask`, and merging.
 
 mod common;
 
@@ -76,6 +78,7 @@ fn tiny_demo(path: &Path) {
     let config = json!({
         "world": {"warmup": 6, "train": 6, "valid": 3, "test": 4, "cities": 4},
         "model": {"hidden": 32, "layers": 2, "heads": 2, "kv_heads": 1, "intermediate": 64},
+        "reading": {"questions": 8, "train": {"lr": 0.003, "epochs": 1, "token_budget": 2048, "checkpoint_every": 0}},
         "warmup": {"lr": 0.003, "epochs": 2, "token_budget": 2048, "checkpoint_every": 0},
         "patience": 1,
         "rounds": 1,
@@ -134,7 +137,12 @@ fn demo_em_runs_every_phase_and_leaves_its_evidence_on_disk() {
         )
         .expect("count")
     };
-    assert!(steps("warm-up") > 0 && steps("round 1") > 0 && steps("control") > 0);
+    assert!(
+        steps("reading") > 0
+            && steps("warm-up") > 0
+            && steps("round 1") > 0
+            && steps("control") > 0
+    );
     let rounds: i64 = db
         .query_row("SELECT COUNT(*) FROM rounds", [], |r| r.get(0))
         .expect("rounds");
@@ -157,6 +165,12 @@ fn demo_em_runs_every_phase_and_leaves_its_evidence_on_disk() {
     ] {
         assert!(svg.contains(title), "{title}");
     }
+    let png = std::fs::read(run.join("charts/convergence.png")).expect("png chart");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
     // Each checkpoint is a model folder `-m` loads.
     let checkpoint = run.join("checkpoints/round-1");
     let generated = common::json(
@@ -172,4 +186,211 @@ fn demo_em_runs_every_phase_and_leaves_its_evidence_on_disk() {
         ],
     );
     assert!(generated["completions"].is_array(), "{generated}");
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8")
+}
+
+#[test]
+fn train_warmup_then_em_with_adapters_a_user_can_list_use_and_merge() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (home, demo) = (tmp.path().join("home"), tmp.path().join("demo"));
+    let config = tmp.path().join("demo.json");
+    tiny_demo(&config);
+    // The tiny demo gives a model, a world and warm-up trajectories.
+    common::ok(
+        &home,
+        &[
+            "demo",
+            "em",
+            "--seed",
+            "5",
+            "--dir",
+            s(&demo),
+            "--config",
+            s(&config),
+        ],
+    );
+    let model = demo.join("model");
+    common::ok(&home, &["library", "add", s(&demo.join("world/corpus"))]);
+
+    let warm = common::json(
+        &home,
+        &[
+            "train",
+            "warmup",
+            "-m",
+            s(&model),
+            "--data",
+            s(&demo.join("warmup-trajectories.jsonl")),
+            "--epochs",
+            "2",
+            "--rank",
+            "4",
+            "--lr",
+            "0.003",
+            "--token-budget",
+            "2048",
+            "--name",
+            "w",
+            "--json",
+        ],
+    );
+    assert_eq!(warm["active_adapter"], "w.warm-up", "{warm}");
+    assert!(warm["phases"][0]["steps"].as_u64().unwrap_or(0) > 0);
+    let adapter = home.join("adapters/w.warm-up");
+    let peft: Value = serde_json::from_str(
+        &std::fs::read_to_string(adapter.join("adapter_config.json")).expect("peft config"),
+    )
+    .expect("json");
+    assert_eq!(peft["r"], 4);
+    assert_eq!(peft["base_model_name_or_path"], s(&model));
+
+    let em = common::json(
+        &home,
+        &[
+            "train",
+            "em",
+            "-m",
+            s(&model),
+            "--adapter",
+            "w.warm-up",
+            "--data",
+            s(&demo.join("world/train.jsonl")),
+            "--valid",
+            s(&demo.join("world/valid.jsonl")),
+            "--rounds",
+            "2",
+            "--patience",
+            "0",
+            "-K",
+            "2",
+            "--rank",
+            "4",
+            "--lr",
+            "0.003",
+            "--token-budget",
+            "2048",
+            "-k",
+            "1",
+            "--max-steps",
+            "2",
+            "--name",
+            "e",
+            "--json",
+        ],
+    );
+    assert_eq!(em["phases"].as_array().map(Vec::len), Some(2), "{em}");
+    let best = em["best"].as_str().expect("a best round").replace(' ', "-");
+    assert_eq!(em["active_adapter"], format!("e.{best}"));
+
+    // Status: every round's E-step figures and validation.
+    let status = common::json(&home, &["train", "status", "e", "--json"]);
+    assert_eq!(
+        status["rounds"].as_array().map(Vec::len),
+        Some(2),
+        "{status}"
+    );
+    let phases: Vec<&str> = status["evals"]
+        .as_array()
+        .expect("evals")
+        .iter()
+        .filter_map(|e| e["phase"].as_str())
+        .collect();
+    assert_eq!(phases, ["start", "round 1", "round 2"]);
+    let runs = common::json(&home, &["train", "status", "--json"]);
+    assert_eq!(runs.as_array().map(Vec::len), Some(2));
+    for chart in ["convergence.svg", "convergence.png", "em.png", "loss.svg"] {
+        assert!(
+            home.join("training/e/charts").join(chart).is_file(),
+            "{chart}"
+        );
+    }
+    // A finished run resumed does nothing again.
+    let again = common::ok(&home, &["train", "resume", "e"]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("round 2 (finished before)"), "{err}");
+
+    // The adapters, the active one marked.
+    let list = common::json(&home, &["adapters", "list", "--json"]);
+    let names: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert_eq!(names, ["e.round-1", "e.round-2", "w.warm-up"]);
+    let active: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|a| a["active"] == true)
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert_eq!(active, [format!("e.{best}").as_str()]);
+
+    // `ask` applies the active adapter to its base model, and says so.
+    let asked = common::exsearch(&home)
+        .args([
+            "ask",
+            "-m",
+            s(&model),
+            "--json",
+            "--max-steps",
+            "1",
+            "-k",
+            "1",
+        ])
+        .arg("Where was the author of The Vela born?")
+        .output()
+        .expect("runs");
+    assert!(
+        asked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&asked.stderr)
+    );
+    let err = String::from_utf8_lossy(&asked.stderr);
+    assert!(err.contains(&format!("adapter: e.{best}")), "{err}");
+
+    common::ok(&home, &["adapters", "use", "w.warm-up"]);
+    let list = common::json(&home, &["adapters", "list", "--json"]);
+    assert!(list
+        .as_array()
+        .expect("list")
+        .iter()
+        .any(|a| a["name"] == "w.warm-up" && a["active"] == true));
+    let unknown = common::exsearch(&home)
+        .args(["adapters", "use", "nope"])
+        .output()
+        .expect("runs");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("w.warm-up"));
+
+    // Merged into the base: a plain model folder anything loads.
+    let merged = tmp.path().join("merged");
+    common::ok(
+        &home,
+        &["adapters", "merge", "w.warm-up", "--out", s(&merged)],
+    );
+    let generated = common::json(
+        &home,
+        &[
+            "generate",
+            "-m",
+            s(&merged),
+            "hi",
+            "--max-tokens",
+            "2",
+            "--json",
+        ],
+    );
+    assert!(generated["completions"].is_array(), "{generated}");
+    common::ok(&home, &["adapters", "use", "--none"]);
+    let list = common::json(&home, &["adapters", "list", "--json"]);
+    assert!(list
+        .as_array()
+        .expect("list")
+        .iter()
+        .all(|a| a["active"] == false));
 }

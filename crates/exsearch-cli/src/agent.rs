@@ -44,6 +44,11 @@ pub struct BackendArgs {
     /// auto, f32, bf16 or f16 (local model)
     #[arg(long, default_value = "auto")]
     dtype: String,
+    /// LoRA adapter for the local model: a name from `exsearch adapters
+    /// list`, a PEFT folder, or `none` [default: the active adapter when
+    /// the model is its base]
+    #[arg(long, conflicts_with = "endpoint")]
+    adapter: Option<String>,
 }
 
 /// How the agent searches.
@@ -71,16 +76,21 @@ pub struct AgentArgs {
     rerank: bool,
 }
 
+/// Agent settings from a JSON file (any subset of the fields), or the defaults.
+pub(crate) fn settings_from(path: Option<&std::path::Path>) -> Result<AgentSettings> {
+    Ok(match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?
+        }
+        None => AgentSettings::default(),
+    })
+}
+
 impl AgentArgs {
     fn settings(&self) -> Result<AgentSettings> {
-        let mut s = match &self.settings {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?
-            }
-            None => AgentSettings::default(),
-        };
+        let mut s = settings_from(self.settings.as_deref())?;
         if let Some(k) = self.k {
             s.k = k;
         }
@@ -166,7 +176,7 @@ pub struct EvalArgs {
     agent: AgentArgs,
 }
 
-fn generator(args: &BackendArgs) -> Result<Box<dyn Generator>> {
+fn generator(home: &Home, args: &BackendArgs) -> Result<Box<dyn Generator>> {
     if let Some(endpoint) = &args.endpoint {
         let g = OpenAi::new(endpoint, &args.endpoint_model, args.api_key.clone())
             .with_concurrency(args.concurrency);
@@ -182,8 +192,17 @@ fn generator(args: &BackendArgs) -> Result<Box<dyn Generator>> {
     let files = source.resolve(&HubCache::from_env())?;
     let device = parse_device(&args.device)?;
     let dtype = parse_dtype(&args.dtype, &device)?;
+    let adapter = crate::runs::adapter_for(home, spec, args.adapter.as_deref())?;
     let handle = ModelHandle::spawn(
-        move || LoadedModel::load(&files, &device, dtype),
+        move || {
+            let mut model = LoadedModel::load(&files, &device, dtype)?;
+            if let Some(dir) = &adapter {
+                exsearch_train::adapters::apply(&mut model, dir).map_err(|e| {
+                    exsearch_model::Error::InvalidOption(format!("{}: {e}", dir.display()))
+                })?;
+            }
+            Ok(model)
+        },
         exsearch_model::engine::DEFAULT_MAX_BATCH,
     )?;
     Ok(Box::new(Local::new(Arc::new(handle))))
@@ -207,7 +226,7 @@ pub fn ask(home: &Home, args: AskArgs) -> Result<ExitCode> {
     if method != Method::Direct && library.status()?.documents == 0 && !args.json {
         eprintln!("note: the library is empty; add documents with `exsearch library add DIR`");
     }
-    let generator = generator(&args.backend)?;
+    let generator = generator(home, &args.backend)?;
     let conversation = match conversation {
         Some(id) => id,
         None => chats.create(&question)?,
@@ -402,7 +421,7 @@ pub fn eval(home: &Home, args: EvalArgs) -> Result<ExitCode> {
     let generator: Box<dyn Generator> = if args.oracle {
         Box::new(Oracle::for_items(settings.tags.clone(), &items))
     } else {
-        generator(&args.backend)?
+        generator(home, &args.backend)?
     };
     let out = match args.out.clone() {
         Some(p) => p,

@@ -7,6 +7,7 @@ mod agent;
 mod library;
 mod model;
 mod output;
+mod runs;
 mod train;
 
 use std::path::PathBuf;
@@ -67,6 +68,12 @@ enum Command {
     },
     /// Score a method on a QA file (EM, F1, Acc, retrieval recall and precision)
     Eval(Box<agent::EvalArgs>),
+    /// Self-training: warm-up and EM rounds over the library, their status
+    #[command(subcommand)]
+    Train(runs::TrainCommand),
+    /// LoRA adapters: list, choose the active one, merge into the base
+    #[command(subcommand)]
+    Adapters(runs::AdaptersCommand),
     /// End-to-end demonstrations of the self-training
     #[command(subcommand)]
     Demo(train::DemoCommand),
@@ -94,6 +101,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Ask(args) => agent::ask(&home()?, *args),
         Command::Chats { command } => agent::chats(&home()?, command),
         Command::Eval(args) => agent::eval(&home()?, *args),
+        Command::Train(cmd) => runs::train(&home()?, cmd),
+        Command::Adapters(cmd) => runs::adapters(&home()?, cmd),
         Command::Demo(cmd) => train::demo(&home()?, cmd),
     }
 }

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use exsearch_train::demo::{run_demo, DemoConfig, DemoEvent, DemoReport};
+use exsearch_train::demo::{run_demo, DemoConfig, DemoReport};
 use exsearch_train::init::{init_model, InitConfig};
+use exsearch_train::TrainEvent;
 
 use crate::output;
 
@@ -143,63 +144,7 @@ pub fn demo(home: &exsearch_core::Home, cmd: DemoCommand) -> Result<ExitCode> {
     let cancel = crate::cancel_on_ctrl_c("stopping the demo")?;
     let progress = output::Progress::counting();
     let bar = &progress.bar;
-    let sink = |event: DemoEvent| {
-        match event {
-        DemoEvent::Phase { name } => {
-            bar.set_length(0);
-            bar.set_position(0);
-            bar.set_message(name.clone());
-            bar.suspend(|| eprintln!("== {name}"));
-        }
-        DemoEvent::Step { phase, record } => {
-            bar.set_length(record.total_steps as u64);
-            bar.set_position(record.step as u64);
-            bar.set_message(format!("{phase}: loss {:.3}", record.loss));
-            progress.plain_line(|| {
-                format!(
-                    "{phase} step {}/{} loss {:.3}",
-                    record.step, record.total_steps, record.loss
-                )
-            });
-        }
-        DemoEvent::Epoch { epoch, valid_loss } => {
-            bar.suspend(|| eprintln!("   warm-up epoch {epoch}: validation loss {valid_loss:.3}"));
-        }
-        DemoEvent::Sampled { round, done, total } => {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-            bar.set_message(format!("round {round}: sampling"));
-            progress.plain_line(|| format!("round {round} E-step {done}/{total}"));
-        }
-        DemoEvent::Evaluated {
-            phase,
-            split,
-            em,
-            f1,
-            recall,
-            ..
-        } => {
-            let recall = recall.map_or_else(|| "-".into(), |r| format!("{r:.1}"));
-            let split = if split == "test" { "held-out" } else { "validation" };
-            bar.suspend(|| eprintln!("   {phase}: {split} EM {em:.1}, F1 {f1:.1}, recall {recall}"));
-        }
-        DemoEvent::Round { round, estep } => bar.suspend(|| {
-            eprintln!(
-                "   round {round} E-step: samples EM {:.1}, bound {:.3}, ESS {:.2}, {}/{} questions used",
-                100.0 * estep.sample_em,
-                estep.bound,
-                estep.ess,
-                estep.used,
-                estep.questions
-            )
-        }),
-        DemoEvent::Charts { files } => {
-            if let Some(dir) = files.first().and_then(|f| f.parent()) {
-                bar.suspend(|| eprintln!("   charts: {}", dir.display()));
-            }
-        }
-    }
-    };
+    let sink = event_printer(&progress);
     let report = run_demo(&dir, &config, &sink, &cancel);
     bar.finish_and_clear();
     let report = report?;
@@ -246,4 +191,75 @@ fn print_report(r: &DemoReport) {
         r.final_em - r.control_em,
         output::duration(r.seconds)
     );
+}
+
+/// Prints training events: a progress bar for steps and sampling, a line
+/// per epoch, evaluation, round, save and chart update.
+pub(crate) fn event_printer(progress: &output::Progress) -> impl Fn(TrainEvent) + Sync + '_ {
+    let bar = &progress.bar;
+    move |event: TrainEvent| {
+        match event {
+        TrainEvent::Phase { name } => {
+            bar.set_length(0);
+            bar.set_position(0);
+            bar.set_message(name.clone());
+            bar.suspend(|| eprintln!("== {name}"));
+        }
+        TrainEvent::Step { phase, record } => {
+            bar.set_length(record.total_steps as u64);
+            bar.set_position(record.step as u64);
+            bar.set_message(format!("{phase}: loss {:.3}", record.loss));
+            progress.plain_line(|| {
+                format!(
+                    "{phase} step {}/{} loss {:.3}",
+                    record.step, record.total_steps, record.loss
+                )
+            });
+        }
+        TrainEvent::Epoch {
+            phase,
+            epoch,
+            valid_loss,
+        } => {
+            bar.suspend(|| eprintln!("   {phase} epoch {epoch}: validation loss {valid_loss:.3}"));
+        }
+        TrainEvent::Resumed { what } => bar.suspend(|| eprintln!("   resumed: {what}")),
+        TrainEvent::Saved { phase, path } => {
+            bar.suspend(|| eprintln!("   {phase}: saved {}", path.display()))
+        }
+        TrainEvent::Sampled { round, done, total } => {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message(format!("round {round}: sampling"));
+            progress.plain_line(|| format!("round {round} E-step {done}/{total}"));
+        }
+        TrainEvent::Evaluated {
+            phase,
+            split,
+            em,
+            f1,
+            recall,
+            ..
+        } => {
+            let recall = recall.map_or_else(|| "-".into(), |r| format!("{r:.1}"));
+            let split = if split == "test" { "held-out" } else { "validation" };
+            bar.suspend(|| eprintln!("   {phase}: {split} EM {em:.1}, F1 {f1:.1}, recall {recall}"));
+        }
+        TrainEvent::Round { round, estep } => bar.suspend(|| {
+            eprintln!(
+                "   round {round} E-step: samples EM {:.1}, bound {:.3}, ESS {:.2}, {}/{} questions used",
+                100.0 * estep.sample_em,
+                estep.bound,
+                estep.ess,
+                estep.used,
+                estep.questions
+            )
+        }),
+        TrainEvent::Charts { files } => {
+            if let Some(dir) = files.first().and_then(|f| f.parent()) {
+                bar.suspend(|| eprintln!("   charts: {}", dir.display()));
+            }
+        }
+        }
+    }
 }

@@ -1,8 +1,9 @@
-//! Convergence charts drawn with plotters from a run's store, as SVG (no
-//! system fonts needed): EM per round (held-out, validation, the E-step's
+//! Convergence charts drawn with plotters from a run's store: EM per round (held-out, validation, the E-step's
 //! own samples, the control as a dashed line), M-step loss per step, the
-//! bound per round, and the effective sample size per round. The CLI writes
-//! them next to the run; the desktop app shows the same files.
+//! bound per round, and the effective sample size per round; each as SVG
+//! and as PNG (drawn with an embedded DejaVu Sans, so no system fonts are
+//! needed). The CLI writes them next to the run; the desktop app shows the
+//! same files.
 
 use std::path::{Path, PathBuf};
 
@@ -37,7 +38,7 @@ struct Series {
 
 fn round_of(phase: &str) -> Option<usize> {
     match phase {
-        "warm-up" => Some(0),
+        "warm-up" | "start" => Some(0),
         p => p.strip_prefix("round ")?.parse().ok(),
     }
 }
@@ -126,6 +127,7 @@ fn draw_em<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, s: &Series) -> Res
         .map_err(chart_error)?;
     chart
         .configure_mesh()
+        .max_light_lines(1)
         .x_desc("round (0 = after warm-up)")
         .y_desc("EM (%)")
         .x_labels((last as usize + 1).min(12))
@@ -197,6 +199,7 @@ fn draw_line<DB: DrawingBackend>(
         .map_err(chart_error)?;
     chart
         .configure_mesh()
+        .max_light_lines(1)
         .x_desc(x_desc)
         .y_desc(y_desc)
         .draw()
@@ -231,83 +234,133 @@ fn draw_line<DB: DrawingBackend>(
     Ok(())
 }
 
-type Drawer = fn(&DrawingArea<SVGBackend<'_>, Shift>, &Series) -> Result<()>;
-
-fn loss_chart(area: &DrawingArea<SVGBackend<'_>, Shift>, s: &Series) -> Result<()> {
-    let groups: Vec<(String, Vec<(f64, f64)>)> = s
-        .loss
-        .iter()
-        .map(|(r, p)| (format!("round {r}"), p.clone()))
-        .collect();
-    draw_line(
-        area,
-        "M-step loss per step",
-        "optimizer step",
-        "weighted CE",
-        &groups,
-    )
+/// The four charts; each draws on any plotters backend.
+#[derive(Clone, Copy)]
+enum Chart {
+    Em,
+    Loss,
+    Bound,
+    Ess,
 }
 
-fn bound_chart(area: &DrawingArea<SVGBackend<'_>, Shift>, s: &Series) -> Result<()> {
-    let groups = [(String::new(), s.bound.clone())];
-    draw_line(
-        area,
-        "Bound: mean log mean_k p(y|x,z_k)",
-        "round",
-        "nats",
-        &groups,
-    )
+impl Chart {
+    const ALL: [(Chart, &'static str); 4] = [
+        (Chart::Em, "em"),
+        (Chart::Loss, "loss"),
+        (Chart::Bound, "bound"),
+        (Chart::Ess, "ess"),
+    ];
+
+    fn draw<DB: DrawingBackend>(self, area: &DrawingArea<DB, Shift>, s: &Series) -> Result<()> {
+        match self {
+            Chart::Em => draw_em(area, s),
+            Chart::Loss => {
+                let groups: Vec<(String, Vec<(f64, f64)>)> = s
+                    .loss
+                    .iter()
+                    .map(|(r, p)| (format!("round {r}"), p.clone()))
+                    .collect();
+                draw_line(
+                    area,
+                    "M-step loss per step",
+                    "optimizer step",
+                    "weighted CE",
+                    &groups,
+                )
+            }
+            Chart::Bound => draw_line(
+                area,
+                "Bound: mean log mean_k p(y|x,z_k)",
+                "round",
+                "nats",
+                &[(String::new(), s.bound.clone())],
+            ),
+            Chart::Ess => draw_line(
+                area,
+                "Effective sample size of the weights",
+                "round",
+                "ESS",
+                &[(String::new(), s.ess.clone())],
+            ),
+        }
+    }
 }
 
-fn ess_chart(area: &DrawingArea<SVGBackend<'_>, Shift>, s: &Series) -> Result<()> {
-    let groups = [(String::new(), s.ess.clone())];
-    draw_line(
-        area,
-        "Effective sample size of the weights",
-        "round",
-        "ESS",
-        &groups,
-    )
+/// Draws `charts` on `area`: one chart fills it, several share it 2 by 2.
+fn draw_on<DB: DrawingBackend>(
+    area: DrawingArea<DB, Shift>,
+    charts: &[Chart],
+    s: &Series,
+) -> Result<()> {
+    area.fill(&WHITE).map_err(chart_error)?;
+    if let [one] = charts {
+        one.draw(&area, s)?;
+    } else {
+        for (cell, chart) in area.split_evenly((2, 2)).iter().zip(charts) {
+            chart.draw(cell, s)?;
+        }
+    }
+    area.present().map_err(chart_error)
 }
 
-fn em_chart(area: &DrawingArea<SVGBackend<'_>, Shift>, s: &Series) -> Result<()> {
-    draw_em(area, s)
+/// The embedded font the PNG charts are drawn with (no system fonts needed).
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let font: &'static [u8] = include_bytes!("../assets/DejaVuSans.ttf");
+        // Only fails on a malformed font, which the tests would catch.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, font);
+    });
 }
 
-/// Draws every chart of the run in `store` into `dir`; returns the files.
+/// Writes `charts` as `NAME.svg` and `NAME.png` in `dir`.
+fn write_both(
+    dir: &Path,
+    name: &str,
+    charts: &[Chart],
+    size: (u32, u32),
+    s: &Series,
+) -> Result<[PathBuf; 2]> {
+    // Both backends lay text out with the font's metrics.
+    register_font();
+    let mut svg = String::new();
+    draw_on(
+        SVGBackend::with_string(&mut svg, size).into_drawing_area(),
+        charts,
+        s,
+    )?;
+    let svg_path = dir.join(format!("{name}.svg"));
+    write_atomic(&svg_path, svg.as_bytes())?;
+    let mut pixels = vec![0u8; (size.0 * size.1 * 3) as usize];
+    draw_on(
+        BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area(),
+        charts,
+        s,
+    )?;
+    let mut png = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut png, size.0, size.1);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().map_err(chart_error)?;
+        writer.write_image_data(&pixels).map_err(chart_error)?;
+    }
+    let png_path = dir.join(format!("{name}.png"));
+    write_atomic(&png_path, &png)?;
+    Ok([svg_path, png_path])
+}
+
+/// Draws every chart of the run in `store` into `dir`, each as SVG and PNG,
+/// plus `convergence.svg`/`.png` with all four; returns the files.
 pub fn draw_all(store: &RunStore, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let series = read(store)?;
-    let charts: [(&str, Drawer); 4] = [
-        ("em.svg", em_chart),
-        ("loss.svg", loss_chart),
-        ("bound.svg", bound_chart),
-        ("ess.svg", ess_chart),
-    ];
     let mut written = Vec::new();
-    for (name, draw) in charts {
-        let mut svg = String::new();
-        {
-            let area = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-            area.fill(&WHITE).map_err(chart_error)?;
-            draw(&area, &series)?;
-            area.present().map_err(chart_error)?;
-        }
-        let path = dir.join(name);
-        write_atomic(&path, svg.as_bytes())?;
-        written.push(path);
+    for (chart, name) in Chart::ALL {
+        written.extend(write_both(dir, name, &[chart], SIZE, &series)?);
     }
-    let mut svg = String::new();
-    {
-        let area = SVGBackend::with_string(&mut svg, (SIZE.0 * 2, SIZE.1 * 2)).into_drawing_area();
-        area.fill(&WHITE).map_err(chart_error)?;
-        for (cell, (_, draw)) in area.split_evenly((2, 2)).iter().zip(charts) {
-            draw(cell, &series)?;
-        }
-        area.present().map_err(chart_error)?;
-    }
-    let path = dir.join("convergence.svg");
-    write_atomic(&path, svg.as_bytes())?;
-    written.push(path);
+    let all = Chart::ALL.map(|(c, _)| c);
+    let double = (SIZE.0 * 2, SIZE.1 * 2);
+    written.extend(write_both(dir, "convergence", &all, double, &series)?);
     Ok(written)
 }

@@ -11,20 +11,21 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
-use exsearch_agent::eval::{evaluate, EvalOptions, EvalSummary, QaItem};
+use exsearch_agent::eval::EvalSummary;
 use exsearch_agent::generator::{Local, Oracle, OracleAnswer};
 use exsearch_agent::{Agent, AgentEvent, AgentSettings, Method, Question, Trajectory};
 use exsearch_core::{CancelToken, EventSink, Home, Library, Quiet, SyncOptions};
 use exsearch_model::{LoadedModel, ModelHandle, ModelSource};
 use serde::{Deserialize, Serialize};
 
-use crate::charts::draw_all;
+use crate::adapters::write_model_folder;
 use crate::error::{write_atomic, Error, Result};
 use crate::estep::{e_step, example_of, m_step_examples, EStepOptions, EStepSummary};
+use crate::events::{Recorder, TrainEvent};
 use crate::examples::{encode, Encoded};
 use crate::init::{init_model, InitConfig};
-use crate::store::{EvalRow, RunStore};
-use crate::trainer::{evaluate_loss, Params, StepRecord, TrainConfig, Trainer};
+use crate::run::{evaluate_into, evaluated};
+use crate::trainer::{evaluate_loss, Params, TrainConfig, Trainer};
 use crate::world::{World, WorldConfig, WorldQuestion};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,6 +34,10 @@ pub struct DemoConfig {
     pub world: WorldConfig,
     pub model: InitConfig,
     pub agent: AgentSettings,
+    /// Reading before warm-up: language modelling on the documents of
+    /// another world from the same generator (other entities), so the new
+    /// model learns to read and repeat names before it learns to search.
+    pub reading: ReadingConfig,
     /// Warm-up: one epoch per `epochs`, stopped when the validation loss
     /// has not improved for `patience` epochs.
     pub warmup: TrainConfig,
@@ -74,6 +79,7 @@ impl Default for DemoConfig {
                 ..InitConfig::default()
             },
             agent,
+            reading: ReadingConfig::default(),
             warmup: TrainConfig {
                 lr: 3e-3,
                 epochs: 80,
@@ -101,108 +107,30 @@ impl Default for DemoConfig {
     }
 }
 
-/// Progress of a demo run.
-#[derive(Clone, Debug, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum DemoEvent {
-    Phase {
-        name: String,
-    },
-    Step {
-        phase: String,
-        record: StepRecord,
-    },
-    Epoch {
-        epoch: usize,
-        valid_loss: f64,
-    },
-    Sampled {
-        round: usize,
-        done: usize,
-        total: usize,
-    },
-    Evaluated {
-        phase: String,
-        split: String,
-        em: f64,
-        f1: f64,
-        acc: f64,
-        recall: Option<f64>,
-        questions: usize,
-    },
-    Round {
-        round: usize,
-        estep: EStepSummary,
-    },
-    Charts {
-        files: Vec<PathBuf>,
-    },
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ReadingConfig {
+    /// Questions of the other world whose documents are read (0: no reading).
+    pub questions: usize,
+    /// Documents concatenated into one training sequence.
+    pub documents_per_sequence: usize,
+    pub train: TrainConfig,
 }
 
-/// Passes events on and records them in the run's store.
-struct Recorder<'a> {
-    events: &'a dyn EventSink<DemoEvent>,
-    store: std::sync::Mutex<RunStore>,
-    error: std::sync::Mutex<Option<Error>>,
-}
-
-impl Recorder<'_> {
-    fn record(&self, event: &DemoEvent) -> Result<()> {
-        let store = self.store.lock().map_err(|_| Error::Cancelled)?;
-        match event {
-            DemoEvent::Step { phase, record } => store.add_step(phase, record),
-            DemoEvent::Epoch { epoch, valid_loss } => {
-                store.add_epoch("warm-up", *epoch, *valid_loss)
-            }
-            DemoEvent::Evaluated {
-                phase,
-                split,
-                em,
-                f1,
-                acc,
-                recall,
-                questions,
-            } => store.add_eval(&EvalRow {
-                phase: phase.clone(),
-                split: split.clone(),
-                em: *em,
-                f1: *f1,
-                acc: *acc,
-                recall: *recall,
-                questions: *questions,
-            }),
-            DemoEvent::Round { round, estep } => store.add_round(*round, estep),
-            _ => Ok(()),
+impl Default for ReadingConfig {
+    fn default() -> Self {
+        Self {
+            questions: 1500,
+            documents_per_sequence: 8,
+            train: TrainConfig {
+                lr: 3e-3,
+                epochs: 3,
+                warmup_ratio: 0.05,
+                token_budget: 4096,
+                checkpoint_every: 0,
+                ..TrainConfig::default()
+            },
         }
-    }
-
-    /// The first store error since the last check.
-    fn check(&self) -> Result<()> {
-        match self.error.lock().ok().and_then(|mut e| e.take()) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    fn charts(&self, dir: &Path) -> Result<()> {
-        self.check()?;
-        let files = {
-            let store = self.store.lock().map_err(|_| Error::Cancelled)?;
-            draw_all(&store, dir)?
-        };
-        self.events.emit(DemoEvent::Charts { files });
-        Ok(())
-    }
-}
-
-impl EventSink<DemoEvent> for Recorder<'_> {
-    fn emit(&self, event: DemoEvent) {
-        if let Err(e) = self.record(&event) {
-            if let Ok(mut slot) = self.error.lock() {
-                slot.get_or_insert(e);
-            }
-        }
-        self.events.emit(event);
     }
 }
 
@@ -244,6 +172,7 @@ struct Bench {
     local: Local,
     decoder: exsearch_model::model::Decoder,
     vars: Vec<(String, Var)>,
+    files: exsearch_model::ModelFiles,
 }
 
 impl Bench {
@@ -274,19 +203,15 @@ impl Bench {
 pub fn run_demo(
     dir: &Path,
     config: &DemoConfig,
-    events: &dyn EventSink<DemoEvent>,
+    events: &dyn EventSink<TrainEvent>,
     cancel: &CancelToken,
 ) -> Result<DemoReport> {
     let started = Instant::now();
-    let recorder = Recorder {
-        events,
-        store: std::sync::Mutex::new(RunStore::open(dir)?),
-        error: std::sync::Mutex::new(None),
-    };
-    let events: &dyn EventSink<DemoEvent> = &recorder;
+    let recorder = Recorder::open(dir, events)?;
+    let events: &dyn EventSink<TrainEvent> = &recorder;
     let charts = dir.join("charts");
     let phase = |name: &str| {
-        events.emit(DemoEvent::Phase {
+        events.emit(TrainEvent::Phase {
             name: name.to_string(),
         })
     };
@@ -309,6 +234,11 @@ pub fn run_demo(
     init_model(&model_dir, &config.model, vocabulary_text)?;
     let bench = load_bench(&model_dir, library, config)?;
 
+    if config.reading.questions > 0 {
+        phase("reading");
+        read_other_world(&bench, config, events, cancel)?;
+    }
+
     // Warm-up data: the real agent, driven by an oracle that knows each
     // question's sub-queries and evidence, over the real index.
     phase("warm-up trajectories");
@@ -326,7 +256,7 @@ pub fn run_demo(
     let (warmup_epochs, warmup_steps) =
         warm_up(&bench, config, &warm_data, &valid_data, events, cancel)?;
     let after_warmup = bench.snapshot()?;
-    save_checkpoint(&bench, &model_dir, &dir.join("checkpoints").join("warm-up"))?;
+    save_checkpoint(&bench, &dir.join("checkpoints").join("warm-up"))?;
     // Read back from the files a user can open: what is evaluated is what
     // they see.
     let test = exsearch_agent::eval::load(&files.test)?;
@@ -337,16 +267,8 @@ pub fn run_demo(
         let out = dir
             .join("evals")
             .join(format!("{}-{split}.jsonl", name.replace(' ', "-")));
-        let s = evaluate_items(&bench, settings, items, out, cancel)?;
-        events.emit(DemoEvent::Evaluated {
-            phase: name.to_string(),
-            split: split.to_string(),
-            em: s.em,
-            f1: s.f1,
-            acc: s.acc,
-            recall: s.recall,
-            questions: s.questions,
-        });
+        let s = evaluate_into(&bench.agent(settings), items, out, cancel)?;
+        events.emit(evaluated(name, split, &s));
         Ok(s)
     };
     let warm_eval = eval("warm-up", "test")?;
@@ -366,10 +288,10 @@ pub fn run_demo(
             &bench.local,
             &train,
             &config.estep,
-            &mut |done, total| events.emit(DemoEvent::Sampled { round, done, total }),
+            &mut |done, total| events.emit(TrainEvent::Sampled { round, done, total }),
             cancel,
         )?;
-        events.emit(DemoEvent::Round {
+        events.emit(TrainEvent::Round {
             round,
             estep: summary.clone(),
         });
@@ -392,7 +314,7 @@ pub fn run_demo(
         let records = trainer.run(
             &data,
             &mut |r| {
-                events.emit(DemoEvent::Step {
+                events.emit(TrainEvent::Step {
                     phase: phase_name.clone(),
                     record: r.clone(),
                 })
@@ -406,7 +328,6 @@ pub fn run_demo(
         snapshots.push(bench.snapshot()?);
         save_checkpoint(
             &bench,
-            &model_dir,
             &dir.join("checkpoints").join(format!("round-{round}")),
         )?;
         rounds.push(RoundReport {
@@ -462,19 +383,9 @@ pub fn run_demo(
 
 /// Writes the current weights as a model folder (the base's config and
 /// tokenizer files beside them), loadable with `-m FOLDER`.
-fn save_checkpoint(bench: &Bench, base: &Path, out: &Path) -> Result<()> {
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    for file in [
-        "config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "generation_config.json",
-    ] {
-        let from = base.join(file);
-        std::fs::copy(&from, out.join(file)).map_err(|e| Error::io(&from, e))?;
-    }
-    let weights: HashMap<String, Tensor> = bench.decoder.named_weights()?.into_iter().collect();
-    crate::lora::save_tensors(&weights, &out.join("model.safetensors"))
+fn save_checkpoint(bench: &Bench, out: &Path) -> Result<()> {
+    let weights = bench.decoder.named_weights()?.into_iter().collect();
+    write_model_folder(weights, &bench.files, out)
 }
 
 fn load_bench(model_dir: &Path, library: Library, config: &DemoConfig) -> Result<Bench> {
@@ -484,8 +395,9 @@ fn load_bench(model_dir: &Path, library: Library, config: &DemoConfig) -> Result
         .parse()?;
     let files = source.resolve(&exsearch_model::hub::HubCache::new(model_dir.join(".none")))?;
     let batch = config.estep.batch * config.estep.samples.max(1);
+    let load_files = files.clone();
     let handle = Arc::new(ModelHandle::spawn(
-        move || LoadedModel::load(&files, &Device::Cpu, DType::F32),
+        move || LoadedModel::load(&load_files, &Device::Cpu, DType::F32),
         batch.max(8),
     )?);
     // From scratch, every weight trains; the engine thread and the trainer
@@ -499,6 +411,7 @@ fn load_bench(model_dir: &Path, library: Library, config: &DemoConfig) -> Result
         local: Local::new(handle),
         decoder,
         vars,
+        files,
     })
 }
 
@@ -507,7 +420,7 @@ fn warm_up(
     config: &DemoConfig,
     data: &[Encoded],
     valid: &[Encoded],
-    events: &dyn EventSink<DemoEvent>,
+    events: &dyn EventSink<TrainEvent>,
     cancel: &CancelToken,
 ) -> Result<(usize, usize)> {
     let mut best = (f64::INFINITY, 0, 0);
@@ -523,14 +436,15 @@ fn warm_up(
         data,
         &mut |r| {
             steps.set(r.step);
-            events.emit(DemoEvent::Step {
+            events.emit(TrainEvent::Step {
                 phase: "warm-up".into(),
                 record: r.clone(),
             })
         },
         &mut |epoch| {
             let loss = evaluate_loss(&bench.decoder, valid, config.warmup.token_budget)?;
-            events.emit(DemoEvent::Epoch {
+            events.emit(TrainEvent::Epoch {
+                phase: "warm-up".into(),
                 epoch,
                 valid_loss: loss,
             });
@@ -548,12 +462,60 @@ fn warm_up(
     Ok((best.1, best.2))
 }
 
+/// Language modelling on another world's documents, every token trained.
+fn read_other_world(
+    bench: &Bench,
+    config: &DemoConfig,
+    events: &dyn EventSink<TrainEvent>,
+    cancel: &CancelToken,
+) -> Result<()> {
+    let other = World::generate(&WorldConfig {
+        seed: config.world.seed.wrapping_add(0x9E37_79B9),
+        warmup: config.reading.questions,
+        train: 0,
+        valid: 0,
+        test: 0,
+        ..config.world.clone()
+    })?;
+    let codec = bench.local.handle().codec().clone();
+    let data = other
+        .documents
+        .chunks(config.reading.documents_per_sequence.max(1))
+        .map(|docs| {
+            let text: Vec<String> = docs.iter().map(|d| d.text.clone()).collect();
+            let ids = codec.encode_rendered(&text.join("\n\n"))?;
+            Ok(Encoded {
+                trained: vec![true; ids.len()],
+                ids,
+                weight: 1.0,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut trainer = Trainer::new(
+        &bench.decoder,
+        Params::Full(bench.vars.clone()),
+        config.reading.train.clone(),
+        None,
+    )?;
+    trainer.run(
+        &data,
+        &mut |r| {
+            events.emit(TrainEvent::Step {
+                phase: "reading".into(),
+                record: r.clone(),
+            })
+        },
+        cancel,
+    )?;
+    Ok(())
+}
+
 fn more_warm_up(
     bench: &Bench,
     config: &DemoConfig,
     data: &[Encoded],
     steps: usize,
-    events: &dyn EventSink<DemoEvent>,
+    events: &dyn EventSink<TrainEvent>,
     cancel: &CancelToken,
 ) -> Result<usize> {
     let per_epoch = crate::examples::pack(data, config.mstep.token_budget)
@@ -573,7 +535,7 @@ fn more_warm_up(
     let records = trainer.run(
         data,
         &mut |r| {
-            events.emit(DemoEvent::Step {
+            events.emit(TrainEvent::Step {
                 phase: "control".into(),
                 record: r.clone(),
             })
@@ -597,7 +559,8 @@ fn oracle_trajectories(
                 OracleAnswer {
                     queries: q.queries.clone(),
                     facts: q.facts.clone(),
-                    answer: q.answer.clone(),
+                    // The teacher answers what it noted.
+                    answer: q.facts.last().cloned().unwrap_or_default(),
                 },
             )
         }),
@@ -618,25 +581,6 @@ fn oracle_trajectories(
         &Quiet as &dyn EventSink<AgentEvent>,
         cancel,
     )?)
-}
-
-fn evaluate_items(
-    bench: &Bench,
-    settings: &AgentSettings,
-    items: &[QaItem],
-    out: PathBuf,
-    cancel: &CancelToken,
-) -> Result<EvalSummary> {
-    if let Some(parent) = out.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    }
-    let options = EvalOptions {
-        method: Method::Exsearch,
-        limit: None,
-        batch: 32,
-        out: Some(out),
-    };
-    Ok(evaluate(&bench.agent(settings), items, &options, &Quiet, cancel)?.0)
 }
 
 /// The fixed texts of the agent's prompts, so the tokenizer learns them.

@@ -169,7 +169,8 @@ pub fn e_step(
     Ok((out, summary))
 }
 
-fn summarize(questions: &[QuestionSamples], seconds: f64) -> EStepSummary {
+/// The round's figures over all its questions.
+pub fn summarize(questions: &[QuestionSamples], seconds: f64) -> EStepSummary {
     let used: Vec<&QuestionSamples> = questions.iter().filter(|q| q.log_mean.is_some()).collect();
     let all: Vec<&Sample> = questions.iter().flat_map(|q| &q.samples).collect();
     let mean = |xs: &mut dyn Iterator<Item = f64>, n: usize| {

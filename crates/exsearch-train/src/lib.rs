@@ -12,24 +12,32 @@
 //!   and the M-step's weighted examples.
 //! - [`weights`]: the E-step's importance weights, bound term and ESS.
 //! - [`store`]: every step, evaluation and round of a run in SQLite.
-//! - [`charts`]: the convergence charts (plotters, SVG).
+//! - [`charts`]: the convergence charts (plotters, SVG and PNG).
+//! - [`adapters`]: the person's adapters under `<home>/adapters`, the active
+//!   one, merging into a base model.
+//! - [`run`]: training runs a person starts (`exsearch train`): warm-up and
+//!   EM rounds over their own library, resumable after a kill.
 //! - [`world`]: synthetic multi-hop worlds for the end-to-end proof.
 //! - [`init`]: a new small model with a tokenizer trained on a corpus.
 
+pub mod adapters;
 pub mod charts;
 pub mod demo;
 pub mod error;
 pub mod estep;
+pub mod events;
 pub mod examples;
 pub mod init;
 pub mod lora;
 pub mod optim;
+pub mod run;
 pub mod store;
 pub mod trainer;
 pub mod weights;
 pub mod world;
 
 pub use error::{Error, Result};
+pub use events::TrainEvent;
 pub use examples::{encode, pack, Encoded, Example};
 pub use lora::{Lora, LoraConfig};
 pub use trainer::{evaluate_loss, weighted_loss, Params, StepRecord, TrainConfig, Trainer};

@@ -314,7 +314,7 @@ fn module_order(module: &str) -> (usize, usize) {
     (layer, pos)
 }
 
-fn parse_peft_config(text: &str) -> Result<LoraConfig, String> {
+pub(crate) fn parse_peft_config(text: &str) -> Result<LoraConfig, String> {
     let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let peft_type = v["peft_type"].as_str().unwrap_or("LORA");
     if peft_type != "LORA" {

@@ -168,6 +168,11 @@ impl Trainer {
         })
     }
 
+    /// Optimizer steps taken so far, including those of a resumed run.
+    pub fn steps_taken(&self) -> usize {
+        self.optimizer.steps_taken()
+    }
+
     /// Optimizer steps this run will take over `data`.
     pub fn total_steps(&self, data: &[Encoded]) -> usize {
         Plan::new(data, &self.config).steps.len()

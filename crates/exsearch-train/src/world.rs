@@ -29,6 +29,12 @@ pub struct WorldConfig {
     pub train: usize,
     pub valid: usize,
     pub test: usize,
+    /// Share of the warm-up questions whose written steps come from a
+    /// teacher that slips: it notes the city the person lives in instead of
+    /// the one they were born in, and answers that (as trajectories written
+    /// by a model do contain mistakes). The gold answers stay right; only
+    /// the EM rounds, which learn from gold answers, can undo the slips.
+    pub teacher_error: f64,
 }
 
 impl Default for WorldConfig {
@@ -40,6 +46,7 @@ impl Default for WorldConfig {
             train: 400,
             valid: 60,
             test: 100,
+            teacher_error: 0.0,
         }
     }
 }
@@ -58,6 +65,8 @@ pub struct WorldQuestion {
     pub question: String,
     pub answer: String,
     pub queries: Vec<String>,
+    /// The evidence the warm-up teacher notes; its last entry is the
+    /// teacher's answer (the gold one unless the teacher slipped).
     pub facts: Vec<String>,
     /// Titles of the two documents that answer it.
     pub supporting: Vec<String>,
@@ -139,8 +148,6 @@ impl World {
         for i in 0..total {
             // Each question has its own work and its own person, so no answer
             // can be learnt by heart from another question.
-            // One word per name: a whole entity is one token of a tokenizer
-            // trained on the world.
             let person = names.word(2);
             let born = cities.choose(&mut rng).cloned().unwrap_or_default();
             let lives = loop {
@@ -185,12 +192,16 @@ impl World {
                     format!("author of {book}"),
                 )
             };
+            let slips = i < config.warmup
+                && config.teacher_error > 0.0
+                && rng.random_bool(config.teacher_error.min(1.0));
+            let noted = if slips { lives } else { born.clone() };
             questions.push(WorldQuestion {
                 id: format!("w{}-{i}", config.seed),
                 question,
                 answer: born.clone(),
                 queries: vec![relation, format!("{person} born")],
-                facts: vec![person.clone(), born],
+                facts: vec![person.clone(), noted],
                 supporting: vec![work, person],
             });
         }
@@ -314,5 +325,29 @@ mod tests {
         }
         let titles: HashSet<&str> = a.documents.iter().map(|d| d.title.as_str()).collect();
         assert_eq!(titles.len(), a.documents.len(), "titles are unique");
+    }
+    #[test]
+    fn a_slipping_teacher_notes_the_wrong_city_in_warm_up_steps_only() {
+        let world = World::generate(&WorldConfig {
+            seed: 3,
+            warmup: 200,
+            teacher_error: 0.5,
+            ..WorldConfig::default()
+        })
+        .expect("world");
+        let slipped = |q: &WorldQuestion| q.facts.last() != Some(&q.answer);
+        let n = world.warmup.iter().filter(|q| slipped(q)).count();
+        assert!((60..=140).contains(&n), "{n} of 200 slipped");
+        for q in world.warmup.iter().filter(|q| slipped(q)) {
+            let person = world.document(&q.supporting[1]).expect("person");
+            let noted = q.facts.last().expect("a city");
+            assert!(person.text.contains(&format!("lives in {noted}")));
+            assert!(person.text.contains(&format!("born in {}", q.answer)));
+        }
+        // The questions learnt from gold answers, and the held-out ones, are
+        // the teacher's business only through their gold answers.
+        for q in world.train.iter().chain(&world.valid).chain(&world.test) {
+            assert!(!slipped(q));
+        }
     }
 }

@@ -651,7 +651,23 @@ fn the_run_store_keeps_every_metric_and_the_charts_are_drawn_from_it() {
     assert_eq!(store.epochs("warm-up").expect("epochs"), vec![(1, 2.5)]);
 
     let files = draw_all(&store, &dir.path().join("charts")).expect("charts");
-    assert_eq!(files.len(), 5);
+    // Each chart as SVG and PNG: em, loss, bound, ess, convergence.
+    assert_eq!(files.len(), 10);
+    for png in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "png"))
+    {
+        let bytes = std::fs::read(png).expect("png");
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{}", png.display());
+        // Text drawn with the embedded font, not an empty canvas: a PNG of
+        // a blank 640x400 image compresses to well under 2 kB.
+        assert!(
+            bytes.len() > 8_000,
+            "{}: {} bytes",
+            png.display(),
+            bytes.len()
+        );
+    }
     let em = std::fs::read_to_string(&files[0]).expect("svg");
     assert!(em.starts_with("<svg"));
     for label in [
@@ -662,10 +678,134 @@ fn the_run_store_keeps_every_metric_and_the_charts_are_drawn_from_it() {
     ] {
         assert!(em.contains(label), "{label}");
     }
-    let loss = std::fs::read_to_string(&files[1]).expect("svg");
+    let loss = std::fs::read_to_string(&files[2]).expect("svg");
     assert!(loss.contains("round 1") && loss.contains("round 2"));
     assert!(
         !loss.contains("warm-up"),
         "the M-step chart shows the rounds only"
     );
+}
+
+#[test]
+fn a_killed_em_run_resumes_keeping_the_questions_it_had_sampled() {
+    use exsearch_agent::AgentSettings;
+    use exsearch_core::{Home, Library, Quiet, SyncOptions};
+    use exsearch_train::estep::EStepOptions;
+    use exsearch_train::run::{EmSpec, Run, RunSpec, Tuning};
+    use exsearch_train::world::{World, WorldConfig};
+    use exsearch_train::{Error, TrainEvent};
+    use std::sync::Mutex;
+
+    let (dir, _) = tiny();
+    let world = World::generate(&WorldConfig {
+        seed: 4,
+        warmup: 0,
+        train: 6,
+        valid: 2,
+        test: 0,
+        ..WorldConfig::default()
+    })
+    .expect("world");
+    let files = world.write(&dir.path().join("world")).expect("writes");
+    let home = Home::at(dir.path().join("home"));
+    Library::open(&home)
+        .expect("library")
+        .add_folders(
+            &[files.corpus],
+            &SyncOptions::default(),
+            &Quiet,
+            &CancelToken::new(),
+        )
+        .expect("indexes");
+    let mut agent = AgentSettings {
+        k: 1,
+        max_steps: 2,
+        step_tokens: 6,
+        answer_tokens: 3,
+        ..AgentSettings::default()
+    };
+    agent.sampling.temperature = 1.0;
+    let spec = RunSpec::Em(EmSpec {
+        model: dir.path().to_str().expect("utf-8").to_string(),
+        start: None,
+        data: files.train.clone(),
+        valid: Some(files.valid.clone()),
+        limit: None,
+        corpus_from_contexts: false,
+        tuning: Tuning::Lora(LoraConfig {
+            rank: 2,
+            ..LoraConfig::default()
+        }),
+        rounds: 1,
+        patience: 0,
+        estep: EStepOptions {
+            samples: 2,
+            batch: 2,
+            // A random model writes no evidence; keep every sample.
+            max_empty_evidence: usize::MAX,
+            ..EStepOptions::default()
+        },
+        mstep: TrainConfig {
+            lr: 1e-3,
+            epochs: 1,
+            token_budget: 1024,
+            ..TrainConfig::default()
+        },
+        temperature: 1.0,
+        agent,
+    });
+    let run = Run::create(&home, "r", &spec).expect("run");
+    let samples_file = run.dir.join("round-1/samples.jsonl");
+
+    // Killed after the first batch of questions is sampled.
+    let cancel = CancelToken::new();
+    let first = |e: TrainEvent| {
+        if matches!(e, TrainEvent::Sampled { .. }) {
+            cancel.cancel();
+        }
+    };
+    assert!(matches!(
+        run.execute(&home, &first, &cancel),
+        Err(Error::Cancelled)
+    ));
+    let kept = std::fs::read_to_string(&samples_file).expect("samples kept");
+    assert_eq!(kept.lines().count(), 2, "one batch of two questions");
+
+    // Another settings for the same name is refused; the same resumes.
+    let mut other = spec.clone();
+    if let RunSpec::Em(s) = &mut other {
+        s.rounds = 2;
+    }
+    assert!(Run::create(&home, "r", &other).is_err());
+    let run = Run::create(&home, "r", &spec).expect("same settings reopen");
+    let events = Mutex::new(Vec::new());
+    let record = |e: TrainEvent| events.lock().expect("lock").push(e);
+    let report = run
+        .execute(&home, &record, &CancelToken::new())
+        .expect("resumes to the end");
+    let events = events.into_inner().expect("events");
+    assert!(events.iter().any(|e| matches!(e,
+        TrainEvent::Resumed { what } if what.contains("after 2 sampled questions"))));
+    let sampled: Vec<usize> = events
+        .iter()
+        .filter_map(|e| match e {
+            TrainEvent::Sampled { done, .. } => Some(*done),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sampled, [4, 6], "only the questions not sampled before");
+    let all = std::fs::read_to_string(&samples_file).expect("samples");
+    assert_eq!(all.lines().count(), 6);
+    assert!(
+        all.starts_with(&kept),
+        "the first batch is the one kept, not redrawn"
+    );
+    // The round finished: an adapter, validated, made active.
+    assert_eq!(report.phases.len(), 1);
+    assert!(report.phases[0].valid_em.is_some());
+    assert_eq!(report.active_adapter.as_deref(), Some("r.round-1"));
+    assert!(home
+        .root()
+        .join("adapters/r.round-1/adapter_model.safetensors")
+        .is_file());
 }

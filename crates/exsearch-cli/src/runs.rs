@@ -1,0 +1,544 @@
+//! `exsearch train warmup|em|resume|status` and `exsearch adapters
+//! list|use|merge`: self-training runs over the person's own library and
+//! the adapters they produce.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use exsearch_core::Home;
+use exsearch_model::hub::HubCache;
+use exsearch_model::ModelSource;
+use exsearch_train::adapters::{self, Adapters};
+use exsearch_train::estep::EStepOptions;
+use exsearch_train::run::{EmSpec, Run, RunReport, RunSpec, Tuning, WarmupSpec};
+use exsearch_train::{LoraConfig, TrainConfig, WeightRule};
+
+use crate::output;
+use crate::train::event_printer;
+
+#[derive(Subcommand)]
+pub enum TrainCommand {
+    /// Supervised warm-up on trajectories (JSONL: our trajectories or chats)
+    Warmup(WarmupArgs),
+    /// EM rounds: sample trajectories over the library, weight them by the
+    /// gold answer's likelihood, train on them; validate each round
+    Em(Box<EmArgs>),
+    /// Continue a run that was stopped or killed
+    Resume {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The runs, or one run's steps, rounds, evaluations and charts
+    Status {
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// What is trained and how.
+#[derive(Args)]
+pub struct TuningArgs {
+    /// Train every weight instead of LoRA adapters (needs safetensors)
+    #[arg(long)]
+    full: bool,
+    /// LoRA rank
+    #[arg(long, default_value_t = 16)]
+    rank: usize,
+    /// LoRA alpha (scale = alpha / rank)
+    #[arg(long, default_value_t = 32.0)]
+    alpha: f64,
+    #[arg(long, default_value_t = 0.05)]
+    lora_dropout: f32,
+    /// Projections with adapters, comma-separated
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    )]
+    targets: Vec<String>,
+    /// Peak learning rate [default: 1e-4 with LoRA, 2e-5 full]
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Padded tokens per micro-batch
+    #[arg(long, default_value_t = 4096)]
+    token_budget: usize,
+    /// Micro-batches per optimizer step
+    #[arg(long, default_value_t = 1)]
+    accumulation: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl TuningArgs {
+    fn tuning(&self) -> Tuning {
+        if self.full {
+            Tuning::Full
+        } else {
+            Tuning::Lora(LoraConfig {
+                rank: self.rank,
+                alpha: self.alpha,
+                dropout: self.lora_dropout,
+                targets: self.targets.clone(),
+                rslora: false,
+            })
+        }
+    }
+
+    fn train(&self, epochs: usize) -> TrainConfig {
+        TrainConfig {
+            lr: self.lr.unwrap_or(if self.full { 2e-5 } else { 1e-4 }),
+            epochs,
+            token_budget: self.token_budget,
+            accumulation: self.accumulation,
+            seed: self.seed,
+            ..TrainConfig::default()
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct WarmupArgs {
+    /// Base model: a folder, a .gguf file, or a hub id
+    #[arg(long, short = 'm', env = "EXSEARCH_MODEL")]
+    model: String,
+    /// Trajectories, one JSON object per line
+    #[arg(long)]
+    data: PathBuf,
+    /// Trajectories for the validation loss (early stopping)
+    #[arg(long)]
+    valid: Option<PathBuf>,
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Epochs without a better validation loss before stopping
+    #[arg(long, default_value_t = 2)]
+    patience: usize,
+    /// Run name [default: warmup-<date>-<time>]
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    tuning: TuningArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct EmArgs {
+    /// Base model: a folder, a .gguf file, or a hub id
+    #[arg(long, short = 'm', env = "EXSEARCH_MODEL")]
+    model: String,
+    /// Adapter to start from (e.g. a warm-up run's), or with --full a model folder
+    #[arg(long)]
+    adapter: Option<String>,
+    /// Training questions with gold answers (any format `exsearch eval` reads)
+    #[arg(long)]
+    data: PathBuf,
+    /// Validation questions: evaluated after each round, pick the best round
+    #[arg(long)]
+    valid: Option<PathBuf>,
+    /// Training questions from the start of the file at most
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Search the questions' own paragraphs instead of the library
+    #[arg(long)]
+    corpus_from_contexts: bool,
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Trajectories sampled per question (K)
+    #[arg(long = "samples", short = 'K', default_value_t = 4)]
+    samples: usize,
+    /// self-normalized, or reference (the reference code's c * exp(mean log p), c = 4)
+    #[arg(long, default_value = "self-normalized")]
+    weights: String,
+    /// Sampling temperature of the E-step
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Questions sampled together
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// M-step epochs per round
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    /// Rounds without a better validation EM before stopping
+    #[arg(long, default_value_t = 1)]
+    patience: usize,
+    /// Run name [default: em-<date>-<time>]
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    tuning: TuningArgs,
+    /// Agent settings as JSON (any subset of the fields)
+    #[arg(long)]
+    settings: Option<PathBuf>,
+    /// Passages per search
+    #[arg(short = 'k', long)]
+    k: Option<usize>,
+    /// Searches at most before answering
+    #[arg(long)]
+    max_steps: Option<usize>,
+    #[arg(long)]
+    json: bool,
+}
+
+fn default_name(kind: &str) -> String {
+    format!("{kind}-{}", chrono_like_now())
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC, without a date library.
+fn chrono_like_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+pub fn train(home: &Home, cmd: TrainCommand) -> Result<ExitCode> {
+    match cmd {
+        TrainCommand::Warmup(args) => {
+            let spec = RunSpec::Warmup(WarmupSpec {
+                model: args.model.clone(),
+                data: absolute(&args.data)?,
+                valid: args.valid.as_deref().map(absolute).transpose()?,
+                tuning: args.tuning.tuning(),
+                train: args.tuning.train(args.epochs),
+                patience: args.patience,
+            });
+            let name = args.name.unwrap_or_else(|| default_name("warmup"));
+            execute(home, Run::create(home, &name, &spec)?, args.json)
+        }
+        TrainCommand::Em(args) => {
+            let rule = match args.weights.as_str() {
+                "self-normalized" => WeightRule::SelfNormalized,
+                "reference" => WeightRule::Reference { c: 4.0 },
+                other => bail!("--weights {other}: expected self-normalized or reference"),
+            };
+            let start = match &args.adapter {
+                Some(a) if args.tuning.full => Some(absolute(std::path::Path::new(a))?),
+                Some(a) => Some(Adapters::new(home).resolve(a)?),
+                None => None,
+            };
+            let mut agent = crate::agent::settings_from(args.settings.as_deref())?;
+            if let Some(k) = args.k {
+                agent.k = k;
+            }
+            if let Some(n) = args.max_steps {
+                agent.max_steps = n;
+            }
+            let spec = RunSpec::Em(EmSpec {
+                model: args.model.clone(),
+                start,
+                data: absolute(&args.data)?,
+                valid: args.valid.as_deref().map(absolute).transpose()?,
+                limit: args.limit,
+                corpus_from_contexts: args.corpus_from_contexts,
+                tuning: args.tuning.tuning(),
+                rounds: args.rounds,
+                patience: args.patience,
+                estep: EStepOptions {
+                    samples: args.samples,
+                    rule,
+                    batch: args.batch,
+                    ..EStepOptions::default()
+                },
+                mstep: args.tuning.train(args.epochs),
+                temperature: args.temperature,
+                agent,
+            });
+            let name = args.name.unwrap_or_else(|| default_name("em"));
+            execute(home, Run::create(home, &name, &spec)?, args.json)
+        }
+        TrainCommand::Resume { name, json } => execute(home, Run::open(home, &name)?, json),
+        TrainCommand::Status { name, json } => status(home, name.as_deref(), json),
+    }
+}
+
+fn absolute(path: &std::path::Path) -> Result<PathBuf> {
+    std::fs::canonicalize(path).with_context(|| format!("{}", path.display()))
+}
+
+fn execute(home: &Home, run: Run, json: bool) -> Result<ExitCode> {
+    eprintln!("run {} ({})", run.name, run.dir.display());
+    let cancel = crate::cancel_on_ctrl_c(
+        "stopping; `exsearch train resume` continues from the last checkpoint",
+    )?;
+    let progress = output::Progress::counting();
+    let sink = event_printer(&progress);
+    let report = run.execute(home, &sink, &cancel);
+    progress.bar.finish_and_clear();
+    let report = match report {
+        Err(exsearch_train::Error::Cancelled) => {
+            eprintln!("stopped; resume with `exsearch train resume {}`", run.name);
+            return Ok(ExitCode::from(130));
+        }
+        r => r.with_context(|| format!("run {}", run.name))?,
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&run, &report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(run: &Run, r: &RunReport) {
+    let opt =
+        |x: Option<f64>, digits: usize| x.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"));
+    println!(
+        "  {:<10} {:>6} {:>10} {:>10} {:>9}  saved",
+        "phase", "steps", "last loss", "valid loss", "valid EM"
+    );
+    for p in &r.phases {
+        println!(
+            "  {:<10} {:>6} {:>10} {:>10} {:>9}  {}",
+            p.phase,
+            p.steps,
+            opt(p.last_loss, 3),
+            opt(p.valid_loss, 3),
+            opt(p.valid_em, 1),
+            p.saved.display()
+        );
+    }
+    if let Some(best) = &r.best {
+        println!("best: {best}");
+    }
+    if let Some(a) = &r.active_adapter {
+        println!("active adapter: {a} (ask and eval use it with this base model)");
+    }
+    println!("charts: {}", run.charts_dir().display());
+}
+
+fn status(home: &Home, name: Option<&str>, json: bool) -> Result<ExitCode> {
+    let Some(name) = name else {
+        let runs = Run::list(home)?;
+        let rows: Vec<serde_json::Value> = runs
+            .iter()
+            .map(|r| -> Result<serde_json::Value> {
+                let spec = r.spec()?;
+                let (kind, model) = match &spec {
+                    RunSpec::Warmup(s) => ("warmup", s.model.clone()),
+                    RunSpec::Em(s) => ("em", s.model.clone()),
+                };
+                let steps = r.store()?.steps(None)?.len();
+                Ok(serde_json::json!({
+                    "name": r.name, "kind": kind, "model": model, "steps": steps,
+                    "finished": r.report()?.is_some(),
+                }))
+            })
+            .collect::<Result<_>>()?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        } else if rows.is_empty() {
+            println!("no training runs yet (start one with `exsearch train warmup` or `train em`)");
+        } else {
+            for r in &rows {
+                println!(
+                    "{:<28} {:<7} {:>6} steps  {:<9} {}",
+                    r["name"].as_str().unwrap_or_default(),
+                    r["kind"].as_str().unwrap_or_default(),
+                    r["steps"],
+                    if r["finished"].as_bool() == Some(true) {
+                        "finished"
+                    } else {
+                        "stopped"
+                    },
+                    r["model"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let run = Run::open(home, name)?;
+    let store = run.store()?;
+    let steps = store.steps(None)?;
+    let rounds = store.rounds()?;
+    let evals = store.evals()?;
+    let report = run.report()?;
+    if json {
+        let value = serde_json::json!({
+            "name": run.name,
+            "spec": run.spec()?,
+            "steps": steps.iter().map(|(phase, r)| serde_json::json!({
+                "phase": phase, "step": r.step, "epoch": r.epoch, "loss": r.loss,
+                "lr": r.lr, "grad_norm": r.grad_norm, "tokens": r.tokens,
+            })).collect::<Vec<_>>(),
+            "rounds": rounds,
+            "evals": evals,
+            "report": report,
+            "charts": run.charts_dir(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("run {} ({})", run.name, run.dir.display());
+    let mut phases: Vec<&str> = Vec::new();
+    for (phase, _) in &steps {
+        if phases.last() != Some(&phase.as_str()) {
+            phases.push(phase);
+        }
+    }
+    for phase in phases {
+        let of: Vec<_> = steps.iter().filter(|(p, _)| p == phase).collect();
+        if let Some((_, last)) = of.last() {
+            println!(
+                "  {phase}: {} steps, last loss {:.3}, epoch {}",
+                of.len(),
+                last.loss,
+                last.epoch
+            );
+        }
+    }
+    for r in &rounds {
+        let s = &r.summary;
+        println!(
+            "  round {} E-step: samples EM {:.1}, bound {:.3}, ESS {:.2}, {}/{} questions used, {}",
+            r.round,
+            100.0 * s.sample_em,
+            s.bound,
+            s.ess,
+            s.used,
+            s.questions,
+            output::duration(s.seconds)
+        );
+    }
+    for e in &evals {
+        println!(
+            "  {} {}: EM {:.1}, F1 {:.1}, recall {} ({} questions)",
+            e.phase,
+            e.split,
+            e.em,
+            e.f1,
+            e.recall.map_or_else(|| "-".into(), |r| format!("{r:.1}")),
+            e.questions
+        );
+    }
+    match report {
+        Some(r) => println!(
+            "  finished; best {}; active adapter {}",
+            r.best.as_deref().unwrap_or("-"),
+            r.active_adapter.as_deref().unwrap_or("-")
+        ),
+        None => println!(
+            "  not finished: `exsearch train resume {}` continues it",
+            run.name
+        ),
+    }
+    println!("  charts: {}", run.charts_dir().display());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Subcommand)]
+pub enum AdaptersCommand {
+    /// The adapters under <home>/adapters, the active one marked
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an adapter active (ask and eval apply it to its base model)
+    Use {
+        /// Adapter name
+        #[arg(required_unless_present = "none")]
+        name: Option<String>,
+        /// No adapter
+        #[arg(long, conflicts_with = "name")]
+        none: bool,
+    },
+    /// Merge an adapter into its base model and write a full model folder
+    Merge {
+        /// Adapter name or PEFT folder
+        name: String,
+        /// The model folder to write
+        #[arg(long)]
+        out: PathBuf,
+        /// Base model [default: the adapter's base_model_name_or_path]
+        #[arg(long, short = 'm')]
+        model: Option<String>,
+    },
+}
+
+pub fn adapters(home: &Home, cmd: AdaptersCommand) -> Result<ExitCode> {
+    let store = Adapters::new(home);
+    match cmd {
+        AdaptersCommand::List { json } => {
+            let list = store.list()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("no adapters in {} yet", store.dir().display());
+            } else {
+                for a in &list {
+                    let em = a
+                        .note
+                        .valid_em
+                        .map_or_else(String::new, |em| format!(", validation EM {em:.1}"));
+                    println!(
+                        "{} {:<32} rank {:<3} base {}{em}",
+                        if a.active { "*" } else { " " },
+                        a.name,
+                        a.rank,
+                        a.base_model
+                    );
+                }
+            }
+        }
+        AdaptersCommand::Use { name, none } => {
+            let name = if none { None } else { name };
+            store.set_active(name.as_deref())?;
+            match name {
+                Some(n) => println!("active adapter: {n}"),
+                None => println!("no active adapter"),
+            }
+        }
+        AdaptersCommand::Merge { name, out, model } => {
+            let dir = store.resolve(&name)?;
+            let info = adapters::describe(&dir, &name)?;
+            let base = model.unwrap_or(info.base_model);
+            if base.is_empty() {
+                bail!(
+                    "{}: the adapter names no base model; pass --model",
+                    dir.display()
+                );
+            }
+            let source: ModelSource = base.parse()?;
+            let files = source.resolve(&HubCache::from_env())?;
+            adapters::merge(&files, &dir, &out)?;
+            println!("{}: {base} with {name} merged in", out.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The adapter `ask` and `eval` apply to model `spec`: the one named by
+/// `--adapter` (`none` for none), else the active one when `spec` is its base.
+pub fn adapter_for(home: &Home, spec: &str, choice: Option<&str>) -> Result<Option<PathBuf>> {
+    let store = Adapters::new(home);
+    match choice {
+        Some("none") => Ok(None),
+        Some(name) => Ok(Some(store.resolve(name)?)),
+        None => Ok(store.active_for(spec)?.map(|a| {
+            eprintln!(
+                "adapter: {} (active; --adapter none to leave it off)",
+                a.name
+            );
+            a.path
+        })),
+    }
+}

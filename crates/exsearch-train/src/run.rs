@@ -1,0 +1,823 @@
+//! Training runs a person starts (`exsearch train warmup|em`, the app's
+//! training page): warm-up on trajectories, then EM rounds over their own
+//! library, with LoRA adapters (the default) or every weight trained.
+//!
+//! A run lives in `<home>/training/<name>/`: `run.json` (what was asked),
+//! `runs.sqlite` (every step, epoch, evaluation and round), `charts/`, and
+//! per phase the trainer's checkpoint, so that `exsearch train resume NAME`
+//! after a kill picks up where it stopped: finished rounds are not redone,
+//! an E-step keeps the questions it already sampled (written per batch to
+//! `round-N/samples.jsonl`), an M-step restarts from its last checkpoint.
+//! Each phase's result is an adapter under `<home>/adapters/<run>.<phase>`
+//! (full fine-tuning: a model folder under `checkpoints/<phase>`); at the
+//! end of the EM rounds the best round's adapter is made active.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Var};
+use exsearch_agent::eval::{evaluate, EvalOptions, EvalSummary, QaItem};
+use exsearch_agent::generator::Local;
+use exsearch_agent::{Agent, AgentSettings, Method, Trajectory};
+use exsearch_core::{CancelToken, EventSink, Home, Library, Quiet};
+use exsearch_model::hub::HubCache;
+use exsearch_model::model::Decoder;
+use exsearch_model::{ChatMessage, LoadedModel, ModelFiles, ModelHandle, ModelSource};
+use serde::{Deserialize, Serialize};
+
+use crate::adapters::{write_model_folder, AdapterNote, Adapters};
+use crate::error::{write_atomic, Error, Result};
+use crate::estep::{e_step, m_step_examples, summarize, EStepOptions, QuestionSamples};
+use crate::events::{Recorder, TrainEvent};
+use crate::examples::{encode, Encoded, Example};
+use crate::lora::{Lora, LoraConfig, WEIGHTS_FILE};
+use crate::trainer::{evaluate_loss, Params, TrainConfig, Trainer};
+
+const SPEC_FILE: &str = "run.json";
+const REPORT_FILE: &str = "report.json";
+const MODEL_WEIGHTS: &str = "model.safetensors";
+
+/// What is trained.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tuning {
+    /// LoRA adapters over the frozen base.
+    Lora(LoraConfig),
+    /// Every weight (needs safetensors weights).
+    Full,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WarmupSpec {
+    /// The base model: a folder, a GGUF file or a hub id.
+    pub model: String,
+    /// Trajectories, one JSON object per line: our `Trajectory` (as `exsearch
+    /// ask --json` and the demo write them) or `{"messages": [...]}`.
+    pub data: PathBuf,
+    /// Trajectories for the validation loss (early stopping).
+    pub valid: Option<PathBuf>,
+    pub tuning: Tuning,
+    pub train: TrainConfig,
+    /// Epochs without a better validation loss before stopping (0: never).
+    pub patience: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmSpec {
+    pub model: String,
+    /// Adapter (folder) or, with full tuning, model folder to start from.
+    pub start: Option<PathBuf>,
+    /// Questions with gold answers (any format `exsearch eval` reads).
+    pub data: PathBuf,
+    /// Questions for the per-round validation (early stopping, best round).
+    pub valid: Option<PathBuf>,
+    pub limit: Option<usize>,
+    /// Search the questions' own paragraphs instead of the library.
+    pub corpus_from_contexts: bool,
+    pub tuning: Tuning,
+    pub rounds: usize,
+    /// Rounds without a better validation EM before stopping (0: never).
+    pub patience: usize,
+    pub estep: EStepOptions,
+    pub mstep: TrainConfig,
+    /// Sampling temperature of the E-step (validation is greedy).
+    pub temperature: f32,
+    pub agent: AgentSettings,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RunSpec {
+    Warmup(WarmupSpec),
+    Em(EmSpec),
+}
+
+/// One phase's outcome, as `report.json` and `status` show it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PhaseResult {
+    pub phase: String,
+    pub steps: usize,
+    pub last_loss: Option<f64>,
+    pub valid_loss: Option<f64>,
+    pub valid_em: Option<f64>,
+    /// The adapter folder or model folder written.
+    pub saved: PathBuf,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    pub name: String,
+    pub phases: Vec<PhaseResult>,
+    /// The phase whose result is kept (best validation), if any.
+    pub best: Option<String>,
+    /// The adapter made active.
+    pub active_adapter: Option<String>,
+}
+
+/// A run's folder.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl Run {
+    /// The folder of every run under `home`.
+    pub fn root(home: &Home) -> PathBuf {
+        home.root().join("training")
+    }
+
+    /// Creates run `name` with `spec`. An existing run of that name must
+    /// have been started with the same settings (it is then resumed).
+    pub fn create(home: &Home, name: &str, spec: &RunSpec) -> Result<Self> {
+        check_name(name)?;
+        let run = Self {
+            name: name.to_string(),
+            dir: Self::root(home).join(name),
+        };
+        match run.spec() {
+            Ok(existing) if &existing != spec => {
+                return Err(Error::InvalidSetting(format!(
+                    "run `{name}` already exists with other settings; resume it with \
+                     `exsearch train resume {name}` or choose another --name"
+                )))
+            }
+            Ok(_) => {}
+            Err(_) => {
+                std::fs::create_dir_all(&run.dir).map_err(|e| Error::io(&run.dir, e))?;
+                let text = serde_json::to_string_pretty(spec).unwrap_or_default();
+                write_atomic(&run.dir.join(SPEC_FILE), text.as_bytes())?;
+            }
+        }
+        Ok(run)
+    }
+
+    /// An existing run.
+    pub fn open(home: &Home, name: &str) -> Result<Self> {
+        let run = Self {
+            name: name.to_string(),
+            dir: Self::root(home).join(name),
+        };
+        run.spec()?;
+        Ok(run)
+    }
+
+    /// Every run under `home`, oldest first.
+    pub fn list(home: &Home) -> Result<Vec<Self>> {
+        let root = Self::root(home);
+        let mut runs: Vec<(std::time::SystemTime, Self)> = Vec::new();
+        let entries = match std::fs::read_dir(&root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&root, e)),
+        };
+        for entry in entries.flatten() {
+            let spec = entry.path().join(SPEC_FILE);
+            if let (Ok(meta), Some(name)) = (spec.metadata(), entry.file_name().to_str()) {
+                let created = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                runs.push((
+                    created,
+                    Self {
+                        name: name.to_string(),
+                        dir: entry.path(),
+                    },
+                ));
+            }
+        }
+        runs.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.name.cmp(&b.1.name)));
+        Ok(runs.into_iter().map(|(_, r)| r).collect())
+    }
+
+    pub fn spec(&self) -> Result<RunSpec> {
+        let path = self.dir.join(SPEC_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::bad_file(&path, e.to_string()))
+    }
+
+    /// The final report, once the run has finished.
+    pub fn report(&self) -> Result<Option<RunReport>> {
+        let path = self.dir.join(REPORT_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| Error::bad_file(&path, e.to_string())),
+            Err(_) => Ok(None),
+        }
+    }
+
+    pub fn store(&self) -> Result<crate::store::RunStore> {
+        crate::store::RunStore::open(&self.dir)
+    }
+
+    pub fn charts_dir(&self) -> PathBuf {
+        self.dir.join("charts")
+    }
+
+    /// Runs (or resumes) the run to its end.
+    pub fn execute(
+        &self,
+        home: &Home,
+        events: &dyn EventSink<TrainEvent>,
+        cancel: &CancelToken,
+    ) -> Result<RunReport> {
+        let recorder = Recorder::open(&self.dir, events)?;
+        let report = match self.spec()? {
+            RunSpec::Warmup(spec) => self.warmup(home, &spec, &recorder, cancel)?,
+            RunSpec::Em(spec) => self.em(home, &spec, &recorder, cancel)?,
+        };
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+        write_atomic(&self.dir.join(REPORT_FILE), text.as_bytes())?;
+        Ok(report)
+    }
+
+    fn warmup(
+        &self,
+        home: &Home,
+        spec: &WarmupSpec,
+        recorder: &Recorder<'_>,
+        cancel: &CancelToken,
+    ) -> Result<RunReport> {
+        let phase = "warm-up";
+        recorder.emit(TrainEvent::Phase {
+            name: "loading".into(),
+        });
+        let files = resolve(&spec.model)?;
+        let mut model = LoadedModel::load(&files, &Device::Cpu, DType::F32)?;
+        let tuned = Tuned::create(&mut model.decoder, &spec.tuning, spec.train.seed)?;
+        let codec = model.codec.clone();
+        let encode_file = |path: &Path| -> Result<Vec<Encoded>> {
+            read_examples(path)?
+                .iter()
+                .map(|e| encode(&codec, e))
+                .collect()
+        };
+        let data = encode_file(&spec.data)?;
+        let valid = spec.valid.as_deref().map(encode_file).transpose()?;
+        let mut trainer = Trainer::new(
+            &model.decoder,
+            tuned.params(),
+            spec.train.clone(),
+            Some(&self.dir.join("warm-up").join("trainer")),
+        )?;
+        if trainer.steps_taken() > 0 {
+            recorder.emit(TrainEvent::Resumed {
+                what: format!("warm-up from step {}", trainer.steps_taken() + 1),
+            });
+        }
+        recorder.emit(TrainEvent::Phase { name: phase.into() });
+        // The best epoch so far, including those of a killed earlier attempt.
+        let mut best = recorder.with_store(|s| s.epochs(phase))?.into_iter().fold(
+            (f64::INFINITY, 0usize),
+            |b, (epoch, loss)| if loss < b.0 { (loss, epoch) } else { b },
+        );
+        let mut saved = None;
+        let save = |tuned: &Tuned| -> Result<PathBuf> {
+            tuned.save(
+                self,
+                home,
+                &files,
+                &spec.model,
+                phase,
+                &AdapterNote::default(),
+            )
+        };
+        let records = trainer.run_until(
+            &data,
+            &mut |r| {
+                recorder.emit(TrainEvent::Step {
+                    phase: phase.into(),
+                    record: r.clone(),
+                })
+            },
+            &mut |epoch| {
+                let Some(valid) = &valid else {
+                    return Ok(true);
+                };
+                let loss = evaluate_loss(&model.decoder, valid, spec.train.token_budget)?;
+                recorder.emit(TrainEvent::Epoch {
+                    phase: phase.into(),
+                    epoch,
+                    valid_loss: loss,
+                });
+                if loss < best.0 - 1e-4 {
+                    best = (loss, epoch);
+                    saved = Some(save(&tuned)?);
+                }
+                Ok(spec.patience == 0 || epoch - best.1 < spec.patience)
+            },
+            cancel,
+        )?;
+        // Without validation data (or if no epoch ended in this attempt but
+        // the best one was saved before), the result is the last state.
+        let saved = match saved {
+            Some(path) => path,
+            None if valid.is_some() && best.1 > 0 => tuned.saved_path(self, home, phase),
+            None => save(&tuned)?,
+        };
+        recorder.emit(TrainEvent::Saved {
+            phase: phase.into(),
+            path: saved.clone(),
+        });
+        recorder.charts(&self.charts_dir())?;
+        let active = tuned.activate(self, home, phase)?;
+        Ok(RunReport {
+            name: self.name.clone(),
+            phases: vec![PhaseResult {
+                phase: phase.into(),
+                steps: trainer.steps_taken(),
+                last_loss: records.last().map(|r| r.loss),
+                valid_loss: best.0.is_finite().then_some(best.0),
+                valid_em: None,
+                saved,
+            }],
+            best: Some(phase.into()),
+            active_adapter: active,
+        })
+    }
+
+    fn em(
+        &self,
+        home: &Home,
+        spec: &EmSpec,
+        recorder: &Recorder<'_>,
+        cancel: &CancelToken,
+    ) -> Result<RunReport> {
+        if spec.rounds == 0 {
+            return Err(Error::InvalidSetting("--rounds must be at least 1".into()));
+        }
+        recorder.emit(TrainEvent::Phase {
+            name: "loading".into(),
+        });
+        let mut items = exsearch_agent::eval::load(&spec.data)?;
+        if let Some(limit) = spec.limit {
+            items.truncate(limit);
+        }
+        let valid = spec
+            .valid
+            .as_deref()
+            .map(exsearch_agent::eval::load)
+            .transpose()?;
+        let library = if spec.corpus_from_contexts {
+            let all: Vec<QaItem> = items
+                .iter()
+                .chain(valid.iter().flatten())
+                .cloned()
+                .collect();
+            exsearch_agent::eval::corpus_from_contexts(
+                &all,
+                &self.dir.join("corpus"),
+                &Quiet,
+                cancel,
+            )?
+        } else {
+            Library::open(home)?
+        };
+        let files = resolve(&spec.model)?;
+        let batch = (spec.estep.batch * spec.estep.samples).max(8);
+        let load_files = files.clone();
+        let handle = Arc::new(ModelHandle::spawn(
+            move || LoadedModel::load(&load_files, &Device::Cpu, DType::F32),
+            batch,
+        )?);
+        // The engine's decoder and the trainer's clone share the trained
+        // variables, so each update reaches generation at once.
+        let (tuning, seed) = (spec.tuning.clone(), spec.mstep.seed);
+        let (decoder, tuned) = handle.with_engine(move |engine| -> Result<_> {
+            let decoder = &mut engine.model_mut().decoder;
+            let tuned = Tuned::create(decoder, &tuning, seed)?;
+            Ok((decoder.clone(), tuned))
+        })??;
+        if let Some(start) = &spec.start {
+            tuned.restore(start)?;
+        }
+        let local = Local::new(handle);
+        let codec = local.handle().codec().clone();
+        let mut greedy = spec.agent.clone();
+        greedy.sampling.temperature = 0.0;
+        let mut sampling = spec.agent.clone();
+        sampling.sampling.temperature = spec.temperature;
+        let greedy_agent = Agent {
+            generator: &local,
+            retriever: &library,
+            settings: &greedy,
+        };
+        let sampling_agent = Agent {
+            generator: &local,
+            retriever: &library,
+            settings: &sampling,
+        };
+        let validate = |phase: &str| -> Result<Option<f64>> {
+            let Some(valid) = &valid else {
+                return Ok(None);
+            };
+            if let Some(row) = recorder.with_store(|s| s.eval(phase, "valid"))? {
+                return Ok(Some(row.em));
+            }
+            let out = self
+                .dir
+                .join("evals")
+                .join(format!("{}.jsonl", phase.replace(' ', "-")));
+            let s = evaluate_into(&greedy_agent, valid, out, cancel)?;
+            recorder.emit(evaluated(phase, "valid", &s));
+            Ok(Some(s.em))
+        };
+        let mut phases = Vec::new();
+        let start_em = validate("start")?;
+        // The best round so far by validation EM, and the best EM including
+        // the starting model's (what early stopping compares against).
+        let mut best: Option<(f64, usize)> = None;
+        let mut best_em = start_em;
+        for round in 1..=spec.rounds {
+            let phase = format!("round {round}");
+            let dir = self.dir.join(format!("round-{round}"));
+            let done_path = dir.join("done.json");
+            if let Ok(text) = std::fs::read_to_string(&done_path) {
+                let done: PhaseResult = serde_json::from_str(&text)
+                    .map_err(|e| Error::bad_file(&done_path, e.to_string()))?;
+                tuned.restore(&done.saved)?;
+                recorder.emit(TrainEvent::Resumed {
+                    what: format!("{phase} (finished before)"),
+                });
+                track_best(&mut best, &mut best_em, done.valid_em, round);
+                phases.push(done);
+                continue;
+            }
+            if spec.patience > 0 && best_em.is_some() {
+                // Rounds since the validation EM last rose (0 = the start).
+                let last_rise = best.filter(|b| Some(b.0) >= start_em).map_or(0, |b| b.1);
+                if round - 1 - last_rise >= spec.patience {
+                    break;
+                }
+            }
+            recorder.emit(TrainEvent::Phase {
+                name: format!("{phase}: E-step"),
+            });
+            let sampling_started = std::time::Instant::now();
+            let samples = self.e_step(
+                &sampling_agent,
+                &local,
+                &items,
+                spec,
+                round,
+                &dir,
+                recorder,
+                cancel,
+            )?;
+            recorder.emit(TrainEvent::Round {
+                round,
+                estep: summarize(&samples, sampling_started.elapsed().as_secs_f64()),
+            });
+            recorder.emit(TrainEvent::Phase {
+                name: format!("{phase}: M-step"),
+            });
+            let data: Vec<Encoded> = m_step_examples(&samples, spec.estep.rule)
+                .iter()
+                .map(|e| encode(&codec, e))
+                .collect::<Result<_>>()?;
+            let mut trainer = Trainer::new(
+                &decoder,
+                tuned.params(),
+                TrainConfig {
+                    seed: spec.mstep.seed + round as u64,
+                    ..spec.mstep.clone()
+                },
+                Some(&dir.join("trainer")),
+            )?;
+            if trainer.steps_taken() > 0 {
+                recorder.emit(TrainEvent::Resumed {
+                    what: format!("{phase} M-step from step {}", trainer.steps_taken() + 1),
+                });
+            }
+            let records = trainer.run(
+                &data,
+                &mut |r| {
+                    recorder.emit(TrainEvent::Step {
+                        phase: phase.clone(),
+                        record: r.clone(),
+                    })
+                },
+                cancel,
+            )?;
+            let valid_em = validate(&phase)?;
+            let note = AdapterNote {
+                run: Some(self.name.clone()),
+                phase: Some(phase.clone()),
+                valid_em,
+                valid_loss: None,
+            };
+            let saved = tuned.save(self, home, &files, &spec.model, &phase, &note)?;
+            recorder.emit(TrainEvent::Saved {
+                phase: phase.clone(),
+                path: saved.clone(),
+            });
+            recorder.charts(&self.charts_dir())?;
+            let done = PhaseResult {
+                phase: phase.clone(),
+                steps: trainer.steps_taken(),
+                last_loss: records.last().map(|r| r.loss),
+                valid_loss: None,
+                valid_em,
+                saved,
+            };
+            let text = serde_json::to_string_pretty(&done).unwrap_or_default();
+            write_atomic(&done_path, text.as_bytes())?;
+            track_best(&mut best, &mut best_em, valid_em, round);
+            phases.push(done);
+        }
+        // The best round by validation EM; without validation, the last.
+        // A round is kept only if it is at least as good as the start.
+        let best_round = match (&valid, best) {
+            (Some(_), Some((em, round))) if start_em.is_none_or(|s| em >= s) => Some(round),
+            (Some(_), _) => None,
+            (None, _) => (!phases.is_empty()).then_some(phases.len()),
+        };
+        let active = match best_round {
+            Some(round) => tuned.activate(self, home, &format!("round {round}"))?,
+            None => None,
+        };
+        Ok(RunReport {
+            name: self.name.clone(),
+            phases,
+            best: best_round.map(|r| format!("round {r}")),
+            active_adapter: active,
+        })
+    }
+
+    /// Samples the round's trajectories, a batch at a time, appending each
+    /// batch to `round-N/samples.jsonl` so a killed E-step keeps its work.
+    #[allow(clippy::too_many_arguments)]
+    fn e_step(
+        &self,
+        agent: &Agent<'_>,
+        local: &Local,
+        items: &[QaItem],
+        spec: &EmSpec,
+        round: usize,
+        dir: &Path,
+        recorder: &Recorder<'_>,
+        cancel: &CancelToken,
+    ) -> Result<Vec<QuestionSamples>> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let path = dir.join("samples.jsonl");
+        let mut samples: Vec<QuestionSamples> = Vec::new();
+        // The lines already written are kept verbatim; a line cut by the
+        // kill ends them, and its questions are sampled again.
+        let mut text = String::new();
+        if let Ok(old) = std::fs::read_to_string(&path) {
+            for line in old.lines() {
+                let Ok(s) = serde_json::from_str(line) else {
+                    break;
+                };
+                samples.push(s);
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+        if !samples.is_empty() {
+            recorder.emit(TrainEvent::Resumed {
+                what: format!(
+                    "round {round} E-step after {} sampled questions",
+                    samples.len()
+                ),
+            });
+        }
+        let done: std::collections::HashSet<&str> = samples.iter().map(|q| q.id.as_str()).collect();
+        let todo: Vec<QaItem> = items
+            .iter()
+            .filter(|i| !done.contains(i.id.as_str()))
+            .cloned()
+            .collect();
+        for chunk in todo.chunks(spec.estep.batch.max(1)) {
+            let (batch, _) = e_step(agent, local, chunk, &spec.estep, &mut |_, _| {}, cancel)?;
+            for s in &batch {
+                text.push_str(&serde_json::to_string(s).unwrap_or_default());
+                text.push('\n');
+            }
+            write_atomic(&path, text.as_bytes())?;
+            samples.extend(batch);
+            recorder.emit(TrainEvent::Sampled {
+                round,
+                done: samples.len(),
+                total: items.len(),
+            });
+        }
+        Ok(samples)
+    }
+}
+
+fn track_best(
+    best: &mut Option<(f64, usize)>,
+    best_em: &mut Option<f64>,
+    em: Option<f64>,
+    round: usize,
+) {
+    if let Some(em) = em {
+        if best.is_none_or(|b| em > b.0) {
+            *best = Some((em, round));
+        }
+        if best_em.is_none_or(|b| em > b) {
+            *best_em = Some(em);
+        }
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidSetting(format!(
+            "`{name}` is not a valid run name (letters, digits, '-', '_', '.')"
+        )))
+    }
+}
+
+fn resolve(spec: &str) -> Result<ModelFiles> {
+    let source: ModelSource = spec.parse()?;
+    Ok(source.resolve(&HubCache::from_env())?)
+}
+
+/// The evaluation event of `summary`.
+pub(crate) fn evaluated(phase: &str, split: &str, s: &EvalSummary) -> TrainEvent {
+    TrainEvent::Evaluated {
+        phase: phase.to_string(),
+        split: split.to_string(),
+        em: s.em,
+        f1: s.f1,
+        acc: s.acc,
+        recall: s.recall,
+        questions: s.questions,
+    }
+}
+
+/// Evaluates `agent` on `items` with the agent's harness, writing the
+/// per-question results to `out`.
+pub(crate) fn evaluate_into(
+    agent: &Agent<'_>,
+    items: &[QaItem],
+    out: PathBuf,
+    cancel: &CancelToken,
+) -> Result<EvalSummary> {
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    let options = EvalOptions {
+        method: Method::Exsearch,
+        limit: None,
+        batch: 32,
+        out: Some(out),
+    };
+    Ok(evaluate(agent, items, &options, &Quiet, cancel)?.0)
+}
+
+/// Reads warm-up examples: one JSON object per line, our `Trajectory` or a
+/// chat `{"messages": [...]}`. Errors name the file and line.
+pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |m: String| Error::bad_file(path, format!("line {}: {m}", i + 1));
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+        let messages: Vec<ChatMessage> = if value.get("transcript").is_some() {
+            let t: Trajectory = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+            t.transcript
+        } else if let Some(m) = value.get("messages") {
+            serde_json::from_value(m.clone()).map_err(|e| bad(e.to_string()))?
+        } else {
+            return Err(bad(
+                "neither a trajectory (`transcript`) nor a chat (`messages`)".into(),
+            ));
+        };
+        if !messages.iter().any(|m| m.role == "assistant") {
+            return Err(bad("no assistant message: nothing to learn".into()));
+        }
+        out.push(Example {
+            messages,
+            weight: 1.0,
+        });
+    }
+    if out.is_empty() {
+        return Err(Error::bad_file(path, "no examples"));
+    }
+    Ok(out)
+}
+
+/// The trained variables of a run.
+enum Tuned {
+    Lora(Lora),
+    Full(Vec<(String, Var)>),
+}
+
+impl Tuned {
+    fn create(decoder: &mut Decoder, tuning: &Tuning, seed: u64) -> Result<Self> {
+        Ok(match tuning {
+            Tuning::Lora(config) => Self::Lora(Lora::new(decoder, config.clone(), seed)?),
+            Tuning::Full => Self::Full(decoder.make_trainable()?),
+        })
+    }
+
+    fn params(&self) -> Params<'_> {
+        match self {
+            Self::Lora(lora) => Params::Lora(lora),
+            Self::Full(vars) => Params::Full(vars.clone()),
+        }
+    }
+
+    fn vars(&self) -> Vec<(String, Var)> {
+        match self {
+            Self::Lora(lora) => lora.vars(),
+            Self::Full(vars) => vars.clone(),
+        }
+    }
+
+    /// Where phase `phase` of `run` is saved.
+    fn saved_path(&self, run: &Run, home: &Home, phase: &str) -> PathBuf {
+        match self {
+            Self::Lora(_) => Adapters::new(home)
+                .dir()
+                .join(adapter_name(&run.name, phase)),
+            Self::Full(_) => run.dir.join("checkpoints").join(phase.replace(' ', "-")),
+        }
+    }
+
+    /// Saves the current weights as phase `phase`'s result.
+    fn save(
+        &self,
+        run: &Run,
+        home: &Home,
+        files: &ModelFiles,
+        base: &str,
+        phase: &str,
+        note: &AdapterNote,
+    ) -> Result<PathBuf> {
+        match self {
+            Self::Lora(lora) => {
+                let note = AdapterNote {
+                    run: Some(run.name.clone()),
+                    phase: Some(phase.to_string()),
+                    ..note.clone()
+                };
+                Adapters::new(home).save(&adapter_name(&run.name, phase), lora, base, &note)
+            }
+            Self::Full(vars) => {
+                let out = self.saved_path(run, home, phase);
+                let weights = vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone()));
+                write_model_folder(weights.collect(), files, &out)?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// Loads saved weights (an adapter folder, or a model folder for full
+    /// tuning) into the variables.
+    fn restore(&self, dir: &Path) -> Result<()> {
+        let file = match self {
+            Self::Lora(_) => dir.join(WEIGHTS_FILE),
+            Self::Full(_) => dir.join(MODEL_WEIGHTS),
+        };
+        let tensors = candle_core::safetensors::load(&file, &Device::Cpu)
+            .map_err(|e| Error::bad_file(&file, e.to_string()))?;
+        for (name, var) in self.vars() {
+            let t = tensors
+                .get(&name)
+                .ok_or_else(|| Error::bad_file(&file, format!("no tensor `{name}`")))?;
+            if t.dims() != var.dims() {
+                return Err(Error::bad_file(
+                    &file,
+                    format!(
+                        "`{name}` has shape {:?}, the model needs {:?}",
+                        t.dims(),
+                        var.dims()
+                    ),
+                ));
+            }
+            var.set(&t.to_dtype(var.dtype())?)?;
+        }
+        Ok(())
+    }
+
+    /// Makes phase `phase`'s adapter the active one (LoRA only).
+    fn activate(&self, run: &Run, home: &Home, phase: &str) -> Result<Option<String>> {
+        match self {
+            Self::Lora(_) => {
+                let name = adapter_name(&run.name, phase);
+                Adapters::new(home).set_active(Some(&name))?;
+                Ok(Some(name))
+            }
+            Self::Full(_) => Ok(None),
+        }
+    }
+}
+
+/// `<run>.warm-up`, `<run>.round-2`.
+pub fn adapter_name(run: &str, phase: &str) -> String {
+    format!("{run}.{}", phase.replace(' ', "-"))
+}
