@@ -156,6 +156,10 @@ pub struct EmArgs {
     /// Sampling temperature of the E-step
     #[arg(long, default_value_t = 1.0)]
     temperature: f32,
+    /// Leave out of the M-step the questions none of whose samples gives
+    /// the gold answer at least this per-token probability (0: none)
+    #[arg(long, default_value_t = 0.0)]
+    min_answer_prob: f64,
     /// Questions sampled together
     #[arg(long, default_value_t = 8)]
     batch: usize,
@@ -257,6 +261,7 @@ pub fn train(home: &Home, cmd: TrainCommand) -> Result<ExitCode> {
                     samples: args.samples,
                     rule,
                     batch: args.batch,
+                    min_answer_prob: args.min_answer_prob,
                     ..EStepOptions::default()
                 },
                 mstep: args.tuning.train(args.epochs),

@@ -12,8 +12,10 @@
 //! `scripts/bench/mstep_peft.py` with `EXSEARCH_BENCH_PYTHON` (default
 //! `python3`; needs torch, transformers and peft); without them only our
 //! figures are printed. Environment: `EXSEARCH_BENCH_THREADS` (default: all
-//! cores), `EXSEARCH_BENCH_BATCH` (4 sequences), `EXSEARCH_BENCH_SEQ` (256
-//! tokens), `EXSEARCH_BENCH_STEPS` (3 timed optimizer steps, after one
+//! cores), `EXSEARCH_BENCH_BATCH` (1 sequence; at 4 x 256 tokens our side
+//! needs more than 24 GB: the loss keeps several logits-sized tensors of
+//! the 151,936-word vocabulary for the backward pass), `EXSEARCH_BENCH_SEQ`
+//! (256 tokens), `EXSEARCH_BENCH_STEPS` (3 timed optimizer steps, after one
 //! untimed).
 
 use std::path::{Path, PathBuf};
@@ -128,9 +130,13 @@ fn ours(dir: &Path, batch: usize, seq: usize, steps: usize) -> Value {
 }
 
 fn run_child(cmd: &mut Command) -> Option<Value> {
+    use std::os::unix::process::ExitStatusExt;
     let out = cmd.output().ok()?;
     if !out.status.success() {
         eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+        if let Some(signal) = out.status.signal() {
+            eprintln!("killed by signal {signal} (9: most likely out of memory)");
+        }
         return None;
     }
     let text = String::from_utf8_lossy(&out.stdout);
@@ -144,7 +150,7 @@ fn main() {
         std::thread::available_parallelism().map_or(2, |n| n.get()),
     );
     let (batch, seq, steps) = (
-        env_usize("EXSEARCH_BENCH_BATCH", 4),
+        env_usize("EXSEARCH_BENCH_BATCH", 1),
         env_usize("EXSEARCH_BENCH_SEQ", 256),
         env_usize("EXSEARCH_BENCH_STEPS", 3),
     );
@@ -164,7 +170,10 @@ fn main() {
             .args(["--child", dir.to_str().expect("utf-8")])
             .env("RAYON_NUM_THREADS", threads.to_string()),
     )
-    .expect("our side ran");
+    .unwrap_or_else(|| {
+        println!("ours: did not finish (see above)");
+        std::process::exit(1)
+    });
     let python = std::env::var("EXSEARCH_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench/mstep_peft.py");
     let peer = run_child(

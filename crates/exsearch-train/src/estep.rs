@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::examples::Example;
-use crate::weights::{importance_weights, AnswerScore, WeightRule};
+use crate::weights::{importance_weights, AnswerScore, WeightRule, Weighted};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -25,6 +25,11 @@ pub struct EStepOptions {
     pub max_empty_evidence: usize,
     /// Questions run in lockstep.
     pub batch: usize,
+    /// A question none of whose samples gives the gold answer at least
+    /// this per-token probability (geometric mean over its tokens) is left
+    /// out of the M-step: none of its searches found the answer, and its
+    /// weights would only spread over failures. 0 keeps every question.
+    pub min_answer_prob: f64,
 }
 
 impl Default for EStepOptions {
@@ -34,6 +39,7 @@ impl Default for EStepOptions {
             rule: WeightRule::SelfNormalized,
             max_empty_evidence: 2,
             batch: 8,
+            min_answer_prob: 0.0,
         }
     }
 }
@@ -149,11 +155,9 @@ pub fn e_step(
                 });
             }
             let scores: Vec<AnswerScore> = samples.iter().map(|s| s.score).collect();
-            let weighted = importance_weights(&scores, options.rule);
-            if let Some(w) = &weighted {
-                for (s, &x) in samples.iter_mut().zip(&w.weights) {
-                    s.weight = x;
-                }
+            let (weighted, trained) = weigh(&scores, options);
+            for (s, &x) in samples.iter_mut().zip(&trained) {
+                s.weight = x;
             }
             out.push(QuestionSamples {
                 id: item.id.clone(),
@@ -167,6 +171,21 @@ pub fn e_step(
     }
     let summary = summarize(&out, started.elapsed().as_secs_f64());
     Ok((out, summary))
+}
+
+/// One question's weights: the bound term and ESS over its usable samples,
+/// and the weights the M-step trains with (all 0 when no sample reaches
+/// `min_answer_prob`).
+pub fn weigh(scores: &[AnswerScore], options: &EStepOptions) -> (Option<Weighted>, Vec<f64>) {
+    let weighted = importance_weights(scores, options.rule);
+    let found = scores
+        .iter()
+        .any(|s| s.tokens > 0 && (s.sum / s.tokens as f64).exp() >= options.min_answer_prob);
+    let trained = match &weighted {
+        Some(w) if found => w.weights.clone(),
+        _ => vec![0.0; scores.len()],
+    };
+    (weighted, trained)
 }
 
 /// The round's figures over all its questions.
@@ -203,9 +222,15 @@ fn answer_context(t: &Trajectory) -> &[ChatMessage] {
     }
 }
 
+/// Weights below this (relative to a plain example's 1) add nothing an
+/// optimizer step would notice; their trajectories are not trained on.
+pub const NEGLIGIBLE_WEIGHT: f32 = 1e-4;
+
 /// The M-step's examples: every weighted trajectory, ending in the gold
 /// answer. Self-normalised weights are multiplied by K so that uniform
-/// weights train like plain fine-tuning on every sample.
+/// weights train like plain fine-tuning on every sample. Trajectories with a
+/// negligible weight are left out (under the reference rule, those after
+/// which the gold answer is all but impossible).
 pub fn m_step_examples(questions: &[QuestionSamples], rule: WeightRule) -> Vec<Example> {
     let mut out = Vec::new();
     for q in questions {
@@ -215,7 +240,7 @@ pub fn m_step_examples(questions: &[QuestionSamples], rule: WeightRule) -> Vec<E
         };
         for s in &q.samples {
             let weight = (s.weight * scale) as f32;
-            if !(weight > 0.0 && weight.is_finite()) {
+            if !(weight >= NEGLIGIBLE_WEIGHT && weight.is_finite()) {
                 continue;
             }
             let mut messages = answer_context(&s.trajectory).to_vec();
@@ -231,5 +256,39 @@ pub fn example_of(trajectory: &Trajectory) -> Example {
     Example {
         messages: trajectory.transcript.clone(),
         weight: 1.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn score(prob_per_token: f64, tokens: usize) -> AnswerScore {
+        AnswerScore {
+            sum: prob_per_token.ln() * tokens as f64,
+            tokens,
+        }
+    }
+
+    #[test]
+    fn questions_whose_samples_all_miss_the_answer_are_left_out_of_the_m_step() {
+        let options = EStepOptions {
+            min_answer_prob: 0.5,
+            ..EStepOptions::default()
+        };
+        // Every search failed: the bound still counts the question...
+        let (w, trained) = weigh(&[score(0.01, 3), score(0.02, 3)], &options);
+        let w = w.expect("usable");
+        assert!(w.log_mean < -10.0);
+        assert_eq!(w.weights.len(), 2);
+        // ...but nothing is trained on.
+        assert_eq!(trained, [0.0, 0.0]);
+        // One sample found it: the weights as usual, nearly all on it.
+        let (w, trained) = weigh(&[score(0.01, 3), score(0.9, 3)], &options);
+        assert_eq!(trained, w.expect("usable").weights);
+        assert!(trained[1] > 0.99);
+        // 0 keeps every question.
+        let (_, trained) = weigh(&[score(0.01, 3), score(0.02, 3)], &EStepOptions::default());
+        assert!(trained.iter().all(|&x| x > 0.0));
     }
 }

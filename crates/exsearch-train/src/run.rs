@@ -87,6 +87,8 @@ pub struct EmSpec {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// Built once per run and read from `run.json`; its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum RunSpec {
     Warmup(WarmupSpec),
     Em(EmSpec),
