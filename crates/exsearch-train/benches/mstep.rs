@@ -12,11 +12,9 @@
 //! `scripts/bench/mstep_peft.py` with `EXSEARCH_BENCH_PYTHON` (default
 //! `python3`; needs torch, transformers and peft); without them only our
 //! figures are printed. Environment: `EXSEARCH_BENCH_THREADS` (default: all
-//! cores), `EXSEARCH_BENCH_BATCH` (1 sequence; at 4 x 256 tokens our side
-//! needs more than 24 GB: the loss keeps several logits-sized tensors of
-//! the 151,936-word vocabulary for the backward pass), `EXSEARCH_BENCH_SEQ`
-//! (256 tokens), `EXSEARCH_BENCH_STEPS` (3 timed optimizer steps, after one
-//! untimed).
+//! cores), `EXSEARCH_BENCH_BATCH` (1 sequence; 4 needs about 22 GB on our
+//! side and 15 GB on PyTorch's), `EXSEARCH_BENCH_SEQ` (256 tokens),
+//! `EXSEARCH_BENCH_STEPS` (3 timed optimizer steps, after one untimed).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

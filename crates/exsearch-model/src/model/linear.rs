@@ -205,7 +205,19 @@ impl Linear {
                 // Fold the leading dims so gemm sees one [n, in] x [in, out] product.
                 let dims = x.dims();
                 let n: usize = dims[..dims.len() - 1].iter().product();
-                let y = x.reshape((n, self.in_features))?.matmul(&w.t()?)?;
+                let x2 = x.reshape((n, self.in_features))?;
+                // In a training graph, a frozen weight needs no gradient;
+                // candle's matmul backward would compute one anyway.
+                let frozen = x.track_op()
+                    && !w.is_variable()
+                    && w.device().is_cpu()
+                    && w.dtype() == candle_core::DType::F32
+                    && x.dtype() == candle_core::DType::F32;
+                let y = if frozen {
+                    x2.apply_op1_arc(Arc::new(Box::new(FrozenMatmul { w: w.clone() })))?
+                } else {
+                    x2.matmul(&w.t()?)?
+                };
                 let mut out_dims = dims.to_vec();
                 *out_dims.last_mut().unwrap_or(&mut 0) = self.out_features;
                 y.reshape(out_dims)?
@@ -225,5 +237,112 @@ impl Linear {
             y = (y + (low * l.scale)?)?;
         }
         Ok(y)
+    }
+}
+
+/// `x W^T` for a weight that does not train: the backward pass returns the
+/// input's gradient `g W` only, where candle's matmul would also compute
+/// (and keep until the step ends) a gradient for `W`. CPU and f32 only.
+struct FrozenMatmul {
+    /// `(out, in)`.
+    w: Tensor,
+}
+
+impl candle_core::CustomOp1 for FrozenMatmul {
+    fn name(&self) -> &'static str {
+        "frozen-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let candle_core::CpuStorage::F32(data) = storage else {
+            candle_core::bail!("frozen-matmul: f32 input expected");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("frozen-matmul: contiguous input expected");
+        };
+        let x = Tensor::from_slice(&data[start..end], layout.shape(), &candle_core::Device::Cpu)?;
+        let y = x.matmul(&self.w.t()?)?;
+        let shape = y.shape().clone();
+        let out = y.flatten_all()?.to_vec1::<f32>()?;
+        Ok((candle_core::CpuStorage::F32(out), shape))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad_res.matmul(&self.w)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+
+    use super::*;
+
+    #[test]
+    fn a_frozen_weight_gets_no_gradient_and_the_input_the_same_one() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (5, 3), &dev).expect("w");
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (4, 3), &dev).expect("x")).expect("x");
+        let linear = Linear::dense(w.clone(), None).expect("linear");
+        let y = linear.forward(x.as_tensor()).expect("forward");
+        let plain = x.as_tensor().matmul(&w.t().expect("t")).expect("matmul");
+        let diff = (&y - &plain).expect("diff").abs().expect("abs");
+        assert!(
+            diff.max_all()
+                .expect("max")
+                .to_scalar::<f32>()
+                .expect("scalar")
+                < 1e-5
+        );
+        let grads = y
+            .sqr()
+            .expect("sqr")
+            .sum_all()
+            .expect("sum")
+            .backward()
+            .expect("backward");
+        let expected = plain
+            .sqr()
+            .expect("sqr")
+            .sum_all()
+            .expect("sum")
+            .backward()
+            .expect("backward");
+        let (g, e) = (
+            grads.get(x.as_tensor()).expect("input gradient"),
+            expected.get(x.as_tensor()).expect("input gradient"),
+        );
+        let diff = (g - e).expect("diff").abs().expect("abs");
+        assert!(
+            diff.max_all()
+                .expect("max")
+                .to_scalar::<f32>()
+                .expect("scalar")
+                < 1e-4
+        );
+        // Candle's matmul also leaves a weight-sized gradient (for W^T) in
+        // the store; the frozen product leaves the input's only.
+        assert_eq!(grads.get_ids().count(), 1);
+        assert_eq!(expected.get_ids().count(), 2);
+        let sizes = |g: &candle_core::backprop::GradStore| -> Vec<usize> {
+            let mut v: Vec<usize> = g
+                .get_ids()
+                .filter_map(|id| g.get_id(*id))
+                .map(|t| t.elem_count())
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        assert_eq!(sizes(&grads), [12]);
+        assert_eq!(sizes(&expected), [12, 15]);
     }
 }
