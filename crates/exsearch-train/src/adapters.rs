@@ -179,19 +179,12 @@ impl Adapters {
 }
 
 fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name != ACTIVE_FILE
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidSetting(format!(
-            "`{name}` is not a valid adapter name (letters, digits, '-', '_', '.')"
-        )))
+    if name == ACTIVE_FILE {
+        return Err(Error::InvalidSetting(format!(
+            "`{name}` is reserved; choose another adapter name"
+        )));
     }
+    crate::error::check_name("adapter", name)
 }
 
 /// Whether two model specs name the same model: equal strings, or paths

@@ -73,3 +73,20 @@ pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
+
+/// A name that becomes a folder (a run, an adapter): letters, digits, `-`,
+/// `_` and `.`, not starting with a dot.
+pub(crate) fn check_name(kind: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidSetting(format!(
+            "`{name}` is not a valid {kind} name (letters, digits, '-', '_', '.')"
+        )))
+    }
+}

@@ -33,6 +33,7 @@ pub mod optim;
 pub mod run;
 pub mod store;
 pub mod trainer;
+mod tuned;
 pub mod weights;
 pub mod world;
 

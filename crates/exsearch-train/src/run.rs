@@ -15,27 +15,26 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Var};
+use candle_core::{DType, Device};
 use exsearch_agent::eval::{evaluate, EvalOptions, EvalSummary, QaItem};
 use exsearch_agent::generator::Local;
 use exsearch_agent::{Agent, AgentSettings, Method, Trajectory};
 use exsearch_core::{CancelToken, EventSink, Home, Library, Quiet};
 use exsearch_model::hub::HubCache;
-use exsearch_model::model::Decoder;
 use exsearch_model::{ChatMessage, LoadedModel, ModelFiles, ModelHandle, ModelSource};
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::{write_model_folder, AdapterNote, Adapters};
+use crate::adapters::AdapterNote;
 use crate::error::{write_atomic, Error, Result};
 use crate::estep::{e_step, m_step_examples, summarize, EStepOptions, QuestionSamples};
 use crate::events::{Recorder, TrainEvent};
 use crate::examples::{encode, Encoded, Example};
-use crate::lora::{Lora, LoraConfig, WEIGHTS_FILE};
-use crate::trainer::{evaluate_loss, Params, TrainConfig, Trainer};
+use crate::lora::LoraConfig;
+use crate::trainer::{evaluate_loss, TrainConfig, Trainer};
+use crate::tuned::Tuned;
 
 const SPEC_FILE: &str = "run.json";
 const REPORT_FILE: &str = "report.json";
-const MODEL_WEIGHTS: &str = "model.safetensors";
 
 /// What is trained.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -132,7 +131,7 @@ impl Run {
     /// Creates run `name` with `spec`. An existing run of that name must
     /// have been started with the same settings (it is then resumed).
     pub fn create(home: &Home, name: &str, spec: &RunSpec) -> Result<Self> {
-        check_name(name)?;
+        crate::error::check_name("run", name)?;
         let run = Self {
             name: name.to_string(),
             dir: Self::root(home).join(name),
@@ -623,21 +622,6 @@ fn track_best(
     }
 }
 
-fn check_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidSetting(format!(
-            "`{name}` is not a valid run name (letters, digits, '-', '_', '.')"
-        )))
-    }
-}
-
 fn resolve(spec: &str) -> Result<ModelFiles> {
     let source: ModelSource = spec.parse()?;
     Ok(source.resolve(&HubCache::from_env())?)
@@ -710,116 +694,4 @@ pub fn read_examples(path: &Path) -> Result<Vec<Example>> {
         return Err(Error::bad_file(path, "no examples"));
     }
     Ok(out)
-}
-
-/// The trained variables of a run.
-enum Tuned {
-    Lora(Lora),
-    Full(Vec<(String, Var)>),
-}
-
-impl Tuned {
-    fn create(decoder: &mut Decoder, tuning: &Tuning, seed: u64) -> Result<Self> {
-        Ok(match tuning {
-            Tuning::Lora(config) => Self::Lora(Lora::new(decoder, config.clone(), seed)?),
-            Tuning::Full => Self::Full(decoder.make_trainable()?),
-        })
-    }
-
-    fn params(&self) -> Params<'_> {
-        match self {
-            Self::Lora(lora) => Params::Lora(lora),
-            Self::Full(vars) => Params::Full(vars.clone()),
-        }
-    }
-
-    fn vars(&self) -> Vec<(String, Var)> {
-        match self {
-            Self::Lora(lora) => lora.vars(),
-            Self::Full(vars) => vars.clone(),
-        }
-    }
-
-    /// Where phase `phase` of `run` is saved.
-    fn saved_path(&self, run: &Run, home: &Home, phase: &str) -> PathBuf {
-        match self {
-            Self::Lora(_) => Adapters::new(home)
-                .dir()
-                .join(adapter_name(&run.name, phase)),
-            Self::Full(_) => run.dir.join("checkpoints").join(phase.replace(' ', "-")),
-        }
-    }
-
-    /// Saves the current weights as phase `phase`'s result.
-    fn save(
-        &self,
-        run: &Run,
-        home: &Home,
-        files: &ModelFiles,
-        base: &str,
-        phase: &str,
-        note: &AdapterNote,
-    ) -> Result<PathBuf> {
-        match self {
-            Self::Lora(lora) => {
-                let note = AdapterNote {
-                    run: Some(run.name.clone()),
-                    phase: Some(phase.to_string()),
-                    ..note.clone()
-                };
-                Adapters::new(home).save(&adapter_name(&run.name, phase), lora, base, &note)
-            }
-            Self::Full(vars) => {
-                let out = self.saved_path(run, home, phase);
-                let weights = vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone()));
-                write_model_folder(weights.collect(), files, &out)?;
-                Ok(out)
-            }
-        }
-    }
-
-    /// Loads saved weights (an adapter folder, or a model folder for full
-    /// tuning) into the variables.
-    fn restore(&self, dir: &Path) -> Result<()> {
-        let file = match self {
-            Self::Lora(_) => dir.join(WEIGHTS_FILE),
-            Self::Full(_) => dir.join(MODEL_WEIGHTS),
-        };
-        let tensors = candle_core::safetensors::load(&file, &Device::Cpu)
-            .map_err(|e| Error::bad_file(&file, e.to_string()))?;
-        for (name, var) in self.vars() {
-            let t = tensors
-                .get(&name)
-                .ok_or_else(|| Error::bad_file(&file, format!("no tensor `{name}`")))?;
-            if t.dims() != var.dims() {
-                return Err(Error::bad_file(
-                    &file,
-                    format!(
-                        "`{name}` has shape {:?}, the model needs {:?}",
-                        t.dims(),
-                        var.dims()
-                    ),
-                ));
-            }
-            var.set(&t.to_dtype(var.dtype())?)?;
-        }
-        Ok(())
-    }
-
-    /// Makes phase `phase`'s adapter the active one (LoRA only).
-    fn activate(&self, run: &Run, home: &Home, phase: &str) -> Result<Option<String>> {
-        match self {
-            Self::Lora(_) => {
-                let name = adapter_name(&run.name, phase);
-                Adapters::new(home).set_active(Some(&name))?;
-                Ok(Some(name))
-            }
-            Self::Full(_) => Ok(None),
-        }
-    }
-}
-
-/// `<run>.warm-up`, `<run>.round-2`.
-pub fn adapter_name(run: &str, phase: &str) -> String {
-    format!("{run}.{}", phase.replace(' ', "-"))
 }

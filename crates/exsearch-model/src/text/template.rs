@@ -95,8 +95,9 @@ impl ChatTemplate {
     }
 }
 
-/// Today's date in the handful of `strftime` codes chat templates use.
-fn strftime_now(format: &str) -> String {
+/// Now (UTC) in the handful of `strftime` codes chat templates and run
+/// names use: `%d %m %Y %y %b %B %H %M %S`.
+pub fn strftime_now(format: &str) -> String {
     const MONTHS: [&str; 12] = [
         "January",
         "February",
@@ -130,6 +131,9 @@ fn strftime_now(format: &str) -> String {
             Some('y') => out.push_str(&format!("{:02}", year % 100)),
             Some('b') => out.push_str(&name[..3]),
             Some('B') => out.push_str(name),
+            Some('H') => out.push_str(&format!("{:02}", secs.rem_euclid(86_400) / 3600)),
+            Some('M') => out.push_str(&format!("{:02}", secs.rem_euclid(3600) / 60)),
+            Some('S') => out.push_str(&format!("{:02}", secs.rem_euclid(60))),
             Some(other) => {
                 out.push('%');
                 out.push(other);
