@@ -100,23 +100,19 @@ impl Default for DemoConfig {
             },
             patience: 2,
             rounds: 3,
-            // Self-normalised weights; a question none of whose samples
-            // makes the gold answer likely is left out (its weights would
-            // spread evenly over K failed searches).
             estep: EStepOptions {
                 batch: 16,
-                min_answer_prob: 0.5,
                 ..EStepOptions::default()
             },
             mstep: TrainConfig {
                 lr: 1e-3,
-                epochs: 2,
+                epochs: 1,
                 warmup_ratio: 0.1,
                 token_budget: 2048,
                 checkpoint_every: 0,
                 ..TrainConfig::default()
             },
-            estep_temperature: 0.7,
+            estep_temperature: 1.0,
         }
     }
 }
