@@ -1,40 +1,20 @@
 //! Training on a random model of a real architecture, loaded from a Hugging
 //! Face folder the way a downloaded one is: the loss masks, LoRA and full
-//! fine-tuning steps, PEFT adapter round trips, merging, and resuming a
-//! killed run.
+//! fine-tuning steps, PEFT adapter round trips, merging, resuming a killed
+//! trainer, the E-step, gradients, the run store and charts.
+
+mod common;
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
+use common::{load, tiny};
 use exsearch_core::CancelToken;
-use exsearch_model::fixtures;
-use exsearch_model::model::{Decoder, Family};
-use exsearch_model::{ChatMessage, LoadedModel, ModelSource};
+use exsearch_model::model::Decoder;
+use exsearch_model::ChatMessage;
 use exsearch_train::{
     encode, evaluate_loss, Encoded, Example, Lora, LoraConfig, Params, TrainConfig, Trainer,
 };
-
-fn load(dir: &Path) -> LoadedModel {
-    let source: ModelSource = dir.to_str().expect("utf-8 path").parse().expect("a folder");
-    let files = source
-        .resolve(&exsearch_model::hub::HubCache::new(dir.join("no-cache")))
-        .expect("files resolve");
-    LoadedModel::load(&files, &Device::Cpu, DType::F32).expect("model loads")
-}
-
-fn tiny() -> (tempfile::TempDir, LoadedModel) {
-    let dir = tempfile::tempdir().expect("tmp");
-    fixtures::write_hf_model(
-        dir.path(),
-        &fixtures::tiny_config(Family::Qwen2),
-        11,
-        DType::F32,
-    )
-    .expect("fixture");
-    let model = load(dir.path());
-    (dir, model)
-}
 
 /// A search trajectory in the agent's wire format.
 fn trajectory(answer: &str) -> Example {
@@ -420,31 +400,11 @@ fn model_init_trains_a_tokenizer_on_the_corpus_and_writes_a_loadable_model() {
 fn the_e_step_samples_k_trajectories_scores_the_gold_answer_and_weights_them() {
     use exsearch_agent::generator::Local;
     use exsearch_agent::{Agent, AgentSettings};
-    use exsearch_core::{Home, Library, Quiet, SyncOptions};
     use exsearch_train::estep::{e_step, m_step_examples, EStepOptions};
     use exsearch_train::weights::{log_sum_exp, WeightRule};
-    use exsearch_train::world::{World, WorldConfig};
 
     let (dir, _) = tiny();
-    let world = World::generate(&WorldConfig {
-        seed: 2,
-        warmup: 0,
-        train: 3,
-        valid: 0,
-        test: 0,
-        ..WorldConfig::default()
-    })
-    .expect("world");
-    let files = world.write(&dir.path().join("world")).expect("writes");
-    let mut library = Library::open(&Home::at(dir.path().join("home"))).expect("library");
-    library
-        .add_folders(
-            &[files.corpus],
-            &SyncOptions::default(),
-            &Quiet,
-            &CancelToken::new(),
-        )
-        .expect("indexes");
+    let (files, library) = common::indexed_world(dir.path(), 2, 3, 0);
     let model_dir = dir.path().to_path_buf();
     let handle = std::sync::Arc::new(
         exsearch_model::ModelHandle::spawn(move || Ok(load(&model_dir)), 16).expect("model"),
@@ -684,128 +644,4 @@ fn the_run_store_keeps_every_metric_and_the_charts_are_drawn_from_it() {
         !loss.contains("warm-up"),
         "the M-step chart shows the rounds only"
     );
-}
-
-#[test]
-fn a_killed_em_run_resumes_keeping_the_questions_it_had_sampled() {
-    use exsearch_agent::AgentSettings;
-    use exsearch_core::{Home, Library, Quiet, SyncOptions};
-    use exsearch_train::estep::EStepOptions;
-    use exsearch_train::run::{EmSpec, Run, RunSpec, Tuning};
-    use exsearch_train::world::{World, WorldConfig};
-    use exsearch_train::{Error, TrainEvent};
-    use std::sync::Mutex;
-
-    let (dir, _) = tiny();
-    let world = World::generate(&WorldConfig {
-        seed: 4,
-        warmup: 0,
-        train: 6,
-        valid: 2,
-        test: 0,
-        ..WorldConfig::default()
-    })
-    .expect("world");
-    let files = world.write(&dir.path().join("world")).expect("writes");
-    let home = Home::at(dir.path().join("home"));
-    Library::open(&home)
-        .expect("library")
-        .add_folders(
-            &[files.corpus],
-            &SyncOptions::default(),
-            &Quiet,
-            &CancelToken::new(),
-        )
-        .expect("indexes");
-    let mut agent = AgentSettings {
-        k: 1,
-        max_steps: 2,
-        step_tokens: 6,
-        answer_tokens: 3,
-        ..AgentSettings::default()
-    };
-    agent.sampling.temperature = 1.0;
-    let spec = RunSpec::Em(EmSpec {
-        model: dir.path().to_str().expect("utf-8").to_string(),
-        start: None,
-        data: files.train.clone(),
-        valid: Some(files.valid.clone()),
-        limit: None,
-        corpus_from_contexts: false,
-        tuning: Tuning::Lora(LoraConfig {
-            rank: 2,
-            ..LoraConfig::default()
-        }),
-        rounds: 1,
-        patience: 0,
-        estep: EStepOptions {
-            samples: 2,
-            batch: 2,
-            // A random model writes no evidence; keep every sample.
-            max_empty_evidence: usize::MAX,
-            ..EStepOptions::default()
-        },
-        mstep: TrainConfig {
-            lr: 1e-3,
-            epochs: 1,
-            token_budget: 1024,
-            ..TrainConfig::default()
-        },
-        temperature: 1.0,
-        agent,
-    });
-    let run = Run::create(&home, "r", &spec).expect("run");
-    let samples_file = run.dir.join("round-1/samples.jsonl");
-
-    // Killed after the first batch of questions is sampled.
-    let cancel = CancelToken::new();
-    let first = |e: TrainEvent| {
-        if matches!(e, TrainEvent::Sampled { .. }) {
-            cancel.cancel();
-        }
-    };
-    assert!(matches!(
-        run.execute(&home, &first, &cancel),
-        Err(Error::Cancelled)
-    ));
-    let kept = std::fs::read_to_string(&samples_file).expect("samples kept");
-    assert_eq!(kept.lines().count(), 2, "one batch of two questions");
-
-    // Another settings for the same name is refused; the same resumes.
-    let mut other = spec.clone();
-    if let RunSpec::Em(s) = &mut other {
-        s.rounds = 2;
-    }
-    assert!(Run::create(&home, "r", &other).is_err());
-    let run = Run::create(&home, "r", &spec).expect("same settings reopen");
-    let events = Mutex::new(Vec::new());
-    let record = |e: TrainEvent| events.lock().expect("lock").push(e);
-    let report = run
-        .execute(&home, &record, &CancelToken::new())
-        .expect("resumes to the end");
-    let events = events.into_inner().expect("events");
-    assert!(events.iter().any(|e| matches!(e,
-        TrainEvent::Resumed { what } if what.contains("after 2 sampled questions"))));
-    let sampled: Vec<usize> = events
-        .iter()
-        .filter_map(|e| match e {
-            TrainEvent::Sampled { done, .. } => Some(*done),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(sampled, [4, 6], "only the questions not sampled before");
-    let all = std::fs::read_to_string(&samples_file).expect("samples");
-    assert_eq!(all.lines().count(), 6);
-    assert!(
-        all.starts_with(&kept),
-        "the first batch is the one kept, not redrawn"
-    );
-    // The round finished: an adapter, validated, made active.
-    assert_eq!(report.phases.len(), 1);
-    assert!(report.phases[0].valid_em.is_some());
-    assert_eq!(report.active_adapter.as_deref(), Some("r.round-1"));
-    assert!(home
-        .root()
-        .join("adapters/r.round-1/adapter_model.safetensors")
-        .is_file());
 }
