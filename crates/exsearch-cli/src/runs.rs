@@ -157,7 +157,7 @@ pub struct EmArgs {
     #[arg(long, default_value_t = 1.0)]
     temperature: f32,
     /// Leave out of the M-step the questions none of whose samples gives
-    /// the gold answer at least this per-token probability (0: none)
+    /// the whole gold answer at least this probability (0: none)
     #[arg(long, default_value_t = 0.0)]
     min_answer_prob: f64,
     /// Questions sampled together

@@ -480,3 +480,22 @@ fn sharded_and_half_precision_checkpoints_load_to_the_same_model() {
         "{msg}"
     );
 }
+
+#[test]
+fn the_end_of_turn_is_the_token_the_template_closes_a_reply_with() {
+    let (dir, model) = tiny(Family::Qwen2);
+    let codec = &model.codec;
+    let (im_end, endoftext) = (
+        fixtures::special_id("<|im_end|>"),
+        fixtures::special_id("<|endoftext|>"),
+    );
+    assert!(
+        codec.eos_ids().contains(&endoftext) && codec.eos_ids()[0] != im_end,
+        "the fixture lists a document end before the turn end: {:?}",
+        codec.eos_ids()
+    );
+    assert_eq!(codec.end_of_turn(), Some(im_end));
+    let gguf = dir.path().join("model-q8_0.gguf");
+    fixtures::write_gguf(dir.path(), &gguf, Quant::Q8_0).expect("gguf");
+    assert_eq!(load(&gguf).codec.end_of_turn(), Some(im_end));
+}

@@ -92,9 +92,9 @@ impl Default for DemoConfig {
             reading: ReadingConfig::default(),
             warmup: TrainConfig {
                 lr: 3e-3,
-                epochs: 10,
+                epochs: 16,
                 warmup_ratio: 0.02,
-                token_budget: 4096,
+                token_budget: 2048,
                 checkpoint_every: 0,
                 ..TrainConfig::default()
             },
@@ -102,6 +102,7 @@ impl Default for DemoConfig {
             rounds: 3,
             estep: EStepOptions {
                 batch: 16,
+                min_answer_prob: 0.5,
                 ..EStepOptions::default()
             },
             mstep: TrainConfig {
@@ -112,7 +113,7 @@ impl Default for DemoConfig {
                 checkpoint_every: 0,
                 ..TrainConfig::default()
             },
-            estep_temperature: 1.0,
+            estep_temperature: 0.7,
         }
     }
 }

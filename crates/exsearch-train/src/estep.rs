@@ -25,10 +25,12 @@ pub struct EStepOptions {
     pub max_empty_evidence: usize,
     /// Questions run in lockstep.
     pub batch: usize,
-    /// A question none of whose samples gives the gold answer at least
-    /// this per-token probability (geometric mean over its tokens) is left
-    /// out of the M-step: none of its searches found the answer, and its
-    /// weights would only spread over failures. 0 keeps every question.
+    /// A question none of whose samples gives the whole gold answer at
+    /// least this probability is left out of the M-step: none of its
+    /// searches found the answer, and its weights would only spread over
+    /// failures and lucky guesses (a guess among a few dozen cities scores
+    /// a few percent; an answer read from the right passage, most of the
+    /// mass). 0 keeps every question.
     pub min_answer_prob: f64,
 }
 
@@ -91,7 +93,7 @@ pub fn e_step(
     let started = std::time::Instant::now();
     let k = options.samples.max(1);
     let codec = model.handle().codec().clone();
-    let end_of_turn = codec.eos_ids().first().copied();
+    let end_of_turn = codec.end_of_turn();
     let mut out = Vec::with_capacity(items.len());
     for batch in items.chunks(options.batch.max(1)) {
         if cancel.is_cancelled() {
@@ -180,7 +182,7 @@ pub fn weigh(scores: &[AnswerScore], options: &EStepOptions) -> (Option<Weighted
     let weighted = importance_weights(scores, options.rule);
     let found = scores
         .iter()
-        .any(|s| s.tokens > 0 && (s.sum / s.tokens as f64).exp() >= options.min_answer_prob);
+        .any(|s| s.tokens > 0 && s.sum.exp() >= options.min_answer_prob);
     let trained = match &weighted {
         Some(w) if found => w.weights.clone(),
         _ => vec![0.0; scores.len()],
@@ -283,8 +285,11 @@ mod tests {
         assert_eq!(w.weights.len(), 2);
         // ...but nothing is trained on.
         assert_eq!(trained, [0.0, 0.0]);
+        // A guess right on each token 80% of the time is still a guess: 0.8^4 < 0.5.
+        let (_, trained) = weigh(&[score(0.8, 4), score(0.7, 4)], &options);
+        assert_eq!(trained, [0.0, 0.0]);
         // One sample found it: the weights as usual, nearly all on it.
-        let (w, trained) = weigh(&[score(0.01, 3), score(0.9, 3)], &options);
+        let (w, trained) = weigh(&[score(0.01, 3), score(0.95, 3)], &options);
         assert_eq!(trained, w.expect("usable").weights);
         assert!(trained[1] > 0.99);
         // 0 keeps every question.

@@ -174,6 +174,34 @@ impl TextCodec {
         &self.eos_ids
     }
 
+    /// The end-of-sequence token the chat template writes right after an
+    /// assistant turn (`<|im_end|>` for Qwen, `<|eot_id|>` for Llama 3): what
+    /// a model emits when it has finished answering. `eos_ids` is sorted, so
+    /// its first entry is often a document end such as `<|endoftext|>`
+    /// instead. Without a template, the first end-of-sequence token.
+    pub fn end_of_turn(&self) -> Option<u32> {
+        const PROBE: &str = "exsearch-probe";
+        let messages = [ChatMessage::user("?"), ChatMessage::assistant(PROBE)];
+        let after_turn = self
+            .render_chat(&messages, false, &Default::default())
+            .ok()
+            .and_then(|text| {
+                let at = text.rfind(PROBE)? + PROBE.len();
+                Some(text[at..].to_string())
+            });
+        if let Some(after) = after_turn {
+            let found = self.eos_ids.iter().copied().find(|&id| {
+                self.tokenizer
+                    .id_to_token(id)
+                    .is_some_and(|t| after.trim_start().starts_with(t.as_str()))
+            });
+            if found.is_some() {
+                return found;
+            }
+        }
+        self.eos_ids.first().copied()
+    }
+
     pub fn has_template(&self) -> bool {
         self.template.is_some()
     }
