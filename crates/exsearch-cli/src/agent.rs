@@ -57,15 +57,8 @@ pub struct AgentArgs {
     /// exsearch (agentic search), rag (retrieve once) or direct (no retrieval)
     #[arg(long, default_value = "exsearch")]
     method: Method,
-    /// Agent settings as JSON (any subset of the fields; see ARCHITECTURE.md)
-    #[arg(long)]
-    settings: Option<PathBuf>,
-    /// Passages per search [default: 5]
-    #[arg(short = 'k', long)]
-    k: Option<usize>,
-    /// Searches at most before answering [default: 8]
-    #[arg(long)]
-    max_steps: Option<usize>,
+    #[command(flatten)]
+    search: SearchArgs,
     /// Sampling temperature, 0 for greedy [default: 0.8]
     #[arg(long)]
     temperature: Option<f32>,
@@ -76,27 +69,44 @@ pub struct AgentArgs {
     rerank: bool,
 }
 
-/// Agent settings from a JSON file (any subset of the fields), or the defaults.
-pub(crate) fn settings_from(path: Option<&std::path::Path>) -> Result<AgentSettings> {
-    Ok(match path {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?
-        }
-        None => AgentSettings::default(),
-    })
+/// The agent's settings file and the search options that override it.
+#[derive(Args, Clone)]
+pub struct SearchArgs {
+    /// Agent settings as JSON (any subset of the fields; see ARCHITECTURE.md)
+    #[arg(long)]
+    settings: Option<PathBuf>,
+    /// Passages per search [default: 5]
+    #[arg(short = 'k', long)]
+    k: Option<usize>,
+    /// Searches at most before answering [default: 8]
+    #[arg(long)]
+    max_steps: Option<usize>,
 }
 
-impl AgentArgs {
-    fn settings(&self) -> Result<AgentSettings> {
-        let mut s = settings_from(self.settings.as_deref())?;
+impl SearchArgs {
+    /// The settings file (or the defaults) with `-k` and `--max-steps` applied.
+    pub(crate) fn settings(&self) -> Result<AgentSettings> {
+        let mut s = match &self.settings {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?
+            }
+            None => AgentSettings::default(),
+        };
         if let Some(k) = self.k {
             s.k = k;
         }
         if let Some(n) = self.max_steps {
             s.max_steps = n;
         }
+        Ok(s)
+    }
+}
+
+impl AgentArgs {
+    fn settings(&self) -> Result<AgentSettings> {
+        let mut s = self.search.settings()?;
         if let Some(t) = self.temperature {
             s.sampling.temperature = t;
         }

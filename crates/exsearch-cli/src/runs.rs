@@ -174,15 +174,8 @@ pub struct EmArgs {
     name: Option<String>,
     #[command(flatten)]
     tuning: TuningArgs,
-    /// Agent settings as JSON (any subset of the fields)
-    #[arg(long)]
-    settings: Option<PathBuf>,
-    /// Passages per search
-    #[arg(short = 'k', long)]
-    k: Option<usize>,
-    /// Searches at most before answering
-    #[arg(long)]
-    max_steps: Option<usize>,
+    #[command(flatten)]
+    search: crate::agent::SearchArgs,
     #[arg(long)]
     json: bool,
 }
@@ -219,13 +212,7 @@ pub fn train(home: &Home, cmd: TrainCommand) -> Result<ExitCode> {
                 Some(a) => Some(Adapters::new(home).resolve(a)?),
                 None => None,
             };
-            let mut agent = crate::agent::settings_from(args.settings.as_deref())?;
-            if let Some(k) = args.k {
-                agent.k = k;
-            }
-            if let Some(n) = args.max_steps {
-                agent.max_steps = n;
-            }
+            let agent = args.search.settings()?;
             let spec = RunSpec::Em(EmSpec {
                 model: args.model.clone(),
                 start,
