@@ -10,10 +10,21 @@ use exsearch_core::Home;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
+use exsearch_core::{CancelToken, EventSink};
+
+use crate::agent::{Agent, AgentEvent, Question};
 use crate::error::{Error, Result};
 use crate::prompt::Exchange;
 use crate::settings::Method;
 use crate::trajectory::{EndReason, Trajectory};
+
+/// A question answered in a conversation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Asked {
+    pub conversation: i64,
+    pub turn: i64,
+    pub trajectory: Trajectory,
+}
 
 const SCHEMA_VERSION: i64 = 1;
 
@@ -357,6 +368,48 @@ impl ChatStore {
             .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<_>>()
             .map_err(|e| self.err(e))
+    }
+
+    /// Asks `question` through `agent` in conversation `follow_up` (a new
+    /// one when `None`; a follow-up sees the earlier answers). The turn is
+    /// stored before the model runs and completed after: answered,
+    /// cancelled with what it had, or failed with the error.
+    pub fn ask(
+        &self,
+        agent: &Agent<'_>,
+        follow_up: Option<i64>,
+        question: &str,
+        method: Method,
+        events: &dyn EventSink<AgentEvent>,
+        cancel: &CancelToken,
+    ) -> Result<Asked> {
+        let history = match follow_up {
+            Some(id) => self.history(id)?,
+            None => Vec::new(),
+        };
+        let conversation = match follow_up {
+            Some(id) => id,
+            None => self.create(question)?,
+        };
+        let turn = self.begin_turn(conversation, question, method, &agent.generator.describe())?;
+        let q = Question {
+            text: question.to_owned(),
+            history,
+        };
+        match agent.answer(&q, method, events, cancel) {
+            Ok(trajectory) => {
+                self.finish_turn(turn, &trajectory)?;
+                Ok(Asked {
+                    conversation,
+                    turn,
+                    trajectory,
+                })
+            }
+            Err(e) => {
+                self.fail_turn(turn, &e.to_string())?;
+                Err(e)
+            }
+        }
     }
 
     pub fn delete(&self, id: i64) -> Result<()> {

@@ -21,7 +21,7 @@ mod settings;
 mod trajectory;
 
 pub use agent::{Agent, AgentEvent, Question, Retriever};
-pub use chats::{ChatStore, Conversation, ConversationSummary, Turn, TurnStatus};
+pub use chats::{Asked, ChatStore, Conversation, ConversationSummary, Turn, TurnStatus};
 pub use error::{Error, Result};
 pub use generator::{Generated, Generator, Prompt};
 pub use prompt::Exchange;

@@ -11,12 +11,12 @@ use clap::{Args, Subcommand};
 use exsearch_agent::eval::{self, EvalEvent, EvalOptions, QuestionResult};
 use exsearch_agent::generator::{Local, OpenAi, Oracle};
 use exsearch_agent::{
-    Agent, AgentEvent, AgentSettings, ChatStore, Citation, EndReason, Generator, Method, Question,
+    Agent, AgentEvent, AgentSettings, Asked, ChatStore, Citation, EndReason, Generator, Method,
     TurnStatus,
 };
 use exsearch_core::{Home, Library};
 use exsearch_model::hub::HubCache;
-use exsearch_model::{parse_device, parse_dtype, LoadedModel, ModelHandle, ModelSource};
+use exsearch_model::{parse_device, parse_dtype, ModelSource};
 
 use crate::output;
 
@@ -203,18 +203,7 @@ fn generator(home: &Home, args: &BackendArgs) -> Result<Box<dyn Generator>> {
     let device = parse_device(&args.device)?;
     let dtype = parse_dtype(&args.dtype, &device)?;
     let adapter = crate::runs::adapter_for(home, spec, args.adapter.as_deref())?;
-    let handle = ModelHandle::spawn(
-        move || {
-            let mut model = LoadedModel::load(&files, &device, dtype)?;
-            if let Some(dir) = &adapter {
-                exsearch_train::adapters::apply(&mut model, dir).map_err(|e| {
-                    exsearch_model::Error::InvalidOption(format!("{}: {e}", dir.display()))
-                })?;
-            }
-            Ok(model)
-        },
-        exsearch_model::engine::DEFAULT_MAX_BATCH,
-    )?;
+    let handle = exsearch_train::adapters::spawn_answerer(files, device, dtype, adapter)?;
     Ok(Box::new(Local::new(Arc::new(handle))))
 }
 
@@ -228,20 +217,14 @@ pub fn ask(home: &Home, args: AskArgs) -> Result<ExitCode> {
         (None, true) => chats.latest()?,
         (None, false) => None,
     };
-    let history = match conversation {
-        Some(id) => chats.history(id)?,
-        None => Vec::new(),
-    };
+    if let Some(id) = conversation {
+        chats.history(id)?; // an unknown conversation fails before the model loads
+    }
     let method = args.agent.method;
     if method != Method::Direct && library.status()?.documents == 0 && !args.json {
         eprintln!("note: the library is empty; add documents with `exsearch library add DIR`");
     }
     let generator = generator(home, &args.backend)?;
-    let conversation = match conversation {
-        Some(id) => id,
-        None => chats.create(&question)?,
-    };
-    let turn = chats.begin_turn(conversation, &question, method, &generator.describe())?;
     let cancel = crate::cancel_on_ctrl_c("stopping (Ctrl-C again to quit now)")?;
     let agent = Agent {
         generator: generator.as_ref(),
@@ -254,18 +237,11 @@ pub fn ask(home: &Home, args: AskArgs) -> Result<ExitCode> {
             printer.print(&event);
         }
     };
-    let q = Question {
-        text: question,
-        history,
-    };
-    let trajectory = match agent.answer(&q, method, &show, &cancel) {
-        Ok(t) => t,
-        Err(e) => {
-            chats.fail_turn(turn, &e.to_string())?;
-            return Err(e.into());
-        }
-    };
-    chats.finish_turn(turn, &trajectory)?;
+    let Asked {
+        conversation,
+        turn,
+        trajectory,
+    } = chats.ask(&agent, conversation, &question, method, &show, &cancel)?;
     if args.json {
         let out = serde_json::json!({
             "conversation": conversation, "turn": turn, "trajectory": trajectory,

@@ -500,16 +500,12 @@ pub fn adapters(home: &Home, cmd: AdaptersCommand) -> Result<ExitCode> {
 /// The adapter `ask` and `eval` apply to model `spec`: the one named by
 /// `--adapter` (`none` for none), else the active one when `spec` is its base.
 pub fn adapter_for(home: &Home, spec: &str, choice: Option<&str>) -> Result<Option<PathBuf>> {
-    let store = Adapters::new(home);
-    match choice {
-        Some("none") => Ok(None),
-        Some(name) => Ok(Some(store.resolve(name)?)),
-        None => Ok(store.active_for(spec)?.map(|a| {
-            eprintln!(
-                "adapter: {} (active; --adapter none to leave it off)",
-                a.name
-            );
-            a.path
-        })),
+    let chosen = Adapters::new(home).choose(spec, choice)?;
+    if let Some(a) = chosen.as_ref().filter(|a| a.active && choice.is_none()) {
+        eprintln!(
+            "adapter: {} (active; --adapter none to leave it off)",
+            a.name
+        );
     }
+    Ok(chosen.map(|a| a.path))
 }

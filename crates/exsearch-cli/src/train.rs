@@ -119,6 +119,10 @@ pub struct DemoArgs {
     /// A JSON file overriding any part of the demo's settings
     #[arg(long)]
     config: Option<PathBuf>,
+    /// A run of a minute or two on a small world: shows the loop and its
+    /// charts, too short to show the EM gain
+    #[arg(long, conflicts_with = "config")]
+    quick: bool,
     /// Print the report as one JSON object
     #[arg(long)]
     json: bool,
@@ -126,15 +130,15 @@ pub struct DemoArgs {
 
 pub fn demo(home: &exsearch_core::Home, cmd: DemoCommand) -> Result<ExitCode> {
     let DemoCommand::Em(args) = cmd;
-    let mut config = match &args.config {
+    let config = match &args.config {
         Some(path) => serde_json::from_str::<DemoConfig>(
             &std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?,
         )
         .with_context(|| format!("{}", path.display()))?,
+        None if args.quick => DemoConfig::quick(),
         None => DemoConfig::default(),
-    };
-    config.world.seed = args.seed;
-    config.model.seed = args.seed;
+    }
+    .seeded(args.seed);
     let dir = args
         .dir
         .unwrap_or_else(|| home.root().join(format!("demo-em-{}", args.seed)));

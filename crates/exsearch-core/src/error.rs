@@ -47,6 +47,12 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    #[error("{0} is outside the library's folders")]
+    OutsideLibrary(PathBuf),
+    #[error("{path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{path} has no page {page}")]
+    NoSuchPage { path: PathBuf, page: u32 },
     #[error("{0}")]
     InvalidOption(String),
 }
@@ -65,6 +71,9 @@ impl Error {
             Error::NoHome => "no_home",
             Error::Thread(_) => "thread",
             Error::Document { source, .. } => source.code(),
+            Error::OutsideLibrary(_) => "outside_library",
+            Error::Unreadable { .. } => "unreadable",
+            Error::NoSuchPage { .. } => "no_such_page",
             Error::InvalidOption(_) => "invalid_option",
         }
     }

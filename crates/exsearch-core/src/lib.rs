@@ -26,4 +26,7 @@ pub use error::{Error, Result};
 pub use home::Home;
 pub use index::{Hit, PassageId};
 pub use jobs::{CancelToken, EventSink, Quiet};
-pub use library::{Library, LibraryEvent, LibraryStatus, SyncOptions, SyncProgress, SyncReport};
+pub use library::{
+    Library, LibraryEvent, LibraryStatus, PassageContext, SyncOptions, SyncProgress, SyncReport,
+};
+pub use store::DocumentEntry;

@@ -229,6 +229,45 @@ pub fn describe(dir: &Path, name: &str) -> Result<AdapterInfo> {
     })
 }
 
+/// Starts the thread that owns model `files` for answering, with the
+/// adapter in `adapter` applied: what `exsearch ask` and the desktop app
+/// run questions through.
+pub fn spawn_answerer(
+    files: ModelFiles,
+    device: candle_core::Device,
+    dtype: candle_core::DType,
+    adapter: Option<PathBuf>,
+) -> Result<exsearch_model::ModelHandle> {
+    let handle = exsearch_model::ModelHandle::spawn(
+        move || {
+            let mut model = LoadedModel::load(&files, &device, dtype)?;
+            if let Some(dir) = &adapter {
+                apply(&mut model, dir).map_err(|e| {
+                    exsearch_model::Error::InvalidOption(format!("{}: {e}", dir.display()))
+                })?;
+            }
+            Ok(model)
+        },
+        exsearch_model::engine::DEFAULT_MAX_BATCH,
+    )?;
+    Ok(handle)
+}
+
+impl Adapters {
+    /// The adapter for model `spec`: `choice` names one (`none` for none),
+    /// else the active one when `spec` is its base.
+    pub fn choose(&self, spec: &str, choice: Option<&str>) -> Result<Option<AdapterInfo>> {
+        match choice {
+            Some("none") => Ok(None),
+            Some(name) => {
+                let path = self.resolve(name)?;
+                describe(&path, name).map(Some)
+            }
+            None => self.active_for(spec),
+        }
+    }
+}
+
 /// Loads the adapter in `dir` into `model`'s decoder (for inference).
 pub fn apply(model: &mut LoadedModel, dir: &Path) -> Result<()> {
     let decoder = &mut model.decoder;

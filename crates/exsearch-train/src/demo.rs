@@ -118,6 +118,47 @@ impl Default for DemoConfig {
     }
 }
 
+impl DemoConfig {
+    /// The same settings with the world and the model drawn from `seed`.
+    pub fn seeded(mut self, seed: u64) -> Self {
+        self.world.seed = seed;
+        self.model.seed = seed;
+        self
+    }
+
+    /// A run of a minute or two on two cores: the same pipeline on a small
+    /// world (300 warm-up trajectories, 60 EM questions), three warm-up
+    /// epochs and one EM round. It shows the loop and its charts; it is too
+    /// short to show the EM gain the full demonstration measures.
+    pub fn quick() -> Self {
+        let full = Self::default();
+        Self {
+            world: WorldConfig {
+                warmup: 300,
+                train: 60,
+                valid: 10,
+                test: 20,
+                ..full.world
+            },
+            reading: ReadingConfig {
+                questions: 200,
+                train: TrainConfig {
+                    epochs: 1,
+                    ..full.reading.train.clone()
+                },
+                ..full.reading.clone()
+            },
+            warmup: TrainConfig {
+                epochs: 3,
+                ..full.warmup.clone()
+            },
+            patience: 1,
+            rounds: 1,
+            ..full
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ReadingConfig {
@@ -210,6 +251,9 @@ impl Bench {
     }
 }
 
+/// The agent settings a demonstration's models were trained with, in its folder.
+pub const AGENT_FILE: &str = "agent.json";
+
 /// Runs the whole demonstration under `dir`.
 pub fn run_demo(
     dir: &Path,
@@ -221,6 +265,11 @@ pub fn run_demo(
     let recorder = Recorder::open(dir, events)?;
     let events: &dyn EventSink<TrainEvent> = &recorder;
     let charts = dir.join("charts");
+    // The prompts and search settings the demo's models are trained with:
+    // asking them anything needs the same ones.
+    let agent = serde_json::to_string_pretty(&config.agent)
+        .map_err(|e| Error::InvalidSetting(e.to_string()))?;
+    write_atomic(&dir.join(AGENT_FILE), agent.as_bytes())?;
     let phase = |name: &str| {
         events.emit(TrainEvent::Phase {
             name: name.to_string(),

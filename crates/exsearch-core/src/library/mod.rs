@@ -13,11 +13,12 @@ use serde::Serialize;
 
 pub use sync::{SyncProgress, SyncReport};
 
+use crate::corpus::{self, DocumentKind};
 use crate::error::{Error, Result};
 use crate::home::Home;
 use crate::index::{Hit, PassageIndex, PassageWriter};
 use crate::jobs::{CancelToken, EventSink};
-use crate::store::{Catalog, FailedDocument, Folder};
+use crate::store::{Catalog, DocumentEntry, FailedDocument, Folder};
 
 /// Files above this size are listed as skipped unless the limit is raised.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
@@ -76,6 +77,24 @@ pub struct LibraryStatus {
     pub bytes: u64,
     pub max_file_bytes: u64,
     pub schema_version: i64,
+}
+
+/// A passage in its surroundings, as a citation shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassageContext {
+    /// The file, canonical.
+    pub path: String,
+    pub title: Option<String>,
+    pub page: Option<u32>,
+    /// Pages in the file, for paged formats.
+    pub pages: Option<u32>,
+    pub before: String,
+    pub passage: String,
+    pub after: String,
+    /// Whether `before` reaches the start of the page or file...
+    pub starts_document: bool,
+    /// ...and `after` its end.
+    pub ends_document: bool,
 }
 
 /// Whether the catalog and the passage index hold the same passages.
@@ -253,6 +272,77 @@ impl Library {
     /// The `k` best passages for `query`, best first.
     pub fn search(&self, query: &str, k: usize) -> Result<Vec<Hit>> {
         self.index.search(query, k)
+    }
+
+    /// Every document with its status, ordered by path.
+    pub fn documents(&self) -> Result<Vec<DocumentEntry>> {
+        self.catalog.documents()
+    }
+
+    /// `path` made canonical, if it lies inside one of the library's
+    /// folders; anything else is refused. The desktop app reads and opens
+    /// files only through this check.
+    pub fn resolve_inside(&self, path: &Path) -> Result<PathBuf> {
+        let canonical = path.canonicalize().map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let folders = self.catalog.folders()?;
+        if folders.iter().any(|f| scan::contains(&f.path, &canonical)) {
+            Ok(canonical)
+        } else {
+            Err(Error::OutsideLibrary(path.to_owned()))
+        }
+    }
+
+    /// A passage with up to `radius` characters of the text around it, read
+    /// again from the file (its page, for PDFs): what a citation opens.
+    pub fn passage_context(
+        &self,
+        path: &Path,
+        page: Option<u32>,
+        chars: std::ops::Range<usize>,
+        radius: usize,
+    ) -> Result<PassageContext> {
+        let file = self.resolve_inside(path)?;
+        let unreadable = |reason: String| Error::Unreadable {
+            path: path.to_owned(),
+            reason,
+        };
+        let kind = DocumentKind::from_path(&file)
+            .ok_or_else(|| unreadable("not a document type exsearch reads".into()))?;
+        let bytes = std::fs::read(&file).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let document =
+            corpus::extract(kind, &bytes).map_err(|skip| unreadable(skip.to_string()))?;
+        let pages = document.sections.len();
+        let section = document
+            .sections
+            .into_iter()
+            .find(|s| s.page == page)
+            .ok_or_else(|| Error::NoSuchPage {
+                path: path.to_owned(),
+                page: page.unwrap_or(0),
+            })?;
+        let text: Vec<char> = section.text.chars().collect();
+        let end = chars.end.min(text.len());
+        let start = chars.start.min(end);
+        let from = start.saturating_sub(radius);
+        let to = (end + radius).min(text.len());
+        let collect = |r: std::ops::Range<usize>| text[r].iter().collect::<String>();
+        Ok(PassageContext {
+            path: file.to_string_lossy().into_owned(),
+            title: document.title,
+            page,
+            pages: page.map(|_| pages as u32),
+            before: collect(from..start),
+            passage: collect(start..end),
+            after: collect(end..to),
+            starts_document: from == 0,
+            ends_document: to == text.len(),
+        })
     }
 
     /// Compares the passage ids of the catalog and the index.

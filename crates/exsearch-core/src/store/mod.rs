@@ -72,6 +72,21 @@ pub struct PassageRow {
     pub words: usize,
 }
 
+/// One document as the library page lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentEntry {
+    pub path: String,
+    pub kind: String,
+    pub title: Option<String>,
+    /// `indexed`, `pending` or `failed`.
+    pub status: String,
+    /// Why it was skipped (or why its newest version was).
+    pub error: Option<String>,
+    pub size: u64,
+    pub pages: Option<u32>,
+    pub passages: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct FailedDocument {
     pub path: String,
@@ -477,6 +492,32 @@ impl Catalog {
                 as u64,
             failed,
         })
+    }
+
+    /// Every document row, ordered by path: what the library page lists.
+    pub fn documents(&self) -> Result<Vec<DocumentEntry>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT path, kind, title, status, error, size, pages, passages
+                   FROM documents WHERE status != 'removed' ORDER BY path",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(DocumentEntry {
+                    path: r.get(0)?,
+                    kind: r.get(1)?,
+                    title: r.get(2)?,
+                    status: r.get(3)?,
+                    error: r.get(4)?,
+                    size: r.get::<_, Option<i64>>(5)?.map_or(0, |s| s as u64),
+                    pages: r.get(6)?,
+                    passages: r.get::<_, i64>(7)? as u64,
+                })
+            })
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>());
+        rows.map_err(|e| self.err(e))
     }
 
     pub fn setting(&self, key: &str) -> Result<Option<String>> {

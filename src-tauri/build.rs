@@ -1,0 +1,43 @@
+//! Generates the app's permissions: with an app manifest, each command
+//! needs an `allow-<command>` permission in a capability before any window
+//! may call it (src-tauri/capabilities/).
+
+const COMMANDS: &[&str] = &[
+    "app_info",
+    "settings_get",
+    "settings_set",
+    "library_status",
+    "library_documents",
+    "library_add",
+    "library_sync",
+    "library_remove",
+    "library_search",
+    "passage_context",
+    "open_document",
+    "pick_folder",
+    "job_cancel",
+    "chats_list",
+    "chat_get",
+    "chat_delete",
+    "ask",
+    "models_list",
+    "model_pull",
+    "training_list",
+    "training_detail",
+    "train_demo",
+    "train_em",
+    "train_resume",
+    "adapters_list",
+    "adapter_use",
+    "demo_use",
+];
+
+fn main() {
+    println!("cargo:rerun-if-changed=src-tauri/capabilities");
+    let attributes = tauri_build::Attributes::new()
+        .capabilities_path_pattern("src-tauri/capabilities/*.json")
+        .app_manifest(tauri_build::AppManifest::new().commands(COMMANDS));
+    if let Err(e) = tauri_build::try_build(attributes) {
+        panic!("tauri build step: {e:#}");
+    }
+}

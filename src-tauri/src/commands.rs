@@ -1,0 +1,353 @@
+//! The IPC commands: each translates one frontend call into engine calls.
+//! Long work runs on the blocking pool under a job id the frontend chose
+//! (so `job_cancel` can stop it) and streams its events over a per-call
+//! channel; the command's result is the job's final report.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use exsearch_agent::{
+    Agent, AgentEvent, Asked, ChatStore, Conversation, ConversationSummary, Method,
+};
+use exsearch_core::{
+    DocumentEntry, Hit, Library, LibraryEvent, LibraryStatus, PassageContext, SyncOptions,
+    SyncReport,
+};
+use exsearch_model::hub::catalog::{CatalogEntry, CATALOG};
+use exsearch_model::hub::{CachedSnapshot, Hub, HubCache, PullEvent, PullOptions, PullReport};
+use serde::Serialize;
+use tauri::ipc::Channel;
+use tauri::{AppHandle, Runtime, State};
+
+use crate::error::{CommandError, CommandResult};
+use crate::shell::{DesktopSettings, Shell};
+
+pub(crate) type ShellState<'a> = State<'a, Arc<Shell>>;
+
+/// Characters of text shown on each side of a cited passage.
+const CONTEXT_CHARS: usize = 1500;
+
+/// Progress events reach the window at most this often; the others
+/// (skipped files, commits) always do.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// Runs `f` on the blocking pool, so the IPC thread never waits on disk
+/// or on the model.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> CommandResult<T> + Send + 'static,
+) -> CommandResult<T> {
+    tauri::async_runtime::spawn_blocking(f)
+        .await
+        .map_err(|e| CommandError::new("shell", e.to_string()))?
+}
+
+#[derive(Debug, Serialize)]
+pub struct AppInfo {
+    pub version: &'static str,
+    pub home: PathBuf,
+    pub settings: DesktopSettings,
+    pub model_loaded: bool,
+    /// Devices this build can run a model on.
+    pub devices: Vec<&'static str>,
+    pub library: LibraryStatus,
+}
+
+#[tauri::command]
+pub async fn app_info(shell: ShellState<'_>) -> CommandResult<AppInfo> {
+    let shell = Arc::clone(&shell);
+    blocking(move || {
+        let library = Library::open(shell.home())?.status()?;
+        let mut devices = vec!["auto", "cpu"];
+        if cfg!(feature = "cuda") {
+            devices.push("cuda");
+        }
+        if cfg!(feature = "metal") {
+            devices.push("metal");
+        }
+        Ok(AppInfo {
+            version: env!("CARGO_PKG_VERSION"),
+            home: shell.home().root().to_owned(),
+            settings: shell.settings()?,
+            model_loaded: shell.model_loaded(),
+            devices,
+            library,
+        })
+    })
+    .await
+}
+
+#[tauri::command]
+pub async fn settings_get(shell: ShellState<'_>) -> CommandResult<DesktopSettings> {
+    shell.settings()
+}
+
+#[tauri::command]
+pub async fn settings_set(
+    shell: ShellState<'_>,
+    settings: DesktopSettings,
+) -> CommandResult<DesktopSettings> {
+    shell.save_settings(&settings)?;
+    Ok(settings)
+}
+
+#[tauri::command]
+pub async fn library_status(shell: ShellState<'_>) -> CommandResult<LibraryStatus> {
+    let shell = Arc::clone(&shell);
+    blocking(move || Ok(Library::open(shell.home())?.status()?)).await
+}
+
+#[tauri::command]
+pub async fn library_documents(shell: ShellState<'_>) -> CommandResult<Vec<DocumentEntry>> {
+    let shell = Arc::clone(&shell);
+    blocking(move || Ok(Library::open(shell.home())?.documents()?)).await
+}
+
+/// Forwards a job's events to the window, thinning those `is_progress`
+/// picks out to one per [`PROGRESS_EVERY`].
+pub(crate) fn thinned<E: tauri::ipc::IpcResponse + Send + Sync + 'static>(
+    channel: Channel<E>,
+    is_progress: fn(&E) -> bool,
+) -> impl Fn(E) + Send + Sync {
+    let last = Mutex::new(None::<Instant>);
+    move |event| {
+        if is_progress(&event) {
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) {
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        // A closed window drops the channel; the job carries on and keeps
+        // what it committed.
+        let _ = channel.send(event);
+    }
+}
+
+fn library_sink(channel: Channel<LibraryEvent>) -> impl Fn(LibraryEvent) + Send + Sync {
+    thinned(channel, |e| matches!(e, LibraryEvent::Progress(_)))
+}
+
+/// Registers `paths` and indexes them. Cancelling keeps every committed
+/// batch; `library_sync` later picks up the rest.
+#[tauri::command]
+pub async fn library_add(
+    shell: ShellState<'_>,
+    paths: Vec<PathBuf>,
+    job: String,
+    on_event: Channel<LibraryEvent>,
+) -> CommandResult<SyncReport> {
+    let shell = Arc::clone(&shell);
+    blocking(move || {
+        let job = shell.begin_job(&job)?;
+        let mut library = Library::open(shell.home())?;
+        let sink = library_sink(on_event);
+        Ok(library.add_folders(&paths, &SyncOptions::default(), &sink, &job.cancel)?)
+    })
+    .await
+}
+
+/// Rescans every folder: new and changed files are indexed, deleted ones
+/// dropped (also how an interrupted indexing resumes).
+#[tauri::command]
+pub async fn library_sync(
+    shell: ShellState<'_>,
+    job: String,
+    on_event: Channel<LibraryEvent>,
+) -> CommandResult<SyncReport> {
+    let shell = Arc::clone(&shell);
+    blocking(move || {
+        let job = shell.begin_job(&job)?;
+        let mut library = Library::open(shell.home())?;
+        let sink = library_sink(on_event);
+        Ok(library.sync(&SyncOptions::default(), &sink, &job.cancel)?)
+    })
+    .await
+}
+
+/// Unregisters a folder; returns how many documents left the index.
+#[tauri::command]
+pub async fn library_remove(shell: ShellState<'_>, path: PathBuf) -> CommandResult<u64> {
+    let shell = Arc::clone(&shell);
+    blocking(move || Ok(Library::open(shell.home())?.remove_folder(&path)?)).await
+}
+
+#[tauri::command]
+pub async fn library_search(
+    shell: ShellState<'_>,
+    query: String,
+    k: usize,
+) -> CommandResult<Vec<Hit>> {
+    let shell = Arc::clone(&shell);
+    blocking(move || Ok(Library::open(shell.home())?.search(&query, k.clamp(1, 100))?)).await
+}
+
+/// A cited passage with the text around it, read from the file; refused
+/// for files outside the library's folders.
+#[tauri::command]
+pub async fn passage_context(
+    shell: ShellState<'_>,
+    path: PathBuf,
+    page: Option<u32>,
+    char_start: usize,
+    char_end: usize,
+) -> CommandResult<PassageContext> {
+    let shell = Arc::clone(&shell);
+    blocking(move || {
+        let library = Library::open(shell.home())?;
+        Ok(library.passage_context(&path, page, char_start..char_end, CONTEXT_CHARS)?)
+    })
+    .await
+}
+
+/// Opens a library file in the system's viewer.
+#[tauri::command]
+pub async fn open_document(shell: ShellState<'_>, path: PathBuf) -> CommandResult<()> {
+    let shell = Arc::clone(&shell);
+    let file = blocking(move || Ok(Library::open(shell.home())?.resolve_inside(&path)?)).await?;
+    tauri_plugin_opener::open_path(&file, None::<&str>).map_err(|e| {
+        CommandError::new(
+            "open",
+            format!("cannot open {} in the system viewer: {e}", file.display()),
+        )
+    })
+}
+
+/// The native folder picker; `None` when the person closes it.
+#[tauri::command]
+pub async fn pick_folder<R: Runtime>(app: AppHandle<R>) -> CommandResult<Option<PathBuf>> {
+    use tauri_plugin_dialog::DialogExt;
+    blocking(move || {
+        let picked = app.dialog().file().blocking_pick_folder();
+        picked
+            .map(|p| {
+                p.into_path()
+                    .map_err(|e| CommandError::new("shell", e.to_string()))
+            })
+            .transpose()
+    })
+    .await
+}
+
+/// Stops job `job` at its next safe point; false when none is running.
+#[tauri::command]
+pub fn job_cancel(shell: ShellState<'_>, job: String) -> bool {
+    shell.cancel(&job)
+}
+
+#[tauri::command]
+pub async fn chats_list(shell: ShellState<'_>) -> CommandResult<Vec<ConversationSummary>> {
+    let shell = Arc::clone(&shell);
+    blocking(move || Ok(ChatStore::open(shell.home())?.list()?)).await
+}
+
+#[tauri::command]
+pub async fn chat_get(shell: ShellState<'_>, id: i64) -> CommandResult<Conversation> {
+    let shell = Arc::clone(&shell);
+    blocking(move || Ok(ChatStore::open(shell.home())?.conversation(id)?)).await
+}
+
+#[tauri::command]
+pub async fn chat_delete(shell: ShellState<'_>, id: i64) -> CommandResult<()> {
+    let shell = Arc::clone(&shell);
+    blocking(move || Ok(ChatStore::open(shell.home())?.delete(id)?)).await
+}
+
+/// Answers `question` in conversation `conversation` (a new one when
+/// absent), streaming the trajectory as it happens. `job_cancel` stops the
+/// model within a token; the turn keeps what it had.
+#[tauri::command]
+pub async fn ask(
+    shell: ShellState<'_>,
+    question: String,
+    conversation: Option<i64>,
+    method: Method,
+    job: String,
+    on_event: Channel<AgentEvent>,
+) -> CommandResult<Asked> {
+    let shell = Arc::clone(&shell);
+    blocking(move || {
+        let job = shell.begin_job(&job)?;
+        let settings = shell.settings()?;
+        let library = Library::open(shell.home())?;
+        let chats = ChatStore::open(shell.home())?;
+        if let Some(id) = conversation {
+            chats.history(id)?; // an unknown conversation fails before the model loads
+        }
+        let model = shell.answerer(&settings)?;
+        let generator = exsearch_agent::generator::Local::new(model);
+        let agent = Agent {
+            generator: &generator,
+            retriever: &library,
+            settings: &settings.agent,
+        };
+        let sink = move |event: AgentEvent| {
+            let _ = on_event.send(event);
+        };
+        Ok(chats.ask(&agent, conversation, &question, method, &sink, &job.cancel)?)
+    })
+    .await
+}
+
+#[derive(Debug, Serialize)]
+pub struct CatalogModel {
+    #[serde(flatten)]
+    pub entry: CatalogEntry,
+    pub cpu_memory_gb: f64,
+    pub gpu_memory_gb: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ModelsView {
+    /// Models in the Hugging Face cache (shared with Python tools).
+    pub local: Vec<CachedSnapshot>,
+    /// The curated catalog with sizes and memory needs.
+    pub catalog: Vec<CatalogModel>,
+    pub cache: PathBuf,
+}
+
+/// Downloads `repo` (the files matching `include`, else the defaults) from
+/// the hub into the shared cache, with progress;
+/// a cancelled or cut download resumes where it stopped on the next pull.
+#[tauri::command]
+pub async fn model_pull(
+    shell: ShellState<'_>,
+    repo: String,
+    revision: Option<String>,
+    include: Option<String>,
+    job: String,
+    on_event: Channel<PullEvent>,
+) -> CommandResult<PullReport> {
+    let shell = Arc::clone(&shell);
+    blocking(move || {
+        let job = shell.begin_job(&job)?;
+        let options = PullOptions {
+            revision: revision.unwrap_or_else(|| "main".into()),
+            // A GGUF repository holds many quantizations: the catalog names one.
+            include: include.into_iter().filter(|p| !p.is_empty()).collect(),
+        };
+        let sink = thinned(on_event, |e| matches!(e, PullEvent::Progress { .. }));
+        Ok(Hub::from_env().pull(&repo, &options, &sink, &job.cancel)?)
+    })
+    .await
+}
+
+#[tauri::command]
+pub async fn models_list() -> CommandResult<ModelsView> {
+    blocking(move || {
+        let cache = HubCache::from_env();
+        Ok(ModelsView {
+            local: cache.list(),
+            catalog: CATALOG
+                .iter()
+                .map(|e| CatalogModel {
+                    entry: e.clone(),
+                    cpu_memory_gb: e.cpu_memory_gb(),
+                    gpu_memory_gb: e.gpu_memory_gb(),
+                })
+                .collect(),
+            cache: cache.root().to_owned(),
+        })
+    })
+    .await
+}

@@ -1,0 +1,361 @@
+//! The Training page's commands: EM runs on the person's own questions, the
+//! built-in synthetic-world demonstration, their convergence charts, and
+//! the adapters they produce.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use exsearch_core::Home;
+use exsearch_train::adapters::{AdapterInfo, Adapters};
+use exsearch_train::demo::{run_demo, DemoConfig, DemoReport, AGENT_FILE};
+use exsearch_train::estep::EStepOptions;
+use exsearch_train::run::{EmSpec, Run, RunReport, RunSpec, Tuning};
+use exsearch_train::store::{EvalRow, RoundRow, RunStore};
+use exsearch_train::{LoraConfig, TrainConfig, TrainEvent};
+use serde::{Deserialize, Serialize};
+use tauri::ipc::Channel;
+
+use crate::commands::{blocking, thinned, ShellState};
+use crate::error::{CommandError, CommandResult};
+
+/// Where the app keeps its demonstrations.
+fn demos_dir(home: &Home) -> PathBuf {
+    home.root().join("demos")
+}
+
+/// Names become folder names: letters, digits, `-`, `_` and `.` only.
+fn check_name(name: &str) -> CommandResult<()> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(CommandError::new(
+            "invalid_setting",
+            format!("name `{name}`: use letters, digits, `-`, `_` and `.`"),
+        ))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A run on the person's data (`exsearch train`).
+    Run,
+    /// The synthetic-world demonstration (`exsearch demo em`).
+    Demo,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TrainingEntry {
+    pub kind: Kind,
+    pub name: String,
+    pub dir: PathBuf,
+    pub finished: bool,
+    /// The base model, for runs.
+    pub model: Option<String>,
+}
+
+fn folder(home: &Home, kind: Kind, name: &str) -> CommandResult<PathBuf> {
+    check_name(name)?;
+    match kind {
+        Kind::Run => Ok(Run::open(home, name)?.dir),
+        Kind::Demo => {
+            let dir = demos_dir(home).join(name);
+            if dir.is_dir() {
+                Ok(dir)
+            } else {
+                Err(CommandError::new(
+                    "unknown_training",
+                    format!("no demonstration `{name}` in {}", demos_dir(home).display()),
+                ))
+            }
+        }
+    }
+}
+
+#[tauri::command]
+pub async fn training_list(shell: ShellState<'_>) -> CommandResult<Vec<TrainingEntry>> {
+    let shell = Arc::clone(&shell);
+    blocking(move || {
+        let mut out = Vec::new();
+        for run in Run::list(shell.home())? {
+            let model = match run.spec()? {
+                RunSpec::Warmup(s) => s.model,
+                RunSpec::Em(s) => s.model,
+            };
+            out.push(TrainingEntry {
+                kind: Kind::Run,
+                finished: run.report()?.is_some(),
+                name: run.name,
+                dir: run.dir,
+                model: Some(model),
+            });
+        }
+        if let Ok(entries) = std::fs::read_dir(demos_dir(shell.home())) {
+            let mut demos: Vec<_> = entries.flatten().filter(|e| e.path().is_dir()).collect();
+            demos.sort_by_key(|e| e.file_name());
+            for e in demos {
+                out.push(TrainingEntry {
+                    kind: Kind::Demo,
+                    name: e.file_name().to_string_lossy().into_owned(),
+                    finished: e.path().join("report.json").is_file(),
+                    dir: e.path(),
+                    model: None,
+                });
+            }
+        }
+        Ok(out)
+    })
+    .await
+}
+
+#[derive(Debug, Serialize)]
+pub struct Chart {
+    pub name: String,
+    pub svg: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TrainingDetail {
+    pub evals: Vec<EvalRow>,
+    pub rounds: Vec<RoundRow>,
+    /// `report.json` once finished.
+    pub report: Option<serde_json::Value>,
+    /// The plotters SVGs, the combined `convergence` chart first.
+    pub charts: Vec<Chart>,
+}
+
+fn read_charts(dir: &Path) -> Vec<Chart> {
+    let mut charts: Vec<Chart> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let path = e.path();
+            let name = path.file_stem()?.to_str()?.to_owned();
+            (path.extension()? == "svg").then_some(())?;
+            Some(Chart {
+                name,
+                svg: std::fs::read_to_string(&path).ok()?,
+            })
+        })
+        .collect();
+    charts.sort_by_key(|c| (c.name != "convergence", c.name.clone()));
+    charts
+}
+
+#[tauri::command]
+pub async fn training_detail(
+    shell: ShellState<'_>,
+    kind: Kind,
+    name: String,
+) -> CommandResult<TrainingDetail> {
+    let shell = Arc::clone(&shell);
+    blocking(move || {
+        let dir = folder(shell.home(), kind, &name)?;
+        let store = RunStore::open(&dir)?;
+        let report = std::fs::read_to_string(dir.join("report.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        Ok(TrainingDetail {
+            evals: store.evals()?,
+            rounds: store.rounds()?,
+            report,
+            charts: read_charts(&dir.join("charts")),
+        })
+    })
+    .await
+}
+
+fn train_sink(channel: Channel<TrainEvent>) -> impl Fn(TrainEvent) + Send + Sync {
+    thinned(channel, |e| {
+        matches!(e, TrainEvent::Step { .. } | TrainEvent::Sampled { .. })
+    })
+}
+
+/// The demonstration on a synthetic world generated from `seed`: `quick`
+/// takes a minute or two, the full one about twenty.
+#[tauri::command]
+pub async fn train_demo(
+    shell: ShellState<'_>,
+    name: String,
+    seed: u64,
+    quick: bool,
+    job: String,
+    on_event: Channel<TrainEvent>,
+) -> CommandResult<DemoReport> {
+    check_name(&name)?;
+    let shell = Arc::clone(&shell);
+    blocking(move || {
+        let job = shell.begin_job(&job)?;
+        let config = if quick {
+            DemoConfig::quick()
+        } else {
+            DemoConfig::default()
+        }
+        .seeded(seed);
+        // A demonstration starts afresh: its world and model come from the seed.
+        let dir = demos_dir(shell.home()).join(&name);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| CommandError::new("io", format!("{}: {e}", dir.display())))?;
+        }
+        Ok(run_demo(&dir, &config, &train_sink(on_event), &job.cancel)?)
+    })
+    .await
+}
+
+#[derive(Debug, Serialize)]
+pub struct DemoUse {
+    /// The checkpoint that now answers.
+    pub model: PathBuf,
+    /// The synthetic world's documents, for the library.
+    pub corpus: PathBuf,
+}
+
+/// Makes a finished demonstration's best model (the round validation
+/// chose, else the warm-up) the answering model, with the agent settings
+/// it was trained with; returns it and the world's documents folder.
+#[tauri::command]
+pub async fn demo_use(shell: ShellState<'_>, name: String) -> CommandResult<DemoUse> {
+    let shell = Arc::clone(&shell);
+    blocking(move || {
+        let dir = folder(shell.home(), Kind::Demo, &name)?;
+        let read = |file: &str| {
+            let path = dir.join(file);
+            std::fs::read_to_string(&path).map_err(|e| {
+                CommandError::new(
+                    "unfinished",
+                    format!("{}: {e} (has the demonstration finished?)", path.display()),
+                )
+            })
+        };
+        let report: DemoReport = serde_json::from_str(&read("report.json")?)
+            .map_err(|e| CommandError::new("bad_file", format!("report.json: {e}")))?;
+        let agent = serde_json::from_str(&read(AGENT_FILE)?)
+            .map_err(|e| CommandError::new("bad_file", format!("{AGENT_FILE}: {e}")))?;
+        let checkpoint = match report.best_round {
+            0 => "warm-up".to_string(),
+            n => format!("round-{n}"),
+        };
+        let model = dir.join("checkpoints").join(checkpoint);
+        let mut settings = shell.settings()?;
+        settings.model = Some(model.to_string_lossy().into_owned());
+        settings.adapter = Some("none".into());
+        settings.agent = agent;
+        shell.save_settings(&settings)?;
+        Ok(DemoUse {
+            model,
+            corpus: dir.join("world").join("corpus"),
+        })
+    })
+    .await
+}
+
+/// An EM run on the person's questions, as the Training page sets it up.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EmRequest {
+    pub name: String,
+    /// The base model [default: the model that answers].
+    pub model: Option<String>,
+    /// An adapter to start from, e.g. a warm-up's.
+    pub adapter: Option<String>,
+    /// Questions with gold answers (any format `exsearch eval` reads).
+    pub data: PathBuf,
+    pub valid: Option<PathBuf>,
+    pub rounds: usize,
+    /// Trajectories per question (K).
+    pub samples: usize,
+    pub lora_rank: usize,
+    pub lr: f64,
+}
+
+#[tauri::command]
+pub async fn train_em(
+    shell: ShellState<'_>,
+    request: EmRequest,
+    job: String,
+    on_event: Channel<TrainEvent>,
+) -> CommandResult<RunReport> {
+    check_name(&request.name)?;
+    let shell = Arc::clone(&shell);
+    blocking(move || {
+        let settings = shell.settings()?;
+        let model = request.model.or(settings.model).ok_or_else(|| {
+            CommandError::new("no_model", "no base model: pick one on the Models page")
+        })?;
+        let absolute = |p: &Path| {
+            p.canonicalize()
+                .map_err(|e| CommandError::new("io", format!("{}: {e}", p.display())))
+        };
+        let start = match &request.adapter {
+            Some(a) => Some(Adapters::new(shell.home()).resolve(a)?),
+            None => None,
+        };
+        let spec = RunSpec::Em(EmSpec {
+            model,
+            start,
+            data: absolute(&request.data)?,
+            valid: request.valid.as_deref().map(absolute).transpose()?,
+            limit: None,
+            corpus_from_contexts: false,
+            tuning: Tuning::Lora(LoraConfig {
+                rank: request.lora_rank,
+                alpha: 2.0 * request.lora_rank as f64,
+                ..LoraConfig::default()
+            }),
+            rounds: request.rounds,
+            patience: 1,
+            estep: EStepOptions {
+                samples: request.samples,
+                ..EStepOptions::default()
+            },
+            mstep: TrainConfig {
+                lr: request.lr,
+                epochs: 1,
+                ..TrainConfig::default()
+            },
+            temperature: 1.0,
+            agent: settings.agent,
+        });
+        let job = shell.begin_job(&job)?;
+        let run = Run::create(shell.home(), &request.name, &spec)?;
+        Ok(run.execute(shell.home(), &train_sink(on_event), &job.cancel)?)
+    })
+    .await
+}
+
+/// Continues a stopped or killed run from its last checkpoint.
+#[tauri::command]
+pub async fn train_resume(
+    shell: ShellState<'_>,
+    name: String,
+    job: String,
+    on_event: Channel<TrainEvent>,
+) -> CommandResult<RunReport> {
+    let shell = Arc::clone(&shell);
+    blocking(move || {
+        let job = shell.begin_job(&job)?;
+        let run = Run::open(shell.home(), &name)?;
+        Ok(run.execute(shell.home(), &train_sink(on_event), &job.cancel)?)
+    })
+    .await
+}
+
+#[tauri::command]
+pub async fn adapters_list(shell: ShellState<'_>) -> CommandResult<Vec<AdapterInfo>> {
+    let shell = Arc::clone(&shell);
+    blocking(move || Ok(Adapters::new(shell.home()).list()?)).await
+}
+
+/// Makes adapter `name` the one answers use with its base model (`None`:
+/// no adapter).
+#[tauri::command]
+pub async fn adapter_use(shell: ShellState<'_>, name: Option<String>) -> CommandResult<()> {
+    let shell = Arc::clone(&shell);
+    blocking(move || Ok(Adapters::new(shell.home()).set_active(name.as_deref())?)).await
+}

@@ -1,0 +1,214 @@
+// End to end: the real app (release or debug build) under Xvfb, driven
+// through tauri-driver and WebKitWebDriver, on an isolated data directory.
+// It trains a small model on a synthetic world from the Training page,
+// makes it the answering model and indexes the world's documents ("Try
+// this model"), searches, asks a question, opens a citation; then measures the longest gap between
+// animation frames on the chat page while a large folder is indexed.
+//
+//   node tests/e2e/app.e2e.mjs   (under xvfb-run; see tests/e2e/run.sh)
+//
+// Env: EXSEARCH_APP (the binary), E2E_OUT (screenshots and results.json),
+// E2E_INDEX_MB (size of the folder indexed during the frame measurement).
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import assert from "node:assert/strict";
+import { Session } from "./webdriver.mjs";
+
+const ROOT = resolve(new URL("../..", import.meta.url).pathname);
+const APP = resolve(process.env.EXSEARCH_APP || join(ROOT, "target/debug/exsearch-desktop"));
+const OUT = resolve(process.env.E2E_OUT || join(ROOT, "target/e2e"));
+const INDEX_MB = Number(process.env.E2E_INDEX_MB || 200);
+// A finished full demonstration folder (`exsearch demo em --dir D`) whose
+// trained model answers instead of the quick one's (for the README's
+// screenshots: the quick model is too small to answer well).
+const SHOWCASE = process.env.E2E_SHOWCASE_DEMO ? resolve(process.env.E2E_SHOWCASE_DEMO) : null;
+const DRIVER = process.env.TAURI_DRIVER || join(process.env.HOME, ".cargo/bin/tauri-driver");
+mkdirSync(OUT, { recursive: true });
+
+const work = mkdtempSync(join(tmpdir(), "exsearch-e2e-"));
+const home = join(work, "home");
+mkdirSync(join(home, "demos"), { recursive: true });
+const results = { app: APP };
+const log = (...a) => console.log(`[e2e ${new Date().toISOString().slice(11, 19)}]`, ...a);
+
+/** A folder of `mb` megabytes of real prose: HotpotQA paragraphs, shuffled per file. */
+function bigFolder(mb) {
+  const dir = join(work, "big");
+  mkdirSync(dir, { recursive: true });
+  const lines = readFileSync(join(ROOT, "../shared/datasets/hotpotqa-dev-500/questions.jsonl"), "utf8").trim().split("\n");
+  const paragraphs = [];
+  for (const line of lines) {
+    const q = JSON.parse(line);
+    for (const [title, sentences] of q.context || []) paragraphs.push(`## ${title}\n\n${sentences.join("")}\n`);
+  }
+  const perFile = 512 * 1024;
+  let written = 0;
+  for (let f = 0; written < mb * 1e6; f += 1) {
+    let text = `# Notes ${f}\n\n`;
+    for (let i = f * 7919; text.length < perFile; i += 31) text += paragraphs[i % paragraphs.length] + "\n";
+    writeFileSync(join(dir, `notes-${String(f).padStart(4, "0")}.md`), text);
+    written += text.length;
+  }
+  return { dir, bytes: written };
+}
+
+function rssOfApp() {
+  // The app process and the WebKit processes it starts.
+  const out = execFileSync("ps", ["-eo", "pid,ppid,rss,comm"], { encoding: "utf8" }).trim().split("\n").slice(1);
+  const rows = out.map((l) => l.trim().split(/\s+/)).map(([pid, ppid, rss, comm]) => ({ pid, ppid, rss: Number(rss), comm }));
+  const app = rows.find((r) => r.comm.startsWith("exsearch-deskto"));
+  if (!app) return null;
+  const tree = new Set([app.pid]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const r of rows) if (tree.has(r.ppid) && !tree.has(r.pid)) { tree.add(r.pid); grew = true; }
+  }
+  const mine = rows.filter((r) => tree.has(r.pid));
+  return { total_mb: mine.reduce((s, r) => s + r.rss, 0) / 1024, processes: mine.map((r) => `${r.comm} ${(r.rss / 1024).toFixed(0)} MB`) };
+}
+
+async function main() {
+  assert.ok(existsSync(APP), `no app binary at ${APP}: build it first (cargo build -p exsearch-desktop)`);
+  if (SHOWCASE) {
+    execFileSync("cp", ["-r", SHOWCASE, join(home, "demos", "showcase")]);
+  }
+  const env = { ...process.env, EXSEARCH_HOME: home, HF_HOME: join(work, "hf") };
+  const driver = spawn(DRIVER, ["--port", "4444", "--native-driver", "/usr/bin/WebKitWebDriver"], { env, stdio: ["ignore", "inherit", "inherit"] });
+  const base = "http://127.0.0.1:4444";
+  await new Promise((ok) => setTimeout(ok, 1500));
+  let s;
+  try {
+    const t0 = Date.now();
+    s = await Session.start(base, APP);
+    await s.waitFor("body[data-ready=true]", { timeout: 60000, what: "the first page" });
+    results.start_to_interactive_ms = Date.now() - t0;
+    log(`window interactive after ${results.start_to_interactive_ms} ms`);
+    await s.setTimeouts(15 * 60 * 1000);
+    const shot = async (name) => {
+      await s.script(`document.getElementById("toasts").replaceChildren()`);
+      writeFileSync(join(OUT, `${name}.png`), await s.screenshot());
+    };
+    const go = async (page) => {
+      await s.script(`location.hash = "#${page}"`);
+      await s.waitFor(`main[data-page=${page}]`);
+    };
+
+    // First launch: no model, the app says so; search still works.
+    const banner = await s.waitFor("[data-testid=no-model]");
+    assert.match(await s.text(banner), /No model is chosen yet/);
+    await new Promise((ok) => setTimeout(ok, 3000));
+    results.idle_memory = rssOfApp();
+    log("idle memory", JSON.stringify(results.idle_memory));
+
+    // Training: a quick demonstration; its chart appears while it runs.
+    await go("training");
+    await s.click(await s.waitFor("[data-testid=start-demo]"));
+    await s.waitFor("[data-testid=training-progress]", { what: "the run's progress" });
+    const demoStart = Date.now();
+    await s.until(async () => (await s.text(await s.find("[data-testid=training-detail] h2"))) === "demo-seed1-quick"
+      && (await s.findAll("[data-testid=chart] img")).length > 0, { timeout: 10 * 60000, what: "the convergence chart" });
+    log(`chart shown after ${((Date.now() - demoStart) / 1000).toFixed(0)} s`);
+    await s.until(async () => !(await s.script(`return !document.querySelector("[data-testid=training-progress]").hidden`)),
+      { timeout: 15 * 60000, what: "the demonstration to finish" });
+    results.quick_demo_seconds = (Date.now() - demoStart) / 1000;
+    await s.waitFor("[data-testid=rounds]", { what: "the rounds table" });
+
+    // The demonstration's model answers, over its world's documents: the
+    // quick one just trained, or a finished full one given as a showcase.
+    const demo = SHOWCASE ? "showcase" : "demo-seed1-quick";
+    const demoDir = join(home, "demos", demo);
+    if (SHOWCASE) {
+      await s.until(async () => {
+        if ((await s.text(await s.find("[data-testid=training-detail] h2"))) === demo) return true;
+        for (const el of await s.findAll("[data-testid=trainings] button.link")) {
+          if ((await s.text(el)) === demo) await s.click(el);
+        }
+        return false;
+      }, { what: "the showcase" });
+      await s.waitFor("[data-testid=chart] img", { what: "the showcase's chart" });
+    }
+    await shot("training");
+    await s.click(await s.waitFor("[data-testid=try-demo-model]"));
+    await s.waitFor("main[data-page=library]", { what: "the library page" });
+    await s.until(async () => /^[1-9]\d* documents indexed/.test(await s.text(await s.find("[data-testid=library-summary]")))
+      && !(await s.script(`return !document.querySelector("[data-testid=progress]").hidden`)), { timeout: 120000, what: "indexing" });
+    const question = JSON.parse(readFileSync(join(demoDir, "world", "test.jsonl"), "utf8").split("\n")[0]);
+    await s.type(await s.find("[data-testid=search]"), question.question);
+    await s.script(`document.querySelector("[data-testid=search]").form.requestSubmit()`);
+    await s.waitFor("[data-testid=hit]", { what: "search hits" });
+    await shot("library");
+
+    // Models: the demonstration's checkpoint is the answering model; a
+    // folder typed by path is taken as it is.
+    await go("models");
+    await s.until(async () => /Answering with .*checkpoints/.test(await s.text(await s.find("[data-testid=active-model]"))),
+      { what: "the demonstration's model to be active" });
+    const checkpoint = (await s.text(await s.find("[data-testid=active-model]"))).replace(/^Answering with /, "");
+    await s.type(await s.waitFor("[data-testid=import-path]"), checkpoint);
+    await s.script(`document.querySelector(".import-form").requestSubmit()`);
+    await s.waitFor(".toast", { what: "the import's confirmation" });
+    await shot("models");
+
+    // Chat: ask a held-out question; the trajectory streams, then a citation opens in context.
+    await go("chat");
+    await s.type(await s.waitFor("[data-testid=question]"), question.question);
+    await s.click(await s.find("[data-testid=ask]"));
+    await s.waitFor("[data-testid=step]", { timeout: 120000, what: "the first search step" });
+    await s.until(async () => s.script(`return !document.querySelector("[data-testid=ask]").hidden`), { timeout: 180000, what: "the answer" });
+    results.question = question.question;
+    results.answer = await s.text(await s.find("[data-testid=answer]"));
+    results.steps = (await s.findAll("[data-testid=step]")).length;
+    log(`asked "${question.question}": ${results.steps} steps, answer "${results.answer}"`);
+    const cite = await s.waitFor("[data-testid=cite]", { what: "a citation" });
+    await shot("chat");
+    await s.click(cite);
+    const cited = await s.waitFor("[data-testid=cited]", { what: "the passage in context" });
+    assert.ok((await s.text(cited)).length > 20);
+    await shot("chat-citation");
+    await s.script(`document.querySelector("dialog.context").close()`);
+
+    await go("settings");
+    await shot("settings");
+
+    // Responsiveness: the chat page's animation frames while a large folder is indexed.
+    const big = bigFolder(INDEX_MB);
+    log(`indexing ${(big.bytes / 1e6).toFixed(0)} MB while measuring frames`);
+    await go("chat");
+    const frames = await s.asyncScript(`
+      const done = arguments[arguments.length - 1];
+      const gaps = [];
+      let last = null, running = true;
+      const tick = (t) => { if (last !== null) gaps.push(t - last); last = t; if (running) requestAnimationFrame(tick); };
+      requestAnimationFrame(tick);
+      const ch = new window.__TAURI__.core.Channel();
+      let events = 0;
+      ch.onmessage = () => { events += 1; };
+      const t0 = performance.now();
+      window.__TAURI__.core.invoke("library_add", { paths: [arguments[0]], job: "e2e-frames", onEvent: ch })
+        .then((report) => {
+          running = false;
+          gaps.sort((a, b) => a - b);
+          done({ seconds: (performance.now() - t0) / 1000, frames: gaps.length, events,
+                 max_gap_ms: gaps[gaps.length - 1], p99_gap_ms: gaps[Math.floor(gaps.length * 0.99)],
+                 median_gap_ms: gaps[Math.floor(gaps.length / 2)], indexed: report.indexed, bytes_read: report.bytes_read });
+        }, (e) => { running = false; done({ error: String(e.message || e) }); });
+    `, [big.dir]);
+    assert.ok(!frames.error, frames.error);
+    results.indexing_frames = frames;
+    log("frames while indexing", JSON.stringify(frames));
+  } catch (e) {
+    if (s) writeFileSync(join(OUT, "failure.png"), await s.screenshot().catch(() => Buffer.alloc(0)));
+    throw e;
+  } finally {
+    if (s) await s.end().catch(() => {});
+    driver.kill();
+    writeFileSync(join(OUT, "results.json"), JSON.stringify(results, null, 2));
+  }
+}
+
+main().then(() => log(`passed; screenshots and results.json in ${OUT}`), (e) => {
+  console.error(e);
+  process.exit(1);
+});

@@ -1,0 +1,210 @@
+// UI tests: the real ui/ in Chromium, with the shell's IPC scripted.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { serveUi, launch, openApp } from "./harness.mjs";
+import { backend } from "./backend.mjs";
+
+let server;
+let browser;
+before(async () => {
+  server = await serveUi();
+  browser = await launch();
+});
+after(async () => {
+  await browser?.close();
+  server?.close();
+});
+
+const open = (options) => openApp(browser, server.url, backend, options);
+
+test("first launch without a model says so and points to the catalog and the library", async () => {
+  const { page, errors } = await open({ state: { noModel: true, noFolders: true } });
+  const banner = page.getByTestId("no-model");
+  await banner.waitFor();
+  assert.match(await banner.textContent(), /No model is chosen yet/);
+  assert.equal(await banner.locator("a[href='#models']").count(), 1);
+  assert.match(await page.locator("#status-line").textContent(), /0 documents .* no model/);
+  // Asking anyway shows the shell's error in the turn, not a silent failure.
+  await page.getByTestId("question").fill("where was the founder of Velcora born?");
+  await page.getByTestId("ask").click();
+  await page.getByTestId("turn-error").waitFor();
+  assert.match(await page.getByTestId("turn-error").textContent(), /Models page/);
+  assert.equal(await page.getByTestId("ask").isVisible(), true, "ready for the next question");
+  await page.goto(server.url + "#library");
+  await page.getByTestId("folders").getByText("No folders yet").waitFor();
+  assert.deepEqual(errors, []);
+});
+
+test("a question streams its trajectory, then the answer with citations that open in context", async () => {
+  const { page, errors, calls } = await open();
+  await page.getByTestId("question").fill("In which city was the founder of Velcora born?");
+  await page.getByTestId("question").press("Enter");
+  // The search steps appear as they happen, before the answer.
+  const steps = page.getByTestId("step");
+  await steps.nth(1).waitFor();
+  assert.equal(await steps.nth(0).locator(".query").textContent(), "founder of Velcora");
+  assert.equal(await steps.nth(1).locator(".query").textContent(), "Amsel Trent birthplace");
+  await page.getByTestId("cite").first().waitFor();
+  const turn = page.getByTestId("turn").last();
+  assert.match(await turn.getByTestId("answer").textContent(), /^Lisvane \[1\] \[2\]$/);
+  assert.match(await steps.nth(1).locator(".evidence").textContent(), /born in Lisvane\. \[2\]/);
+  // A passage card expands to its text with the matched words marked.
+  const card = steps.nth(1).getByTestId("passage");
+  assert.match(await card.locator("summary").textContent(), /Amsel Trent.*trent\.pdf · page 3/);
+  await card.locator("summary").click();
+  assert.equal(await card.locator("mark").first().textContent(), "Ams");
+
+  // Citation [2] opens its passage in context, on its page, and offers the file.
+  await turn.getByTestId("cite").nth(1).click();
+  const dialog = page.getByTestId("context");
+  await dialog.waitFor();
+  assert.equal(await dialog.getByTestId("cited").textContent(), "THE CITED PASSAGE");
+  assert.match(await dialog.locator(".where").textContent(), /trent\.pdf · page 3 of 12/);
+  await dialog.getByTestId("open-file").click();
+  await dialog.getByText("Close").click();
+  const log = await calls();
+  const ctx = log.find((c) => c.cmd === "passage_context");
+  assert.deepEqual(ctx.args, { path: "/home/ada/Papers/people/trent.pdf", page: 3, charStart: 100, charEnd: 163 });
+  assert.deepEqual(log.find((c) => c.cmd === "open_document").args, { path: "/home/ada/Papers/people/trent.pdf" });
+  const ask = log.find((c) => c.cmd === "ask");
+  assert.equal(ask.args.method, "exsearch");
+  assert.equal(ask.args.conversation, null);
+  // The conversation is listed, and reopening it shows the stored trajectory.
+  await page.getByTestId("conversations").getByText("In which city was the founder of Velcora born?").click();
+  await page.getByTestId("step").nth(1).waitFor();
+  assert.equal(await page.getByTestId("cite").count(), 2);
+  assert.deepEqual(errors, []);
+});
+
+test("the method switch is sent with the question", async () => {
+  const { page, calls } = await open();
+  await page.getByTestId("method").selectOption("rag");
+  await page.getByTestId("question").fill("who founded Velcora?");
+  await page.getByTestId("ask").click();
+  await page.getByTestId("cite").first().waitFor();
+  assert.equal((await calls()).find((c) => c.cmd === "ask").args.method, "rag");
+});
+
+test("the stop button cancels the running answer at once", async () => {
+  const { page, calls } = await open();
+  await page.getByTestId("question").fill("answer slowly please");
+  await page.getByTestId("ask").click();
+  await page.getByTestId("stop").waitFor();
+  await page.getByTestId("stop").click();
+  await page.getByText("stopped").waitFor();
+  const log = await calls();
+  const job = log.find((c) => c.cmd === "ask").args.job;
+  assert.equal(log.find((c) => c.cmd === "job_cancel").args.job, job);
+  assert.equal(await page.getByTestId("step").count(), 0, "cancelled before the first search");
+  assert.equal(await page.getByTestId("ask").isVisible(), true);
+});
+
+test("adding a folder shows counts, ETA and skipped files, and Pause stops it", async () => {
+  const { page, calls } = await open({ hash: "#library" });
+  await page.getByTestId("documents").locator("tbody tr").nth(2).waitFor();
+  assert.match(await page.getByTestId("library-summary").textContent(), /2 documents indexed · 14 passages/);
+  assert.match(await page.getByTestId("skipped").textContent(), /scan\.pdf.*no text layer/);
+  assert.equal(await page.locator("tr.failed").count(), 1);
+
+  await page.getByTestId("add-folder").click();
+  const progress = page.getByTestId("progress");
+  await progress.getByText(/of 200 files/).waitFor();
+  assert.match(await progress.textContent(), /\d+ of 200 files · .* passages · 1 skipped · ETA \d+ s/);
+  assert.equal(await page.getByTestId("add-folder").isDisabled(), true, "one indexing at a time");
+  await page.getByTestId("stop-indexing").click();
+  await page.getByText(/Indexing stopped: .* Resume picks up the rest/).waitFor();
+  await progress.waitFor({ state: "hidden" });
+  const log = await calls();
+  const add = log.find((c) => c.cmd === "library_add");
+  assert.deepEqual(add.args.paths, ["/home/ada/Notes"]);
+  assert.equal(log.find((c) => c.cmd === "job_cancel").args.job, add.args.job);
+  await page.getByTestId("folders").getByText("/home/ada/Notes").waitFor();
+});
+
+test("passage search lists hits that open in context", async () => {
+  const { page } = await open({ hash: "#library" });
+  await page.getByTestId("search").fill("Velcora founder");
+  await page.getByTestId("search").press("Enter");
+  await page.getByTestId("hit").nth(1).waitFor();
+  await page.getByTestId("hit").first().locator("button.title").click();
+  await page.getByTestId("context").waitFor();
+  await page.getByTestId("context").getByText("Close").click();
+  await page.getByTestId("search").fill("nothing at all");
+  await page.getByTestId("search").press("Enter");
+  await page.getByText("No passage matches.").waitFor();
+});
+
+test("settings are saved, errors are shown, and the theme applies", async () => {
+  const { page, calls } = await open({ hash: "#settings" });
+  // The form refuses what it can check itself...
+  await page.getByTestId("k").fill("0");
+  await page.getByTestId("save-settings").click();
+  assert.equal(await page.getByTestId("k").evaluate((el) => el.validity.valid), false);
+  assert.equal((await calls()).filter((c) => c.cmd === "settings_set").length, 0);
+  // ...and shows the shell's message for the rest.
+  await page.getByTestId("k").fill("30");
+  await page.getByTestId("save-settings").click();
+  await page.getByText("k: at most 20 passages per search").waitFor();
+  await page.getByTestId("k").fill("3");
+  await page.getByTestId("theme").selectOption("dark");
+  assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), "dark");
+  await page.getByTestId("save-settings").click();
+  await page.getByText("Settings saved").waitFor();
+  const saved = (await calls()).filter((c) => c.cmd === "settings_set").pop().args.settings;
+  assert.equal(saved.agent.k, 3);
+  assert.equal(saved.theme, "dark");
+  assert.equal(saved.model, "Qwen/Qwen2.5-0.5B-Instruct", "untouched fields are kept");
+});
+
+test("the models page lists the catalog, downloads with progress and cancels", async () => {
+  const { page, calls } = await open({ hash: "#models" });
+  await page.getByText("Qwen/Qwen2.5-7B-Instruct").waitFor();
+  assert.match(await page.getByTestId("active-model").textContent(), /Answering with Qwen\/Qwen2\.5-0\.5B-Instruct/);
+  await page.locator("tr", { hasText: "Qwen2.5-7B" }).getByText("Download").click();
+  const bar = page.getByTestId("download");
+  await bar.getByText(/GB of 15\.0 GB/).waitFor();
+  assert.match(await bar.textContent(), /model-00001-of-00004\.safetensors · .* · 20\.0 MB\/s · ETA/);
+  await bar.getByText("Cancel").click();
+  await page.getByText(/cancelled \(downloading again resumes\)/).waitFor();
+  const log = await calls();
+  const pull = log.find((c) => c.cmd === "model_pull").args;
+  assert.deepEqual([pull.repo, pull.include], ["Qwen/Qwen2.5-7B-Instruct", null]);
+  // A GGUF repository is fetched with the catalog's file pattern only.
+  await page.locator("tr", { hasText: "0.5B-Instruct-GGUF" }).getByText("Download").click();
+  await page.getByText(/Qwen2\.5-0\.5B-Instruct-GGUF downloaded/).waitFor();
+  assert.equal((await calls()).filter((c) => c.cmd === "model_pull").pop().args.include, "*q8_0.gguf");
+  // Importing a local folder makes it the answering model.
+  await page.getByTestId("import-path").fill("/models/my-qwen");
+  await page.getByText("Use this folder or file").click();
+  await page.getByText("/models/my-qwen now answers your questions").waitFor();
+  assert.equal((await calls()).filter((c) => c.cmd === "settings_set").pop().args.settings.model, "/models/my-qwen");
+});
+
+test("a quick demonstration shows live progress, then its chart and metrics; an adapter is made active", async () => {
+  const { page, calls, errors } = await open({ hash: "#training" });
+  await page.getByText("No runs yet.").waitFor();
+  await page.getByTestId("start-demo").click();
+  const live = page.getByTestId("training-progress");
+  await live.getByText(/warm-up · step \d of 5 · loss/).waitFor();
+  await page.getByTestId("chart").locator("img").waitFor();
+  const src = await page.getByTestId("chart").locator("img").getAttribute("src");
+  assert.match(src, /^data:image\/svg\+xml;base64,/);
+  assert.match(await page.getByTestId("rounds").textContent(), /25\.6.*-8\.63.*2\.89.*41 of 60/);
+  await page.getByText(/finished: held-out EM 62\.0 \(warm-up 34\.0\)/).waitFor();
+  const demo = (await calls()).find((c) => c.cmd === "train_demo").args;
+  assert.deepEqual([demo.name, demo.seed, demo.quick], ["demo-seed1-quick", 1, true]);
+  await page.getByText("Make active").click();
+  await page.getByText("em-round-1 is now active").waitFor();
+  assert.deepEqual((await calls()).find((c) => c.cmd === "adapter_use").args, { name: "em-round-1" });
+  assert.deepEqual(errors, []);
+});
+
+test("a folder can be added by typing its path", async () => {
+  const { page, calls } = await open({ hash: "#library" });
+  await page.getByTestId("folder-path").fill("/home/ada/Typed");
+  await page.getByTestId("add-path").click();
+  await page.getByText(/Indexing finished/).waitFor();
+  assert.deepEqual((await calls()).find((c) => c.cmd === "library_add").args.paths, ["/home/ada/Typed"]);
+  // The lists refresh when indexing ends.
+  await page.getByTestId("folders").getByText("/home/ada/Typed").waitFor();
+});

@@ -1,0 +1,190 @@
+// A scripted backend for the UI tests. It runs inside the page (it is
+// passed as source), so it must not use anything from this module's scope.
+export function backend(cmd, args, ctx) {
+  const s = ctx.state;
+  if (!s.init) {
+    Object.assign(s, {
+      init: true,
+      settings: {
+        model: s.noModel ? null : "Qwen/Qwen2.5-0.5B-Instruct", device: "auto", adapter: null, theme: "system",
+        agent: { k: 5, max_steps: 8, step_tokens: 64, answer_tokens: 32, rerank: false,
+          sampling: { temperature: 0.8, top_p: 0.95, top_k: 0, seed: 0 } },
+      },
+      folders: s.noFolders ? [] : [{ id: 1, path: "/home/ada/Papers" }],
+      chats: [],
+      turns: {},
+    });
+  }
+  const hit = (id, path, title, text, page = null) => ({
+    passage_id: id, path, title, page, score: 7.5, char_start: 100, char_end: 100 + text.length, text,
+    highlights: [[0, 3]],
+  });
+  const velcora = hit("00000000000000a1", "/home/ada/Papers/velcora.md", "Velcora",
+    "Velcora was founded by Amsel Trent, a chemist from Dunmore.");
+  const trent = hit("00000000000000b2", "/home/ada/Papers/people/trent.pdf", "Amsel Trent",
+    "Amsel Trent was born in Lisvane in 1821 and studied in Dunmore.", 3);
+  const trajectory = (question, end = "finished") => ({
+    question, method: "exsearch", answer: end === "cancelled" ? "" : "Lisvane",
+    steps: [
+      { query: "founder of Velcora", passages: [velcora], evidence: "Velcora was founded by Amsel Trent.", repaired: false, rerank: null },
+      { query: "Amsel Trent birthplace", passages: [trent], evidence: "Amsel Trent was born in Lisvane.", repaired: false, rerank: null },
+    ],
+    citations: end === "cancelled" ? [] : [
+      { number: 1, step: 1, passage: velcora },
+      { number: 2, step: 2, passage: trent },
+    ],
+    end, transcript: [], history_turns: 0, side_calls: [], generated_tokens: 40, model_calls: 3,
+  });
+  const status = () => ({
+    home: "/home/ada/.local/share/exsearch", folders: s.folders, documents: s.folders.length ? 2 : 0,
+    passages: s.folders.length ? 14 : 0, pending: 0, bytes: 48213, max_file_bytes: 104857600, schema_version: 1,
+    failed: s.folders.length ? [{ path: "/home/ada/Papers/scan.pdf", code: "no_text_layer", reason: "no text layer (image-only PDF: scanned pages need OCR, which exsearch does not do)" }] : [],
+  });
+  switch (cmd) {
+    case "app_info":
+      return { version: "0.1.0", home: "/home/ada/.local/share/exsearch", settings: s.settings, model_loaded: false, devices: ["auto", "cpu"], library: status() };
+    case "settings_get":
+      return structuredClone(s.settings);
+    case "settings_set":
+      if (args.settings.agent.k > 20) ctx.fail("invalid_setting", "k: at most 20 passages per search");
+      s.settings = args.settings;
+      return args.settings;
+    case "chats_list":
+      return s.chats;
+    case "chat_get":
+      return { id: args.id, title: s.chats.find((c) => c.id === args.id)?.title ?? "?", created_at: 0, turns: s.turns[args.id] || [] };
+    case "chat_delete":
+      s.chats = s.chats.filter((c) => c.id !== args.id);
+      return null;
+    case "ask": return (async () => {
+      if (!s.settings.model) ctx.fail("no_model", "no model chosen: pick one on the Models page (search works without one)");
+      const ch = args.onEvent;
+      const slow = args.question.includes("slowly");
+      s.cancelled = false;
+      ctx.send(ch, { event: "started", run: 0, question: args.question, method: args.method });
+      const t = trajectory(args.question);
+      for (let i = 0; i < t.steps.length; i += 1) {
+        const st = t.steps[i];
+        ctx.send(ch, { event: "step_text", run: 0, step: i + 1, text: `<QUERY> ${st.query}` });
+        await ctx.sleep(slow ? 400 : 30);
+        if (s.cancelled) {
+          const c = trajectory(args.question, "cancelled");
+          c.steps = c.steps.slice(0, i);
+          return { conversation: 1, turn: 1, trajectory: c };
+        }
+        ctx.send(ch, { event: "sub_query", run: 0, step: i + 1, query: st.query, repaired: false });
+        await ctx.sleep(30);
+        ctx.send(ch, { event: "retrieved", run: 0, step: i + 1, passages: st.passages });
+        ctx.send(ch, { event: "evidence", run: 0, step: i + 1, text: st.evidence });
+      }
+      for (const piece of ["Lis", "vane"]) {
+        await ctx.sleep(30);
+        ctx.send(ch, { event: "answer_delta", run: 0, text: piece });
+      }
+      ctx.send(ch, { event: "finished", run: 0, answer: t.answer, citations: t.citations, end: "finished" });
+      const id = args.conversation ?? 1;
+      if (!s.chats.find((c) => c.id === id)) s.chats.unshift({ id, title: args.question, turns: 0, updated_at: 0 });
+      s.turns[id] = [...(s.turns[id] || []), { id: 1, question: args.question, method: args.method, model: "m", status: "answered", answer: t.answer, error: null, trajectory: t, created_at: 0 }];
+      return { conversation: id, turn: 1, trajectory: t };
+    })();
+    case "job_cancel":
+      s.cancelled = true;
+      s.cancelledJob = args.job;
+      return true;
+    case "passage_context":
+      return { path: args.path, title: args.path.endsWith("trent.pdf") ? "Amsel Trent" : "Velcora", page: args.page, pages: args.page ? 12 : null,
+        before: "Earlier text. ", passage: "THE CITED PASSAGE", after: " Later text.", starts_document: false, ends_document: true };
+    case "open_document":
+      return null;
+    case "library_status":
+      return status();
+    case "library_documents":
+      return s.folders.length ? [
+        { path: "/home/ada/Papers/people/trent.pdf", kind: "pdf", title: "Amsel Trent", status: "indexed", error: null, size: 40000, pages: 12, passages: 10 },
+        { path: "/home/ada/Papers/scan.pdf", kind: "pdf", title: null, status: "failed", error: "no text layer", size: 9000, pages: null, passages: 0 },
+        { path: "/home/ada/Papers/velcora.md", kind: "markdown", title: "Velcora", status: "indexed", error: null, size: 8213, pages: null, passages: 4 },
+      ] : [];
+    case "library_search":
+      return args.query.includes("nothing") ? [] : [velcora, trent];
+    case "pick_folder":
+      return "/home/ada/Notes";
+    case "library_add":
+    case "library_sync": return (async () => {
+      const ch = args.onEvent;
+      s.cancelled = false;
+      const total = 200;
+      const progress = (done) => ({ files_done: done, files_total: total, bytes_done: done * 1000, bytes_total: total * 1000,
+        passages: done * 3, failed: 1, elapsed_secs: done / 10, bytes_per_sec: 10000, eta_secs: (total - done) / 10 });
+      ctx.send(ch, { event: "started", ...progress(0) });
+      ctx.send(ch, { event: "skipped", path: "/home/ada/Notes/locked.pdf", reason: "password-protected PDF (encrypted); remove the password to index it" });
+      // Notes is a large folder: it indexes until paused (or a minute passes).
+      const large = (args.paths || []).some((p) => p.endsWith("Notes"));
+      let done = 0;
+      for (let tick = 0; !s.cancelled && (large ? tick < 1500 : done < total); tick += 1) {
+        await ctx.sleep(40);
+        done = Math.min(done + 10, large ? total - 10 : total);
+        ctx.send(ch, { event: "progress", ...progress(done) });
+      }
+      if (cmd === "library_add") s.folders.push({ id: 2, path: args.paths[0] });
+      return { indexed: done - 1, unchanged: 0, touched: 0, removed: 0, failed: 1, ignored: 0, passages_added: done * 3,
+        bytes_read: done * 1000, elapsed_secs: done / 10, missing_folders: [], cancelled: s.cancelled };
+    })();
+    case "library_remove":
+      s.folders = s.folders.filter((f) => f.path !== args.path);
+      return 2;
+    case "models_list":
+      return { cache: "/home/ada/.cache/huggingface/hub",
+        local: [{ repo: "Qwen/Qwen2.5-0.5B-Instruct", commit: "a".repeat(40), refs: ["main"], files: ["config.json", "model.safetensors"], bytes: 988000000, path: "/x" }],
+        catalog: [
+          { repo: "Qwen/Qwen2.5-0.5B-Instruct", include: "", parameters_b: 0.5, download_gb: 1.0, gated: false, note: "fast on any CPU", cpu_memory_gb: 2.1, gpu_memory_gb: 1.4 },
+          { repo: "Qwen/Qwen2.5-7B-Instruct", include: "", parameters_b: 7.6, download_gb: 15.2, gated: false, note: "best answers", cpu_memory_gb: 31.0, gpu_memory_gb: 16.5 },
+          { repo: "Qwen/Qwen2.5-0.5B-Instruct-GGUF", include: "*q8_0.gguf", parameters_b: 0.49, download_gb: 0.7, gated: false, note: "Q8_0", cpu_memory_gb: 0.7, gpu_memory_gb: 0.7 },
+        ] };
+    case "model_pull": return (async () => {
+      const ch = args.onEvent;
+      s.cancelled = false;
+      ctx.send(ch, { event: "resolved", repo: args.repo, commit: "b".repeat(40), files: 2, total_bytes: 15e9 });
+      let got = 0;
+      while (!s.cancelled && got < 15e9) {
+        await ctx.sleep(50);
+        got += 2e8;
+        ctx.send(ch, { event: "progress", file: "model-00001-of-00004.safetensors", downloaded: got, total: 15e9, bytes_per_sec: 2e7, eta_secs: (15e9 - got) / 2e7 });
+      }
+      if (s.cancelled) ctx.fail("cancelled", `download of ${args.repo} cancelled`);
+      return { repo: args.repo, commit: "b".repeat(40), snapshot: "/x", files: [], downloaded_bytes: got };
+    })();
+    case "training_list":
+      return s.demoDone ? [{ kind: "demo", name: "demo-seed1-quick", dir: "/x", finished: true, model: null }] : [];
+    case "training_detail":
+      return s.demoDone ? {
+        evals: [{ phase: "warm-up", split: "test", em: 34, f1: 40.2, acc: 35, recall: 70, questions: 20 },
+          { phase: "round 1", split: "test", em: 62, f1: 66.1, acc: 63, recall: 69.5, questions: 20 }],
+        rounds: [{ round: 1, summary: { questions: 60, used: 41, sample_em: 0.256, bound: -8.63, ess: 2.89, seconds: 31 } }],
+        report: { final_em: 62 },
+        charts: [{ name: "convergence", svg: "<svg xmlns='http://www.w3.org/2000/svg' width='40' height='20'><rect width='40' height='20' fill='red'/></svg>" }],
+      } : { evals: [], rounds: [], report: null, charts: [] };
+    case "train_demo": return (async () => {
+      const ch = args.onEvent;
+      s.cancelled = false;
+      for (const phase of ["world", "model", "warm-up"]) {
+        ctx.send(ch, { event: "phase", name: phase });
+        await ctx.sleep(40);
+      }
+      for (let i = 1; i <= 5 && !s.cancelled; i += 1) {
+        ctx.send(ch, { event: "step", phase: "warm-up", record: { step: i, total_steps: 5, epoch: 1, loss: 3 / i, lr: 0.003, grad_norm: 1, tokens: 2048 } });
+        await ctx.sleep(40);
+      }
+      if (s.cancelled) ctx.fail("cancelled", "cancelled");
+      s.demoDone = true;
+      ctx.send(ch, { event: "charts", files: ["/x/charts/convergence.svg"] });
+      return { seed: args.seed, warmup_em: 34, final_em: 62, round_em: [62] };
+    })();
+    case "adapters_list":
+      return [{ name: "em-round-1", path: "/a", base_model: "Qwen/Qwen2.5-0.5B-Instruct", rank: 16, alpha: 32, targets: [], note: { valid_em: 52.5 }, active: Boolean(s.adapterActive) }];
+    case "adapter_use":
+      s.adapterActive = args.name === "em-round-1";
+      return null;
+    default:
+      ctx.fail("unknown", `the UI called an unknown command ${cmd}`);
+  }
+}

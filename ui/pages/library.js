@@ -1,0 +1,183 @@
+// Library: folders, indexing with progress, the documents and the files
+// skipped with their reasons, and plain passage search.
+import { invoke, channel, newJobId, cancelJob, errorMessage } from "../ipc.js";
+import { h, clear, fmtBytes, fmtDuration, highlighted, fileName, toast } from "../util.js";
+import { openPassage } from "./chat.js";
+
+// Indexing outlives the page: navigating away and back shows it again.
+// Other pages start indexing through runSync too (the Training page's
+// "Try this model").
+const indexing = { job: null, progress: null, skipped: [], listeners: new Set(), stopping: false };
+
+function notify() {
+  for (const f of indexing.listeners) f();
+}
+
+export async function runSync(command, args) {
+  if (indexing.job) {
+    toast("Indexing is already running", "info");
+    return;
+  }
+  const job = newJobId("index");
+  Object.assign(indexing, { job, progress: null, skipped: [], stopping: false });
+  notify();
+  try {
+    const report = await invoke(command, {
+      ...args, job,
+      onEvent: channel((e) => {
+        if (e.event === "started" || e.event === "progress") indexing.progress = e;
+        else if (e.event === "skipped") indexing.skipped.push(e);
+        notify();
+      }),
+    });
+    const parts = [`${report.indexed} indexed`, `${report.failed} skipped`];
+    if (report.removed) parts.push(`${report.removed} removed`);
+    toast(report.cancelled ? `Indexing stopped: ${parts.join(", ")} so far; Resume picks up the rest`
+      : `Indexing finished: ${parts.join(", ")}`);
+  } catch (e) {
+    toast(errorMessage(e), "error");
+  } finally {
+    indexing.job = null;
+    notify();
+  }
+}
+
+export function leave() {
+  indexing.listeners.clear();
+}
+
+export async function render(root, { refreshInfo }) {
+  const folders = h("ul", { class: "folders", "data-testid": "folders" });
+  const progress = h("div", { class: "progress-box", "data-testid": "progress", hidden: true });
+  const docs = h("tbody", {});
+  const skipped = h("ul", { class: "skipped", "data-testid": "skipped" });
+  const summary = h("p", { class: "summary", "data-testid": "library-summary" });
+  const query = h("input", { type: "search", placeholder: "Search passages…", "aria-label": "Search passages", "data-testid": "search" });
+  const results = h("div", { class: "results", "data-testid": "results" });
+  const addBtn = h("button", { class: "primary", "data-testid": "add-folder" }, "Add folder…");
+  const syncBtn = h("button", { "data-testid": "sync" }, "Rescan");
+  const pathInput = h("input", { type: "text", placeholder: "or paste a folder path", "aria-label": "Folder path", "data-testid": "folder-path" });
+  const pathForm = h("form", {
+    class: "search-form",
+    onsubmit: (e) => {
+      e.preventDefault();
+      const path = pathInput.value.trim();
+      if (path) { pathInput.value = ""; runSync("library_add", { paths: [path] }); }
+    },
+  }, pathInput, h("button", { "data-testid": "add-path" }, "Add"));
+
+  root.append(
+    h("header", { class: "page-head" }, h("h1", {}, "Library"), h("div", { class: "actions" }, addBtn, syncBtn)),
+    summary, progress,
+    h("section", {}, h("h2", {}, "Folders"), folders, pathForm),
+    h("section", {},
+      h("h2", {}, "Search"),
+      h("form", { class: "search-form", onsubmit: (e) => { e.preventDefault(); search(); } }, query, h("button", {}, "Search")),
+      results),
+    h("section", {}, h("h2", {}, "Documents"),
+      h("table", { class: "documents", "data-testid": "documents" },
+        h("thead", {}, h("tr", {}, h("th", {}, "File"), h("th", {}, "Type"), h("th", {}, "Status"), h("th", {}, "Passages"), h("th", {}, "Size"))),
+        docs)),
+    h("section", {}, h("h2", {}, "Skipped files"), skipped),
+  );
+
+  addBtn.addEventListener("click", async () => {
+    let path;
+    try { path = await invoke("pick_folder"); } catch (e) { toast(errorMessage(e), "error"); return; }
+    if (path) runSync("library_add", { paths: [path] });
+  });
+  syncBtn.addEventListener("click", () => runSync("library_sync", {}));
+
+  // Built once and updated in place, so Pause stays under the pointer.
+  const progressLabel = h("div", { class: "progress-label" });
+  const progressBar = h("progress", { max: 1, value: 0, "aria-label": "Indexing progress" });
+  const pauseBtn = h("button", {
+    class: "danger", "data-testid": "stop-indexing",
+    title: "Stops after the current batch; what is indexed stays. Rescan resumes.",
+    onclick: () => { indexing.stopping = true; cancelJob(indexing.job); drawProgress(); },
+  }, "Pause");
+  progress.append(progressLabel, progressBar, pauseBtn);
+
+  function drawProgress() {
+    const busy = Boolean(indexing.job);
+    addBtn.disabled = busy;
+    pathForm.querySelector("button").disabled = busy;
+    syncBtn.disabled = busy;
+    progress.hidden = !busy;
+    if (!busy) return;
+    const p = indexing.progress;
+    progressBar.value = p && p.bytes_total ? p.bytes_done / p.bytes_total : 0;
+    progressLabel.textContent = p
+      ? `${p.files_done} of ${p.files_total} files · ${fmtBytes(p.bytes_done)} of ${fmtBytes(p.bytes_total)}`
+        + ` · ${p.passages} passages · ${p.failed} skipped · ETA ${fmtDuration(p.eta_secs)}`
+      : "Scanning folders…";
+    pauseBtn.disabled = indexing.stopping;
+    pauseBtn.textContent = indexing.stopping ? "Stopping…" : "Pause";
+  }
+
+  async function reload() {
+    try {
+      const [status, documents] = await Promise.all([invoke("library_status"), invoke("library_documents")]);
+      summary.textContent = `${status.documents} documents indexed · ${status.passages} passages · ${fmtBytes(status.bytes)}`
+        + (status.pending ? ` · ${status.pending} waiting to be read again` : "");
+      clear(folders);
+      if (!status.folders.length) folders.append(h("li", { class: "empty" }, "No folders yet. Add one to start."));
+      for (const f of status.folders) {
+        folders.append(h("li", {}, h("span", { class: "path" }, f.path),
+          h("button", {
+            class: "link danger", "aria-label": `Remove ${f.path}`,
+            onclick: async () => {
+              try {
+                const n = await invoke("library_remove", { path: f.path });
+                toast(`Removed ${f.path} (${n} documents)`);
+                reload();
+              } catch (e) { toast(errorMessage(e), "error"); }
+            },
+          }, "Remove")));
+      }
+      clear(docs);
+      for (const d of documents) {
+        docs.append(h("tr", { class: d.status },
+          h("td", { title: d.path }, d.title || fileName(d.path)),
+          h("td", {}, d.kind),
+          h("td", { title: d.error || "" }, d.status),
+          h("td", { class: "num" }, d.passages),
+          h("td", { class: "num" }, fmtBytes(d.size))));
+      }
+      clear(skipped);
+      if (!status.failed.length) skipped.append(h("li", { class: "empty" }, "None."));
+      for (const f of status.failed) {
+        skipped.append(h("li", {}, h("span", { class: "path" }, f.path), h("span", { class: "reason" }, f.reason)));
+      }
+      refreshInfo();
+    } catch (e) { toast(errorMessage(e), "error"); }
+  }
+
+  async function search() {
+    const q = query.value.trim();
+    if (!q) return;
+    try {
+      const hits = await invoke("library_search", { query: q, k: 10 });
+      clear(results);
+      if (!hits.length) results.append(h("p", { class: "empty" }, "No passage matches."));
+      for (const hit of hits) {
+        results.append(h("div", { class: "hit", "data-testid": "hit" },
+          h("div", { class: "hit-head" },
+            h("button", { class: "link title", onclick: () => openPassage(hit) }, hit.title || fileName(hit.path)),
+            h("span", { class: "where" }, fileName(hit.path), hit.page ? ` · page ${hit.page}` : "", ` · ${hit.score.toFixed(2)}`)),
+          h("p", {}, highlighted(hit.text, hit.highlights))));
+      }
+    } catch (e) { toast(errorMessage(e), "error"); }
+  }
+
+  // Whoever started the indexing (this page, or the Training page's "Try
+  // this model"), the lists refresh when it ends.
+  let wasBusy = Boolean(indexing.job);
+  indexing.listeners.add(() => {
+    drawProgress();
+    if (wasBusy && !indexing.job) reload();
+    wasBusy = Boolean(indexing.job);
+  });
+  drawProgress();
+  await reload();
+}

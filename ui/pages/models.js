@@ -1,0 +1,127 @@
+// Models: the curated catalog (download with progress, cancel, resume),
+// the models already on this machine, and which one answers.
+import { invoke, channel, newJobId, cancelJob, errorMessage } from "../ipc.js";
+import { h, clear, fmtBytes, fmtDuration, toast } from "../util.js";
+
+const download = { job: null, repo: null, event: null, listeners: new Set() };
+
+function notify() {
+  for (const f of download.listeners) f();
+}
+
+export function leave() {
+  download.listeners.clear();
+}
+
+async function useModel(spec, refreshInfo) {
+  try {
+    const settings = await invoke("settings_get");
+    settings.model = spec;
+    await invoke("settings_set", { settings });
+    toast(`${spec} now answers your questions`);
+    await refreshInfo();
+  } catch (e) { toast(errorMessage(e), "error"); }
+}
+
+export async function render(root, { info, refreshInfo }) {
+  const active = h("p", { class: "summary", "data-testid": "active-model" });
+  const local = h("tbody", {});
+  const catalog = h("tbody", {});
+  const progress = h("div", { class: "progress-box", hidden: true, "data-testid": "download" });
+  const pathInput = h("input", {
+    type: "text", placeholder: "/path/to/model-folder or /path/to/model.gguf",
+    "aria-label": "Model folder or GGUF file", "data-testid": "import-path",
+  });
+
+  root.append(
+    h("header", { class: "page-head" }, h("h1", {}, "Models")),
+    active, progress,
+    h("section", {}, h("h2", {}, "On this machine"),
+      h("table", { class: "models" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Model"), h("th", {}, "Files"), h("th", {}, "Size"), h("th", {}))),
+        local),
+      h("form", {
+        class: "import-form",
+        onsubmit: (e) => { e.preventDefault(); if (pathInput.value.trim()) useModel(pathInput.value.trim(), refreshInfo).then(draw); },
+      }, pathInput, h("button", {}, "Use this folder or file"))),
+    h("section", {}, h("h2", {}, "Catalog"),
+      h("table", { class: "models" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Model"), h("th", {}, "Parameters"), h("th", {}, "Download"),
+          h("th", {}, "Memory (CPU)"), h("th", {}, "Notes"), h("th", {}))),
+        catalog)),
+  );
+
+  // Built once and updated in place, so the Cancel button stays under the pointer.
+  const progressLabel = h("div", { class: "progress-label" });
+  const progressBar = h("progress", { max: 1, value: 0 });
+  progress.append(progressLabel, progressBar,
+    h("button", { class: "danger", onclick: () => download.job && cancelJob(download.job) }, "Cancel"));
+
+  function drawProgress() {
+    progress.hidden = !download.job;
+    if (!download.job) return;
+    const e = download.event;
+    let label = `Downloading ${download.repo}…`;
+    let frac = 0;
+    if (e && e.event === "progress") {
+      frac = e.total ? e.downloaded / e.total : 0;
+      label = `${download.repo}: ${e.file} · ${fmtBytes(e.downloaded)} of ${fmtBytes(e.total)} · ${fmtBytes(e.bytes_per_sec)}/s · ETA ${fmtDuration(e.eta_secs)}`;
+    } else if (e && e.event === "retry") {
+      label = `${download.repo}: ${e.file}: retrying (attempt ${e.attempt}): ${e.error}`;
+    }
+    progressLabel.textContent = label;
+    progressBar.value = frac;
+  }
+
+  async function pull(repo, include) {
+    if (download.job) { toast("A download is already running"); return; }
+    download.job = newJobId("pull");
+    download.repo = repo;
+    download.event = null;
+    notify();
+    try {
+      const report = await invoke("model_pull", {
+        repo, revision: null, include: include || null, job: download.job,
+        onEvent: channel((e) => { download.event = e; notify(); }),
+      });
+      toast(`${repo} downloaded (${fmtBytes(report.downloaded_bytes)})`);
+    } catch (e) {
+      toast(`${repo}: ${errorMessage(e)} (downloading again resumes)`, "error");
+    } finally {
+      download.job = null;
+      notify();
+      draw();
+    }
+  }
+
+  async function draw() {
+    const current = (await refreshInfo())?.settings.model;
+    active.textContent = current ? `Answering with ${current}` : "No model chosen: pick one below. Search works without one.";
+    let models;
+    try { models = await invoke("models_list"); } catch (e) { toast(errorMessage(e), "error"); return; }
+    clear(local);
+    if (!models.local.length) local.append(h("tr", {}, h("td", { colspan: 4, class: "empty" }, `No models in ${models.cache} yet.`)));
+    for (const m of models.local) {
+      local.append(h("tr", { class: m.repo === current ? "active" : "" },
+        h("td", {}, m.repo, h("div", { class: "where" }, m.refs.join(", ") || m.commit.slice(0, 10))),
+        h("td", {}, m.files.length),
+        h("td", { class: "num" }, fmtBytes(m.bytes)),
+        h("td", {}, m.repo === current ? "active"
+          : h("button", { onclick: () => useModel(m.repo, refreshInfo).then(draw) }, "Use"))));
+    }
+    clear(catalog);
+    for (const m of models.catalog) {
+      catalog.append(h("tr", {},
+        h("td", {}, m.repo),
+        h("td", { class: "num" }, `${m.parameters_b} B`),
+        h("td", { class: "num" }, `${m.download_gb.toFixed(1)} GB`),
+        h("td", { class: "num" }, `${m.cpu_memory_gb.toFixed(1)} GB`),
+        h("td", {}, m.note, m.gated ? " (gated: needs HF_TOKEN)" : ""),
+        h("td", {}, h("button", { onclick: () => pull(m.repo, m.include) }, "Download"))));
+    }
+  }
+
+  download.listeners.add(drawProgress);
+  drawProgress();
+  await draw();
+}

@@ -1,0 +1,220 @@
+// Training: EM rounds on the person's questions or on a built-in synthetic
+// world, live convergence charts (the core's plotters SVGs), the rounds'
+// metrics, and the adapters they produce.
+import { invoke, channel, newJobId, cancelJob, errorMessage } from "../ipc.js";
+import { h, clear, fmtDuration, toast } from "../util.js";
+import { runSync } from "./library.js";
+
+// A run outlives the page: come back and it is still shown.
+const job = { id: null, kind: null, name: null, phase: "", step: null, sampled: null, evaluated: null, listeners: new Set() };
+let selected = null;
+
+function notify(event) {
+  for (const f of job.listeners) f(event);
+}
+
+export function leave() {
+  job.listeners.clear();
+}
+
+function svgImage(svg, alt) {
+  // CSP: images come from 'self' or data: URLs only; an SVG image cannot run script.
+  const bytes = new TextEncoder().encode(svg);
+  let bin = "";
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return h("img", { src: `data:image/svg+xml;base64,${btoa(bin)}`, alt, class: "chart" });
+}
+
+function pct(x) {
+  return x === null || x === undefined ? "–" : x.toFixed(1);
+}
+
+export async function render(root) {
+  const list = h("ul", { class: "trainings", "data-testid": "trainings" });
+  const detail = h("div", { class: "training-detail", "data-testid": "training-detail" });
+  const live = h("div", { class: "progress-box", hidden: true, "data-testid": "training-progress" });
+  const adapters = h("tbody", {});
+
+  const seed = h("input", { type: "number", value: 1, min: 0, "aria-label": "Seed" });
+  const size = h("select", { "aria-label": "Size", "data-testid": "demo-size" },
+    h("option", { value: "quick" }, "Quick (a minute or two)"),
+    h("option", { value: "full" }, "Full (about 20 minutes)"));
+  const demoForm = h("form", { class: "train-form", "data-testid": "demo-form", onsubmit: (e) => { e.preventDefault(); startDemo(); } },
+    h("label", {}, "Seed ", seed), size, h("button", { class: "primary", "data-testid": "start-demo" }, "Start demonstration"));
+
+  const f = {
+    name: h("input", { type: "text", value: `em-${new Date().toISOString().slice(0, 10)}`, required: true }),
+    data: h("input", { type: "text", placeholder: "/path/to/questions.jsonl", required: true }),
+    valid: h("input", { type: "text", placeholder: "optional: /path/to/validation.jsonl" }),
+    rounds: h("input", { type: "number", value: 3, min: 1, max: 20 }),
+    samples: h("input", { type: "number", value: 4, min: 1, max: 32 }),
+    rank: h("input", { type: "number", value: 16, min: 1, max: 256 }),
+    lr: h("input", { type: "number", value: 0.0001, min: 0, step: "any" }),
+  };
+  const emForm = h("form", { class: "train-form grid", onsubmit: (e) => { e.preventDefault(); startEm(); } },
+    h("label", {}, "Run name", f.name), h("label", {}, "Questions (JSONL)", f.data), h("label", {}, "Validation", f.valid),
+    h("label", {}, "Rounds", f.rounds), h("label", {}, "Samples per question (K)", f.samples),
+    h("label", {}, "LoRA rank", f.rank), h("label", {}, "Learning rate", f.lr),
+    h("button", { class: "primary" }, "Start EM rounds"));
+
+  root.append(
+    h("header", { class: "page-head" }, h("h1", {}, "Training")),
+    h("p", { class: "summary" }, "Self-training by generalized EM: the model samples searches for questions with known answers, "
+      + "weights them by how likely they make the right answer, and learns from the best."),
+    live,
+    h("section", {}, h("h2", {}, "Demonstration on a synthetic world"),
+      h("p", { class: "where" }, "A new small model learns to search invented documents from scratch: warm-up, then EM rounds."), demoForm),
+    h("section", {}, h("h2", {}, "Train on your questions"), emForm),
+    h("div", { class: "training-split" },
+      h("section", {}, h("h2", {}, "Runs"), list),
+      h("section", {}, detail)),
+    h("section", {}, h("h2", {}, "Adapters"),
+      h("table", { class: "adapters" }, h("thead", {}, h("tr", {}, h("th", {}, "Adapter"), h("th", {}, "Base model"), h("th", {}, "Rank"), h("th", {}, "Validation EM"), h("th", {}))), adapters)),
+  );
+
+  // Built once and updated in place, so Stop stays under the pointer.
+  const liveLabel = h("div", { class: "progress-label" });
+  const liveBar = h("progress", { max: 1, value: 0 });
+  live.append(liveLabel, liveBar,
+    h("button", { class: "danger", "data-testid": "stop-training", onclick: () => job.id && cancelJob(job.id) }, "Stop"));
+
+  function drawLive() {
+    live.hidden = !job.id;
+    if (!job.id) return;
+    const parts = [`${job.name}: ${job.phase || "starting"}`];
+    if (job.step) parts.push(`step ${job.step.step} of ${job.step.total_steps} · loss ${job.step.loss.toFixed(3)}`);
+    if (job.sampled) parts.push(`sampling ${job.sampled.done} of ${job.sampled.total} questions`);
+    if (job.evaluated) parts.push(`${job.evaluated.phase} ${job.evaluated.split} EM ${pct(job.evaluated.em)}`);
+    liveLabel.textContent = parts.join(" · ");
+    liveBar.value = job.step ? job.step.step / job.step.total_steps : job.sampled ? job.sampled.done / job.sampled.total : 0;
+  }
+
+  async function follow(kind, name, command, args) {
+    if (job.id) { toast("A training run is already going"); return; }
+    Object.assign(job, { id: newJobId("train"), kind, name, phase: "", step: null, sampled: null, evaluated: null });
+    selected = { kind, name };
+    notify();
+    loadList();
+    try {
+      const report = await invoke(command, {
+        ...args, job: job.id,
+        onEvent: channel((e) => {
+          if (e.event === "phase") Object.assign(job, { phase: e.name, step: null, sampled: null });
+          else if (e.event === "step") job.step = e.record;
+          else if (e.event === "sampled") job.sampled = e;
+          else if (e.event === "evaluated") job.evaluated = e;
+          notify(e);
+        }),
+      });
+      toast(report.final_em !== undefined ? `${name} finished: held-out EM ${pct(report.final_em)} (warm-up ${pct(report.warmup_em)})` : `${name} finished`);
+    } catch (e) {
+      toast(e && e.code === "cancelled" ? `${name} stopped; Resume continues it` : `${name}: ${errorMessage(e)}`, e && e.code === "cancelled" ? "info" : "error");
+    } finally {
+      job.id = null;
+      notify();
+      await loadList();
+      await loadAdapters();
+    }
+  }
+
+  function startDemo() {
+    const name = `demo-seed${seed.value}-${size.value}`;
+    follow("demo", name, "train_demo", { name, seed: Number(seed.value), quick: size.value === "quick" });
+  }
+
+  function startEm() {
+    follow("run", f.name.value.trim(), "train_em", {
+      request: {
+        name: f.name.value.trim(), model: null, adapter: null, data: f.data.value.trim(),
+        valid: f.valid.value.trim() || null, rounds: Number(f.rounds.value), samples: Number(f.samples.value),
+        lora_rank: Number(f.rank.value), lr: Number(f.lr.value),
+      },
+    });
+  }
+
+  async function loadList() {
+    let entries;
+    try { entries = await invoke("training_list"); } catch (e) { toast(errorMessage(e), "error"); return; }
+    clear(list);
+    if (!entries.length) list.append(h("li", { class: "empty" }, "No runs yet."));
+    for (const t of entries) {
+      const running = job.id && job.name === t.name && job.kind === t.kind;
+      list.append(h("li", { class: selected && selected.name === t.name && selected.kind === t.kind ? "active" : "" },
+        h("button", { class: "link", onclick: () => { selected = { kind: t.kind, name: t.name }; loadList(); loadDetail(); } },
+          t.name),
+        h("span", { class: "where" }, ` ${t.kind} · ${running ? "running" : t.finished ? "finished" : "stopped"}`),
+        !running && !t.finished && t.kind === "run"
+          ? h("button", { class: "link", onclick: () => follow("run", t.name, "train_resume", { name: t.name }) }, " Resume") : null));
+    }
+    if (!selected && entries.length) selected = { kind: entries[entries.length - 1].kind, name: entries[entries.length - 1].name };
+    await loadDetail();
+  }
+
+  async function loadDetail() {
+    if (!selected) { clear(detail); return; }
+    const want = selected;
+    let d;
+    try { d = await invoke("training_detail", { kind: want.kind, name: want.name }); } catch (e) { if (selected === want) clear(detail); return; }
+    if (selected !== want) return; // another run was chosen meanwhile
+    clear(detail).append(h("h2", {}, selected.name));
+    if (selected.kind === "demo" && d.report) {
+      const name = selected.name;
+      detail.append(h("p", {},
+        h("button", {
+          class: "primary", "data-testid": "try-demo-model",
+          title: "Answer with this demonstration's best model and add its synthetic documents to the library",
+          onclick: async () => {
+            try {
+              const use = await invoke("demo_use", { name });
+              toast(`${name}'s model now answers; indexing its world's documents`);
+              location.hash = "#library";
+              runSync("library_add", { paths: [use.corpus] });
+            } catch (e) { toast(errorMessage(e), "error"); }
+          },
+        }, "Try this model"),
+        h("span", { class: "where" }, ` held-out EM ${pct(d.report.warmup_em)} after warm-up, ${pct(d.report.final_em)} after EM`)));
+    }
+    if (!d.charts.length) detail.append(h("p", { class: "empty" }, "The charts appear once the first phase finishes."));
+    const main = d.charts.find((c) => c.name === "convergence");
+    if (main) detail.append(h("div", { class: "charts", "data-testid": "chart" }, svgImage(main.svg, `Convergence of ${selected.name}`)));
+    if (d.evals.length) {
+      detail.append(h("table", { class: "evals" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Phase"), h("th", {}, "Split"), h("th", {}, "EM"), h("th", {}, "F1"), h("th", {}, "Recall"), h("th", {}, "Questions"))),
+        h("tbody", {}, d.evals.map((e) => h("tr", {}, h("td", {}, e.phase), h("td", {}, e.split), h("td", { class: "num" }, pct(e.em)),
+          h("td", { class: "num" }, pct(e.f1)), h("td", { class: "num" }, pct(e.recall)), h("td", { class: "num" }, e.questions))))));
+    }
+    if (d.rounds.length) {
+      detail.append(h("table", { class: "rounds", "data-testid": "rounds" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Round"), h("th", {}, "Samples EM"), h("th", {}, "Bound"), h("th", {}, "ESS"), h("th", {}, "Questions used"), h("th", {}, "E-step time"))),
+        h("tbody", {}, d.rounds.map((r) => h("tr", {}, h("td", {}, r.round), h("td", { class: "num" }, pct(r.summary.sample_em * 100)),
+          h("td", { class: "num" }, r.summary.bound.toFixed(2)), h("td", { class: "num" }, r.summary.ess.toFixed(2)),
+          h("td", { class: "num" }, `${r.summary.used} of ${r.summary.questions}`), h("td", { class: "num" }, fmtDuration(r.summary.seconds)))))));
+    }
+  }
+
+  async function loadAdapters() {
+    let list2;
+    try { list2 = await invoke("adapters_list"); } catch (e) { toast(errorMessage(e), "error"); return; }
+    clear(adapters);
+    if (!list2.length) adapters.append(h("tr", {}, h("td", { colspan: 5, class: "empty" }, "None yet: EM runs on your questions save one per round.")));
+    for (const a of list2) {
+      adapters.append(h("tr", { class: a.active ? "active" : "" },
+        h("td", {}, a.name), h("td", {}, a.base_model), h("td", { class: "num" }, a.rank),
+        h("td", { class: "num" }, pct(a.note.valid_em)),
+        h("td", {}, a.active ? "active" : h("button", {
+          onclick: async () => {
+            try { await invoke("adapter_use", { name: a.name }); toast(`${a.name} is now active`); loadAdapters(); } catch (e) { toast(errorMessage(e), "error"); }
+          },
+        }, "Make active"))));
+    }
+  }
+
+  job.listeners.add((event) => {
+    drawLive();
+    if (event && (event.event === "charts" || event.event === "round" || event.event === "evaluated")
+      && selected && selected.name === job.name) loadDetail();
+  });
+  drawLive();
+  await loadList();
+  await loadAdapters();
+}
