@@ -2,8 +2,8 @@
 # Installs what building and testing exsearch needs on Debian/Ubuntu: a C
 # toolchain (SQLite and mimalloc are compiled from source), procps (`kill`,
 # used by the Ctrl-C test), the WebKitGTK stack the desktop app is built on,
-# Chromium, Node and Xvfb for its tests and, when missing or older than the
-# workspace's rust-version, Rust through rustup.
+# Chromium, Node, Xvfb and WebKitWebDriver for its tests and, when missing
+# or older than the workspace's rust-version, Rust through rustup.
 set -euo pipefail
 
 MIN_RUST=1.85
@@ -31,7 +31,7 @@ rust_ok || missing+=(curl ca-certificates)
 # The desktop app (Tauri 2 over WebKitGTK), and its tests: Chromium for the
 # UI tests, Node for their runner, Xvfb for the app under a virtual display.
 for pkg in libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev libayatana-appindicator3-dev \
-  libxdo-dev libssl-dev file chromium xvfb xauth; do
+  libxdo-dev libssl-dev file chromium xvfb xauth webkit2gtk-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 command -v node >/dev/null || missing+=(nodejs)

@@ -12,4 +12,4 @@ cargo test --workspace --locked "$@"
 # The frontend in Chromium with the shell's IPC scripted.
 (cd tests/ui && npm ci --no-audit --no-fund --loglevel=error && npm test)
 # The real app under Xvfb through tauri-driver (the binary cargo test built).
-EXSEARCH_APP=target/debug/exsearch-desktop bash tests/e2e/run.sh
+EXSEARCH_APP="${CARGO_TARGET_DIR:-target}/debug/exsearch-desktop" bash tests/e2e/run.sh

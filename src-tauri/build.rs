@@ -15,6 +15,7 @@ const COMMANDS: &[&str] = &[
     "passage_context",
     "open_document",
     "pick_folder",
+    "pick_file",
     "job_cancel",
     "chats_list",
     "chat_get",

@@ -229,6 +229,43 @@ pub async fn pick_folder<R: Runtime>(app: AppHandle<R>) -> CommandResult<Option<
     .await
 }
 
+/// What a file picker is for, and so which files it offers.
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    /// A quantized model file.
+    Gguf,
+    /// Questions with answers (JSONL, or a JSON array).
+    Questions,
+}
+
+/// The native file picker; `None` when the person closes it.
+#[tauri::command]
+pub async fn pick_file<R: Runtime>(
+    app: AppHandle<R>,
+    kind: FileKind,
+) -> CommandResult<Option<PathBuf>> {
+    use tauri_plugin_dialog::DialogExt;
+    let (label, extensions): (&str, &[&str]) = match kind {
+        FileKind::Gguf => ("GGUF model", &["gguf"]),
+        FileKind::Questions => ("Questions", &["jsonl", "json"]),
+    };
+    blocking(move || {
+        let picked = app
+            .dialog()
+            .file()
+            .add_filter(label, extensions)
+            .blocking_pick_file();
+        picked
+            .map(|p| {
+                p.into_path()
+                    .map_err(|e| CommandError::new("shell", e.to_string()))
+            })
+            .transpose()
+    })
+    .await
+}
+
 /// Stops job `job` at its next safe point; false when none is running.
 #[tauri::command]
 pub fn job_cancel(shell: ShellState<'_>, job: String) -> bool {

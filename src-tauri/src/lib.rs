@@ -35,6 +35,7 @@ pub fn builder<R: Runtime>(shell: Shell) -> Builder<R> {
             commands::passage_context,
             commands::open_document,
             commands::pick_folder,
+            commands::pick_file,
             commands::job_cancel,
             commands::chats_list,
             commands::chat_get,

@@ -178,13 +178,15 @@ fn train_sink(channel: Channel<TrainEvent>) -> impl Fn(TrainEvent) + Send + Sync
 }
 
 /// The demonstration on a synthetic world generated from `seed`: `quick`
-/// takes a minute or two, the full one about twenty.
+/// takes a minute or two, the full one about twenty; `config` (any part of
+/// the settings, as `exsearch demo em --config` reads them) replaces both.
 #[tauri::command]
 pub async fn train_demo(
     shell: ShellState<'_>,
     name: String,
     seed: u64,
     quick: bool,
+    config: Option<DemoConfig>,
     job: String,
     on_event: Channel<TrainEvent>,
 ) -> CommandResult<DemoReport> {
@@ -192,10 +194,10 @@ pub async fn train_demo(
     let shell = Arc::clone(&shell);
     blocking(move || {
         let job = shell.begin_job(&job)?;
-        let config = if quick {
-            DemoConfig::quick()
-        } else {
-            DemoConfig::default()
+        let config = match config {
+            Some(c) => c,
+            None if quick => DemoConfig::quick(),
+            None => DemoConfig::default(),
         }
         .seeded(seed);
         // A demonstration starts afresh: its world and model come from the seed.

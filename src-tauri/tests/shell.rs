@@ -416,3 +416,119 @@ fn the_models_page_lists_the_catalog_and_the_local_cache() {
     );
     assert_eq!(models["local"], json!([]));
 }
+
+/// A demonstration small enough for a test: seconds, not minutes.
+fn tiny_demo() -> Value {
+    json!({
+        "world": {"warmup": 6, "train": 6, "valid": 3, "test": 4, "cities": 4},
+        "model": {"hidden": 32, "layers": 2, "heads": 2, "kv_heads": 1, "intermediate": 64},
+        "reading": {"questions": 8, "train": {"lr": 0.003, "epochs": 1, "token_budget": 2048, "checkpoint_every": 0}},
+        "warmup": {"lr": 0.003, "epochs": 2, "token_budget": 2048, "checkpoint_every": 0},
+        "patience": 1,
+        "rounds": 1,
+        "estep": {"samples": 2, "batch": 4},
+        "mstep": {"lr": 0.001, "epochs": 1, "token_budget": 2048, "checkpoint_every": 0}
+    })
+}
+
+#[test]
+fn training_commands_run_a_demonstration_and_an_em_run_with_charts_and_adapters() {
+    let tmp = TempDir::new().expect("tmp");
+    let app = app(&tmp.path().join("home"));
+    assert_eq!(app.ok("training_list", json!({})), json!([]));
+
+    let report = app.ok(
+        "train_demo",
+        json!({"name": "demo-1", "seed": 4, "quick": true, "config": tiny_demo(),
+               "job": "t1", "onEvent": channel(1)}),
+    );
+    assert_eq!(report["seed"], 4);
+    assert_eq!(report["round_em"].as_array().map(Vec::len), Some(1));
+    let list = app.ok("training_list", json!({}));
+    assert_eq!(list[0]["kind"], "demo");
+    assert_eq!(list[0]["finished"], true);
+    let detail = app.ok("training_detail", json!({"kind": "demo", "name": "demo-1"}));
+    assert_eq!(detail["charts"][0]["name"], "convergence");
+    assert!(detail["charts"][0]["svg"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("<svg"));
+    assert_eq!(detail["rounds"].as_array().map(Vec::len), Some(1));
+    assert!(
+        detail["evals"].as_array().map_or(0, Vec::len) >= 3,
+        "{detail}"
+    );
+    let err = app
+        .call("training_detail", json!({"kind": "demo", "name": "../etc"}))
+        .expect_err("names are folder names");
+    assert_eq!(err["code"], "invalid_setting");
+
+    // "Try this model": the demonstration's model answers with the settings
+    // it was trained with, over its world's documents.
+    let used = app.ok("demo_use", json!({"name": "demo-1"}));
+    let settings = app.ok("settings_get", json!({}));
+    assert_eq!(settings["model"], used["model"]);
+    assert_eq!(
+        settings["agent"]["k"], 1,
+        "the demonstration's agent settings"
+    );
+    app.ok(
+        "library_add",
+        json!({"paths": [used["corpus"]], "job": "i", "onEvent": channel(2)}),
+    );
+    let question: Value = serde_json::from_str(
+        std::fs::read_to_string(tmp.path().join("home/demos/demo-1/world/test.jsonl"))
+            .expect("test questions")
+            .lines()
+            .next()
+            .expect("a question"),
+    )
+    .expect("json");
+    let asked = app.ok(
+        "ask",
+        json!({"question": question["question"], "conversation": null, "method": "exsearch",
+               "job": "a", "onEvent": channel(3)}),
+    );
+    assert!(asked["trajectory"]["model_calls"].as_u64().unwrap_or(0) >= 2);
+
+    // EM rounds on questions with answers, from the demonstration's model.
+    let world = tmp.path().join("home/demos/demo-1/world");
+    let run = app.ok(
+        "train_em",
+        json!({"request": {"name": "mine", "model": used["model"], "adapter": null,
+                           "data": world.join("train.jsonl"), "valid": world.join("valid.jsonl"),
+                           "rounds": 1, "samples": 2, "lora_rank": 4, "lr": 0.001},
+               "job": "t2", "onEvent": channel(4)}),
+    );
+    assert_eq!(run["name"], "mine");
+    let list = app.ok("training_list", json!({}));
+    assert!(list
+        .as_array()
+        .expect("list")
+        .iter()
+        .any(|t| t["kind"] == "run" && t["finished"] == true));
+    let detail = app.ok("training_detail", json!({"kind": "run", "name": "mine"}));
+    assert!(!detail["charts"].as_array().expect("charts").is_empty());
+    // Resuming a finished run redoes nothing and gives its report.
+    let again = app.ok(
+        "train_resume",
+        json!({"name": "mine", "job": "t3", "onEvent": channel(5)}),
+    );
+    assert_eq!(again, run);
+
+    let adapters = app.ok("adapters_list", json!({}));
+    let name = adapters[0]["name"]
+        .as_str()
+        .expect("an adapter per round")
+        .to_string();
+    app.ok("adapter_use", json!({"name": name}));
+    let adapters = app.ok("adapters_list", json!({}));
+    assert_eq!(adapters[0]["active"], true);
+    app.ok("adapter_use", json!({"name": null}));
+    assert_eq!(app.ok("adapters_list", json!({}))[0]["active"], false);
+
+    let err = app
+        .call("demo_use", json!({"name": "no-such-demo"}))
+        .expect_err("unknown");
+    assert_eq!(err["code"], "unknown_training");
+}

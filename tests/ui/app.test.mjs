@@ -178,6 +178,10 @@ test("the models page lists the catalog, downloads with progress and cancels", a
   await page.getByText("Use this folder or file").click();
   await page.getByText("/models/my-qwen now answers your questions").waitFor();
   assert.equal((await calls()).filter((c) => c.cmd === "settings_set").pop().args.settings.model, "/models/my-qwen");
+  // Or picked with the native file picker (GGUF files only).
+  await page.getByText("Choose GGUF file…").click();
+  await page.getByText("/models/qwen2.5-0.5b-instruct-q8_0.gguf now answers your questions").waitFor();
+  assert.deepEqual((await calls()).find((c) => c.cmd === "pick_file").args, { kind: "gguf" });
 });
 
 test("a quick demonstration shows live progress, then its chart and metrics; an adapter is made active", async () => {
@@ -207,4 +211,21 @@ test("a folder can be added by typing its path", async () => {
   assert.deepEqual((await calls()).find((c) => c.cmd === "library_add").args.paths, ["/home/ada/Typed"]);
   // The lists refresh when indexing ends.
   await page.getByTestId("folders").getByText("/home/ada/Typed").waitFor();
+});
+
+test("EM rounds on the person's questions: the form sends its settings; a bad file is named", async () => {
+  const { page, calls } = await open({ hash: "#training" });
+  const form = page.locator("form.train-form.grid");
+  await form.locator("label", { hasText: "Questions (JSONL)" }).getByText("…").click();
+  assert.equal(await form.locator("label", { hasText: "Questions (JSONL)" }).locator("input").inputValue(), "/home/ada/qa.jsonl");
+  await form.locator("label", { hasText: "Rounds" }).locator("input").fill("2");
+  await form.locator("label", { hasText: "Samples per question" }).locator("input").fill("8");
+  await form.getByText("Start EM rounds").click();
+  await page.getByTestId("training-progress").getByText(/round 1 · sampling 8 of 40 questions/).waitFor();
+  await page.getByText(/finished$/).waitFor();
+  const req = (await calls()).find((c) => c.cmd === "train_em").args.request;
+  assert.deepEqual([req.data, req.valid, req.rounds, req.samples, req.lora_rank, req.lr], ["/home/ada/qa.jsonl", null, 2, 8, 16, 0.0001]);
+  await form.locator("label", { hasText: "Questions (JSONL)" }).locator("input").fill("/home/ada/missing.txt");
+  await form.getByText("Start EM rounds").click();
+  await page.getByText(/missing\.txt: No such file or directory/).waitFor();
 });

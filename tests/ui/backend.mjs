@@ -108,6 +108,8 @@ export function backend(cmd, args, ctx) {
       return args.query.includes("nothing") ? [] : [velcora, trent];
     case "pick_folder":
       return "/home/ada/Notes";
+    case "pick_file":
+      return args.kind === "gguf" ? "/models/qwen2.5-0.5b-instruct-q8_0.gguf" : "/home/ada/qa.jsonl";
     case "library_add":
     case "library_sync": return (async () => {
       const ch = args.onEvent;
@@ -178,6 +180,13 @@ export function backend(cmd, args, ctx) {
       s.demoDone = true;
       ctx.send(ch, { event: "charts", files: ["/x/charts/convergence.svg"] });
       return { seed: args.seed, warmup_em: 34, final_em: 62, round_em: [62] };
+    })();
+    case "train_em": return (async () => {
+      ctx.send(args.onEvent, { event: "phase", name: "round 1" });
+      ctx.send(args.onEvent, { event: "sampled", round: 1, done: 8, total: 40 });
+      await ctx.sleep(300);
+      if (!args.request.data.endsWith(".jsonl")) ctx.fail("io", `${args.request.data}: No such file or directory (os error 2)`);
+      return { name: args.request.name, phases: [], best: "round 1", active_adapter: `${args.request.name}.round-1` };
     })();
     case "adapters_list":
       return [{ name: "em-round-1", path: "/a", base_model: "Qwen/Qwen2.5-0.5B-Instruct", rank: 16, alpha: 32, targets: [], note: { valid_em: 52.5 }, active: Boolean(s.adapterActive) }];

@@ -43,7 +43,9 @@ export async function render(root, { info, refreshInfo }) {
       h("form", {
         class: "import-form",
         onsubmit: (e) => { e.preventDefault(); if (pathInput.value.trim()) useModel(pathInput.value.trim(), refreshInfo).then(draw); },
-      }, pathInput, h("button", {}, "Use this folder or file"))),
+      }, pathInput, h("button", {}, "Use this folder or file"),
+      h("button", { type: "button", onclick: () => choose("pick_folder", {}) }, "Choose folder…"),
+      h("button", { type: "button", onclick: () => choose("pick_file", { kind: "gguf" }) }, "Choose GGUF file…"))),
     h("section", {}, h("h2", {}, "Catalog"),
       h("table", { class: "models" },
         h("thead", {}, h("tr", {}, h("th", {}, "Model"), h("th", {}, "Parameters"), h("th", {}, "Download"),
@@ -56,6 +58,13 @@ export async function render(root, { info, refreshInfo }) {
   const progressBar = h("progress", { max: 1, value: 0 });
   progress.append(progressLabel, progressBar,
     h("button", { class: "danger", onclick: () => download.job && cancelJob(download.job) }, "Cancel"));
+
+  async function choose(command, args) {
+    try {
+      const path = await invoke(command, args);
+      if (path) { pathInput.value = path; await useModel(path, refreshInfo); await draw(); }
+    } catch (e) { toast(errorMessage(e), "error"); }
+  }
 
   function drawProgress() {
     progress.hidden = !download.job;

@@ -25,6 +25,20 @@ function svgImage(svg, alt) {
   return h("img", { src: `data:image/svg+xml;base64,${btoa(bin)}`, alt, class: "chart" });
 }
 
+/** A path input with a "Choose…" button that opens the native file picker. */
+function withPicker(input) {
+  return h("span", { class: "with-picker" }, input,
+    h("button", {
+      type: "button", title: "Choose a file",
+      onclick: async () => {
+        try {
+          const path = await invoke("pick_file", { kind: "questions" });
+          if (path) input.value = path;
+        } catch (e) { toast(errorMessage(e), "error"); }
+      },
+    }, "…"));
+}
+
 function pct(x) {
   return x === null || x === undefined ? "–" : x.toFixed(1);
 }
@@ -52,7 +66,7 @@ export async function render(root) {
     lr: h("input", { type: "number", value: 0.0001, min: 0, step: "any" }),
   };
   const emForm = h("form", { class: "train-form grid", onsubmit: (e) => { e.preventDefault(); startEm(); } },
-    h("label", {}, "Run name", f.name), h("label", {}, "Questions (JSONL)", f.data), h("label", {}, "Validation", f.valid),
+    h("label", {}, "Run name", f.name), h("label", {}, "Questions (JSONL)", withPicker(f.data)), h("label", {}, "Validation", withPicker(f.valid)),
     h("label", {}, "Rounds", f.rounds), h("label", {}, "Samples per question (K)", f.samples),
     h("label", {}, "LoRA rank", f.rank), h("label", {}, "Learning rate", f.lr),
     h("button", { class: "primary" }, "Start EM rounds"));
@@ -119,7 +133,7 @@ export async function render(root) {
 
   function startDemo() {
     const name = `demo-seed${seed.value}-${size.value}`;
-    follow("demo", name, "train_demo", { name, seed: Number(seed.value), quick: size.value === "quick" });
+    follow("demo", name, "train_demo", { name, seed: Number(seed.value), quick: size.value === "quick", config: null });
   }
 
   function startEm() {
