@@ -161,9 +161,20 @@ async function main() {
     results.answer = await s.text(await s.find("[data-testid=answer]"));
     results.steps = (await s.findAll("[data-testid=step]")).length;
     log(`asked "${question.question}": ${results.steps} steps, answer "${results.answer}"`);
-    const cite = await s.waitFor("[data-testid=cite]", { what: "a citation" });
     await shot("chat");
-    await s.click(cite);
+    // A citation needs evidence the model wrote; the quick demonstration's
+    // model does not always write it, so without one a retrieved passage is
+    // opened in context instead (the same dialog and command).
+    const cites = await s.findAll("[data-testid=cite]");
+    results.citations = cites.length;
+    if (SHOWCASE) assert.ok(cites.length > 0, "the showcase's trained model cites its evidence");
+    if (cites.length) {
+      await s.click(cites[0]);
+    } else {
+      log("no citation in this answer: opening a retrieved passage in context");
+      await s.click(await s.waitFor("[data-testid=passage] summary", { what: "a retrieved passage" }));
+      await s.click(await s.waitFor("[data-testid=passage] > button", { what: "Show in context" }));
+    }
     const cited = await s.waitFor("[data-testid=cited]", { what: "the passage in context" });
     assert.ok((await s.text(cited)).length > 20);
     await shot("chat-citation");
