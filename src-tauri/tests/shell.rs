@@ -17,6 +17,10 @@ use tauri::webview::InvokeRequest;
 use tauri::WebviewWindow;
 use tempfile::TempDir;
 
+#[path = "../../tests/common/fake_hub.rs"]
+mod fake_hub;
+use fake_hub::{FakeHub, Faults};
+
 struct App {
     app: tauri::App<MockRuntime>,
     window: WebviewWindow<MockRuntime>,
@@ -397,7 +401,7 @@ fn the_page_cannot_call_plugin_commands_directly() {
 }
 
 #[test]
-fn the_models_page_lists_the_catalog_and_the_local_cache() {
+fn the_models_page_lists_the_catalog_and_downloads_into_the_cache() {
     let tmp = TempDir::new().expect("tmp");
     let app = app(&tmp.path().join("home"));
     let models = app.ok("models_list", json!({}));
@@ -415,6 +419,38 @@ fn the_models_page_lists_the_catalog_and_the_local_cache() {
             > 0.0
     );
     assert_eq!(models["local"], json!([]));
+
+    // A download from a loopback hub, cut mid-file and resumed.
+    let src = tmp.path().join("repo");
+    fixtures::write_hf_model(&src, &fixtures::tiny_config(Family::Qwen2), 1, DType::F32)
+        .expect("tiny model");
+    let hub = FakeHub::serve(
+        &src,
+        "tiny/model",
+        Faults {
+            cut_after: Some(20_000),
+            ..Default::default()
+        },
+    );
+    // Only this test downloads, so only it sets the endpoint.
+    std::env::set_var("HF_ENDPOINT", &hub.endpoint);
+    let report = app.ok(
+        "model_pull",
+        json!({"repo": "tiny/model", "revision": null, "include": null,
+               "job": "pull", "onEvent": channel(1)}),
+    );
+    assert_eq!(report["commit"], fake_hub::COMMIT);
+    assert!(report["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .any(|f| f["name"] == "model.safetensors"));
+    let local = app.ok("models_list", json!({}))["local"].clone();
+    assert_eq!(local[0]["repo"], "tiny/model", "{local}");
+    assert!(
+        hub.log().iter().any(|l| l.contains("bytes=")),
+        "resumed with a Range request"
+    );
 }
 
 /// A demonstration small enough for a test: seconds, not minutes.
