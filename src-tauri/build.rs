@@ -27,6 +27,7 @@ const COMMANDS: &[&str] = &[
     "training_detail",
     "train_demo",
     "train_em",
+    "train_warmup",
     "train_resume",
     "adapters_list",
     "adapter_use",

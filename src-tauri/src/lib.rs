@@ -47,6 +47,7 @@ pub fn builder<R: Runtime>(shell: Shell) -> Builder<R> {
             training::training_detail,
             training::train_demo,
             training::train_em,
+            training::train_warmup,
             training::train_resume,
             training::adapters_list,
             training::adapter_use,

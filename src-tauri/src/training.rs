@@ -9,7 +9,7 @@ use exsearch_core::Home;
 use exsearch_train::adapters::{AdapterInfo, Adapters};
 use exsearch_train::demo::{run_demo, DemoConfig, DemoReport, AGENT_FILE};
 use exsearch_train::estep::EStepOptions;
-use exsearch_train::run::{EmSpec, Run, RunReport, RunSpec, Tuning};
+use exsearch_train::run::{EmSpec, Run, RunReport, RunSpec, Tuning, WarmupSpec};
 use exsearch_train::store::{EvalRow, RoundRow, RunStore};
 use exsearch_train::{LoraConfig, TrainConfig, TrainEvent};
 use serde::{Deserialize, Serialize};
@@ -17,6 +17,7 @@ use tauri::ipc::Channel;
 
 use crate::commands::{blocking, thinned, ShellState};
 use crate::error::{CommandError, CommandResult};
+use crate::shell::Shell;
 
 /// Where the app keeps its demonstrations.
 fn demos_dir(home: &Home) -> PathBuf {
@@ -286,14 +287,7 @@ pub async fn train_em(
     check_name(&request.name)?;
     let shell = Arc::clone(&shell);
     blocking(move || {
-        let settings = shell.settings()?;
-        let model = request.model.or(settings.model).ok_or_else(|| {
-            CommandError::new("no_model", "no base model: pick one on the Models page")
-        })?;
-        let absolute = |p: &Path| {
-            p.canonicalize()
-                .map_err(|e| CommandError::new("io", format!("{}: {e}", p.display())))
-        };
+        let model = base_model(&shell, request.model)?;
         let start = match &request.adapter {
             Some(a) => Some(Adapters::new(shell.home()).resolve(a)?),
             None => None,
@@ -305,11 +299,7 @@ pub async fn train_em(
             valid: request.valid.as_deref().map(absolute).transpose()?,
             limit: None,
             corpus_from_contexts: false,
-            tuning: Tuning::Lora(LoraConfig {
-                rank: request.lora_rank,
-                alpha: 2.0 * request.lora_rank as f64,
-                ..LoraConfig::default()
-            }),
+            tuning: lora(request.lora_rank),
             rounds: request.rounds,
             patience: 1,
             estep: EStepOptions {
@@ -322,13 +312,77 @@ pub async fn train_em(
                 ..TrainConfig::default()
             },
             temperature: 1.0,
-            agent: settings.agent,
+            agent: shell.settings()?.agent,
         });
         let job = shell.begin_job(&job)?;
         let run = Run::create(shell.home(), &request.name, &spec)?;
         Ok(run.execute(shell.home(), &train_sink(on_event), &job.cancel)?)
     })
     .await
+}
+
+/// A warm-up run: supervised fine-tuning on written trajectories, whose
+/// adapter an EM run can start from.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WarmupRequest {
+    pub name: String,
+    /// The base model [default: the model that answers].
+    pub model: Option<String>,
+    /// Trajectories, one JSON object per line.
+    pub data: PathBuf,
+    pub valid: Option<PathBuf>,
+    pub epochs: usize,
+    pub lora_rank: usize,
+    pub lr: f64,
+}
+
+#[tauri::command]
+pub async fn train_warmup(
+    shell: ShellState<'_>,
+    request: WarmupRequest,
+    job: String,
+    on_event: Channel<TrainEvent>,
+) -> CommandResult<RunReport> {
+    check_name(&request.name)?;
+    let shell = Arc::clone(&shell);
+    blocking(move || {
+        let model = base_model(&shell, request.model)?;
+        let spec = RunSpec::Warmup(WarmupSpec {
+            model,
+            data: absolute(&request.data)?,
+            valid: request.valid.as_deref().map(absolute).transpose()?,
+            tuning: lora(request.lora_rank),
+            train: TrainConfig {
+                lr: request.lr,
+                epochs: request.epochs,
+                ..TrainConfig::default()
+            },
+            patience: 2,
+        });
+        let job = shell.begin_job(&job)?;
+        let run = Run::create(shell.home(), &request.name, &spec)?;
+        Ok(run.execute(shell.home(), &train_sink(on_event), &job.cancel)?)
+    })
+    .await
+}
+
+fn base_model(shell: &Shell, model: Option<String>) -> CommandResult<String> {
+    model
+        .or(shell.settings()?.model)
+        .ok_or_else(|| CommandError::new("no_model", "no base model: pick one on the Models page"))
+}
+
+fn absolute(path: &Path) -> CommandResult<PathBuf> {
+    path.canonicalize()
+        .map_err(|e| CommandError::new("io", format!("{}: {e}", path.display())))
+}
+
+fn lora(rank: usize) -> Tuning {
+    Tuning::Lora(LoraConfig {
+        rank,
+        alpha: 2.0 * rank as f64,
+        ..LoraConfig::default()
+    })
 }
 
 /// Continues a stopped or killed run from its last checkpoint.

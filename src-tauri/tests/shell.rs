@@ -527,11 +527,21 @@ fn training_commands_run_a_demonstration_and_an_em_run_with_charts_and_adapters(
     );
     assert!(asked["trajectory"]["model_calls"].as_u64().unwrap_or(0) >= 2);
 
-    // EM rounds on questions with answers, from the demonstration's model.
-    let world = tmp.path().join("home/demos/demo-1/world");
+    // A warm-up on written trajectories, then EM rounds on questions with
+    // answers starting from its adapter.
+    let demo = tmp.path().join("home/demos/demo-1");
+    let warm = app.ok(
+        "train_warmup",
+        json!({"request": {"name": "w", "model": used["model"],
+                           "data": demo.join("warmup-trajectories.jsonl"), "valid": null,
+                           "epochs": 1, "lora_rank": 4, "lr": 0.001},
+               "job": "t0", "onEvent": channel(6)}),
+    );
+    assert_eq!(warm["phases"][0]["phase"], "warm-up", "{warm}");
+    let world = demo.join("world");
     let run = app.ok(
         "train_em",
-        json!({"request": {"name": "mine", "model": used["model"], "adapter": null,
+        json!({"request": {"name": "mine", "model": used["model"], "adapter": "w.warm-up",
                            "data": world.join("train.jsonl"), "valid": world.join("valid.jsonl"),
                            "rounds": 1, "samples": 2, "lora_rank": 4, "lr": 0.001},
                "job": "t2", "onEvent": channel(4)}),

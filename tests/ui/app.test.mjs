@@ -229,3 +229,17 @@ test("EM rounds on the person's questions: the form sends its settings; a bad fi
   await form.getByText("Start EM rounds").click();
   await page.getByText(/missing\.txt: No such file or directory/).waitFor();
 });
+
+test("a warm-up run on written trajectories, whose adapter the EM form then starts from", async () => {
+  const { page, calls } = await open({ hash: "#training" });
+  const form = page.getByTestId("warmup-form");
+  await form.locator("label", { hasText: "Run name" }).locator("input").fill("w1");
+  await form.locator("label", { hasText: "Trajectories" }).locator("input").fill("/home/ada/trajectories.jsonl");
+  await form.locator("label", { hasText: "Epochs" }).locator("input").fill("5");
+  await form.getByText("Start warm-up").click();
+  await page.getByText("w1 finished").waitFor();
+  const req = (await calls()).find((c) => c.cmd === "train_warmup").args.request;
+  assert.deepEqual([req.name, req.data, req.epochs, req.lora_rank], ["w1", "/home/ada/trajectories.jsonl", 5, 16]);
+  const em = page.locator("form.train-form.grid").nth(1);
+  assert.equal(await em.locator("label", { hasText: "Start from adapter" }).locator("input").inputValue(), "w1.warm-up");
+});

@@ -181,6 +181,11 @@ export function backend(cmd, args, ctx) {
       ctx.send(ch, { event: "charts", files: ["/x/charts/convergence.svg"] });
       return { seed: args.seed, warmup_em: 34, final_em: 62, round_em: [62] };
     })();
+    case "train_warmup": return (async () => {
+      ctx.send(args.onEvent, { event: "phase", name: "warm-up" });
+      await ctx.sleep(200);
+      return { name: args.request.name, phases: [], best: "warm-up", active_adapter: null };
+    })();
     case "train_em": return (async () => {
       ctx.send(args.onEvent, { event: "phase", name: "round 1" });
       ctx.send(args.onEvent, { event: "sampled", round: 1, done: 8, total: 40 });

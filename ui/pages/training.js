@@ -65,10 +65,25 @@ export async function render(root) {
     rank: h("input", { type: "number", value: 16, min: 1, max: 256 }),
     lr: h("input", { type: "number", value: 0.0001, min: 0, step: "any" }),
   };
+  const w = {
+    name: h("input", { type: "text", value: `warmup-${new Date().toISOString().slice(0, 10)}`, required: true }),
+    data: h("input", { type: "text", placeholder: "/path/to/trajectories.jsonl", required: true }),
+    valid: h("input", { type: "text", placeholder: "optional: for early stopping" }),
+    epochs: h("input", { type: "number", value: 3, min: 1, max: 100 }),
+    rank: h("input", { type: "number", value: 16, min: 1, max: 256 }),
+    lr: h("input", { type: "number", value: 0.0001, min: 0, step: "any" }),
+  };
+  const warmupForm = h("form", { class: "train-form grid", "data-testid": "warmup-form", onsubmit: (e) => { e.preventDefault(); startWarmup(); } },
+    h("label", {}, "Run name", w.name), h("label", {}, "Trajectories (JSONL)", withPicker(w.data)), h("label", {}, "Validation", withPicker(w.valid)),
+    h("label", {}, "Epochs", w.epochs), h("label", {}, "LoRA rank", w.rank), h("label", {}, "Learning rate", w.lr),
+    h("button", { class: "primary" }, "Start warm-up"));
+  f.adapter = h("input", { type: "text", placeholder: "optional: e.g. a warm-up's adapter" });
+
   const emForm = h("form", { class: "train-form grid", onsubmit: (e) => { e.preventDefault(); startEm(); } },
     h("label", {}, "Run name", f.name), h("label", {}, "Questions (JSONL)", withPicker(f.data)), h("label", {}, "Validation", withPicker(f.valid)),
     h("label", {}, "Rounds", f.rounds), h("label", {}, "Samples per question (K)", f.samples),
     h("label", {}, "LoRA rank", f.rank), h("label", {}, "Learning rate", f.lr),
+    h("label", {}, "Start from adapter", f.adapter),
     h("button", { class: "primary" }, "Start EM rounds"));
 
   root.append(
@@ -76,15 +91,18 @@ export async function render(root) {
     h("p", { class: "summary" }, "Self-training by generalized EM: the model samples searches for questions with known answers, "
       + "weights them by how likely they make the right answer, and learns from the best."),
     live,
-    h("section", {}, h("h2", {}, "Demonstration on a synthetic world"),
-      h("p", { class: "where" }, "A new small model learns to search invented documents from scratch: warm-up, then EM rounds."), demoForm),
-    h("section", {}, h("h2", {}, "Train on your questions"), emForm),
     h("div", { class: "training-split" },
       h("section", {}, h("h2", {}, "Runs"), list),
       h("section", {}, detail)),
+    h("section", {}, h("h2", {}, "Demonstration on a synthetic world"),
+      h("p", { class: "where" }, "A new small model learns to search invented documents from scratch: warm-up, then EM rounds."), demoForm),
+    h("section", {}, h("h2", {}, "Warm-up on written trajectories"),
+      h("p", { class: "where" }, "Optional: supervised training on example searches (as `exsearch ask --json` writes them) before EM."), warmupForm),
+    h("section", {}, h("h2", {}, "Train on your questions"), emForm),
     h("section", {}, h("h2", {}, "Adapters"),
       h("table", { class: "adapters" }, h("thead", {}, h("tr", {}, h("th", {}, "Adapter"), h("th", {}, "Base model"), h("th", {}, "Rank"), h("th", {}, "Validation EM"), h("th", {}))), adapters)),
   );
+
 
   // Built once and updated in place, so Stop stays under the pointer.
   const liveLabel = h("div", { class: "progress-label" });
@@ -104,7 +122,7 @@ export async function render(root) {
   }
 
   async function follow(kind, name, command, args) {
-    if (job.id) { toast("A training run is already going"); return; }
+    if (job.id) { toast("A training run is already going"); return false; }
     Object.assign(job, { id: newJobId("train"), kind, name, phase: "", step: null, sampled: null, evaluated: null });
     selected = { kind, name };
     notify();
@@ -121,8 +139,10 @@ export async function render(root) {
         }),
       });
       toast(report.final_em !== undefined ? `${name} finished: held-out EM ${pct(report.final_em)} (warm-up ${pct(report.warmup_em)})` : `${name} finished`);
+      return true;
     } catch (e) {
       toast(e && e.code === "cancelled" ? `${name} stopped; Resume continues it` : `${name}: ${errorMessage(e)}`, e && e.code === "cancelled" ? "info" : "error");
+      return false;
     } finally {
       job.id = null;
       notify();
@@ -136,10 +156,20 @@ export async function render(root) {
     follow("demo", name, "train_demo", { name, seed: Number(seed.value), quick: size.value === "quick", config: null });
   }
 
+  function startWarmup() {
+    const name = w.name.value.trim();
+    follow("run", name, "train_warmup", {
+      request: {
+        name, model: null, data: w.data.value.trim(), valid: w.valid.value.trim() || null,
+        epochs: Number(w.epochs.value), lora_rank: Number(w.rank.value), lr: Number(w.lr.value),
+      },
+    }).then((ok) => { if (ok && !f.adapter.value) f.adapter.value = `${name}.warm-up`; });
+  }
+
   function startEm() {
     follow("run", f.name.value.trim(), "train_em", {
       request: {
-        name: f.name.value.trim(), model: null, adapter: null, data: f.data.value.trim(),
+        name: f.name.value.trim(), model: null, adapter: f.adapter.value.trim() || null, data: f.data.value.trim(),
         valid: f.valid.value.trim() || null, rounds: Number(f.rounds.value), samples: Number(f.samples.value),
         lora_rank: Number(f.rank.value), lr: Number(f.lr.value),
       },
