@@ -11,8 +11,8 @@ use exsearch_agent::{
     Agent, AgentEvent, Asked, ChatStore, Conversation, ConversationSummary, Method,
 };
 use exsearch_core::{
-    DocumentEntry, Hit, Library, LibraryEvent, LibraryStatus, PassageContext, SyncOptions,
-    SyncReport,
+    CancelToken, DocumentEntry, EventSink, Hit, Library, LibraryEvent, LibraryStatus,
+    PassageContext, SyncOptions, SyncReport,
 };
 use exsearch_model::hub::catalog::{CatalogEntry, CATALOG};
 use exsearch_model::hub::{CachedSnapshot, Hub, HubCache, PullEvent, PullOptions, PullReport};
@@ -124,8 +124,28 @@ pub(crate) fn thinned<E: tauri::ipc::IpcResponse + Send + Sync + 'static>(
     }
 }
 
-fn library_sink(channel: Channel<LibraryEvent>) -> impl Fn(LibraryEvent) + Send + Sync {
-    thinned(channel, |e| matches!(e, LibraryEvent::Progress(_)))
+/// Runs an indexing job (`add` or `sync`) as job `job`, its events thinned
+/// onto `channel`.
+async fn index(
+    shell: &Arc<Shell>,
+    job: String,
+    channel: Channel<LibraryEvent>,
+    work: impl FnOnce(
+            &mut Library,
+            &dyn EventSink<LibraryEvent>,
+            &CancelToken,
+        ) -> exsearch_core::Result<SyncReport>
+        + Send
+        + 'static,
+) -> CommandResult<SyncReport> {
+    let shell = Arc::clone(shell);
+    blocking(move || {
+        let job = shell.begin_job(&job)?;
+        let mut library = Library::open(shell.home())?;
+        let sink = thinned(channel, |e| matches!(e, LibraryEvent::Progress(_)));
+        Ok(work(&mut library, &sink, &job.cancel)?)
+    })
+    .await
 }
 
 /// Registers `paths` and indexes them. Cancelling keeps every committed
@@ -137,12 +157,8 @@ pub async fn library_add(
     job: String,
     on_event: Channel<LibraryEvent>,
 ) -> CommandResult<SyncReport> {
-    let shell = Arc::clone(&shell);
-    blocking(move || {
-        let job = shell.begin_job(&job)?;
-        let mut library = Library::open(shell.home())?;
-        let sink = library_sink(on_event);
-        Ok(library.add_folders(&paths, &SyncOptions::default(), &sink, &job.cancel)?)
+    index(&shell, job, on_event, move |library, sink, cancel| {
+        library.add_folders(&paths, &SyncOptions::default(), sink, cancel)
     })
     .await
 }
@@ -155,12 +171,8 @@ pub async fn library_sync(
     job: String,
     on_event: Channel<LibraryEvent>,
 ) -> CommandResult<SyncReport> {
-    let shell = Arc::clone(&shell);
-    blocking(move || {
-        let job = shell.begin_job(&job)?;
-        let mut library = Library::open(shell.home())?;
-        let sink = library_sink(on_event);
-        Ok(library.sync(&SyncOptions::default(), &sink, &job.cancel)?)
+    index(&shell, job, on_event, |library, sink, cancel| {
+        library.sync(&SyncOptions::default(), sink, cancel)
     })
     .await
 }

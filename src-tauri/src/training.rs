@@ -24,21 +24,9 @@ fn demos_dir(home: &Home) -> PathBuf {
     home.root().join("demos")
 }
 
-/// Names become folder names: letters, digits, `-`, `_` and `.` only.
+/// Names become folder names (the training crate's rule).
 fn check_name(name: &str) -> CommandResult<()> {
-    let ok = !name.is_empty()
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(CommandError::new(
-            "invalid_setting",
-            format!("name `{name}`: use letters, digits, `-`, `_` and `.`"),
-        ))
-    }
+    Ok(exsearch_train::error::check_name("run", name)?)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -314,9 +302,7 @@ pub async fn train_em(
             temperature: 1.0,
             agent: shell.settings()?.agent,
         });
-        let job = shell.begin_job(&job)?;
-        let run = Run::create(shell.home(), &request.name, &spec)?;
-        Ok(run.execute(shell.home(), &train_sink(on_event), &job.cancel)?)
+        start_run(&shell, &request.name, &spec, &job, on_event)
     })
     .await
 }
@@ -359,11 +345,22 @@ pub async fn train_warmup(
             },
             patience: 2,
         });
-        let job = shell.begin_job(&job)?;
-        let run = Run::create(shell.home(), &request.name, &spec)?;
-        Ok(run.execute(shell.home(), &train_sink(on_event), &job.cancel)?)
+        start_run(&shell, &request.name, &spec, &job, on_event)
     })
     .await
+}
+
+/// Creates run `name` from `spec` and runs it as job `job`.
+fn start_run(
+    shell: &Shell,
+    name: &str,
+    spec: &RunSpec,
+    job: &str,
+    on_event: Channel<TrainEvent>,
+) -> CommandResult<RunReport> {
+    let job = shell.begin_job(job)?;
+    let run = Run::create(shell.home(), name, spec)?;
+    Ok(run.execute(shell.home(), &train_sink(on_event), &job.cancel)?)
 }
 
 fn base_model(shell: &Shell, model: Option<String>) -> CommandResult<String> {

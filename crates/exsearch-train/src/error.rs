@@ -74,9 +74,9 @@ pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
-/// A name that becomes a folder (a run, an adapter): letters, digits, `-`,
-/// `_` and `.`, not starting with a dot.
-pub(crate) fn check_name(kind: &str, name: &str) -> Result<()> {
+/// A name that becomes a folder (a run, an adapter, a demonstration):
+/// letters, digits, `-`, `_` and `.`, not starting with a dot.
+pub fn check_name(kind: &str, name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && !name.starts_with('.')
         && name
