@@ -1,6 +1,7 @@
 // The app: a hash router over four pages, the theme, and the status line.
 import { invoke, errorMessage } from "./ipc.js";
 import { clear, toast } from "./util.js";
+import { runSync } from "./pages/library.js";
 import * as chat from "./pages/chat.js";
 import * as library from "./pages/library.js";
 import * as models from "./pages/models.js";
@@ -49,8 +50,21 @@ async function show() {
 }
 
 window.addEventListener("hashchange", show);
+/** What the last session left running when the window closed. */
+function resumeInterrupted(info) {
+  if (!info) return;
+  if (info.indexing_interrupted) {
+    toast("Indexing was interrupted when the app closed: resuming it");
+    runSync("library_sync", {});
+  }
+  if (info.unfinished_runs.length) {
+    toast(`Unfinished training: ${info.unfinished_runs.join(", ")} (Resume on the Training page)`);
+  }
+}
+
 window.addEventListener("DOMContentLoaded", async () => {
-  await refreshInfo();
+  const info = await refreshInfo();
   await show();
+  resumeInterrupted(info);
   document.body.dataset.ready = "true";
 });

@@ -51,6 +51,12 @@ pub struct AppInfo {
     /// Devices this build can run a model on.
     pub devices: Vec<&'static str>,
     pub library: LibraryStatus,
+    /// An indexing job was still running when the app last closed: the
+    /// frontend resumes it with a rescan.
+    pub indexing_interrupted: bool,
+    /// Training runs that have not finished (stopped, or cut off by a
+    /// close): each can be resumed.
+    pub unfinished_runs: Vec<String>,
 }
 
 #[tauri::command]
@@ -72,6 +78,12 @@ pub async fn app_info(shell: ShellState<'_>) -> CommandResult<AppInfo> {
             model_loaded: shell.model_loaded(),
             devices,
             library,
+            indexing_interrupted: shell.indexing_marker().exists(),
+            unfinished_runs: exsearch_train::run::Run::list(shell.home())?
+                .into_iter()
+                .filter(|r| matches!(r.report(), Ok(None)))
+                .map(|r| r.name)
+                .collect(),
         })
     })
     .await
@@ -143,7 +155,13 @@ async fn index(
         let job = shell.begin_job(&job)?;
         let mut library = Library::open(shell.home())?;
         let sink = thinned(channel, |e| matches!(e, LibraryEvent::Progress(_)));
-        Ok(work(&mut library, &sink, &job.cancel)?)
+        // Present while the job runs: if the app closes first, the next
+        // start finds it and resumes with a rescan.
+        let marker = shell.indexing_marker();
+        let _ = std::fs::write(&marker, job.id());
+        let report = work(&mut library, &sink, &job.cancel);
+        let _ = std::fs::remove_file(&marker);
+        Ok(report?)
     })
     .await
 }

@@ -91,6 +91,12 @@ pub struct Job {
     pub cancel: CancelToken,
 }
 
+impl Job {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 impl Drop for Job {
     fn drop(&mut self) {
         lock(&self.jobs).remove(&self.id);
@@ -210,6 +216,11 @@ impl Shell {
             handle: Arc::clone(&handle),
         });
         Ok(handle)
+    }
+
+    /// The file that marks an indexing job in progress.
+    pub fn indexing_marker(&self) -> PathBuf {
+        self.home.root().join("indexing.running")
     }
 
     /// Whether a model is loaded now.

@@ -111,6 +111,16 @@ fn library_commands_index_list_search_and_show_a_passage_in_context() {
     assert_eq!(report["indexed"], 2, "{report}");
     assert_eq!(report["failed"], 1, "{report}");
     assert_eq!(report["cancelled"], false);
+    // A finished job leaves no mark; one cut off by a closing app does, and
+    // the next start sees it (the frontend then resumes with a rescan).
+    assert_eq!(app.ok("app_info", json!({}))["indexing_interrupted"], false);
+    std::fs::write(app.home.join("indexing.running"), "index-0").expect("marker");
+    assert_eq!(app.ok("app_info", json!({}))["indexing_interrupted"], true);
+    app.ok(
+        "library_sync",
+        json!({"job": "resume", "onEvent": channel(9)}),
+    );
+    assert_eq!(app.ok("app_info", json!({}))["indexing_interrupted"], false);
 
     let status = app.ok("library_status", json!({}));
     assert_eq!(status["documents"], 2);
@@ -555,6 +565,7 @@ fn training_commands_run_a_demonstration_and_an_em_run_with_charts_and_adapters(
         .any(|t| t["kind"] == "run" && t["finished"] == true));
     let detail = app.ok("training_detail", json!({"kind": "run", "name": "mine"}));
     assert!(!detail["charts"].as_array().expect("charts").is_empty());
+    assert_eq!(app.ok("app_info", json!({}))["unfinished_runs"], json!([]));
     // Resuming a finished run redoes nothing and gives its report.
     let again = app.ok(
         "train_resume",

@@ -243,3 +243,11 @@ test("a warm-up run on written trajectories, whose adapter the EM form then star
   const em = page.locator("form.train-form.grid").nth(1);
   assert.equal(await em.locator("label", { hasText: "Start from adapter" }).locator("input").inputValue(), "w1.warm-up");
 });
+
+test("indexing cut off by closing the app resumes at the next start; unfinished runs are pointed out", async () => {
+  const { page, calls } = await open({ state: { interrupted: true } });
+  await page.getByText("Indexing was interrupted when the app closed: resuming it").waitFor();
+  await page.getByText(/Unfinished training: em-1/).waitFor();
+  await page.getByText(/Indexing finished/).waitFor();
+  assert.equal((await calls()).filter((c) => c.cmd === "library_sync").length, 1);
+});

@@ -42,7 +42,8 @@ export function backend(cmd, args, ctx) {
   });
   switch (cmd) {
     case "app_info":
-      return { version: "0.1.0", home: "/home/ada/.local/share/exsearch", settings: s.settings, model_loaded: false, devices: ["auto", "cpu"], library: status() };
+      return { version: "0.1.0", home: "/home/ada/.local/share/exsearch", settings: s.settings, model_loaded: false, devices: ["auto", "cpu"], library: status(),
+        indexing_interrupted: Boolean(s.interrupted), unfinished_runs: s.interrupted ? ["em-1"] : [] };
     case "settings_get":
       return structuredClone(s.settings);
     case "settings_set":
@@ -113,6 +114,7 @@ export function backend(cmd, args, ctx) {
     case "library_add":
     case "library_sync": return (async () => {
       const ch = args.onEvent;
+      s.interrupted = false;
       s.cancelled = false;
       const total = 200;
       const progress = (done) => ({ files_done: done, files_total: total, bytes_done: done * 1000, bytes_total: total * 1000,
