@@ -243,20 +243,21 @@ pub async fn open_document(shell: ShellState<'_>, path: PathBuf) -> CommandResul
     })
 }
 
+/// A picker's choice as a local path (`None`: the person closed it).
+fn picked_path(picked: Option<tauri_plugin_dialog::FilePath>) -> CommandResult<Option<PathBuf>> {
+    picked
+        .map(|p| {
+            p.into_path()
+                .map_err(|e| CommandError::new("shell", e.to_string()))
+        })
+        .transpose()
+}
+
 /// The native folder picker; `None` when the person closes it.
 #[tauri::command]
 pub async fn pick_folder<R: Runtime>(app: AppHandle<R>) -> CommandResult<Option<PathBuf>> {
     use tauri_plugin_dialog::DialogExt;
-    blocking(move || {
-        let picked = app.dialog().file().blocking_pick_folder();
-        picked
-            .map(|p| {
-                p.into_path()
-                    .map_err(|e| CommandError::new("shell", e.to_string()))
-            })
-            .transpose()
-    })
-    .await
+    blocking(move || picked_path(app.dialog().file().blocking_pick_folder())).await
 }
 
 /// What a file picker is for, and so which files it offers.
@@ -281,17 +282,12 @@ pub async fn pick_file<R: Runtime>(
         FileKind::Questions => ("Questions", &["jsonl", "json"]),
     };
     blocking(move || {
-        let picked = app
-            .dialog()
-            .file()
-            .add_filter(label, extensions)
-            .blocking_pick_file();
-        picked
-            .map(|p| {
-                p.into_path()
-                    .map_err(|e| CommandError::new("shell", e.to_string()))
-            })
-            .transpose()
+        picked_path(
+            app.dialog()
+                .file()
+                .add_filter(label, extensions)
+                .blocking_pick_file(),
+        )
     })
     .await
 }
