@@ -52,7 +52,7 @@ export async function render(root) {
   const seed = h("input", { type: "number", value: 1, min: 0, "aria-label": "Seed" });
   const size = h("select", { "aria-label": "Size", "data-testid": "demo-size" },
     h("option", { value: "quick" }, "Quick (a minute or two)"),
-    h("option", { value: "full" }, "Full (about 20 minutes)"));
+    h("option", { value: "full" }, "Full (about 11 minutes)"));
   const demoForm = h("form", { class: "train-form", "data-testid": "demo-form", onsubmit: (e) => { e.preventDefault(); startDemo(); } },
     h("label", {}, "Seed ", seed), size, h("button", { class: "primary", "data-testid": "start-demo" }, "Start demonstration"));
 

@@ -35,6 +35,10 @@ pub struct InitArgs {
     vocab: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// A string the tokenizer keeps whole as one token (an agent's tag such
+    /// as `<QUERY>`); repeatable
+    #[arg(long = "word")]
+    words: Vec<String>,
     /// Replace an existing model in DIR
     #[arg(long)]
     force: bool,
@@ -62,6 +66,7 @@ pub fn init(args: InitArgs) -> Result<ExitCode> {
         intermediate: args.intermediate,
         vocab: args.vocab,
         seed: args.seed,
+        words: args.words,
         ..InitConfig::default()
     };
     let files = texts.len();

@@ -20,9 +20,8 @@ use exsearch_agent::generator::Local;
 use exsearch_agent::Agent;
 use exsearch_core::{CancelToken, Home, Library, Quiet, SyncOptions};
 use exsearch_model::{LoadedModel, ModelHandle, ModelSource};
-use exsearch_train::demo::DemoConfig;
+use exsearch_train::demo::{init_demo_model, DemoConfig};
 use exsearch_train::estep::{e_step, EStepOptions};
-use exsearch_train::init::init_model;
 use exsearch_train::world::{World, WorldConfig};
 
 #[global_allocator]
@@ -63,7 +62,7 @@ fn main() {
         Ok(dir) => dir.into(),
         Err(_) => {
             let dir = tmp.path().join("model");
-            init_model(&dir, &demo.model, world.text()).expect("model init");
+            init_demo_model(&dir, &demo, &world).expect("model init");
             dir
         }
     };

@@ -15,6 +15,7 @@ use exsearch_agent::eval::EvalSummary;
 use exsearch_agent::generator::{Local, Oracle, OracleAnswer};
 use exsearch_agent::{Agent, AgentEvent, AgentSettings, Method, Question, Trajectory};
 use exsearch_core::{CancelToken, EventSink, Home, Library, Quiet, SyncOptions};
+use exsearch_model::model::ModelConfig;
 use exsearch_model::{LoadedModel, ModelHandle, ModelSource};
 use serde::{Deserialize, Serialize};
 
@@ -55,8 +56,9 @@ impl Default for DemoConfig {
     /// never seen in training is still made of known tokens), one passage
     /// per search (the world's documents are short and BM25 finds each by
     /// its name), short instructions, greedy evaluation. The warm-up teacher
-    /// slips on half its trajectories (`teacher_error`), as written
-    /// trajectories do; the EM rounds learn from gold answers alone.
+    /// slips on 60% of its trajectories (`teacher_error`), so a warmed-up
+    /// model makes its mistakes more often than not; the EM rounds learn
+    /// from gold answers alone.
     fn default() -> Self {
         let mut agent = AgentSettings {
             instructions: "Search with {query}, read {search}, note {fact}, end with {finish}."
@@ -76,7 +78,7 @@ impl Default for DemoConfig {
                 train: 400,
                 valid: 40,
                 test: 100,
-                teacher_error: 0.5,
+                teacher_error: 0.6,
                 ..WorldConfig::default()
             },
             model: InitConfig {
@@ -290,8 +292,7 @@ pub fn run_demo(
     let model_dir = dir.join("model");
     phase("model init");
     let settings = &config.agent;
-    let vocabulary_text = world.text().chain(agent_text(settings));
-    init_model(&model_dir, &config.model, vocabulary_text)?;
+    init_demo_model(&model_dir, config, &world)?;
     let bench = load_bench(&model_dir, library, config)?;
 
     if config.reading.questions > 0 {
@@ -439,6 +440,20 @@ pub fn run_demo(
     let text = serde_json::to_string_pretty(&report).unwrap_or_default();
     write_atomic(&dir.join("report.json"), text.as_bytes())?;
     Ok(report)
+}
+
+/// Creates the demonstration's model in `dir`: `config.model`'s shape, a
+/// tokenizer trained on the world's texts and the agent's prompts, with the
+/// agent's tags as whole tokens.
+pub fn init_demo_model(dir: &Path, config: &DemoConfig, world: &World) -> Result<ModelConfig> {
+    let t = &config.agent.tags;
+    let mut model = config.model.clone();
+    for tag in [&t.question, &t.query, &t.search, &t.fact, &t.finish] {
+        if !model.words.contains(tag) {
+            model.words.push(tag.clone());
+        }
+    }
+    init_model(dir, &model, world.text().chain(agent_text(&config.agent)))
 }
 
 /// Writes the current weights as a model folder (the base's config and
@@ -643,21 +658,17 @@ fn oracle_trajectories(
     )?)
 }
 
-/// The fixed texts of the agent's prompts, so the tokenizer learns them.
+/// The fixed texts of the agent's prompts, as often as the world's own
+/// words, so the tokenizer learns them.
 fn agent_text(settings: &AgentSettings) -> impl Iterator<Item = String> {
-    let t = &settings.tags;
     [
         settings.instructions.clone(),
         settings.final_request.clone(),
-        format!(
-            "{} {} {} {} {} Title: Content:",
-            t.question, t.query, t.search, t.fact, t.finish
-        ),
-        "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.".to_string(),
+        "Your Output: [1] Title: Content:".to_string(),
     ]
     .into_iter()
     .cycle()
-    .take(40)
+    .take(1200)
 }
 
 fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {

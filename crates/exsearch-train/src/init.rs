@@ -8,7 +8,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use candle_core::{DType, Device, Tensor};
-use exsearch_model::fixtures::{random_tensors, Normal, QWEN25_CHAT_TEMPLATE};
+use exsearch_model::fixtures::{random_tensors, Normal};
 use exsearch_model::model::ModelConfig;
 use exsearch_model::text::{byte_chars, byte_level_bpe_json, gguf_vocab_split};
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,15 @@ use crate::error::{write_atomic, Error, Result};
 use crate::lora::save_tensors;
 
 const SPECIAL: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
+
+/// ChatML, the turn format of Qwen2's tokens, without a default system
+/// prompt (as in Qwen3's template): a model trained from scratch has no
+/// use for a system turn nobody wrote, and each one costs every sequence
+/// dozens of tokens.
+pub const CHATML_TEMPLATE: &str = "{%- for message in messages %}\
+{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}\
+{%- endfor %}\
+{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -35,6 +44,9 @@ pub struct InitConfig {
     pub vocab: usize,
     pub max_positions: usize,
     pub seed: u64,
+    /// Strings the tokenizer keeps whole, one token each (an agent's tags:
+    /// `<QUERY>` would otherwise cost seven byte-level tokens every time).
+    pub words: Vec<String>,
 }
 
 impl Default for InitConfig {
@@ -48,6 +60,7 @@ impl Default for InitConfig {
             vocab: 2048,
             max_positions: 4096,
             seed: 0,
+            words: Vec::new(),
         }
     }
 }
@@ -74,10 +87,13 @@ impl InitConfig {
     }
 }
 
-/// Trains a byte-level BPE (Qwen2's pre-tokenizer) on `texts`.
+/// Trains a byte-level BPE (Qwen2's pre-tokenizer) on `texts`, with each of
+/// `words` added as one token of its own (cut out of the texts first, so no
+/// merge is spent on them).
 pub fn train_tokenizer(
     texts: impl Iterator<Item = String> + Send,
     vocab: usize,
+    words: &[String],
 ) -> Result<Tokenizer> {
     let bytes: Vec<String> = byte_chars().iter().map(|c| c.to_string()).collect();
     let empty = byte_level_bpe_json(&bytes, &[], &[], gguf_vocab_split("qwen2"));
@@ -93,17 +109,26 @@ pub fn train_tokenizer(
             .show_progress(false)
             .build(),
     );
+    let words: Vec<&String> = words.iter().filter(|w| !w.is_empty()).collect();
+    let texts = texts.map(|t| words.iter().fold(t, |t, w| t.replace(w.as_str(), " ")));
     tokenizer
         .train(&mut trainer, texts)
         .map_err(|e| Error::InvalidSetting(format!("tokenizer training: {e}")))?;
     tokenizer
         .add_special_tokens(special)
         .map_err(|e| Error::InvalidSetting(format!("tokenizer special tokens: {e}")))?;
+    let words: Vec<AddedToken> = words
+        .iter()
+        .map(|w| AddedToken::from(w.to_string(), false))
+        .collect();
+    tokenizer
+        .add_tokens(words)
+        .map_err(|e| Error::InvalidSetting(format!("tokenizer words: {e}")))?;
     Ok(tokenizer)
 }
 
 /// Writes a new model into `dir`: config.json, tokenizer.json,
-/// tokenizer_config.json (Qwen2.5's chat template), generation_config.json
+/// tokenizer_config.json ([`CHATML_TEMPLATE`]), generation_config.json
 /// and model.safetensors. Matrices are N(0, 1/fan_in) (GPT-2's fixed 0.02
 /// suits widths near 768; at width 128 it leaves attention logits six times
 /// smaller and attention barely learns), the residual projections scaled
@@ -115,7 +140,7 @@ pub fn init_model(
 ) -> Result<ModelConfig> {
     config.validate()?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let tokenizer = train_tokenizer(corpus, config.vocab)?;
+    let tokenizer = train_tokenizer(corpus, config.vocab, &config.words)?;
     let id = |s: &str| tokenizer.token_to_id(s).unwrap_or(0);
     let vocab_size = tokenizer.get_vocab_size(true).div_ceil(64) * 64;
     let hf = json!({
@@ -137,7 +162,7 @@ pub fn init_model(
     write_atomic(&dir.join("tokenizer.json"), text.as_bytes())?;
     let tc = json!({
         "bos_token": null, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
-        "chat_template": QWEN25_CHAT_TEMPLATE, "model_max_length": config.max_positions,
+        "chat_template": CHATML_TEMPLATE, "model_max_length": config.max_positions,
     });
     write_atomic(&dir.join("tokenizer_config.json"), pretty(&tc).as_bytes())?;
     let gen = json!({"eos_token_id": [id("<|im_end|>"), id("<|endoftext|>")]});

@@ -30,10 +30,13 @@ pub struct WorldConfig {
     pub valid: usize,
     pub test: usize,
     /// Share of the warm-up questions whose written steps come from a
-    /// teacher that slips: it notes the city the person lives in instead of
-    /// the one they were born in, and answers that (as trajectories written
-    /// by a model do contain mistakes). The gold answers stay right; only
-    /// the EM rounds, which learn from gold answers, can undo the slips.
+    /// teacher that slips, as trajectories written by a model do. It makes
+    /// the two classic multi-hop mistakes, one per kind of question: for a
+    /// company it notes the city the founder lives in instead of the one
+    /// they were born in, and answers that; for a book it stops after the
+    /// first search and answers with the author (the bridge entity) without
+    /// searching for them. The gold answers stay right; only the EM rounds,
+    /// which learn from gold answers, can undo the slips.
     pub teacher_error: f64,
 }
 
@@ -163,7 +166,8 @@ impl World {
                     "{person} is a {job} who was born in {born}. {person} now lives in {lives}."
                 ),
             });
-            let (work, question, relation) = if rng.random_bool(0.5) {
+            let book = !rng.random_bool(0.5);
+            let (work, question, relation) = if !book {
                 let company = names.word(3);
                 let trade = TRADES.choose(&mut rng).unwrap_or(&"lamps");
                 let year = rng.random_range(1850..2020);
@@ -195,13 +199,22 @@ impl World {
             let slips = i < config.warmup
                 && config.teacher_error > 0.0
                 && rng.random_bool(config.teacher_error.min(1.0));
-            let noted = if slips { lives } else { born.clone() };
+            let mut queries = vec![relation, format!("{person} born")];
+            let mut facts = vec![person.clone(), born.clone()];
+            match (slips, book) {
+                (false, _) => {}
+                (true, false) => facts[1] = lives,
+                (true, true) => {
+                    queries.truncate(1);
+                    facts.truncate(1);
+                }
+            }
             questions.push(WorldQuestion {
                 id: format!("w{}-{i}", config.seed),
                 question,
                 answer: born.clone(),
-                queries: vec![relation, format!("{person} born")],
-                facts: vec![person.clone(), noted],
+                queries,
+                facts,
                 supporting: vec![work, person],
             });
         }
@@ -327,7 +340,7 @@ mod tests {
         assert_eq!(titles.len(), a.documents.len(), "titles are unique");
     }
     #[test]
-    fn a_slipping_teacher_notes_the_wrong_city_in_warm_up_steps_only() {
+    fn a_slipping_teacher_notes_the_wrong_city_or_stops_at_the_bridge_in_warm_up_steps_only() {
         let world = World::generate(&WorldConfig {
             seed: 3,
             warmup: 200,
@@ -338,12 +351,22 @@ mod tests {
         let slipped = |q: &WorldQuestion| q.facts.last() != Some(&q.answer);
         let n = world.warmup.iter().filter(|q| slipped(q)).count();
         assert!((60..=140).contains(&n), "{n} of 200 slipped");
+        let mut stopped = 0;
         for q in world.warmup.iter().filter(|q| slipped(q)) {
             let person = world.document(&q.supporting[1]).expect("person");
-            let noted = q.facts.last().expect("a city");
-            assert!(person.text.contains(&format!("lives in {noted}")));
-            assert!(person.text.contains(&format!("born in {}", q.answer)));
+            let noted = q.facts.last().expect("a fact");
+            if q.question.contains("author of") {
+                // One search, and the author noted as if they were the answer.
+                assert_eq!(q.queries.len(), 1);
+                assert_eq!(noted, &person.title);
+                stopped += 1;
+            } else {
+                assert_eq!(q.queries.len(), 2);
+                assert!(person.text.contains(&format!("lives in {noted}")));
+                assert!(person.text.contains(&format!("born in {}", q.answer)));
+            }
         }
+        assert!((20..=n - 20).contains(&stopped), "{stopped} of {n} stopped");
         // The questions learnt from gold answers, and the held-out ones, are
         // the teacher's business only through their gold answers.
         for q in world.train.iter().chain(&world.valid).chain(&world.test) {

@@ -355,6 +355,7 @@ fn model_init_trains_a_tokenizer_on_the_corpus_and_writes_a_loadable_model() {
         kv_heads: 1,
         intermediate: 64,
         vocab: 8192,
+        words: vec!["<QUERY>".into(), "<FACT>".into()],
         ..InitConfig::default()
     };
     let written = init_model(dir.path(), &config, world.text()).expect("init");
@@ -378,10 +379,21 @@ fn model_init_trains_a_tokenizer_on_the_corpus_and_writes_a_loadable_model() {
         let ids = model.codec.encode_rendered(text).expect("encodes");
         assert_eq!(model.codec.decode(&ids), text);
     }
+    // The agent's tags are one token each, and decode back to themselves.
+    let step = "<QUERY> founder of X\n<FACT> Y";
+    let ids = model.codec.encode_rendered(step).expect("encodes");
+    assert_eq!(ids[0], tokenizer.token_to_id("<QUERY>").expect("a word"));
+    assert!(ids.contains(&tokenizer.token_to_id("<FACT>").expect("a word")));
+    assert_eq!(model.codec.decode(&ids), step);
+    // ChatML turns, and no system prompt nobody wrote.
     let turn = model
         .codec
         .render_chat(&[ChatMessage::user("hi")], true, &Default::default())
         .expect("template");
+    assert_eq!(
+        turn,
+        "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    );
     let ids = model.codec.encode_rendered(&turn).expect("encodes");
     assert!(ids.contains(&tokenizer.token_to_id("<|im_start|>").expect("special")));
     // Same seed and corpus, same model.
