@@ -171,6 +171,16 @@ async function main() {
     if (cites.length) {
       await s.click(cites[0]);
     } else {
+      if (!(await s.findAll("[data-testid=passage]")).length) {
+        // Its sub-queries may also match nothing: single-shot RAG searches
+        // with the question itself, which names the entity.
+        log("no passage retrieved either: asking again with single-shot RAG");
+        await s.script(`const m = document.querySelector("[data-testid=method]");
+          m.value = "rag"; m.dispatchEvent(new Event("change"));`);
+        await s.type(await s.find("[data-testid=question]"), question.question);
+        await s.click(await s.find("[data-testid=ask]"));
+        await s.until(async () => s.script(`return !document.querySelector("[data-testid=ask]").hidden`), { timeout: 180000, what: "the RAG answer" });
+      }
       log("no citation in this answer: opening a retrieved passage in context");
       await s.click(await s.waitFor("[data-testid=passage] summary", { what: "a retrieved passage" }));
       await s.click(await s.waitFor("[data-testid=passage] > button", { what: "Show in context" }));
