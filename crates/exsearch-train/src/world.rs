@@ -166,8 +166,8 @@ impl World {
                     "{person} is a {job} who was born in {born}. {person} now lives in {lives}."
                 ),
             });
-            let book = !rng.random_bool(0.5);
-            let (work, question, relation) = if !book {
+            let company = rng.random_bool(0.5);
+            let (work, question, relation) = if company {
                 let company = names.word(3);
                 let trade = TRADES.choose(&mut rng).unwrap_or(&"lamps");
                 let year = rng.random_range(1850..2020);
@@ -201,10 +201,10 @@ impl World {
                 && rng.random_bool(config.teacher_error.min(1.0));
             let mut queries = vec![relation, format!("{person} born")];
             let mut facts = vec![person.clone(), born.clone()];
-            match (slips, book) {
+            match (slips, company) {
                 (false, _) => {}
-                (true, false) => facts[1] = lives,
-                (true, true) => {
+                (true, true) => facts[1] = lives,
+                (true, false) => {
                     queries.truncate(1);
                     facts.truncate(1);
                 }
