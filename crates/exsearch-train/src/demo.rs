@@ -39,8 +39,9 @@ pub struct DemoConfig {
     /// another world from the same generator (other entities), so the new
     /// model learns to read and repeat names before it learns to search.
     pub reading: ReadingConfig,
-    /// Warm-up: one epoch per `epochs`, stopped when the validation loss
-    /// has not improved for `patience` epochs.
+    /// Warm-up: one epoch per `epochs`, stopped when the loss on held-out
+    /// trajectories of the same teacher (5% of them) has not improved for
+    /// `patience` epochs.
     pub warmup: TrainConfig,
     pub patience: usize,
     pub rounds: usize,
@@ -304,14 +305,24 @@ pub fn run_demo(
     // question's sub-queries and evidence, over the real index.
     phase("warm-up trajectories");
     let warm = oracle_trajectories(&bench, settings, &world.warmup, cancel)?;
-    let valid_warm = oracle_trajectories(&bench, settings, &world.valid, cancel)?;
     write_jsonl(&dir.join("warmup-trajectories.jsonl"), &warm)?;
+    // The validation loss is measured on the same teacher's trajectories,
+    // slips included, for questions held out of training: the warm-up fits
+    // the teacher it is given, as it would on a real teacher's data (a
+    // clean validation set would stop it early, before it follows the
+    // teacher's habits, and flatter the warmed-up model).
+    let held = if warm.len() >= 2 {
+        (warm.len() / 20).max(1)
+    } else {
+        0
+    };
+    let (warm, valid_warm) = warm.split_at(warm.len() - held);
     let codec = bench.local.handle().codec().clone();
     let encode_all = |ts: &[Trajectory]| -> Result<Vec<Encoded>> {
         ts.iter().map(|t| encode(&codec, &example_of(t))).collect()
     };
-    let warm_data = encode_all(&warm)?;
-    let valid_data = encode_all(&valid_warm)?;
+    let warm_data = encode_all(warm)?;
+    let valid_data = encode_all(valid_warm)?;
 
     phase("warm-up");
     let (warmup_epochs, warmup_steps) =
@@ -553,11 +564,21 @@ fn read_other_world(
         ..config.world.clone()
     })?;
     let codec = bench.local.handle().codec().clone();
-    let data = other
-        .documents
+    // Each work's page, then its person's page, as the corpus files read:
+    // the person's name is read in one and repeated at the head of the next,
+    // as a searcher repeats a name it read into its next search.
+    let pages: Vec<&crate::world::Document> = other
+        .warmup
+        .iter()
+        .flat_map(|q| q.supporting.iter().filter_map(|t| other.document(t)))
+        .collect();
+    let data = pages
         .chunks(config.reading.documents_per_sequence.max(1))
         .map(|docs| {
-            let text: Vec<String> = docs.iter().map(|d| d.text.clone()).collect();
+            let text: Vec<String> = docs
+                .iter()
+                .map(|d| format!("# {}\n\n{}", d.title, d.text))
+                .collect();
             let ids = codec.encode_rendered(&text.join("\n\n"))?;
             Ok(Encoded {
                 trained: vec![true; ids.len()],

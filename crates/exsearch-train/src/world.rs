@@ -231,7 +231,7 @@ impl World {
         })
     }
 
-    fn document(&self, title: &str) -> Option<&Document> {
+    pub fn document(&self, title: &str) -> Option<&Document> {
         self.documents.iter().find(|d| d.title == title)
     }
 
