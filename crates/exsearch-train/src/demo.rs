@@ -564,22 +564,11 @@ fn read_other_world(
         ..config.world.clone()
     })?;
     let codec = bench.local.handle().codec().clone();
-    // Each work's page, then its person's page, as the corpus files read:
-    // the person's name is read in one and repeated at the head of the next,
-    // as a searcher repeats a name it read into its next search.
-    let pages: Vec<&crate::world::Document> = other
-        .warmup
-        .iter()
-        .flat_map(|q| q.supporting.iter().filter_map(|t| other.document(t)))
-        .collect();
-    let data = pages
+    let data = other
+        .paired_pages()
         .chunks(config.reading.documents_per_sequence.max(1))
-        .map(|docs| {
-            let text: Vec<String> = docs
-                .iter()
-                .map(|d| format!("# {}\n\n{}", d.title, d.text))
-                .collect();
-            let ids = codec.encode_rendered(&text.join("\n\n"))?;
+        .map(|pages| {
+            let ids = codec.encode_rendered(&pages.join("\n\n"))?;
             Ok(Encoded {
                 trained: vec![true; ids.len()],
                 ids,

@@ -61,6 +61,13 @@ pub struct Document {
     pub text: String,
 }
 
+impl Document {
+    /// The document as its corpus file reads: a `# Title` line, then the text.
+    pub fn page(&self) -> String {
+        format!("# {}\n\n{}", self.title, self.text)
+    }
+}
+
 /// A two-hop question with what an ideal searcher writes on the way.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WorldQuestion {
@@ -231,7 +238,18 @@ impl World {
         })
     }
 
-    pub fn document(&self, title: &str) -> Option<&Document> {
+    /// The warm-up questions' pages in pairs, each work's page then its
+    /// person's: the person's name is read in one and heads the next, as a
+    /// searcher repeats a name it read into its next search.
+    pub fn paired_pages(&self) -> Vec<String> {
+        self.warmup
+            .iter()
+            .flat_map(|q| q.supporting.iter().filter_map(|t| self.document(t)))
+            .map(Document::page)
+            .collect()
+    }
+
+    fn document(&self, title: &str) -> Option<&Document> {
         self.documents.iter().find(|d| d.title == title)
     }
 
@@ -243,7 +261,7 @@ impl World {
         std::fs::create_dir_all(&corpus).map_err(|e| Error::io(&corpus, e))?;
         for (i, d) in self.documents.iter().enumerate() {
             let path = corpus.join(format!("{i:05}.md"));
-            let body = format!("# {}\n\n{}\n", d.title, d.text);
+            let body = format!("{}\n", d.page());
             write_atomic(&path, body.as_bytes())?;
         }
         let write_split = |name: &str, qs: &[WorldQuestion], with_steps: bool| -> Result<PathBuf> {
