@@ -4,7 +4,7 @@ random weights at real shapes.
 
     python3 scripts/parity/run.py [--configs qwen2.5-0.5b,llama3.2-1b,qwen3-0.6b]
                                   [--positions 300] [--work target/parity]
-                                  [--llama-cpp]
+                                  [--llama-cpp] [--llama-cpp-only]
 
 For each config: `parity write` (our fixture writer) puts random weights in a
 Hugging Face folder; HF transformers (CPU, eager attention) computes logits of
@@ -95,7 +95,11 @@ def main():
     ap.add_argument("--work", default=str(ROOT / "target" / "parity"))
     ap.add_argument("--llama-cpp", action="store_true")
     ap.add_argument("--skip-bf16", action="store_true")
+    ap.add_argument("--llama-cpp-only", action="store_true",
+                    help="no transformers: GGUF Q8_0, ours against llama.cpp, and both against our f32")
     args = ap.parse_args()
+    if args.llama_cpp_only:
+        return llama_cpp_only(args)
     import torch
     work = pathlib.Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -137,6 +141,32 @@ def main():
                 report("q8_0 ours vs f32 transformers", ref, full_q)
     print(f"worst f32 max|diff|: {worst:.3e} ({'PASS' if worst < 1e-3 else 'FAIL'} < 1e-3)")
     sys.exit(0 if worst < 1e-3 else 1)
+
+
+def llama_cpp_only(args):
+    """The quantized comparison alone (needs numpy, not torch)."""
+    work = pathlib.Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    binary = parity_bin()
+    rng = np.random.default_rng(0)
+    for config in args.configs.split(","):
+        print(f"{config}:", flush=True)
+        model_dir = work / f"{config}-f32"
+        if not (model_dir / "model.safetensors").exists():
+            subprocess.run([str(binary), "write", config, "f32", str(model_dir)], check=True)
+        vocab = json.loads((model_dir / "config.json").read_text())["vocab_size"]
+        tokens = [int(x) for x in rng.integers(0, vocab, args.positions)]
+        gguf = work / f"{config}-q8_0.gguf"
+        if not gguf.exists():
+            subprocess.run([str(binary), "gguf", str(model_dir), str(gguf), "q8_0"], check=True)
+        ref_q = llama_cpp_logits(gguf, tokens, work)
+        full_q, cached_q = ours(binary, gguf, "f32", tokens, work)
+        full, cached = ours(binary, model_dir, "f32", tokens, work)
+        report("f32 ours: one pass vs KV cache", full, cached)
+        report("q8_0 ours vs llama.cpp", ref_q, full_q)
+        report("q8_0 ours (cache) vs llama.cpp", ref_q, cached_q)
+        report("q8_0 llama.cpp vs f32 ours", full, ref_q)
+        report("q8_0 ours vs f32 ours", full, full_q)
 
 
 if __name__ == "__main__":

@@ -324,7 +324,7 @@ pub fn write_gguf(model_dir: &Path, out: &Path, quant: Quant) -> Result<()> {
             .reshape((out, inp))?)
     };
     let qtype = |gguf_name: &str, row: usize| -> GgmlDType {
-        let fits_k_quant = row % 256 == 0;
+        let fits_k_quant = row.is_multiple_of(256);
         let wide = gguf_name.contains("attn_v")
             || gguf_name.contains("ffn_down")
             || gguf_name == "output.weight";

@@ -71,9 +71,9 @@ impl InitConfig {
             && self.layers > 0
             && self.heads > 0
             && self.kv_heads > 0
-            && self.hidden % self.heads == 0
-            && self.heads % self.kv_heads == 0
-            && (self.hidden / self.heads) % 2 == 0
+            && self.hidden.is_multiple_of(self.heads)
+            && self.heads.is_multiple_of(self.kv_heads)
+            && (self.hidden / self.heads).is_multiple_of(2)
             && self.vocab >= 256 + SPECIAL.len();
         if ok {
             Ok(())

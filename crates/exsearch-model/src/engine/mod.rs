@@ -283,10 +283,16 @@ impl Engine {
             };
             let hidden = decoder.forward(&ids, &pos, mask.as_ref(), Some(&mut cache))?;
             let logits = decoder.logits(&hidden.squeeze(1)?)?.to_vec2::<f32>()?;
-            for (row, &i) in rows.iter().enumerate() {
-                let s = &mut wave[i];
-                let token = s.sampler.sample(&logits[row], params);
-                self.accept(s, token, params, events);
+            // `rows` is ascending, so the samplers come out in row order.
+            let samplers: Vec<&mut Sampler> = wave
+                .iter_mut()
+                .enumerate()
+                .filter(|(i, _)| rows.binary_search(i).is_ok())
+                .map(|(_, s)| &mut s.sampler)
+                .collect();
+            let tokens = sampling::sample_rows(samplers, &logits, params);
+            for (&i, token) in rows.iter().zip(tokens) {
+                self.accept(&mut wave[i], token, params, events);
             }
         }
     }

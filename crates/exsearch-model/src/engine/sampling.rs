@@ -7,6 +7,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::model::cpu_ops::exp_neg;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -73,8 +74,11 @@ pub struct Sampler {
     candidates: Vec<(u32, f32)>,
     weights: Vec<f32>,
     bins: Vec<u16>,
+    /// Four interleaved tables of `BINS + 1` masses.
     mass: Vec<f64>,
     boundary: Vec<(u32, f32)>,
+    /// The mass of the last nucleus drawn from.
+    nucleus_mass: f64,
 }
 
 /// Nucleus bins per unit of scaled logit below the maximum (a bin spans a
@@ -95,8 +99,9 @@ impl Sampler {
             candidates: Vec::new(),
             weights: Vec::new(),
             bins: Vec::new(),
-            mass: vec![0.0; BINS],
+            mass: vec![0.0; 4 * (BINS + 1)],
             boundary: Vec::new(),
+            nucleus_mass: 0.0,
         }
     }
 
@@ -123,7 +128,7 @@ impl Sampler {
             let cut = nucleus(c, p.top_p as f64 * total);
             c.truncate(cut);
         } else if p.top_p < 1.0 {
-            self.nucleus_by_bins(logits, max, inv_t, p.top_p as f64);
+            return self.nucleus_by_bins(logits, max, inv_t, p.top_p as f64);
         } else {
             c.extend(
                 logits
@@ -135,46 +140,80 @@ impl Sampler {
         self.draw()
     }
 
-    /// The exact top-p nucleus in linear time: bin every token by how far its
-    /// scaled logit lies below the maximum, find the bin where the running
-    /// mass crosses `top_p`, keep every token in the bins before it and sort
-    /// only that one bin.
-    fn nucleus_by_bins(&mut self, logits: &[f32], max: f32, inv_t: f32, top_p: f64) {
-        self.weights.clear();
-        self.bins.clear();
-        self.mass.iter_mut().for_each(|m| *m = 0.0);
-        let mut total = 0.0f64;
-        for &l in logits {
-            let below = (max - l) * inv_t;
-            let w = (-below).exp();
-            let bin = ((below * BINS_PER_UNIT) as usize).min(BINS - 1);
-            self.weights.push(w);
-            self.bins.push(bin as u16);
-            self.mass[bin] += w as f64;
-            total += w as f64;
+    /// Draws from the exact top-p nucleus in linear time: bin every token by
+    /// how far its scaled logit lies below the maximum, find the bin where
+    /// the running mass crosses `top_p`, keep every token in the bins before
+    /// it and sort only that one bin; then draw in one scan in token order.
+    fn nucleus_by_bins(&mut self, logits: &[f32], max: f32, inv_t: f32, top_p: f64) -> u32 {
+        let limit = self.bin_nucleus(logits, max, inv_t, top_p);
+        let mut r = self.rng.random::<f64>() * self.nucleus_mass;
+        let mut last = 0;
+        for (i, (&w, &bin)) in self.weights.iter().zip(&self.bins).enumerate() {
+            if bin <= limit {
+                r -= w as f64;
+                last = i as u32;
+                if r <= 0.0 {
+                    break;
+                }
+            }
         }
+        last
+    }
+
+    /// Fills `weights` and `bins` for `logits` and returns the limit: the
+    /// nucleus is every token whose `bins` entry is at most the limit. Bins
+    /// are stored one up (1 ..= BINS) so that 0 marks the members of the
+    /// boundary bin that make the nucleus. Sets `nucleus_mass`.
+    fn bin_nucleus(&mut self, logits: &[f32], max: f32, inv_t: f32, top_p: f64) -> u16 {
+        let n = logits.len();
+        self.weights.resize(n, 0.0);
+        self.bins.resize(n, 0);
+        // One branch-free pass the compiler vectorizes.
+        for ((w, bin), &l) in self.weights.iter_mut().zip(&mut self.bins).zip(logits) {
+            let below = (max - l) * inv_t;
+            *w = exp_neg(below);
+            *bin = 1 + (below * BINS_PER_UNIT).min((BINS - 1) as f32) as u16;
+        }
+        // Four interleaved tables, so a run of one bin is not one chain of
+        // dependent additions.
+        self.mass.iter_mut().for_each(|m| *m = 0.0);
+        for (w4, b4) in self.weights.chunks(4).zip(self.bins.chunks(4)) {
+            for (lane, (&w, &bin)) in w4.iter().zip(b4).enumerate() {
+                self.mass[lane * (BINS + 1) + bin as usize] += w as f64;
+            }
+        }
+        let mass =
+            |bin: usize| -> f64 { (0..4).map(|lane| self.mass[lane * (BINS + 1) + bin]).sum() };
+        let total: f64 = (1..=BINS).map(mass).sum();
         let target = top_p * total;
-        let (mut acc, mut cut) = (0.0, BINS - 1);
-        for (bin, &m) in self.mass.iter().enumerate() {
+        let (mut acc, mut cut) = (0.0, BINS);
+        for bin in 1..=BINS {
+            let m = mass(bin);
             if acc + m >= target {
                 cut = bin;
                 break;
             }
             acc += m;
         }
-        let c = &mut self.candidates;
+        let cut = cut as u16;
         let boundary = &mut self.boundary;
         boundary.clear();
-        for (i, (&w, &bin)) in self.weights.iter().zip(&self.bins).enumerate() {
-            match (bin as usize).cmp(&cut) {
-                std::cmp::Ordering::Less => c.push((i as u32, w)),
-                std::cmp::Ordering::Equal => boundary.push((i as u32, w)),
-                std::cmp::Ordering::Greater => {}
-            }
-        }
+        boundary.extend(
+            self.bins
+                .iter()
+                .zip(&self.weights)
+                .enumerate()
+                .filter(|(_, (&bin, _))| bin == cut)
+                .map(|(i, (_, &w))| (i as u32, w)),
+        );
         boundary.sort_unstable_by(|a, b| b.1.total_cmp(&a.1));
         let take = nucleus(boundary, target - acc);
-        c.extend_from_slice(&boundary[..take]);
+        for &(id, w) in &boundary[..take] {
+            self.bins[id as usize] = 0;
+            acc += w as f64;
+        }
+        self.nucleus_mass = acc;
+        cut - 1
     }
 
     fn draw(&mut self) -> u32 {
@@ -192,12 +231,43 @@ impl Sampler {
     #[cfg(test)]
     fn nucleus_ids(&mut self, logits: &[f32], p: &SamplingParams) -> Vec<u32> {
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        self.candidates.clear();
-        self.nucleus_by_bins(logits, max, 1.0 / p.temperature, p.top_p as f64);
-        let mut ids: Vec<u32> = self.candidates.iter().map(|c| c.0).collect();
-        ids.sort_unstable();
-        ids
+        let limit = self.bin_nucleus(logits, max, 1.0 / p.temperature, p.top_p as f64);
+        (0..logits.len() as u32)
+            .filter(|&i| self.bins[i as usize] <= limit)
+            .collect()
     }
+}
+
+/// The next token of each row, `samplers[i]` drawing from `logits[i]`.
+/// Rows are sampled on all cores; each sequence has its own generator, so a
+/// draw does not depend on the thread that makes it.
+pub fn sample_rows(
+    samplers: Vec<&mut Sampler>,
+    logits: &[Vec<f32>],
+    p: &SamplingParams,
+) -> Vec<u32> {
+    use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    if samplers.len() <= 1 || p.temperature == 0.0 {
+        return samplers
+            .into_iter()
+            .zip(logits)
+            .map(|(s, l)| s.sample(l, p))
+            .collect();
+    }
+    let cells: Vec<Mutex<&mut Sampler>> = samplers.into_iter().map(Mutex::new).collect();
+    let tokens: Vec<AtomicU32> = cells.iter().map(|_| AtomicU32::new(0)).collect();
+    let next = AtomicUsize::new(0);
+    candle_core::utils::barrier_pool().execute(|_| loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(cell) = cells.get(i) else {
+            break;
+        };
+        // Each cell is taken by one thread only: the lock never waits.
+        let mut sampler = cell.lock().unwrap_or_else(|e| e.into_inner());
+        tokens[i].store(sampler.sample(&logits[i], p), Ordering::Relaxed);
+    });
+    tokens.into_iter().map(AtomicU32::into_inner).collect()
 }
 
 /// How many of the weight-sorted candidates it takes to reach `target` mass

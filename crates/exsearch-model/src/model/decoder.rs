@@ -10,6 +10,7 @@ use candle_core::{DType, Device, Tensor, D};
 
 use super::cache::{attention_mask, KvCache};
 use super::config::{ModelConfig, RopeStyle};
+use super::cpu_ops;
 use super::linear::Linear;
 use crate::error::{Error, Result};
 
@@ -167,10 +168,11 @@ impl Decoder {
             x = (x + h)?;
             let h = block.post_norm.forward(&x, self.kernels)?;
             let gate_up = Linear::forward_shared(&[&block.mlp.gate, &block.mlp.up], &h)?;
+            let fused = self.kernels == Kernels::Fused;
             let h = block
                 .mlp
                 .down
-                .forward(&(gate_up[0].silu()? * &gate_up[1])?)?;
+                .forward(&cpu_ops::silu_mul(&gate_up[0], &gate_up[1], fused)?)?;
             x = (x + h)?;
         }
         if let Some(cache) = cache {
@@ -248,12 +250,17 @@ impl Decoder {
             Some(cache) => cache.append(layer, &k, &v)?,
             None => (k, v),
         };
+        let scale = 1.0 / (d as f64).sqrt();
+        if self.kernels == Kernels::Fused {
+            if let Some(out) = cpu_ops::decode_attention(&q, &k, &v, mask, scale as f32)? {
+                return attn.o.forward(&out);
+            }
+        }
         let tk = k.dim(2)?;
         let groups = hq / hkv;
         // Grouped-query attention without copying K/V: the query heads that
         // share a K/V head are adjacent, so they fold into the row dimension.
         let q = q.reshape((b, hkv, groups * t, d))?;
-        let scale = 1.0 / (d as f64).sqrt();
         let mut scores = (q.matmul(&k.t()?)? * scale)?;
         if let Some(mask) = mask {
             scores = scores

@@ -1,7 +1,9 @@
 //! A linear layer with three interchangeable weight kinds and a LoRA slot.
 //!
 //! Dense weights run through candle's matmul and are differentiable; GGUF
-//! weights run through candle's quantized matmul (inference only). Either kind
+//! weights run through our packed Q8_0 kernels where the CPU has them
+//! ([`super::q8`]) and through candle's quantized matmul otherwise (both
+//! inference only). Any kind
 //! can carry a low-rank adapter `scale * B(A x)`, added after the base
 //! projection, which is what the self-training rounds optimise.
 
@@ -10,6 +12,7 @@ use std::sync::Arc;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Tensor};
 
+use super::q8::{self, PackedQ8};
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug)]
@@ -17,6 +20,9 @@ enum Weight {
     /// `[out, in]`, as stored by Hugging Face.
     Dense(Tensor),
     Quantized(Arc<QMatMul>),
+    /// Q8_0 (or re-encoded 32-value formats) in our tiled layout, on CPUs
+    /// with AVX512-VNNI.
+    Packed(Arc<PackedQ8>),
 }
 
 /// A low-rank adapter: `a` is `[rank, in]`, `b` is `[out, rank]`.
@@ -50,7 +56,9 @@ const KERNEL_ROW: usize = 256;
 /// (Q4_0, Q5_0, ... which GGUF writers use where K-quants do not fit) are
 /// re-encoded as Q8_0, which is exact for their values up to Q8_0's rounding.
 /// Returns the matrix and the number of zero columns added.
-pub fn pad_for_cpu_kernels(t: QTensor, device: &candle_core::Device) -> Result<(QTensor, usize)> {
+///
+/// Only where [`Linear::from_qtensor`] cannot use the packed kernels.
+fn pad_for_cpu_kernels(t: QTensor, device: &candle_core::Device) -> Result<(QTensor, usize)> {
     let (n, k) = t.shape().dims2()?;
     if !device.is_cpu() || k % KERNEL_ROW == 0 || k % 32 != 0 {
         return Ok((t, 0));
@@ -96,28 +104,55 @@ impl Linear {
         })
     }
 
-    /// A quantized matrix of logical shape `(out, in)`, its rows stored with
-    /// `pad` extra zero columns.
-    pub fn quantized(
-        weight: QMatMul,
-        shape: (usize, usize),
-        pad: usize,
+    /// A quantized `(out, in)` matrix from a GGUF file: packed for our Q8_0
+    /// kernels when the device is a CPU that has them and the format has
+    /// 32-value blocks, else through candle's quantized matmul (its rows
+    /// padded for candle's fastest CPU kernels where that applies).
+    pub fn from_qtensor(
+        t: QTensor,
         bias: Option<Tensor>,
-    ) -> Self {
-        Self {
-            weight: Weight::Quantized(Arc::new(weight)),
+        device: &candle_core::Device,
+    ) -> Result<Self> {
+        let (out_features, in_features) = t.shape().dims2()?;
+        let (weight, pad) = match device.is_cpu() && q8::available() {
+            true => match PackedQ8::from_qtensor(&t)? {
+                Some(packed) => (Weight::Packed(Arc::new(packed)), 0),
+                None => (Weight::Quantized(Arc::new(QMatMul::from_qtensor(t)?)), 0),
+            },
+            false => {
+                let (t, pad) = pad_for_cpu_kernels(t, device)?;
+                (Weight::Quantized(Arc::new(QMatMul::from_qtensor(t)?)), pad)
+            }
+        };
+        Ok(Self {
+            weight,
             bias,
             lora: None,
-            in_features: shape.1,
-            out_features: shape.0,
+            in_features,
+            out_features,
             pad,
-        }
+        })
     }
 
     /// Applies several layers to the same input. When all are plain quantized
     /// matrices (no LoRA) of one format, the input is quantized once and the
     /// products run in one parallel region (q/k/v, gate/up).
     pub fn forward_shared(layers: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
+        let packed: Option<Vec<&PackedQ8>> = layers
+            .iter()
+            .map(|l| match (&l.weight, &l.lora) {
+                (Weight::Packed(p), None) => Some(p.as_ref()),
+                _ => None,
+            })
+            .collect();
+        if let Some(mats) = packed {
+            let outs = packed_products(&mats, x)?;
+            return outs
+                .into_iter()
+                .zip(layers)
+                .map(|(y, l)| l.add_bias(y))
+                .collect();
+        }
         let plain: Option<Vec<&QTensor>> = layers
             .iter()
             .map(|l| match (&l.weight, &l.lora) {
@@ -134,14 +169,18 @@ impl Linear {
                 return outs
                     .into_iter()
                     .zip(layers)
-                    .map(|(y, l)| match &l.bias {
-                        Some(b) => Ok(y.broadcast_add(b)?),
-                        None => Ok(y),
-                    })
+                    .map(|(y, l)| l.add_bias(y))
                     .collect();
             }
         }
         layers.iter().map(|l| l.forward(x)).collect()
+    }
+
+    fn add_bias(&self, y: Tensor) -> Result<Tensor> {
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
     }
 
     fn padded(&self, x: &Tensor) -> Result<Tensor> {
@@ -164,7 +203,7 @@ impl Linear {
     pub fn dense_weight(&self) -> Option<&Tensor> {
         match &self.weight {
             Weight::Dense(w) => Some(w),
-            Weight::Quantized(_) => None,
+            Weight::Quantized(_) | Weight::Packed(_) => None,
         }
     }
 
@@ -172,7 +211,7 @@ impl Linear {
     pub(crate) fn dense_parts_mut(&mut self) -> Option<(&mut Tensor, Option<&mut Tensor>)> {
         match &mut self.weight {
             Weight::Dense(w) => Some((w, self.bias.as_mut())),
-            Weight::Quantized(_) => None,
+            Weight::Quantized(_) | Weight::Packed(_) => None,
         }
     }
 
@@ -223,10 +262,11 @@ impl Linear {
                 y.reshape(out_dims)?
             }
             Weight::Quantized(q) => q.forward(&self.padded(x)?)?,
+            Weight::Packed(p) => packed_products(&[p.as_ref()], x)?
+                .pop()
+                .expect("one matrix in, one product out"),
         };
-        if let Some(b) = &self.bias {
-            y = y.broadcast_add(b)?;
-        }
+        y = self.add_bias(y)?;
         if let Some(l) = &self.lora {
             let x = if l.dropout > 0.0 {
                 candle_nn::ops::dropout(x, l.dropout)?
@@ -238,6 +278,32 @@ impl Linear {
         }
         Ok(y)
     }
+}
+
+/// `x W_i^T` through the packed kernels, for `x` of shape `[.., in]` (f32).
+fn packed_products(mats: &[&PackedQ8], x: &Tensor) -> Result<Vec<Tensor>> {
+    let x = x.to_dtype(candle_core::DType::F32)?.contiguous()?;
+    let dims = x.dims().to_vec();
+    let k = *dims.last().unwrap_or(&0);
+    let m = x.elem_count().checked_div(k).unwrap_or(0);
+    let outs = {
+        let (storage, layout) = x.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else {
+            return Err(Error::Unsupported(
+                "packed Q8_0 weights run on the CPU only".into(),
+            ));
+        };
+        let data = &cpu.as_slice::<f32>()?[layout.start_offset()..][..m * k];
+        PackedQ8::matmul_many(mats, data, m)
+    };
+    outs.into_iter()
+        .zip(mats)
+        .map(|(y, w)| {
+            let mut shape = dims.clone();
+            *shape.last_mut().unwrap_or(&mut 0) = w.rows();
+            Ok(Tensor::from_vec(y, shape, x.device())?)
+        })
+        .collect()
 }
 
 /// `x W^T` for a weight that does not train: the backward pass returns the

@@ -2,9 +2,11 @@
 
 pub mod cache;
 pub mod config;
+pub mod cpu_ops;
 pub mod decoder;
 pub mod linear;
 pub mod params;
+pub mod q8;
 pub mod weights;
 
 use candle_core::{DType, Device};

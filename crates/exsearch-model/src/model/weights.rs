@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::{gguf_file, QMatMul};
+use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
 
 use super::config::{Family, ModelConfig, RopeStyle};
@@ -332,13 +332,7 @@ impl Gguf {
                         ),
                     ));
                 }
-                let (t, pad) = super::linear::pad_for_cpu_kernels(t, device)?;
-                Ok(Linear::quantized(
-                    QMatMul::from_qtensor(t)?,
-                    (out, inp),
-                    pad,
-                    bias,
-                ))
+                Linear::from_qtensor(t, bias, device)
             };
         let rms = |norms: &mut HashMap<String, Tensor>, name: String| -> RmsNorm {
             RmsNorm::new(norms.remove(&name).expect("loaded above"), c.rms_norm_eps)

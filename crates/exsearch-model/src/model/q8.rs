@@ -1,0 +1,558 @@
+//! Q8_0 matrices packed for our own x86 kernels (AVX512-VNNI).
+//!
+//! candle's fastest x86 kernels quantize activations in 256-value blocks, so
+//! they need rows of a multiple of 256 values; Qwen2.5-0.5B's are 896 long
+//! and had to be padded, which cost decode 14% more bytes per token. These
+//! kernels work on Q8_0's own 32-value blocks, as llama.cpp does: no padding,
+//! and activations are rounded the same way llama.cpp rounds them.
+//!
+//! Layout: rows are grouped in tiles of 16. For each tile and each 32-value
+//! block of the row, 512 bytes of weights, `[k4 group (8)][row (16)][4 bytes]`
+//! and stored offset by +128 as unsigned bytes, so that one `vpdpbusd`
+//! (unsigned weights times signed activations) gives 16 rows 4 products each;
+//! and 16 f16 scales. A tile's blocks are contiguous, so a thread that owns a
+//! range of tiles streams its weights in order.
+//!
+//! One product: activations are quantized once per call (`amax / 127` per
+//! 32 values), every thread takes a contiguous range of tiles, and each tile
+//! runs up to 8 activation rows at once so the weights are read once per 8
+//! rows (decode of a batch, prefill). Weight bytes per token equal the GGUF
+//! file's, which is what decode speed is bounded by.
+#![allow(unsafe_code)]
+
+use candle_core::quantized::{GgmlDType, QTensor};
+
+use crate::error::{Error, Result};
+
+/// Rows per tile: one 512-bit register of i32 lanes.
+const TILE: usize = 16;
+/// Values per Q8_0 block.
+const BLOCK: usize = 32;
+/// Weight bytes per (tile, block).
+const TILE_BYTES: usize = TILE * BLOCK;
+/// Activation rows one kernel call handles (registers: 8 weights + 2 per row).
+const MAX_ROWS: usize = 8;
+
+/// 64 bytes aligned to a cache line, so weight loads never split lines.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line([u8; 64]);
+
+/// A Q8_0 matrix of logical shape `(n, k)` in the tiled layout.
+pub struct PackedQ8 {
+    n: usize,
+    k: usize,
+    /// `tiles * blocks * 8` lines.
+    qs: Vec<Line>,
+    /// f16 bits, `tiles * blocks * 16`.
+    d: Vec<u16>,
+}
+
+impl std::fmt::Debug for PackedQ8 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PackedQ8({}x{})", self.n, self.k)
+    }
+}
+
+/// Whether this CPU runs the packed kernels (checked at run time, so a
+/// portable build uses them where they exist).
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+impl PackedQ8 {
+    /// Packs a quantized `(n, k)` matrix. Q8_0 is packed as it is; the other
+    /// 32-value formats (Q4_0, Q4_1, Q5_0, Q5_1, which GGUF writers use where
+    /// K-quants do not fit) are re-encoded as Q8_0, exact for their values up
+    /// to Q8_0's rounding. `None` for formats with 256-value blocks, which
+    /// candle's own kernels handle.
+    pub fn from_qtensor(t: &QTensor) -> Result<Option<Self>> {
+        let (n, k) = t.shape().dims2()?;
+        if k % BLOCK != 0 {
+            return Ok(None);
+        }
+        let requantized;
+        let t = match t.dtype() {
+            GgmlDType::Q8_0 => t,
+            GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 => {
+                let dense = t.dequantize(&candle_core::Device::Cpu)?;
+                requantized = QTensor::quantize(&dense, GgmlDType::Q8_0)?;
+                &requantized
+            }
+            _ => return Ok(None),
+        };
+        let data = t.data()?;
+        Ok(Some(Self::from_q8_0_blocks(n, k, &data)?))
+    }
+
+    /// Packs raw GGML Q8_0 blocks (`f16 scale, 32 x i8`, row after row).
+    pub fn from_q8_0_blocks(n: usize, k: usize, data: &[u8]) -> Result<Self> {
+        const BLOCK_BYTES: usize = 2 + BLOCK;
+        let blocks = k / BLOCK;
+        if !k.is_multiple_of(BLOCK) || data.len() != n * blocks * BLOCK_BYTES {
+            return Err(Error::Unsupported(format!(
+                "a {n}x{k} Q8_0 matrix needs {} bytes, got {}",
+                n * blocks * BLOCK_BYTES,
+                data.len()
+            )));
+        }
+        let tiles = n.div_ceil(TILE);
+        // Rows past `n` in the last tile: scale 0, weight 0 (stored as 128).
+        let mut qs = vec![Line([128; 64]); tiles * blocks * 8];
+        let mut d = vec![0u16; tiles * blocks * TILE];
+        for row in 0..n {
+            let (tile, r) = (row / TILE, row % TILE);
+            for b in 0..blocks {
+                let src = &data[(row * blocks + b) * BLOCK_BYTES..][..BLOCK_BYTES];
+                let at = tile * blocks + b;
+                d[at * TILE + r] = u16::from_le_bytes([src[0], src[1]]);
+                for g in 0..BLOCK / 4 {
+                    let line = &mut qs[at * 8 + g].0;
+                    for j in 0..4 {
+                        line[r * 4 + j] = (src[2 + g * 4 + j] as i8 as i16 + 128) as u8;
+                    }
+                }
+            }
+        }
+        Ok(Self { n, k, qs, d })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.n
+    }
+
+    pub fn cols(&self) -> usize {
+        self.k
+    }
+
+    fn tiles(&self) -> usize {
+        self.n.div_ceil(TILE)
+    }
+
+    /// `x W^T` for `m` rows of `x` (`m * k` values): `m * n` values.
+    pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
+        Self::matmul_many(&[self], x, m)
+            .pop()
+            .expect("one matrix in, one product out")
+    }
+
+    /// `x W_i^T` for several matrices with the same `k`: the activations are
+    /// quantized once and all products share one parallel region.
+    pub fn matmul_many(mats: &[&PackedQ8], x: &[f32], m: usize) -> Vec<Vec<f32>> {
+        let Some(first) = mats.first() else {
+            return Vec::new();
+        };
+        let k = first.k;
+        assert!(mats.iter().all(|w| w.k == k), "matrices share k");
+        assert_eq!(x.len(), m * k, "x is m rows of k values");
+        let act = Activations::quantize(x, m, k);
+        let mut outs: Vec<Vec<f32>> = mats.iter().map(|w| vec![0f32; m * w.n]).collect();
+        // Work units are tiles, numbered across the matrices.
+        let starts: Vec<usize> = mats
+            .iter()
+            .scan(0, |acc, w| {
+                let s = *acc;
+                *acc += w.tiles();
+                Some(s)
+            })
+            .collect();
+        let total = starts.last().copied().unwrap_or(0) + mats.last().map_or(0, |w| w.tiles());
+        let dsts: Vec<usize> = outs.iter_mut().map(|o| o.as_mut_ptr() as usize).collect();
+        let run = |units: std::ops::Range<usize>| {
+            for unit in units {
+                let i = starts.partition_point(|&s| s <= unit) - 1;
+                // SAFETY: every unit writes the 16 columns of its own tile,
+                // in all m rows of its own matrix's output; units are
+                // disjoint, and the outputs outlive the parallel region.
+                unsafe { mats[i].tile_product(unit - starts[i], &act, dsts[i] as *mut f32) };
+            }
+        };
+        let pool = candle_core::utils::barrier_pool();
+        let threads = pool.n_workers() + 1;
+        if threads == 1 || total * m < 8 {
+            run(0..total);
+        } else {
+            // Equal contiguous ranges: every tile costs the same, and each
+            // thread streams its weights in order.
+            let chunk = total.div_ceil(threads);
+            pool.execute(|tid| {
+                let start = (tid * chunk).min(total);
+                run(start..(start + chunk).min(total));
+            });
+        }
+        outs
+    }
+
+    /// All `act.m` rows of tile `tile`, written to `dst` (`m x n`, row-major).
+    ///
+    /// # Safety
+    /// `dst` points to `act.m * self.n` writable values, and nothing else
+    /// writes columns `tile * 16 .. tile * 16 + 16` meanwhile.
+    unsafe fn tile_product(&self, tile: usize, act: &Activations, dst: *mut f32) {
+        let blocks = self.k / BLOCK;
+        let qs = self.qs.as_ptr().add(tile * blocks * 8) as *const u8;
+        let d = self.d.as_ptr().add(tile * blocks * TILE);
+        let col = tile * TILE;
+        let width = TILE.min(self.n - col);
+        let mut row = 0;
+        while row < act.m {
+            let rows = MAX_ROWS.min(act.m - row);
+            let mut out = [0f32; TILE * MAX_ROWS];
+            kernel(qs, d, blocks, act, row, rows, &mut out);
+            for r in 0..rows {
+                let to = dst.add((row + r) * self.n + col);
+                std::ptr::copy_nonoverlapping(out.as_ptr().add(r * TILE), to, width);
+            }
+            row += rows;
+        }
+    }
+}
+
+/// Activation rows quantized to Q8_0: per 32 values a scale and the sum of
+/// the quantized values times 128 (which undoes the weights' offset).
+struct Activations {
+    m: usize,
+    k: usize,
+    qs: Vec<i8>,
+    d: Vec<f32>,
+    sum128: Vec<i32>,
+}
+
+impl Activations {
+    fn quantize(x: &[f32], m: usize, k: usize) -> Self {
+        let blocks = m * k / BLOCK;
+        let mut act = Self {
+            m,
+            k,
+            qs: vec![0i8; m * k],
+            d: vec![0f32; blocks],
+            sum128: vec![0i32; blocks],
+        };
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: packed matrices exist only where `available()` holds, so
+        // the CPU has the features `quantize_blocks` enables; the slices
+        // have `blocks` blocks each.
+        unsafe {
+            avx512::quantize_blocks(x, &mut act.qs, &mut act.d, &mut act.sum128)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("packed Q8_0 kernels exist on x86_64 only; see `available`");
+        #[allow(unreachable_code)]
+        act
+    }
+
+    /// The same quantization, one value at a time (what the vector code
+    /// must equal).
+    #[cfg(test)]
+    fn quantize_scalar(x: &[f32], m: usize, k: usize) -> Self {
+        let blocks = m * k / BLOCK;
+        let mut act = Self {
+            m,
+            k,
+            qs: vec![0i8; m * k],
+            d: vec![0f32; blocks],
+            sum128: vec![0i32; blocks],
+        };
+        for (((src, q), d), s) in x
+            .chunks_exact(BLOCK)
+            .zip(act.qs.chunks_exact_mut(BLOCK))
+            .zip(&mut act.d)
+            .zip(&mut act.sum128)
+        {
+            let amax = src.iter().fold(0f32, |a, &v| a.max(v.abs()));
+            let scale = amax / 127.0;
+            let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+            let mut sum = 0i32;
+            for (q, &v) in q.iter_mut().zip(src) {
+                *q = (v * inv).round_ties_even() as i8;
+                sum += *q as i32;
+            }
+            *d = scale;
+            *s = 128 * sum;
+        }
+        act
+    }
+}
+
+/// `rows` activation rows from `row` against one tile; 16 values per row
+/// into `out`.
+fn kernel(
+    qs: *const u8,
+    d: *const u16,
+    blocks: usize,
+    act: &Activations,
+    row: usize,
+    rows: usize,
+    out: &mut [f32; TILE * MAX_ROWS],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: `PackedQ8` is only built into a model where `available()`
+        // holds, so the CPU has the features these functions enable; the
+        // pointers cover `blocks` blocks of one tile, and the activations
+        // cover rows `row .. row + rows`.
+        unsafe {
+            use avx512::rows as r;
+            match rows {
+                8 => r::<8>(qs, d, blocks, act, row, out),
+                7 => r::<7>(qs, d, blocks, act, row, out),
+                6 => r::<6>(qs, d, blocks, act, row, out),
+                5 => r::<5>(qs, d, blocks, act, row, out),
+                4 => r::<4>(qs, d, blocks, act, row, out),
+                3 => r::<3>(qs, d, blocks, act, row, out),
+                2 => r::<2>(qs, d, blocks, act, row, out),
+                _ => r::<1>(qs, d, blocks, act, row, out),
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (qs, d, blocks, act, row, rows, out);
+        unreachable!("packed Q8_0 kernels exist on x86_64 only; see `available`");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use core::arch::x86_64::*;
+
+    use super::{Activations, BLOCK, MAX_ROWS, TILE, TILE_BYTES};
+
+    /// # Safety
+    /// The CPU has AVX512F/BW/VNNI; `qs` and `d` cover `blocks` blocks of
+    /// one tile; `act` has rows `row .. row + R`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn rows<const R: usize>(
+        qs: *const u8,
+        d: *const u16,
+        blocks: usize,
+        act: &Activations,
+        row: usize,
+        out: &mut [f32; TILE * MAX_ROWS],
+    ) {
+        let k = act.k;
+        let aq = act.qs.as_ptr().add(row * k);
+        let ad = act.d.as_ptr().add(row * (k / BLOCK));
+        let asum = act.sum128.as_ptr().add(row * (k / BLOCK));
+        let mut acc = [_mm512_setzero_ps(); R];
+        for b in 0..blocks {
+            let wp = qs.add(b * TILE_BYTES);
+            let mut w = [_mm512_setzero_si512(); 8];
+            for (g, w) in w.iter_mut().enumerate() {
+                *w = _mm512_load_si512(wp.add(g * 64) as *const __m512i);
+            }
+            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(d.add(b * TILE) as *const __m256i));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let ap = aq.add(r * k + b * BLOCK) as *const i32;
+                // Two chains, so one row's eight products are not one
+                // dependency chain.
+                let mut s0 = _mm512_setzero_si512();
+                let mut s1 = _mm512_setzero_si512();
+                for g in (0..8).step_by(2) {
+                    s0 = _mm512_dpbusd_epi32(
+                        s0,
+                        w[g],
+                        _mm512_set1_epi32(ap.add(g).read_unaligned()),
+                    );
+                    s1 = _mm512_dpbusd_epi32(
+                        s1,
+                        w[g + 1],
+                        _mm512_set1_epi32(ap.add(g + 1).read_unaligned()),
+                    );
+                }
+                let at = r * (k / BLOCK) + b;
+                let s =
+                    _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(*asum.add(at)));
+                let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*ad.add(at)));
+                *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, *acc);
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            _mm512_storeu_ps(out.as_mut_ptr().add(r * TILE), *acc);
+        }
+    }
+
+    /// Q8_0 quantization of whole blocks: scale `amax / 127`, values
+    /// rounded to nearest (ties to even), and `128 *` their sum.
+    ///
+    /// # Safety
+    /// The CPU has AVX512F/BW; `qs` has `x.len()` values and `d`, `sum128`
+    /// one per 32.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn quantize_blocks(
+        x: &[f32],
+        qs: &mut [i8],
+        d: &mut [f32],
+        sum128: &mut [i32],
+    ) {
+        for (b, src) in x.chunks_exact(BLOCK).enumerate() {
+            let lo = _mm512_loadu_ps(src.as_ptr());
+            let hi = _mm512_loadu_ps(src.as_ptr().add(16));
+            let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
+            let scale = amax / 127.0;
+            let inv = _mm512_set1_ps(if scale > 0.0 { 1.0 / scale } else { 0.0 });
+            let (qlo, qhi) = (
+                _mm512_cvtps_epi32(_mm512_mul_ps(lo, inv)),
+                _mm512_cvtps_epi32(_mm512_mul_ps(hi, inv)),
+            );
+            let to = qs.as_mut_ptr().add(b * BLOCK);
+            _mm_storeu_si128(to as *mut __m128i, _mm512_cvtsepi32_epi8(qlo));
+            _mm_storeu_si128(to.add(16) as *mut __m128i, _mm512_cvtsepi32_epi8(qhi));
+            d[b] = scale;
+            sum128[b] = 128 * _mm512_reduce_add_epi32(_mm512_add_epi32(qlo, qhi));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Module, Tensor};
+
+    use super::*;
+
+    fn random(len: usize, seed: u64) -> Vec<f32> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+    }
+
+    /// The same integer arithmetic, one value at a time.
+    fn reference(w: &QTensor, x: &[f32], m: usize) -> Vec<f32> {
+        let (n, k) = w.shape().dims2().expect("2d");
+        let data = w.data().expect("data");
+        let act = Activations::quantize_scalar(x, m, k);
+        let mut out = vec![0f32; m * n];
+        for row in 0..m {
+            for col in 0..n {
+                let mut sum = 0f32;
+                for b in 0..k / BLOCK {
+                    let blk = &data[(col * (k / BLOCK) + b) * 34..][..34];
+                    let dw = half::f16::from_le_bytes([blk[0], blk[1]]).to_f32();
+                    let dot: i32 = (0..BLOCK)
+                        .map(|j| blk[2 + j] as i8 as i32 * act.qs[row * k + b * BLOCK + j] as i32)
+                        .sum();
+                    sum += dot as f32 * dw * act.d[row * (k / BLOCK) + b];
+                }
+                out[row * n + col] = sum;
+            }
+        }
+        out
+    }
+
+    fn quantized(n: usize, k: usize, seed: u64) -> QTensor {
+        let w = Tensor::from_vec(random(n * k, seed), (n, k), &Device::Cpu).expect("w");
+        QTensor::quantize(&w, GgmlDType::Q8_0).expect("quantize")
+    }
+
+    #[test]
+    fn products_equal_the_integer_reference_for_every_row_count_and_ragged_tiles() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX512-VNNI");
+            return;
+        }
+        // 37 rows: two full tiles and a ragged one; k = 96: three blocks.
+        let w = quantized(37, 96, 1);
+        let packed = PackedQ8::from_qtensor(&w).expect("pack").expect("q8_0");
+        for m in [1, 2, 7, 8, 9, 17] {
+            let x = random(m * 96, 10 + m as u64);
+            let got = packed.matmul(&x, m);
+            let want = reference(&w, &x, m);
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() <= 1e-5 * w.abs().max(1.0),
+                    "m={m}: {g} vs {w}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn activations_quantize_like_the_scalar_definition() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX512-VNNI");
+            return;
+        }
+        let mut x = random(4 * 64, 6);
+        x[32..64].fill(0.0); // a zero block: scale 0, values 0
+        x[70] = 1e-30;
+        let (v, s) = (
+            Activations::quantize(&x, 4, 64),
+            Activations::quantize_scalar(&x, 4, 64),
+        );
+        assert_eq!(v.qs, s.qs);
+        assert_eq!(v.d, s.d);
+        assert_eq!(v.sum128, s.sum128);
+        assert_eq!(v.d[1], 0.0);
+    }
+
+    #[test]
+    fn products_match_candle_on_a_real_shape_within_activation_rounding() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX512-VNNI");
+            return;
+        }
+        let (n, k, m) = (128, 896, 3);
+        let w = quantized(n, k, 2);
+        let x = random(m * k, 3);
+        let packed = PackedQ8::from_qtensor(&w).expect("pack").expect("q8_0");
+        let ours = packed.matmul(&x, m);
+        let dense = w.dequantize(&Device::Cpu).expect("dequantize");
+        let xt = Tensor::from_vec(x, (m, k), &Device::Cpu).expect("x");
+        let exact: Vec<f32> = xt
+            .matmul(&dense.t().expect("t"))
+            .expect("matmul")
+            .flatten_all()
+            .expect("flat")
+            .to_vec1()
+            .expect("vec");
+        let candle: Vec<f32> = candle_core::quantized::QMatMul::from_qtensor(w)
+            .expect("qmatmul")
+            .forward(&xt)
+            .expect("forward")
+            .flatten_all()
+            .expect("flat")
+            .to_vec1()
+            .expect("vec");
+        // Error against the exact product of the stored weights: activation
+        // rounding only, no bigger than candle's (which rounds per 256).
+        let err = |v: &[f32]| -> f32 {
+            v.iter()
+                .zip(&exact)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max)
+        };
+        let scale = exact.iter().fold(0f32, |a, v| a.max(v.abs()));
+        assert!(err(&ours) < 0.01 * scale, "ours {} of {scale}", err(&ours));
+        assert!(
+            err(&ours) <= err(&candle) * 1.5,
+            "ours {} candle {}",
+            err(&ours),
+            err(&candle)
+        );
+    }
+
+    #[test]
+    fn the_other_32_value_formats_are_packed_through_q8_0() {
+        let w = Tensor::from_vec(random(32 * 64, 4), (32, 64), &Device::Cpu).expect("w");
+        let q4 = QTensor::quantize(&w, GgmlDType::Q4_0).expect("q4_0");
+        let packed = PackedQ8::from_qtensor(&q4)
+            .expect("pack")
+            .expect("32-value format");
+        assert_eq!((packed.rows(), packed.cols()), (32, 64));
+        let q4k = QTensor::quantize(
+            &Tensor::from_vec(random(16 * 256, 5), (16, 256), &Device::Cpu).expect("w"),
+            GgmlDType::Q4K,
+        )
+        .expect("q4k");
+        assert!(PackedQ8::from_qtensor(&q4k).expect("checked").is_none());
+    }
+}
