@@ -291,8 +291,8 @@ fn main() {
     let model = load(&weights(&batch_format), DType::F32);
     let engine = Engine::new(model);
     let prompt: Vec<u32> = (0..64u32).map(|i| (i * 104_729) % 150_000).collect();
-    println!("batched sampling ({batch_format}): K samples of one 64-token prompt, 64 new tokens each, temperature 0.8");
-    println!("| K | tokens/s | vs K=1 |");
+    println!("batched sampling ({batch_format}): K samples of one 64-token prompt, 64 new tokens each, temperature 0.8, top-p 0.95; median of three rounds (range)");
+    println!("| K | tokens/s | vs K=1 (medians) |");
     println!("|---|---|---|");
     // Warm up: candle repacks each quantized matrix on its first product.
     let warm = GenerateRequest {
@@ -303,26 +303,39 @@ fn main() {
     engine
         .generate(&warm, &Quiet, &CancelToken::new())
         .expect("warm-up");
-    let mut base = None;
-    for &k in &batches {
-        let request = GenerateRequest {
-            prompts: vec![prompt.clone()],
-            samples: k,
-            params: SamplingParams {
-                temperature: 0.8,
-                top_p: 0.95,
-                max_tokens: 64,
-                seed: 1,
-                ..Default::default()
-            },
-        };
-        let t = Instant::now();
-        let out = engine
-            .generate(&request, &Quiet, &CancelToken::new())
-            .expect("generate");
-        let tokens: usize = out.iter().map(|c| c.tokens.len()).sum();
-        let rate = tokens as f64 / t.elapsed().as_secs_f64();
-        let base_rate = *base.get_or_insert(rate);
-        println!("| {k} | {rate:.1} | {:.2}x |", rate / base_rate);
+    // Three rounds over every K, interleaved so that a slow spell of the
+    // machine does not land on one K only; medians per K.
+    let mut rates = vec![Vec::new(); batches.len()];
+    for _ in 0..3 {
+        for (&k, rates) in batches.iter().zip(&mut rates) {
+            let request = GenerateRequest {
+                prompts: vec![prompt.clone()],
+                samples: k,
+                params: SamplingParams {
+                    temperature: 0.8,
+                    top_p: 0.95,
+                    max_tokens: 64,
+                    seed: 1,
+                    ..Default::default()
+                },
+            };
+            let t = Instant::now();
+            let out = engine
+                .generate(&request, &Quiet, &CancelToken::new())
+                .expect("generate");
+            let tokens: usize = out.iter().map(|c| c.tokens.len()).sum();
+            rates.push(tokens as f64 / t.elapsed().as_secs_f64());
+        }
+    }
+    let base = median(rates[0].clone());
+    for (&k, rates) in batches.iter().zip(rates) {
+        let (lo, hi) = rates
+            .iter()
+            .fold((f64::MAX, 0f64), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+        let rate = median(rates);
+        println!(
+            "| {k} | {rate:.1} ({lo:.1}-{hi:.1}) | {:.2}x |",
+            rate / base
+        );
     }
 }

@@ -242,6 +242,8 @@ impl Engine {
             self.accept(s, token, params, events);
         }
         let mut rows: Vec<usize> = (0..wave.len()).collect();
+        // `rows x vocab` logits, one buffer for the whole wave.
+        let mut logits = Vec::new();
         loop {
             let live: Vec<usize> = (0..rows.len())
                 .filter(|&r| wave[rows[r]].finish.is_none())
@@ -282,7 +284,7 @@ impl Engine {
                 None
             };
             let hidden = decoder.forward(&ids, &pos, mask.as_ref(), Some(&mut cache))?;
-            let logits = decoder.logits(&hidden.squeeze(1)?)?.to_vec2::<f32>()?;
+            decoder.logits_into(&hidden.squeeze(1)?, &mut logits)?;
             // `rows` is ascending, so the samplers come out in row order.
             let samplers: Vec<&mut Sampler> = wave
                 .iter_mut()

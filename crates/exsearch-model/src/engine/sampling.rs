@@ -238,14 +238,13 @@ impl Sampler {
     }
 }
 
-/// The next token of each row, `samplers[i]` drawing from `logits[i]`.
-/// Rows are sampled on all cores; each sequence has its own generator, so a
-/// draw does not depend on the thread that makes it.
-pub fn sample_rows(
-    samplers: Vec<&mut Sampler>,
-    logits: &[Vec<f32>],
-    p: &SamplingParams,
-) -> Vec<u32> {
+/// The next token of each row, `samplers[i]` drawing from row `i` of
+/// `logits` (`samplers.len()` rows of equal length). Rows are sampled on all
+/// cores; each sequence has its own generator, so a draw does not depend on
+/// the thread that makes it.
+pub fn sample_rows(samplers: Vec<&mut Sampler>, logits: &[f32], p: &SamplingParams) -> Vec<u32> {
+    let vocab = logits.len().checked_div(samplers.len()).unwrap_or(0);
+    let logits: Vec<&[f32]> = logits.chunks_exact(vocab.max(1)).collect();
     use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
     use std::sync::Mutex;
     if samplers.len() <= 1 || p.temperature == 0.0 {

@@ -186,6 +186,12 @@ impl Decoder {
         Ok(self.lm_head.forward(hidden)?.to_dtype(DType::F32)?)
     }
 
+    /// Logits of hidden states `[rows, hidden]` into `out` (`rows *
+    /// vocab`), reusing its memory from step to step where it can.
+    pub fn logits_into(&self, hidden: &Tensor, out: &mut Vec<f32>) -> Result<()> {
+        self.lm_head.forward_into(hidden, out)
+    }
+
     fn rotary(&self, positions: &Tensor) -> Result<Rotary> {
         let angles = positions
             .to_dtype(DType::F32)?

@@ -176,6 +176,28 @@ impl Linear {
         layers.iter().map(|l| l.forward(x)).collect()
     }
 
+    /// `x W^T` into `out` (`[rows, out]` row-major), reusing its memory
+    /// where the weight is packed and plain (no bias, no adapter); other
+    /// layers compute a tensor and copy it out.
+    pub fn forward_into(&self, x: &Tensor, out: &mut Vec<f32>) -> Result<()> {
+        if let (Weight::Packed(p), None, None) = (&self.weight, &self.bias, &self.lora) {
+            let x = x.to_dtype(candle_core::DType::F32)?.contiguous()?;
+            let m = x.elem_count().checked_div(p.cols()).unwrap_or(0);
+            let (storage, layout) = x.storage_and_layout();
+            if let candle_core::Storage::Cpu(cpu) = &*storage {
+                let data = &cpu.as_slice::<f32>()?[layout.start_offset()..][..m * p.cols()];
+                p.matmul_into(data, m, out);
+                return Ok(());
+            }
+        }
+        *out = self
+            .forward(x)?
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
+        Ok(())
+    }
+
     fn add_bias(&self, y: Tensor) -> Result<Tensor> {
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(b)?,

@@ -74,10 +74,10 @@ impl PackedQ8 {
     /// 32-value formats (Q4_0, Q4_1, Q5_0, Q5_1, which GGUF writers use where
     /// K-quants do not fit) are re-encoded as Q8_0, exact for their values up
     /// to Q8_0's rounding. `None` for formats with 256-value blocks, which
-    /// candle's own kernels handle.
+    /// candle's own kernels handle, and on CPUs without AVX512-VNNI.
     pub fn from_qtensor(t: &QTensor) -> Result<Option<Self>> {
         let (n, k) = t.shape().dims2()?;
-        if k % BLOCK != 0 {
+        if !available() || !k.is_multiple_of(BLOCK) {
             return Ok(None);
         }
         let requantized;
@@ -95,8 +95,15 @@ impl PackedQ8 {
     }
 
     /// Packs raw GGML Q8_0 blocks (`f16 scale, 32 x i8`, row after row).
+    /// Refused on a CPU without the kernels' instructions, so that a packed
+    /// matrix always has a CPU that can run it.
     pub fn from_q8_0_blocks(n: usize, k: usize, data: &[u8]) -> Result<Self> {
         const BLOCK_BYTES: usize = 2 + BLOCK;
+        if !available() {
+            return Err(Error::Unsupported(
+                "packed Q8_0 kernels need a CPU with AVX512-VNNI".into(),
+            ));
+        }
         let blocks = k / BLOCK;
         if !k.is_multiple_of(BLOCK) || data.len() != n * blocks * BLOCK_BYTES {
             return Err(Error::Unsupported(format!(
@@ -140,22 +147,41 @@ impl PackedQ8 {
 
     /// `x W^T` for `m` rows of `x` (`m * k` values): `m * n` values.
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
-        Self::matmul_many(&[self], x, m)
-            .pop()
-            .expect("one matrix in, one product out")
+        let mut out = Vec::new();
+        self.matmul_into(x, m, &mut out);
+        out
+    }
+
+    /// [`PackedQ8::matmul`] into a buffer the caller keeps between calls
+    /// (decode writes 152k logits per row per step: a fresh buffer would be
+    /// fresh pages, faulted in and zeroed every step).
+    pub fn matmul_into(&self, x: &[f32], m: usize, out: &mut Vec<f32>) {
+        out.resize(m * self.n, 0.0);
+        Self::products(&[self], x, m, &mut [out.as_mut_slice()]);
     }
 
     /// `x W_i^T` for several matrices with the same `k`: the activations are
     /// quantized once and all products share one parallel region.
     pub fn matmul_many(mats: &[&PackedQ8], x: &[f32], m: usize) -> Vec<Vec<f32>> {
+        let mut outs: Vec<Vec<f32>> = mats.iter().map(|w| vec![0f32; m * w.n]).collect();
+        let mut slices: Vec<&mut [f32]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
+        Self::products(mats, x, m, &mut slices);
+        outs
+    }
+
+    /// Writes `x W_i^T` into `outs[i]` (`m * n_i` values each).
+    fn products(mats: &[&PackedQ8], x: &[f32], m: usize, outs: &mut [&mut [f32]]) {
         let Some(first) = mats.first() else {
-            return Vec::new();
+            return;
         };
         let k = first.k;
         assert!(mats.iter().all(|w| w.k == k), "matrices share k");
         assert_eq!(x.len(), m * k, "x is m rows of k values");
+        assert!(
+            outs.iter().zip(mats).all(|(o, w)| o.len() == m * w.n),
+            "an output of m * n values per matrix"
+        );
         let act = Activations::quantize(x, m, k);
-        let mut outs: Vec<Vec<f32>> = mats.iter().map(|w| vec![0f32; m * w.n]).collect();
         // Work units are tiles, numbered across the matrices.
         let starts: Vec<usize> = mats
             .iter()
@@ -171,8 +197,9 @@ impl PackedQ8 {
             for unit in units {
                 let i = starts.partition_point(|&s| s <= unit) - 1;
                 // SAFETY: every unit writes the 16 columns of its own tile,
-                // in all m rows of its own matrix's output; units are
-                // disjoint, and the outputs outlive the parallel region.
+                // in all m rows of its own matrix's output (checked above to
+                // hold m * n values); units are disjoint, and the outputs
+                // outlive the parallel region.
                 unsafe { mats[i].tile_product(unit - starts[i], &act, dsts[i] as *mut f32) };
             }
         };
@@ -189,7 +216,6 @@ impl PackedQ8 {
                 run(start..(start + chunk).min(total));
             });
         }
-        outs
     }
 
     /// All `act.m` rows of tile `tile`, written to `dst` (`m x n`, row-major).
@@ -238,8 +264,9 @@ impl Activations {
             sum128: vec![0i32; blocks],
         };
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: packed matrices exist only where `available()` holds, so
-        // the CPU has the features `quantize_blocks` enables; the slices
+        // SAFETY: activations are quantized only for a `PackedQ8`, which
+        // exists only where `available()` holds, so the CPU has the
+        // features `quantize_blocks` enables; the slices
         // have `blocks` blocks each.
         unsafe {
             avx512::quantize_blocks(x, &mut act.qs, &mut act.d, &mut act.sum128)
@@ -296,8 +323,8 @@ fn kernel(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: `PackedQ8` is only built into a model where `available()`
-        // holds, so the CPU has the features these functions enable; the
+        // SAFETY: a `PackedQ8` is only built where `available()` holds, so
+        // the CPU has the features these functions enable; the
         // pointers cover `blocks` blocks of one tile, and the activations
         // cover rows `row .. row + rows`.
         unsafe {
@@ -542,6 +569,10 @@ mod tests {
 
     #[test]
     fn the_other_32_value_formats_are_packed_through_q8_0() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX512-VNNI");
+            return;
+        }
         let w = Tensor::from_vec(random(32 * 64, 4), (32, 64), &Device::Cpu).expect("w");
         let q4 = QTensor::quantize(&w, GgmlDType::Q4_0).expect("q4_0");
         let packed = PackedQ8::from_qtensor(&q4)
