@@ -264,7 +264,7 @@ pub fn sample_rows(samplers: Vec<&mut Sampler>, logits: &[f32], p: &SamplingPara
         };
         // Each cell is taken by one thread only: the lock never waits.
         let mut sampler = cell.lock().unwrap_or_else(|e| e.into_inner());
-        tokens[i].store(sampler.sample(&logits[i], p), Ordering::Relaxed);
+        tokens[i].store(sampler.sample(logits[i], p), Ordering::Relaxed);
     });
     tokens.into_iter().map(AtomicU32::into_inner).collect()
 }
