@@ -40,8 +40,9 @@ pub fn exp_neg(y: f32) -> f32 {
     }
 }
 
-/// A contiguous f32 CPU tensor's values, or `None`.
-fn f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
+/// `f` of a contiguous f32 CPU tensor's values, or `None` for any other
+/// tensor.
+pub(crate) fn f32_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Option<R> {
     if t.dtype() != DType::F32 || !t.is_contiguous() {
         return None;
     }

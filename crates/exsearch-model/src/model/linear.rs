@@ -12,6 +12,7 @@ use std::sync::Arc;
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Tensor};
 
+use super::cpu_ops;
 use super::q8::{self, PackedQ8};
 use crate::error::{Error, Result};
 
@@ -183,10 +184,7 @@ impl Linear {
         if let (Weight::Packed(p), None, None) = (&self.weight, &self.bias, &self.lora) {
             let x = x.to_dtype(candle_core::DType::F32)?.contiguous()?;
             let m = x.elem_count().checked_div(p.cols()).unwrap_or(0);
-            let (storage, layout) = x.storage_and_layout();
-            if let candle_core::Storage::Cpu(cpu) = &*storage {
-                let data = &cpu.as_slice::<f32>()?[layout.start_offset()..][..m * p.cols()];
-                p.matmul_into(data, m, out);
+            if cpu_ops::f32_slice(&x, |data| p.matmul_into(data, m, out)).is_some() {
                 return Ok(());
             }
         }
@@ -308,16 +306,8 @@ fn packed_products(mats: &[&PackedQ8], x: &Tensor) -> Result<Vec<Tensor>> {
     let dims = x.dims().to_vec();
     let k = *dims.last().unwrap_or(&0);
     let m = x.elem_count().checked_div(k).unwrap_or(0);
-    let outs = {
-        let (storage, layout) = x.storage_and_layout();
-        let candle_core::Storage::Cpu(cpu) = &*storage else {
-            return Err(Error::Unsupported(
-                "packed Q8_0 weights run on the CPU only".into(),
-            ));
-        };
-        let data = &cpu.as_slice::<f32>()?[layout.start_offset()..][..m * k];
-        PackedQ8::matmul_many(mats, data, m)
-    };
+    let outs = cpu_ops::f32_slice(&x, |data| PackedQ8::matmul_many(mats, data, m))
+        .ok_or_else(|| Error::Unsupported("packed Q8_0 weights run on the CPU only".into()))?;
     outs.into_iter()
         .zip(mats)
         .map(|(y, w)| {

@@ -254,15 +254,19 @@ struct Activations {
 }
 
 impl Activations {
-    fn quantize(x: &[f32], m: usize, k: usize) -> Self {
+    fn zeroed(m: usize, k: usize) -> Self {
         let blocks = m * k / BLOCK;
-        let mut act = Self {
+        Self {
             m,
             k,
             qs: vec![0i8; m * k],
             d: vec![0f32; blocks],
             sum128: vec![0i32; blocks],
-        };
+        }
+    }
+
+    fn quantize(x: &[f32], m: usize, k: usize) -> Self {
+        let mut act = Self::zeroed(m, k);
         #[cfg(target_arch = "x86_64")]
         // SAFETY: activations are quantized only for a `PackedQ8`, which
         // exists only where `available()` holds, so the CPU has the
@@ -281,14 +285,7 @@ impl Activations {
     /// must equal).
     #[cfg(test)]
     fn quantize_scalar(x: &[f32], m: usize, k: usize) -> Self {
-        let blocks = m * k / BLOCK;
-        let mut act = Self {
-            m,
-            k,
-            qs: vec![0i8; m * k],
-            d: vec![0f32; blocks],
-            sum128: vec![0i32; blocks],
-        };
+        let mut act = Self::zeroed(m, k);
         for (((src, q), d), s) in x
             .chunks_exact(BLOCK)
             .zip(act.qs.chunks_exact_mut(BLOCK))
