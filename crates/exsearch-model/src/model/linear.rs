@@ -114,8 +114,19 @@ impl Linear {
         bias: Option<Tensor>,
         device: &candle_core::Device,
     ) -> Result<Self> {
+        Self::quantized(t, bias, device, device.is_cpu() && q8::available())
+    }
+
+    /// As [`Linear::from_qtensor`], with the choice of kernels made by the
+    /// caller (tests run candle's path on CPUs that have ours).
+    fn quantized(
+        t: QTensor,
+        bias: Option<Tensor>,
+        device: &candle_core::Device,
+        packed: bool,
+    ) -> Result<Self> {
         let (out_features, in_features) = t.shape().dims2()?;
-        let (weight, pad) = match device.is_cpu() && q8::available() {
+        let (weight, pad) = match packed {
             true => match PackedQ8::from_qtensor(&t)? {
                 Some(packed) => (Weight::Packed(Arc::new(packed)), 0),
                 None => (Weight::Quantized(Arc::new(QMatMul::from_qtensor(t)?)), 0),
@@ -364,6 +375,75 @@ mod tests {
     use candle_core::{Device, Var};
 
     use super::*;
+
+    #[test]
+    fn packed_and_padded_candle_layers_compute_the_same_products() {
+        // k = 96 is not a multiple of 256: candle's path pads the rows (and
+        // the input), ours does not. Q4_0 goes through Q8_0 in both.
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (40, 96), &dev).expect("w");
+        let bias = Tensor::randn(0f32, 1.0, 40, &dev).expect("bias");
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 96), &dev).expect("x");
+        for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_0] {
+            let layer = |packed: bool| {
+                let q = QTensor::quantize(&w, dtype).expect("quantize");
+                Linear::quantized(q, Some(bias.clone()), &dev, packed).expect("layer")
+            };
+            let candle = layer(false);
+            assert_eq!(candle.pad, 160);
+            let want = candle.forward(&x).expect("candle");
+            assert_eq!(want.dims(), [2, 3, 40]);
+            if !q8::available() {
+                eprintln!("packed half skipped: this CPU has no AVX512-VNNI");
+                continue;
+            }
+            let ours = layer(true);
+            assert!(matches!(ours.weight, Weight::Packed(_)) && ours.pad == 0);
+            let got = ours.forward(&x).expect("packed");
+            let shared = Linear::forward_shared(&[&ours, &ours], &x).expect("shared");
+            let diff = |a: &Tensor| -> f32 {
+                (a - &want)
+                    .expect("diff")
+                    .abs()
+                    .expect("abs")
+                    .flatten_all()
+                    .expect("flat")
+                    .max(0)
+                    .expect("max")
+                    .to_scalar()
+                    .expect("scalar")
+            };
+            // Both quantize the input (per 256 values and per 32): products
+            // of about 10 in size agree to a few hundredths.
+            assert!(diff(&got) < 0.05, "{dtype:?}: {}", diff(&got));
+            assert!(diff(&shared[1]) < 0.05);
+            let mut into = Vec::new();
+            ours.forward_into(&x.reshape((6, 96)).expect("rows"), &mut into)
+                .expect("into");
+            let plain = Linear::quantized(
+                QTensor::quantize(&w, dtype).expect("quantize"),
+                None,
+                &dev,
+                true,
+            )
+            .expect("layer");
+            let mut plain_into = Vec::new();
+            plain
+                .forward_into(&x.reshape((6, 96)).expect("rows"), &mut plain_into)
+                .expect("into");
+            // With a bias, `forward_into` takes the tensor path; without,
+            // the buffer path: the same products either way.
+            let unbiased: Vec<f32> = plain
+                .forward(&x)
+                .expect("forward")
+                .flatten_all()
+                .expect("flat")
+                .to_vec1()
+                .expect("vec");
+            assert_eq!(plain_into, unbiased);
+            assert_eq!(into.len(), 6 * 40);
+        }
+    }
 
     #[test]
     fn a_frozen_weight_gets_no_gradient_and_the_input_the_same_one() {
