@@ -226,19 +226,7 @@ mod tests {
     use candle_core::{Device, D};
 
     use super::*;
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .expect("diff")
-            .abs()
-            .expect("abs")
-            .flatten_all()
-            .expect("flat")
-            .max(0)
-            .expect("max")
-            .to_scalar()
-            .expect("scalar")
-    }
+    use crate::model::max_abs_diff;
 
     #[test]
     fn the_fast_exponential_tracks_libm_and_vanishes_far_below() {
@@ -261,7 +249,7 @@ mod tests {
         let up = Tensor::randn(0f32, 1.0, (3, 1, 100), &dev).expect("up");
         let fused = silu_mul(&gate, &up, true).expect("fused");
         let plain = (gate.silu().expect("silu") * &up).expect("mul");
-        assert!(max_diff(&fused, &plain) < 1e-5);
+        assert!(max_abs_diff(&fused, &plain) < 1e-5);
     }
 
     #[test]
@@ -298,7 +286,7 @@ mod tests {
             .expect("pv")
             .reshape((b, 1, hq * d))
             .expect("shape");
-        assert!(max_diff(&fused, &plain) < 1e-5);
+        assert!(max_abs_diff(&fused, &plain) < 1e-5);
         // Prefill (several tokens) is left to candle.
         let q2 = Tensor::randn(0f32, 1.0, (b, hq, 2, d), &dev).expect("q2");
         assert!(decode_attention(&q2, &k, &v, None, scale)

@@ -375,6 +375,7 @@ mod tests {
     use candle_core::{Device, Var};
 
     use super::*;
+    use crate::model::max_abs_diff;
 
     #[test]
     fn packed_and_padded_candle_layers_compute_the_same_products() {
@@ -401,18 +402,7 @@ mod tests {
             assert!(matches!(ours.weight, Weight::Packed(_)) && ours.pad == 0);
             let got = ours.forward(&x).expect("packed");
             let shared = Linear::forward_shared(&[&ours, &ours], &x).expect("shared");
-            let diff = |a: &Tensor| -> f32 {
-                (a - &want)
-                    .expect("diff")
-                    .abs()
-                    .expect("abs")
-                    .flatten_all()
-                    .expect("flat")
-                    .max(0)
-                    .expect("max")
-                    .to_scalar()
-                    .expect("scalar")
-            };
+            let diff = |a: &Tensor| max_abs_diff(a, &want);
             // Both quantize the input (per 256 values and per 32): products
             // of about 10 in size agree to a few hundredths.
             assert!(diff(&got) < 0.05, "{dtype:?}: {}", diff(&got));

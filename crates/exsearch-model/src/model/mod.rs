@@ -21,6 +21,14 @@ use crate::error::{Error, Result};
 use crate::source::{ModelFiles, WeightFiles};
 use crate::text::TextCodec;
 
+/// The largest absolute difference between two tensors of one shape.
+#[cfg(test)]
+pub(crate) fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>())
+        .expect("two tensors of one shape")
+}
+
 /// `--device auto|cpu|cuda[:N]|metal`.
 pub fn parse_device(spec: &str) -> Result<Device> {
     let (kind, index) = match spec.split_once(':') {
