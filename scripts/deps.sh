@@ -2,11 +2,12 @@
 # Installs what building and testing exsearch needs on Debian/Ubuntu: a C
 # toolchain (SQLite and mimalloc are compiled from source), procps (`kill`,
 # used by the Ctrl-C test), the WebKitGTK stack the desktop app is built on,
-# Chromium, Node, Xvfb and WebKitWebDriver for its tests and, when missing
-# or older than the workspace's rust-version, Rust through rustup.
+# Chromium, Node, Xvfb and WebKitWebDriver for its tests, Python 3 (the
+# real-model tests fetch their GGUF files with it) and, when missing or older
+# than the workspace's rust-version, Rust through rustup.
 set -euo pipefail
 
-MIN_RUST=1.85
+MIN_RUST=1.89
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
@@ -27,6 +28,7 @@ missing=()
 command -v cc >/dev/null || missing+=(build-essential)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 [ -x /bin/kill ] || [ -x /usr/bin/kill ] || missing+=(procps)
+command -v python3 >/dev/null || missing+=(python3)
 rust_ok || missing+=(curl ca-certificates)
 # The desktop app (Tauri 2 over WebKitGTK), and its tests: Chromium for the
 # UI tests, Node for their runner, Xvfb for the app under a virtual display.

@@ -60,9 +60,10 @@ def ours(binary, model, dtype, tokens, work):
     return full, cached
 
 
-def llama_cpp_logits(gguf, tokens, work):
+def llama_cpp_logits(gguf, tokens, work, build_only=False, ubatch=None):
     """Logits from llama.cpp through scripts/parity/llama_logits.cpp, built
-    against the library that scripts/build-llama-bench.sh builds."""
+    against the library that scripts/build-llama-bench.sh builds (all tokens
+    in one micro-batch, or `ubatch` at a time)."""
     llama = ROOT / "target" / "llama.cpp"
     exe = work / "llama_logits"
     if not exe.exists():
@@ -72,11 +73,13 @@ def llama_cpp_logits(gguf, tokens, work):
              "-I", str(llama / "include"), "-I", str(llama / "ggml/include"), "-o", str(exe)]
             + [f"-L{d}" for d in libs] + [f"-Wl,-rpath,{d}" for d in libs] + ["-lllama", "-lggml", "-lggml-base"],
             check=True)
+    if build_only:
+        return None
     tok_file = work / "tokens.txt"
     tok_file.write_text(" ".join(map(str, tokens)))
     out = work / "llama-cpp.bin"
-    subprocess.run([str(exe), str(gguf), str(tok_file), str(out), "2"], check=True,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run([str(exe), str(gguf), str(tok_file), str(out), "2"]
+                   + ([str(ubatch)] if ubatch else []), check=True, stderr=subprocess.DEVNULL)
     return np.fromfile(out, dtype="<f4").reshape(len(tokens), -1)
 
 

@@ -8,6 +8,8 @@
 //!                                   logits of every position (f32, little endian, [T, V])
 //!                                   in one pass, and OUT.cached through the KV cache
 //!                                   (half prefilled, then one token per step)
+//! parity tokenize MODEL TEXT        the token ids of the file TEXT, as JSON
+//! parity greedy MODEL TOKENS N      N greedy tokens after the prompt TOKENS, as JSON
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -34,6 +36,12 @@ fn forward(
     let pos = Tensor::new(pos, d.device())?.unsqueeze(0)?;
     let hidden = d.forward(&ids, &pos, None, cache)?;
     Ok(d.logits(&hidden.squeeze(0)?)?.flatten_all()?.to_vec1()?)
+}
+
+fn load(model: &str, dt: &str) -> Result<LoadedModel> {
+    let source: ModelSource = model.parse()?;
+    let files = source.resolve(&exsearch_model::hub::HubCache::from_env())?;
+    Ok(LoadedModel::load(&files, &Device::Cpu, dtype(dt)?)?)
 }
 
 fn save(path: &Path, values: &[f32]) -> Result<()> {
@@ -64,9 +72,7 @@ fn main() -> Result<()> {
             fixtures::write_gguf(Path::new(dir), Path::new(out), quant)?;
         }
         ["logits", model, dt, tokens, out] => {
-            let source: ModelSource = model.parse()?;
-            let files = source.resolve(&exsearch_model::hub::HubCache::from_env())?;
-            let model = LoadedModel::load(&files, &Device::Cpu, dtype(dt)?)?;
+            let model = load(model, dt)?;
             let tokens: Vec<u32> = serde_json::from_str(&std::fs::read_to_string(tokens)?)?;
             save(Path::new(out), &forward(&model, &tokens, 0, None)?)?;
             let mut cache = KvCache::new(model.decoder.config().num_layers);
@@ -77,7 +83,28 @@ fn main() -> Result<()> {
             }
             save(&PathBuf::from(format!("{out}.cached")), &cached)?;
         }
-        _ => bail!("usage: parity write CONFIG DTYPE DIR | gguf DIR OUT QUANT | logits MODEL DTYPE TOKENS OUT"),
+        ["tokenize", model, text] => {
+            let model = load(model, "f32")?;
+            let text = std::fs::read_to_string(text)?;
+            println!("{}", serde_json::to_string(&model.codec.encode_prompt(&text)?)?);
+        }
+        ["greedy", model, tokens, n] => {
+            let model = load(model, "f32")?;
+            let mut tokens: Vec<u32> = serde_json::from_str(&std::fs::read_to_string(tokens)?)?;
+            let mut cache = KvCache::new(model.decoder.config().num_layers);
+            let vocab = model.decoder.config().vocab_size;
+            let mut logits = forward(&model, &tokens, 0, Some(&mut cache))?;
+            let mut out = Vec::new();
+            for _ in 0..n.parse::<usize>()? {
+                let last = &logits[logits.len() - vocab..];
+                let next = exsearch_model::engine::sampling::argmax(last);
+                out.push(next);
+                tokens.push(next);
+                logits = forward(&model, &[next], tokens.len() - 1, Some(&mut cache))?;
+            }
+            println!("{}", serde_json::to_string(&out)?);
+        }
+        _ => bail!("usage: parity write CONFIG DTYPE DIR | gguf DIR OUT QUANT | logits MODEL DTYPE TOKENS OUT | tokenize MODEL TEXT | greedy MODEL TOKENS N"),
     }
     Ok(())
 }

@@ -62,6 +62,23 @@ pub fn tiny_config(family: Family) -> Value {
         Family::Mistral => {
             o.insert("model_type".into(), "mistral".into());
         }
+        Family::Gemma3 => {
+            // Two local layers with an 8-token window, then a global one;
+            // heads wider than hidden / heads, as in the real models.
+            o.insert("model_type".into(), "gemma3_text".into());
+            o.remove("hidden_act");
+            o.insert("hidden_activation".into(), "gelu_pytorch_tanh".into());
+            o.insert("num_hidden_layers".into(), 3.into());
+            o.insert("head_dim".into(), 32.into());
+            o.insert("query_pre_attn_scalar".into(), 32.into());
+            o.insert("rope_theta".into(), 1_000_000.0.into());
+            o.insert("rope_local_base_freq".into(), 10_000.0.into());
+            o.insert("sliding_window".into(), 8.into());
+            o.insert(
+                "layer_types".into(),
+                json!(["sliding_attention", "sliding_attention", "full_attention"]),
+            );
+        }
     }
     c
 }
@@ -170,6 +187,8 @@ pub fn random_tensors(config: &ModelConfig, seed: u64) -> Result<HashMap<String,
     let mut rng = Normal::new(seed);
     let mut t = HashMap::new();
     let (h, q, kv, ff) = c.matrix_dims();
+    // Gemma stores norms as offsets from one.
+    let norm_mean = if c.norm_unit_offset { 0.0 } else { 1.0 };
     let matrix = |rng: &mut Normal,
                   t: &mut HashMap<String, Tensor>,
                   name: String,
@@ -214,15 +233,31 @@ pub fn random_tensors(config: &ModelConfig, seed: u64) -> Result<HashMap<String,
             for name in ["q_norm", "k_norm"] {
                 t.insert(
                     format!("{p}.self_attn.{name}.weight"),
-                    rng.tensor(&[c.head_dim], 1.0, 0.1)?,
+                    rng.tensor(&[c.head_dim], norm_mean, 0.1)?,
                 );
             }
         }
-        for name in ["input_layernorm", "post_attention_layernorm"] {
-            t.insert(format!("{p}.{name}.weight"), rng.tensor(&[h], 1.0, 0.1)?);
+        let norms: &[&str] = if c.sandwich_norms {
+            &[
+                "input_layernorm",
+                "post_attention_layernorm",
+                "pre_feedforward_layernorm",
+                "post_feedforward_layernorm",
+            ]
+        } else {
+            &["input_layernorm", "post_attention_layernorm"]
+        };
+        for name in norms {
+            t.insert(
+                format!("{p}.{name}.weight"),
+                rng.tensor(&[h], norm_mean, 0.1)?,
+            );
         }
     }
-    t.insert("model.norm.weight".into(), rng.tensor(&[h], 1.0, 0.1)?);
+    t.insert(
+        "model.norm.weight".into(),
+        rng.tensor(&[h], norm_mean, 0.1)?,
+    );
     if !c.tie_word_embeddings {
         matrix(&mut rng, &mut t, "lm_head.weight".into(), c.vocab_size, h)?;
     }
@@ -295,7 +330,7 @@ pub enum Quant {
 }
 
 /// Converts a Hugging Face folder written by [`write_hf_model`] (or any
-/// Qwen2/Qwen3/Llama folder) into a GGUF file with llama.cpp's names and
+/// Qwen2/Qwen3/Llama/Gemma 3 folder) into a GGUF file with llama.cpp's names and
 /// metadata, including the tokenizer and chat template.
 pub fn write_gguf(model_dir: &Path, out: &Path, quant: Quant) -> Result<()> {
     let config = ModelConfig::from_hf_file(&model_dir.join("config.json"))?;
@@ -306,7 +341,10 @@ pub fn write_gguf(model_dir: &Path, out: &Path, quant: Quant) -> Result<()> {
         Family::Qwen2 => "qwen2",
         Family::Qwen3 => "qwen3",
         Family::Llama | Family::Mistral => "llama",
+        Family::Gemma3 => "gemma3",
     };
+    // llama.cpp's converter stores Gemma's norms as 1 + w.
+    let norm_shift = if config.norm_unit_offset { 1.0 } else { 0.0 };
     let interleave = arch == "llama";
     let get = |name: &str| -> Result<Tensor> {
         Ok(tensors
@@ -350,7 +388,11 @@ pub fn write_gguf(model_dir: &Path, out: &Path, quant: Quant) -> Result<()> {
         Ok(())
     };
     put("token_embd.weight", get("model.embed_tokens.weight")?, true)?;
-    put("output_norm.weight", get("model.norm.weight")?, false)?;
+    put(
+        "output_norm.weight",
+        (get("model.norm.weight")? + norm_shift)?,
+        false,
+    )?;
     if !config.tie_word_embeddings {
         put("output.weight", get("lm_head.weight")?, true)?;
     }
@@ -406,25 +448,29 @@ pub fn write_gguf(model_dir: &Path, out: &Path, quant: Quant) -> Result<()> {
                 )?;
             }
         }
+        let mut norms = vec![("input_layernorm", "attn_norm")];
         if config.qk_norm {
-            for (hf, gg) in [("q_norm", "attn_q_norm"), ("k_norm", "attn_k_norm")] {
-                put(
-                    &format!("{b}.{gg}.weight"),
-                    get(&format!("{p}.self_attn.{hf}.weight"))?,
-                    false,
-                )?;
-            }
+            norms.extend([
+                ("self_attn.q_norm", "attn_q_norm"),
+                ("self_attn.k_norm", "attn_k_norm"),
+            ]);
         }
-        put(
-            &format!("{b}.attn_norm.weight"),
-            get(&format!("{p}.input_layernorm.weight"))?,
-            false,
-        )?;
-        put(
-            &format!("{b}.ffn_norm.weight"),
-            get(&format!("{p}.post_attention_layernorm.weight"))?,
-            false,
-        )?;
+        if config.sandwich_norms {
+            norms.extend([
+                ("post_attention_layernorm", "post_attention_norm"),
+                ("pre_feedforward_layernorm", "ffn_norm"),
+                ("post_feedforward_layernorm", "post_ffw_norm"),
+            ]);
+        } else {
+            norms.push(("post_attention_layernorm", "ffn_norm"));
+        }
+        for (hf, gg) in norms {
+            put(
+                &format!("{b}.{gg}.weight"),
+                (get(&format!("{p}.{hf}.weight"))? + norm_shift)?,
+                false,
+            )?;
+        }
     }
     let (tokens, merges, special) = vocabulary(config.vocab_size);
     let token_type: Vec<gguf_file::Value> = (0..tokens.len() as u32)
@@ -511,6 +557,23 @@ pub fn write_gguf(model_dir: &Path, out: &Path, quant: Quant) -> Result<()> {
             V::String(QWEN25_CHAT_TEMPLATE.into()),
         ),
     ];
+    if let Some(sw) = &config.sliding_window {
+        let flags = sw.layers.iter().map(|&local| V::Bool(local)).collect();
+        meta.extend([
+            (
+                format!("{arch}.attention.sliding_window"),
+                V::U32(sw.window as u32),
+            ),
+            (
+                format!("{arch}.attention.sliding_window_pattern"),
+                V::Array(flags),
+            ),
+            (
+                format!("{arch}.rope.freq_base_swa"),
+                V::F32(sw.rope_theta as f32),
+            ),
+        ]);
+    }
     if matches!(quant, Quant::Q8_0) {
         meta.push(("general.file_type".into(), V::U32(7)));
     } else if matches!(quant, Quant::Q4KM) {

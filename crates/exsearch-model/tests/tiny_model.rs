@@ -145,7 +145,15 @@ fn greedy_generation_is_deterministic_and_batching_changes_nothing() {
 
 #[test]
 fn cached_decoding_matches_a_full_forward_pass() {
-    for family in [Family::Qwen2, Family::Qwen3, Family::Llama, Family::Mistral] {
+    // Gemma 3's 8-token window is crossed both in the prefill and in decoding.
+    let families = [
+        Family::Qwen2,
+        Family::Qwen3,
+        Family::Llama,
+        Family::Mistral,
+        Family::Gemma3,
+    ];
+    for family in families {
         let (_dir, model) = tiny(family);
         let tokens: Vec<u32> = (0..40).map(|i| (i * 37 % 300) as u32).collect();
         let full = full_logits(&model, &tokens);
@@ -183,7 +191,7 @@ fn cached_decoding_matches_a_full_forward_pass() {
 
 #[test]
 fn differentiable_kernels_compute_the_same_function() {
-    for family in [Family::Qwen2, Family::Qwen3, Family::Llama] {
+    for family in [Family::Qwen2, Family::Qwen3, Family::Llama, Family::Gemma3] {
         let (_dir, mut model) = tiny(family);
         let tokens: Vec<u32> = (0..30).map(|i| (i * 53 % 300) as u32).collect();
         let fused = full_logits(&model, &tokens);
@@ -243,7 +251,7 @@ fn scoring_matches_summed_log_softmax() {
 
 #[test]
 fn gguf_q8_matches_the_safetensors_model() {
-    for family in [Family::Qwen2, Family::Llama, Family::Qwen3] {
+    for family in [Family::Qwen2, Family::Llama, Family::Qwen3, Family::Gemma3] {
         let (dir, model) = tiny(family);
         let gguf = dir.path().join("model-q8_0.gguf");
         fixtures::write_gguf(dir.path(), &gguf, Quant::Q8_0).expect("gguf");
@@ -282,6 +290,35 @@ fn gguf_q8_matches_the_safetensors_model() {
             "{family:?}: greedy tokens agree at {agree}/32 positions"
         );
     }
+}
+
+#[test]
+fn sliding_window_layers_forget_tokens_beyond_their_reach() {
+    // Every layer local, window 8: a token reaches at most 7 positions
+    // further per layer, 21 over three layers.
+    let mut config = fixtures::tiny_config(Family::Gemma3);
+    config["layer_types"] = serde_json::json!(vec!["sliding_attention"; 3]);
+    let dir = tempfile::tempdir().expect("tmp");
+    fixtures::write_hf_model(dir.path(), &config, 7, DType::F32).expect("fixture");
+    let model = load(dir.path());
+    let tokens: Vec<u32> = (0..40).map(|i| (i * 37 % 300) as u32).collect();
+    let mut changed = tokens.clone();
+    changed[0] = 299;
+    let (a, b) = (full_logits(&model, &tokens), full_logits(&model, &changed));
+    let near = max_abs_diff(&a[..22], &b[..22]);
+    let far = max_abs_diff(&a[22..], &b[22..]);
+    assert!(near > 1e-3, "the first token shapes what follows ({near})");
+    assert!(
+        far < 1e-6,
+        "positions 22+ cannot see the first token ({far})"
+    );
+    // With the global layer back, the first token reaches every position.
+    let (_dir, global) = tiny(Family::Gemma3);
+    let (a, b) = (
+        full_logits(&global, &tokens),
+        full_logits(&global, &changed),
+    );
+    assert!(max_abs_diff(&a[22..], &b[22..]) > 1e-4);
 }
 
 #[test]

@@ -192,3 +192,35 @@ pub fn attention_mask(
     }
     Ok(Tensor::from_vec(data, (pad.len(), 1, t, total), device)?.to_dtype(dtype)?)
 }
+
+/// The mask of a sliding-window layer: `base` (the padding and causal mask,
+/// `[b, 1, t, past + t]`; causal when absent) with keys more than `window`
+/// columns before each query hidden too. Within one row the cached columns
+/// are consecutive positions, so column distance is position distance.
+pub fn sliding_mask(
+    base: Option<&Tensor>,
+    batch: usize,
+    past: usize,
+    t: usize,
+    window: usize,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    let total = past + t;
+    let mut band = vec![0f32; t * total];
+    for i in 0..t {
+        let query = past + i;
+        let row = &mut band[i * total..(i + 1) * total];
+        // Keys at or before `query - window` are out of reach; a causal
+        // mask is added below when there is no base to carry it.
+        row[..(query + 1).saturating_sub(window)].fill(f32::NEG_INFINITY);
+        if base.is_none() {
+            row[query + 1..].fill(f32::NEG_INFINITY);
+        }
+    }
+    let band = Tensor::from_vec(band, (1, 1, t, total), device)?.to_dtype(dtype)?;
+    Ok(match base {
+        Some(base) => base.broadcast_add(&band)?,
+        None => band.broadcast_as((batch, 1, t, total))?.contiguous()?,
+    })
+}

@@ -8,8 +8,8 @@
 
 use candle_core::{DType, Device, Tensor, D};
 
-use super::cache::{attention_mask, KvCache};
-use super::config::{ModelConfig, RopeStyle};
+use super::cache::{attention_mask, sliding_mask, KvCache};
+use super::config::{Activation, ModelConfig, RopeStyle};
 use super::cpu_ops;
 use super::linear::Linear;
 use crate::error::{Error, Result};
@@ -20,25 +20,72 @@ pub enum Kernels {
     Differentiable,
 }
 
+/// Root-mean-square normalisation. Gemma's norms multiply by `1 + weight`
+/// (`unit_offset`); `weight` is always what the checkpoint stores under its
+/// Hugging Face name, `scale` what the normalised values are multiplied by.
 #[derive(Clone, Debug)]
 pub struct RmsNorm {
     pub(crate) weight: Tensor,
     eps: f64,
+    unit_offset: bool,
+    scale: Tensor,
 }
 
 impl RmsNorm {
     pub fn new(weight: Tensor, eps: f64) -> Self {
-        Self { weight, eps }
+        Self {
+            scale: weight.clone(),
+            weight,
+            eps,
+            unit_offset: false,
+        }
+    }
+
+    /// A norm that multiplies by `1 + weight` (Gemma's checkpoints).
+    pub fn with_unit_offset(weight: Tensor, eps: f64) -> Result<Self> {
+        Ok(Self {
+            scale: (&weight + 1.0)?,
+            weight,
+            eps,
+            unit_offset: true,
+        })
+    }
+
+    /// A norm given by what it multiplies with, as GGUF files store Gemma's
+    /// (llama.cpp's converter adds the one).
+    pub fn from_scale(scale: Tensor, eps: f64, unit_offset: bool) -> Result<Self> {
+        let weight = if unit_offset {
+            (&scale - 1.0)?
+        } else {
+            scale.clone()
+        };
+        Ok(Self {
+            weight,
+            eps,
+            unit_offset,
+            scale,
+        })
+    }
+
+    /// Recomputes `scale` after `weight` was replaced.
+    pub(crate) fn refresh(&mut self) -> Result<()> {
+        self.scale = if self.unit_offset {
+            (&self.weight + 1.0)?
+        } else {
+            self.weight.clone()
+        };
+        Ok(())
     }
 
     fn forward(&self, x: &Tensor, kernels: Kernels) -> Result<Tensor> {
+        let eps = self.eps as f32;
         Ok(match kernels {
-            Kernels::Fused => {
-                candle_nn::ops::rms_norm(&x.contiguous()?, &self.weight, self.eps as f32)?
+            Kernels::Fused => candle_nn::ops::rms_norm(&x.contiguous()?, &self.scale, eps)?,
+            // Built from the weight each time, so gradients reach a trained one.
+            Kernels::Differentiable if self.unit_offset => {
+                candle_nn::ops::rms_norm_slow(x, &(&self.weight + 1.0)?, eps)?
             }
-            Kernels::Differentiable => {
-                candle_nn::ops::rms_norm_slow(x, &self.weight, self.eps as f32)?
-            }
+            Kernels::Differentiable => candle_nn::ops::rms_norm_slow(x, &self.weight, eps)?,
         })
     }
 }
@@ -62,10 +109,18 @@ pub struct Mlp {
 
 #[derive(Clone, Debug)]
 pub struct Block {
+    /// Before attention (`input_layernorm`).
     pub input_norm: RmsNorm,
     pub attn: Attention,
+    /// Gemma: on the attention's output, before the residual add
+    /// (`post_attention_layernorm` in Gemma's checkpoints).
+    pub attn_output_norm: Option<RmsNorm>,
+    /// Before the MLP (`post_attention_layernorm` in Llama-style checkpoints,
+    /// `pre_feedforward_layernorm` in Gemma's).
     pub post_norm: RmsNorm,
     pub mlp: Mlp,
+    /// Gemma: on the MLP's output (`post_feedforward_layernorm`).
+    pub mlp_output_norm: Option<RmsNorm>,
 }
 
 /// The whole model. Weights are loaded by [`crate::model::weights`].
@@ -77,6 +132,8 @@ pub struct Decoder {
     pub(crate) norm: RmsNorm,
     pub(crate) lm_head: Linear,
     inv_freq: Tensor,
+    /// The rope frequencies of sliding-window layers, when they have their own.
+    local_inv_freq: Option<Tensor>,
     kernels: Kernels,
 }
 
@@ -94,9 +151,12 @@ impl Decoder {
         norm: RmsNorm,
         lm_head: Linear,
     ) -> Result<Self> {
-        let inv_freq = config.inv_freq();
-        let n = inv_freq.len();
-        let inv_freq = Tensor::from_vec(inv_freq, (1, 1, n), embed.device())?;
+        let as_tensor = |freqs: Vec<f32>| {
+            let n = freqs.len();
+            Tensor::from_vec(freqs, (1, 1, n), embed.device())
+        };
+        let inv_freq = as_tensor(config.inv_freq())?;
+        let local_inv_freq = config.local_inv_freq().map(as_tensor).transpose()?;
         Ok(Self {
             config,
             embed,
@@ -104,6 +164,7 @@ impl Decoder {
             norm,
             lm_head,
             inv_freq,
+            local_inv_freq,
             kernels: Kernels::Fused,
         })
     }
@@ -157,22 +218,60 @@ impl Decoder {
             }
             None => None,
         };
-        let rotary = self.rotary(positions)?;
+        let rotary = self.rotary(positions, &self.inv_freq)?;
+        let local_rotary = match &self.local_inv_freq {
+            Some(freqs) => Some(self.rotary(positions, freqs)?),
+            None => None,
+        };
+        // Sliding-window layers hide keys more than `window` positions back;
+        // every row's columns are consecutive positions, so that is a band
+        // over column indices whatever the row's padding.
+        let local_mask = match self.config.sliding_window.as_ref() {
+            Some(sw) if past + t > sw.window => Some(sliding_mask(
+                mask,
+                b,
+                past,
+                t,
+                sw.window,
+                self.dtype(),
+                self.device(),
+            )?),
+            _ => None,
+        };
+        let c = &self.config;
         let mut x = self
             .embed
             .index_select(&tokens.flatten_all()?, 0)?
-            .reshape((b, t, self.config.hidden_size))?;
+            .reshape((b, t, c.hidden_size))?;
+        if c.scale_embeddings {
+            x = (x * (c.hidden_size as f64).sqrt())?;
+        }
+        let kernels = self.kernels;
         for (i, block) in self.blocks.iter().enumerate() {
-            let h = block.input_norm.forward(&x, self.kernels)?;
-            let h = self.attention(&block.attn, &h, &rotary, mask, i, cache.as_deref_mut())?;
+            let local = c.window_of(i).is_some();
+            let (rotary, mask) = match (local, &local_rotary) {
+                (true, Some(r)) => (r, local_mask.as_ref().or(mask)),
+                (true, None) => (&rotary, local_mask.as_ref().or(mask)),
+                (false, _) => (&rotary, mask),
+            };
+            let h = block.input_norm.forward(&x, kernels)?;
+            let mut h = self.attention(&block.attn, &h, rotary, mask, i, cache.as_deref_mut())?;
+            if let Some(norm) = &block.attn_output_norm {
+                h = norm.forward(&h, kernels)?;
+            }
             x = (x + h)?;
-            let h = block.post_norm.forward(&x, self.kernels)?;
+            let h = block.post_norm.forward(&x, kernels)?;
             let gate_up = Linear::forward_shared(&[&block.mlp.gate, &block.mlp.up], &h)?;
-            let fused = self.kernels == Kernels::Fused;
-            let h = block
-                .mlp
-                .down
-                .forward(&cpu_ops::silu_mul(&gate_up[0], &gate_up[1], fused)?)?;
+            let gated = match c.activation {
+                Activation::Silu => {
+                    cpu_ops::silu_mul(&gate_up[0], &gate_up[1], kernels == Kernels::Fused)?
+                }
+                Activation::GeluTanh => (gate_up[0].gelu()? * &gate_up[1])?,
+            };
+            let mut h = block.mlp.down.forward(&gated)?;
+            if let Some(norm) = &block.mlp_output_norm {
+                h = norm.forward(&h, kernels)?;
+            }
             x = (x + h)?;
         }
         if let Some(cache) = cache {
@@ -192,11 +291,11 @@ impl Decoder {
         self.lm_head.forward_into(hidden, out)
     }
 
-    fn rotary(&self, positions: &Tensor) -> Result<Rotary> {
+    fn rotary(&self, positions: &Tensor, inv_freq: &Tensor) -> Result<Rotary> {
         let angles = positions
             .to_dtype(DType::F32)?
             .unsqueeze(2)?
-            .broadcast_mul(&self.inv_freq)?;
+            .broadcast_mul(inv_freq)?;
         Ok(Rotary {
             cos: angles.cos()?.to_dtype(self.dtype())?.contiguous()?,
             sin: angles.sin()?.to_dtype(self.dtype())?.contiguous()?,
@@ -256,7 +355,7 @@ impl Decoder {
             Some(cache) => cache.append(layer, &k, &v)?,
             None => (k, v),
         };
-        let scale = 1.0 / (d as f64).sqrt();
+        let scale = c.attention_scale;
         if self.kernels == Kernels::Fused {
             if let Some(out) = cpu_ops::decode_attention(&q, &k, &v, mask, scale as f32)? {
                 return attn.o.forward(&out);

@@ -7,7 +7,7 @@
 
 use candle_core::{Tensor, Var};
 
-use super::decoder::Decoder;
+use super::decoder::{Decoder, RmsNorm};
 use super::linear::Linear;
 use crate::error::{Error, Result};
 
@@ -61,24 +61,38 @@ impl Decoder {
                     .into(),
             )
         };
+        // A norm's scale follows its weight wherever the weight changes.
+        let mut norm = |name: String, n: &mut RmsNorm| -> Result<()> {
+            f(name, &mut n.weight)?;
+            n.refresh()
+        };
+        let sandwich = self.config.sandwich_norms;
         for i in 0..self.blocks.len() {
             let p = format!("model.layers.{i}");
             let b = &mut self.blocks[i];
-            f(
-                format!("{p}.input_layernorm.weight"),
-                &mut b.input_norm.weight,
-            )?;
-            f(
-                format!("{p}.post_attention_layernorm.weight"),
-                &mut b.post_norm.weight,
-            )?;
+            norm(format!("{p}.input_layernorm.weight"), &mut b.input_norm)?;
+            // Llama's pre-MLP norm is `post_attention_layernorm`; Gemma uses
+            // that name for the norm on the attention's output.
+            let pre_mlp = if sandwich {
+                "pre_feedforward_layernorm"
+            } else {
+                "post_attention_layernorm"
+            };
+            norm(format!("{p}.{pre_mlp}.weight"), &mut b.post_norm)?;
+            if let Some(n) = &mut b.attn_output_norm {
+                norm(format!("{p}.post_attention_layernorm.weight"), n)?;
+            }
+            if let Some(n) = &mut b.mlp_output_norm {
+                norm(format!("{p}.post_feedforward_layernorm.weight"), n)?;
+            }
             if let Some(n) = &mut b.attn.q_norm {
-                f(format!("{p}.self_attn.q_norm.weight"), &mut n.weight)?;
+                norm(format!("{p}.self_attn.q_norm.weight"), n)?;
             }
             if let Some(n) = &mut b.attn.k_norm {
-                f(format!("{p}.self_attn.k_norm.weight"), &mut n.weight)?;
+                norm(format!("{p}.self_attn.k_norm.weight"), n)?;
             }
         }
+        norm("model.norm.weight".into(), &mut self.norm)?;
         for (name, layer) in self.projections_mut() {
             let (w, bias) = layer.dense_parts_mut().ok_or_else(dense_only)?;
             // The projections' names outlive the borrow of `self` above.
@@ -88,7 +102,6 @@ impl Decoder {
                 visit("bias", bias)?;
             }
         }
-        f("model.norm.weight".into(), &mut self.norm.weight)?;
         if !self.config.tie_word_embeddings {
             let (w, _) = self.lm_head.dense_parts_mut().ok_or_else(dense_only)?;
             f("lm_head.weight".into(), w)?;

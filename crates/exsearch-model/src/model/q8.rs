@@ -13,8 +13,14 @@
 //! and 16 f16 scales. A tile's blocks are contiguous, so a thread that owns a
 //! range of tiles streams its weights in order.
 //!
+//! The other 32-value formats are carried over exactly: Q4_0 and Q5_0 hold
+//! `d * (q - 8)` and `d * (q - 16)`, which are Q8_0 blocks with the same
+//! scale; Q4_1 and Q5_1 hold `d * q + m`, Q8_0 blocks plus a per-block
+//! minimum, whose product is `m` times the activation block's sum (llama.cpp's
+//! Q8_1 activations). So the products are the file's own arithmetic.
+//!
 //! One product: activations are quantized once per call (`amax / 127` per
-//! 32 values), every thread takes a contiguous range of tiles, and each tile
+//! 32 values, the scale kept as f16 as llama.cpp keeps it), every thread takes a contiguous range of tiles, and each tile
 //! runs up to 8 activation rows at once so the weights are read once per 8
 //! rows (decode of a batch, prefill). Weight bytes per token equal the GGUF
 //! file's, which is what decode speed is bounded by.
@@ -46,6 +52,8 @@ pub struct PackedQ8 {
     qs: Vec<Line>,
     /// f16 bits, `tiles * blocks * 16`.
     d: Vec<u16>,
+    /// Per-block minimums (Q4_1, Q5_1), f16 bits laid out as `d`.
+    m: Option<Vec<u16>>,
 }
 
 impl std::fmt::Debug for PackedQ8 {
@@ -70,28 +78,39 @@ pub fn available() -> bool {
 }
 
 impl PackedQ8 {
-    /// Packs a quantized `(n, k)` matrix. Q8_0 is packed as it is; the other
-    /// 32-value formats (Q4_0, Q4_1, Q5_0, Q5_1, which GGUF writers use where
-    /// K-quants do not fit) are re-encoded as Q8_0, exact for their values up
-    /// to Q8_0's rounding. `None` for formats with 256-value blocks, which
-    /// candle's own kernels handle, and on CPUs without AVX512-VNNI.
+    /// Packs a quantized `(n, k)` matrix: Q8_0 as it is, Q4_0, Q4_1, Q5_0
+    /// and Q5_1 (which GGUF writers use where K-quants do not fit, and whole
+    /// files use) carried over exactly. `None` for formats with 256-value
+    /// blocks, which candle's own kernels handle, and on CPUs without
+    /// AVX512-VNNI.
     pub fn from_qtensor(t: &QTensor) -> Result<Option<Self>> {
         let (n, k) = t.shape().dims2()?;
         if !available() || !k.is_multiple_of(BLOCK) {
             return Ok(None);
         }
-        let requantized;
-        let t = match t.dtype() {
-            GgmlDType::Q8_0 => t,
-            GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 => {
-                let dense = t.dequantize(&candle_core::Device::Cpu)?;
-                requantized = QTensor::quantize(&dense, GgmlDType::Q8_0)?;
-                &requantized
-            }
+        let data = t.data()?;
+        let blocks = n * (k / BLOCK);
+        let format = match t.dtype() {
+            GgmlDType::Q8_0 => return Ok(Some(Self::from_q8_0_blocks(n, k, &data)?)),
+            GgmlDType::Q4_0 => Small::Q4_0,
+            GgmlDType::Q4_1 => Small::Q4_1,
+            GgmlDType::Q5_0 => Small::Q5_0,
+            GgmlDType::Q5_1 => Small::Q5_1,
             _ => return Ok(None),
         };
-        let data = t.data()?;
-        Ok(Some(Self::from_q8_0_blocks(n, k, &data)?))
+        let (q8, mins) = format.to_q8_0(&data, blocks)?;
+        let mut packed = Self::from_q8_0_blocks(n, k, &q8)?;
+        if let Some(mins) = mins {
+            let mut m = vec![0u16; packed.d.len()];
+            for row in 0..n {
+                for b in 0..k / BLOCK {
+                    m[((row / TILE) * (k / BLOCK) + b) * TILE + row % TILE] =
+                        mins[row * (k / BLOCK) + b];
+                }
+            }
+            packed.m = Some(m);
+        }
+        Ok(Some(packed))
     }
 
     /// Packs raw GGML Q8_0 blocks (`f16 scale, 32 x i8`, row after row).
@@ -130,7 +149,13 @@ impl PackedQ8 {
                 }
             }
         }
-        Ok(Self { n, k, qs, d })
+        Ok(Self {
+            n,
+            k,
+            qs,
+            d,
+            m: None,
+        })
     }
 
     pub fn rows(&self) -> usize {
@@ -227,13 +252,17 @@ impl PackedQ8 {
         let blocks = self.k / BLOCK;
         let qs = self.qs.as_ptr().add(tile * blocks * 8) as *const u8;
         let d = self.d.as_ptr().add(tile * blocks * TILE);
+        let m = self
+            .m
+            .as_ref()
+            .map_or(std::ptr::null(), |m| m.as_ptr().add(tile * blocks * TILE));
         let col = tile * TILE;
         let width = TILE.min(self.n - col);
         let mut row = 0;
         while row < act.m {
             let rows = MAX_ROWS.min(act.m - row);
             let mut out = [0f32; TILE * MAX_ROWS];
-            kernel(qs, d, blocks, act, row, rows, &mut out);
+            kernel(qs, d, m, blocks, act, row, rows, &mut out);
             for r in 0..rows {
                 let to = dst.add((row + r) * self.n + col);
                 std::ptr::copy_nonoverlapping(out.as_ptr().add(r * TILE), to, width);
@@ -243,14 +272,91 @@ impl PackedQ8 {
     }
 }
 
-/// Activation rows quantized to Q8_0: per 32 values a scale and the sum of
-/// the quantized values times 128 (which undoes the weights' offset).
+/// The 32-value formats carried over into Q8_0 blocks.
+#[derive(Clone, Copy)]
+enum Small {
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+}
+
+impl Small {
+    /// Bytes per block, and whether a block has a minimum.
+    fn layout(self) -> (usize, bool) {
+        match self {
+            Small::Q4_0 => (18, false),
+            Small::Q4_1 => (20, true),
+            Small::Q5_0 => (22, false),
+            Small::Q5_1 => (24, true),
+        }
+    }
+
+    /// Q8_0 blocks (`f16 d, 32 x i8`) holding the same values, and the
+    /// minimums (f16 bits) when the format has them. Exact: every value
+    /// is `d` times a small integer (plus the minimum).
+    fn to_q8_0(self, data: &[u8], blocks: usize) -> Result<(Vec<u8>, Option<Vec<u16>>)> {
+        let (size, has_min) = self.layout();
+        if data.len() != blocks * size {
+            return Err(Error::Unsupported(format!(
+                "{blocks} blocks need {} bytes, got {}",
+                blocks * size,
+                data.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(blocks * (2 + BLOCK));
+        let mut mins = has_min.then(|| Vec::with_capacity(blocks));
+        for src in data.chunks_exact(size) {
+            out.extend_from_slice(&src[..2]);
+            let mut at = 2;
+            if let Some(mins) = &mut mins {
+                mins.push(u16::from_le_bytes([src[2], src[3]]));
+                at = 4;
+            }
+            let high = match self {
+                Small::Q5_0 | Small::Q5_1 => {
+                    let qh = u32::from_le_bytes([src[at], src[at + 1], src[at + 2], src[at + 3]]);
+                    at += 4;
+                    qh
+                }
+                Small::Q4_0 | Small::Q4_1 => 0,
+            };
+            let offset = match self {
+                Small::Q4_0 => 8,
+                Small::Q5_0 => 16,
+                Small::Q4_1 | Small::Q5_1 => 0,
+            };
+            let nibbles = &src[at..at + BLOCK / 2];
+            // Value j is the low nibble of byte j, value j + 16 the high one;
+            // Q5 formats add bit j of `qh` as the fifth bit.
+            for half in 0..2 {
+                for (j, &byte) in nibbles.iter().enumerate() {
+                    let i = half * BLOCK / 2 + j;
+                    let q = (byte >> (4 * half)) & 0xF | (((high >> i) & 1) as u8) << 4;
+                    out.push((q as i8 - offset) as u8);
+                }
+            }
+        }
+        Ok((out, mins))
+    }
+}
+
+/// Activation rows quantized to Q8_0: per 32 values a scale, the sum of
+/// the quantized values times 128 (which undoes the weights' offset), and
+/// the block's value sum `d * sum` (what a minimum multiplies; Q8_1's `s`).
+/// Scales and sums are rounded to f16, as llama.cpp stores them.
 struct Activations {
     m: usize,
     k: usize,
     qs: Vec<i8>,
     d: Vec<f32>,
     sum128: Vec<i32>,
+    s: Vec<f32>,
+}
+
+/// `x` rounded to the nearest f16.
+fn f16_round(x: f32) -> f32 {
+    half::f16::from_f32(x).to_f32()
 }
 
 impl Activations {
@@ -262,6 +368,7 @@ impl Activations {
             qs: vec![0i8; m * k],
             d: vec![0f32; blocks],
             sum128: vec![0i32; blocks],
+            s: vec![0f32; blocks],
         }
     }
 
@@ -278,7 +385,16 @@ impl Activations {
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("packed Q8_0 kernels exist on x86_64 only; see `available`");
         #[allow(unreachable_code)]
+        act.round_scales();
         act
+    }
+
+    /// The block sums from the exact scales, then both rounded to f16.
+    fn round_scales(&mut self) {
+        for ((d, s), &sum128) in self.d.iter_mut().zip(&mut self.s).zip(&self.sum128) {
+            *s = f16_round(*d * (sum128 / 128) as f32);
+            *d = f16_round(*d);
+        }
     }
 
     /// The same quantization, one value at a time (what the vector code
@@ -294,7 +410,7 @@ impl Activations {
         {
             let amax = src.iter().fold(0f32, |a, &v| a.max(v.abs()));
             let scale = amax / 127.0;
-            let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+            let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
             let mut sum = 0i32;
             for (q, &v) in q.iter_mut().zip(src) {
                 *q = (v * inv).round_ties_even() as i8;
@@ -303,15 +419,18 @@ impl Activations {
             *d = scale;
             *s = 128 * sum;
         }
+        act.round_scales();
         act
     }
 }
 
 /// `rows` activation rows from `row` against one tile; 16 values per row
 /// into `out`.
+#[allow(clippy::too_many_arguments)]
 fn kernel(
     qs: *const u8,
     d: *const u16,
+    m: *const u16,
     blocks: usize,
     act: &Activations,
     row: usize,
@@ -327,20 +446,20 @@ fn kernel(
         unsafe {
             use avx512::rows as r;
             match rows {
-                8 => r::<8>(qs, d, blocks, act, row, out),
-                7 => r::<7>(qs, d, blocks, act, row, out),
-                6 => r::<6>(qs, d, blocks, act, row, out),
-                5 => r::<5>(qs, d, blocks, act, row, out),
-                4 => r::<4>(qs, d, blocks, act, row, out),
-                3 => r::<3>(qs, d, blocks, act, row, out),
-                2 => r::<2>(qs, d, blocks, act, row, out),
-                _ => r::<1>(qs, d, blocks, act, row, out),
+                8 => r::<8>(qs, d, m, blocks, act, row, out),
+                7 => r::<7>(qs, d, m, blocks, act, row, out),
+                6 => r::<6>(qs, d, m, blocks, act, row, out),
+                5 => r::<5>(qs, d, m, blocks, act, row, out),
+                4 => r::<4>(qs, d, m, blocks, act, row, out),
+                3 => r::<3>(qs, d, m, blocks, act, row, out),
+                2 => r::<2>(qs, d, m, blocks, act, row, out),
+                _ => r::<1>(qs, d, m, blocks, act, row, out),
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (qs, d, blocks, act, row, rows, out);
+        let _ = (qs, d, m, blocks, act, row, rows, out);
         unreachable!("packed Q8_0 kernels exist on x86_64 only; see `available`");
     }
 }
@@ -352,12 +471,13 @@ mod avx512 {
     use super::{Activations, BLOCK, MAX_ROWS, TILE, TILE_BYTES};
 
     /// # Safety
-    /// The CPU has AVX512F/BW/VNNI; `qs` and `d` cover `blocks` blocks of
-    /// one tile; `act` has rows `row .. row + R`.
+    /// The CPU has AVX512F/BW/VNNI; `qs`, `d` and `m` (unless null) cover
+    /// `blocks` blocks of one tile; `act` has rows `row .. row + R`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn rows<const R: usize>(
         qs: *const u8,
         d: *const u16,
+        m: *const u16,
         blocks: usize,
         act: &Activations,
         row: usize,
@@ -367,6 +487,7 @@ mod avx512 {
         let aq = act.qs.as_ptr().add(row * k);
         let ad = act.d.as_ptr().add(row * (k / BLOCK));
         let asum = act.sum128.as_ptr().add(row * (k / BLOCK));
+        let avals = act.s.as_ptr().add(row * (k / BLOCK));
         let mut acc = [_mm512_setzero_ps(); R];
         for b in 0..blocks {
             let wp = qs.add(b * TILE_BYTES);
@@ -375,6 +496,8 @@ mod avx512 {
                 *w = _mm512_load_si512(wp.add(g * 64) as *const __m512i);
             }
             let dw = _mm512_cvtph_ps(_mm256_loadu_si256(d.add(b * TILE) as *const __m256i));
+            let mw = (!m.is_null())
+                .then(|| _mm512_cvtph_ps(_mm256_loadu_si256(m.add(b * TILE) as *const __m256i)));
             for (r, acc) in acc.iter_mut().enumerate() {
                 let ap = aq.add(r * k + b * BLOCK) as *const i32;
                 // Two chains, so one row's eight products are not one
@@ -398,6 +521,9 @@ mod avx512 {
                     _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(*asum.add(at)));
                 let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*ad.add(at)));
                 *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, *acc);
+                if let Some(mw) = mw {
+                    *acc = _mm512_fmadd_ps(mw, _mm512_set1_ps(*avals.add(at)), *acc);
+                }
             }
         }
         for (r, acc) in acc.iter().enumerate() {
@@ -423,7 +549,7 @@ mod avx512 {
             let hi = _mm512_loadu_ps(src.as_ptr().add(16));
             let amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
             let scale = amax / 127.0;
-            let inv = _mm512_set1_ps(if scale > 0.0 { 1.0 / scale } else { 0.0 });
+            let inv = _mm512_set1_ps(if amax > 0.0 { 127.0 / amax } else { 0.0 });
             let (qlo, qhi) = (
                 _mm512_cvtps_epi32(_mm512_mul_ps(lo, inv)),
                 _mm512_cvtps_epi32(_mm512_mul_ps(hi, inv)),
@@ -565,17 +691,52 @@ mod tests {
     }
 
     #[test]
-    fn the_other_32_value_formats_are_packed_through_q8_0() {
+    fn the_other_32_value_formats_are_carried_over_exactly() {
         if !available() {
             eprintln!("skipped: this CPU has no AVX512-VNNI");
             return;
         }
-        let w = Tensor::from_vec(random(32 * 64, 4), (32, 64), &Device::Cpu).expect("w");
-        let q4 = QTensor::quantize(&w, GgmlDType::Q4_0).expect("q4_0");
-        let packed = PackedQ8::from_qtensor(&q4)
-            .expect("pack")
-            .expect("32-value format");
-        assert_eq!((packed.rows(), packed.cols()), (32, 64));
+        let (n, k) = (37, 96);
+        let w = Tensor::from_vec(random(n * k, 4), (n, k), &Device::Cpu).expect("w");
+        for (dtype, small) in [
+            (GgmlDType::Q4_0, Small::Q4_0),
+            (GgmlDType::Q4_1, Small::Q4_1),
+            (GgmlDType::Q5_0, Small::Q5_0),
+            (GgmlDType::Q5_1, Small::Q5_1),
+        ] {
+            let q = QTensor::quantize(&w, dtype).expect("quantize");
+            let dense: Vec<f32> = q
+                .dequantize(&Device::Cpu)
+                .and_then(|t| t.flatten_all()?.to_vec1())
+                .expect("dequantize");
+            // The Q8_0 blocks (and minimums) hold exactly the file's values.
+            let (q8, mins) = small
+                .to_q8_0(&q.data().expect("data"), n * k / BLOCK)
+                .expect("carried over");
+            for (b, blk) in q8.chunks_exact(2 + BLOCK).enumerate() {
+                let d = half::f16::from_le_bytes([blk[0], blk[1]]).to_f32();
+                let m = mins
+                    .as_ref()
+                    .map_or(0.0, |m| half::f16::from_bits(m[b]).to_f32());
+                for (j, &v) in blk[2..].iter().enumerate() {
+                    assert_eq!(d * v as i8 as f32 + m, dense[b * BLOCK + j], "{dtype:?}");
+                }
+            }
+            // Products are the dense product up to activation rounding.
+            let packed = PackedQ8::from_qtensor(&q).expect("pack").expect("packed");
+            assert_eq!((packed.rows(), packed.cols()), (n, k));
+            for m in [1, 3, 9] {
+                let x = random(m * k, 20 + m as u64);
+                let got = packed.matmul(&x, m);
+                for row in 0..m {
+                    for col in 0..n {
+                        let want: f32 = (0..k).map(|j| x[row * k + j] * dense[col * k + j]).sum();
+                        let g = got[row * n + col];
+                        assert!((g - want).abs() < 0.05, "{dtype:?} m={m}: {g} vs {want}");
+                    }
+                }
+            }
+        }
         let q4k = QTensor::quantize(
             &Tensor::from_vec(random(16 * 256, 5), (16, 256), &Device::Cpu).expect("w"),
             GgmlDType::Q4K,

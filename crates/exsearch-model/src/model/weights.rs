@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
 
-use super::config::{Family, ModelConfig, RopeStyle};
+use super::config::{
+    sliding_layers, Activation, Family, ModelConfig, RopeStyle, SlidingWindow, GEMMA3_PATTERN,
+};
 use super::decoder::{Attention, Block, Decoder, Mlp, RmsNorm};
 use super::linear::Linear;
 use crate::error::{Error, Result};
@@ -101,8 +103,14 @@ pub fn load_safetensors(
     let st = SafeTensors::open(files, device, dtype)?;
     let c = &config;
     let (h, q, kv, ff) = c.matrix_dims();
+    // Gemma's checkpoints store norms as offsets from one.
     let norm = |name: &str, n: usize| -> Result<RmsNorm> {
-        Ok(RmsNorm::new(st.get(name, &[n])?, c.rms_norm_eps))
+        let w = st.get(name, &[n])?;
+        if c.norm_unit_offset {
+            RmsNorm::with_unit_offset(w, c.rms_norm_eps)
+        } else {
+            Ok(RmsNorm::new(w, c.rms_norm_eps))
+        }
     };
     let embed = st.get("model.embed_tokens.weight", &[c.vocab_size, h])?;
     let mut blocks = Vec::with_capacity(c.num_layers);
@@ -118,6 +126,24 @@ pub fn load_safetensors(
                 Ok(None)
             }
         };
+        let sandwich = |name: &str| -> Result<Option<RmsNorm>> {
+            c.sandwich_norms
+                .then(|| norm(&format!("{p}.{name}.weight"), h))
+                .transpose()
+        };
+        let (attn_output_norm, pre_mlp, mlp_output_norm) = if c.sandwich_norms {
+            (
+                sandwich("post_attention_layernorm")?,
+                norm(&format!("{p}.pre_feedforward_layernorm.weight"), h)?,
+                sandwich("post_feedforward_layernorm")?,
+            )
+        } else {
+            (
+                None,
+                norm(&format!("{p}.post_attention_layernorm.weight"), h)?,
+                None,
+            )
+        };
         blocks.push(Block {
             input_norm: norm(&format!("{p}.input_layernorm.weight"), h)?,
             attn: Attention {
@@ -128,12 +154,14 @@ pub fn load_safetensors(
                 q_norm: qk_norm("q_norm")?,
                 k_norm: qk_norm("k_norm")?,
             },
-            post_norm: norm(&format!("{p}.post_attention_layernorm.weight"), h)?,
+            attn_output_norm,
+            post_norm: pre_mlp,
             mlp: Mlp {
                 gate: st.linear(&format!("{p}.mlp.gate_proj"), ff, h, false)?,
                 up: st.linear(&format!("{p}.mlp.up_proj"), ff, h, false)?,
                 down: st.linear(&format!("{p}.mlp.down_proj"), h, ff, false)?,
             },
+            mlp_output_norm,
         });
     }
     let lm_head = if c.tie_word_embeddings || !st.has("lm_head.weight") {
@@ -203,16 +231,67 @@ impl Gguf {
             "qwen3" => Family::Qwen3,
             "llama" => Family::Llama,
             "mistral" => Family::Mistral,
+            "gemma3" => Family::Gemma3,
             other => {
                 return Err(Error::Unsupported(format!(
-                    "{}: GGUF architecture `{other}` (supported: qwen2, qwen3, llama)",
-                    self.path.display()
-                )))
+                "{}: GGUF architecture `{other}` (supported: qwen2, qwen3, llama, mistral, gemma3)",
+                self.path.display()
+            )))
             }
         };
         let key = |k: &str| format!("{arch}.{k}");
         let hidden = self.required(&key("embedding_length"))? as usize;
         let heads = self.required(&key("attention.head_count"))? as usize;
+        let layers = self.required(&key("block_count"))? as usize;
+        let head_dim = self
+            .number(&key("attention.key_length"))
+            .map_or(hidden / heads.max(1), |v| v as usize);
+        let gemma = family == Family::Gemma3;
+        for cap in ["final_logit_softcapping", "attn_logit_softcapping"] {
+            if self.number(&key(cap)).is_some_and(|v| v != 0.0) {
+                return Err(Error::Unsupported(format!(
+                    "{}: `{}` (logit soft-capping) is not supported",
+                    self.path.display(),
+                    key(cap)
+                )));
+            }
+        }
+        let sliding_window = match self.number(&key("attention.sliding_window")) {
+            Some(window) if gemma && window > 0.0 => {
+                let pattern = key("attention.sliding_window_pattern");
+                let layers = match self.get(&pattern).map(|v| v.to_vec()) {
+                    Some(Ok(flags)) => flags
+                        .iter()
+                        .map(|f| {
+                            f.to_bool()
+                                .map_err(|e| Error::bad_file(&self.path, format!("{pattern}: {e}")))
+                        })
+                        .collect::<Result<Vec<bool>>>()?,
+                    _ => sliding_layers(
+                        layers,
+                        self.number(&pattern).map_or(GEMMA3_PATTERN, |v| v as usize),
+                    ),
+                };
+                Some(SlidingWindow {
+                    window: window as usize,
+                    layers,
+                    rope_theta: self.number(&key("rope.freq_base_swa")).unwrap_or(10_000.0),
+                })
+            }
+            _ => None,
+        };
+        let rope_linear_factor = match self.string(&key("rope.scaling.type")).as_deref() {
+            Some("linear") => self.number(&key("rope.scaling.factor")),
+            _ => self.number(&key("rope.scale_linear")),
+        }
+        .filter(|&f| f != 1.0);
+        // llama.cpp's rule: Gemma 3 27B scales queries by its hidden size per
+        // head, the others by their head size (gemma_pytorch's config).
+        let attention_scale = if gemma && layers == 62 {
+            1.0 / ((hidden / heads.max(1)) as f64).sqrt()
+        } else {
+            1.0 / (head_dim as f64).sqrt()
+        };
         let vocab_size = match self.get("tokenizer.ggml.tokens") {
             Some(v) => v.to_vec().map(|v| v.len()).unwrap_or(0),
             None => 0,
@@ -228,19 +307,17 @@ impl Gguf {
             vocab_size: embed_rows,
             hidden_size: hidden,
             intermediate_size: self.required(&key("feed_forward_length"))? as usize,
-            num_layers: self.required(&key("block_count"))? as usize,
+            num_layers: layers,
             num_heads: heads,
             num_kv_heads: self
                 .number(&key("attention.head_count_kv"))
                 .map_or(heads, |v| v as usize),
-            head_dim: self
-                .number(&key("attention.key_length"))
-                .map_or(hidden / heads.max(1), |v| v as usize),
+            head_dim,
             rms_norm_eps: self.required(&key("attention.layer_norm_rms_epsilon"))?,
             rope_theta: self.number(&key("rope.freq_base")).unwrap_or(10_000.0),
             rope_style: match family {
                 Family::Llama | Family::Mistral => RopeStyle::Interleaved,
-                Family::Qwen2 | Family::Qwen3 => RopeStyle::Half,
+                Family::Qwen2 | Family::Qwen3 | Family::Gemma3 => RopeStyle::Half,
             },
             llama3_scaling: None,
             rope_freq_factors: None,
@@ -253,6 +330,17 @@ impl Gguf {
                 .content
                 .tensor_infos
                 .contains_key("blk.0.attn_q_norm.weight"),
+            activation: if gemma {
+                Activation::GeluTanh
+            } else {
+                Activation::Silu
+            },
+            scale_embeddings: gemma,
+            sandwich_norms: gemma,
+            norm_unit_offset: gemma,
+            attention_scale,
+            rope_linear_factor,
+            sliding_window,
             bos_token_id: self.number("tokenizer.ggml.bos_token_id").map(|v| v as u32),
             eos_token_ids: self
                 .number("tokenizer.ggml.eos_token_id")
@@ -297,10 +385,15 @@ impl Gguf {
         let embed = dense("token_embd.weight", &[c.vocab_size, h])?;
         let mut norms = HashMap::new();
         let mut biases = HashMap::new();
+        let sandwich: &[&str] = if c.sandwich_norms {
+            &["post_attention_norm", "post_ffw_norm"]
+        } else {
+            &[]
+        };
         for i in 0..c.num_layers {
-            for (name, n) in [("attn_norm", h), ("ffn_norm", h)] {
+            for name in ["attn_norm", "ffn_norm"].iter().chain(sandwich) {
                 let full = format!("blk.{i}.{name}.weight");
-                norms.insert(full.clone(), dense(&full, &[n])?);
+                norms.insert(full.clone(), dense(&full, &[h])?);
             }
             if c.qk_norm {
                 for name in ["attn_q_norm", "attn_k_norm"] {
@@ -334,34 +427,41 @@ impl Gguf {
                 }
                 Linear::from_qtensor(t, bias, device)
             };
-        let rms = |norms: &mut HashMap<String, Tensor>, name: String| -> RmsNorm {
-            RmsNorm::new(norms.remove(&name).expect("loaded above"), c.rms_norm_eps)
+        // Gemma's norms multiply by 1 + w; llama.cpp's converter stored the sum.
+        let rms = |norms: &mut HashMap<String, Tensor>, name: String| -> Result<RmsNorm> {
+            let scale = norms.remove(&name).expect("loaded above");
+            RmsNorm::from_scale(scale, c.rms_norm_eps, c.norm_unit_offset)
         };
+        let optional =
+            |norms: &mut HashMap<String, Tensor>, name: String| -> Result<Option<RmsNorm>> {
+                norms
+                    .contains_key(&name)
+                    .then(|| rms(norms, name))
+                    .transpose()
+            };
         let mut blocks = Vec::with_capacity(c.num_layers);
         for i in 0..c.num_layers {
             let p = format!("blk.{i}");
             let mut bias = |n: &str| biases.remove(&format!("{p}.{n}.bias"));
             let (qb, kb, vb) = (bias("attn_q"), bias("attn_k"), bias("attn_v"));
             blocks.push(Block {
-                input_norm: rms(&mut norms, format!("{p}.attn_norm.weight")),
+                input_norm: rms(&mut norms, format!("{p}.attn_norm.weight"))?,
                 attn: Attention {
                     q: matrix(&format!("{p}.attn_q.weight"), q, h, qb)?,
                     k: matrix(&format!("{p}.attn_k.weight"), kv, h, kb)?,
                     v: matrix(&format!("{p}.attn_v.weight"), kv, h, vb)?,
                     o: matrix(&format!("{p}.attn_output.weight"), h, q, None)?,
-                    q_norm: c
-                        .qk_norm
-                        .then(|| rms(&mut norms, format!("{p}.attn_q_norm.weight"))),
-                    k_norm: c
-                        .qk_norm
-                        .then(|| rms(&mut norms, format!("{p}.attn_k_norm.weight"))),
+                    q_norm: optional(&mut norms, format!("{p}.attn_q_norm.weight"))?,
+                    k_norm: optional(&mut norms, format!("{p}.attn_k_norm.weight"))?,
                 },
-                post_norm: rms(&mut norms, format!("{p}.ffn_norm.weight")),
+                attn_output_norm: optional(&mut norms, format!("{p}.post_attention_norm.weight"))?,
+                post_norm: rms(&mut norms, format!("{p}.ffn_norm.weight"))?,
                 mlp: Mlp {
                     gate: matrix(&format!("{p}.ffn_gate.weight"), ff, h, None)?,
                     up: matrix(&format!("{p}.ffn_up.weight"), ff, h, None)?,
                     down: matrix(&format!("{p}.ffn_down.weight"), h, ff, None)?,
                 },
+                mlp_output_norm: optional(&mut norms, format!("{p}.post_ffw_norm.weight"))?,
             });
         }
         let head_name = if c.tie_word_embeddings {
@@ -370,7 +470,7 @@ impl Gguf {
             "output.weight"
         };
         let lm_head = matrix(head_name, c.vocab_size, h, None)?;
-        let final_norm = RmsNorm::new(final_norm, c.rms_norm_eps);
+        let final_norm = RmsNorm::from_scale(final_norm, c.rms_norm_eps, c.norm_unit_offset)?;
         Decoder::new(config, embed, blocks, final_norm, lm_head)
     }
 }

@@ -9,7 +9,14 @@ use std::path::Path;
 
 use tokenizers::Tokenizer;
 
-pub use gguf_vocab::{byte_chars, byte_level_bpe_json, split_for as gguf_vocab_split};
+pub use gguf_vocab::{
+    byte_chars, byte_level_bpe_json, sentencepiece_json, split_for as gguf_vocab_split,
+};
+
+/// Gemma's chat template (Gemma 3 instruction-tuned models' turn format,
+/// text content only): used for Gemma GGUF files that carry no template,
+/// such as the base models, so that warm-up can teach them the format.
+pub const GEMMA_CHAT_TEMPLATE: &str = include_str!("gemma_chat_template.jinja");
 pub use stream::TextStream;
 pub use template::{ChatMessage, ChatTemplate};
 
@@ -116,8 +123,9 @@ impl TextCodec {
         })
     }
 
-    /// Builds the tokenizer and template from GGUF metadata (`gpt2`-style
-    /// byte-level BPE, as Qwen and Llama 3 GGUF files carry).
+    /// Builds the tokenizer and template from GGUF metadata: byte-level BPE
+    /// (`gpt2`, as Qwen, Llama 3 and SmolLM files carry) or SentencePiece
+    /// (`llama`, as Gemma, Llama 2 and Mistral files carry).
     pub fn from_gguf(gguf: &Gguf, config_eos: &[u32]) -> Result<Self> {
         let json = gguf_vocab::tokenizer_json_from_gguf(gguf)?;
         let tokenizer = Tokenizer::from_bytes(json.as_bytes())
@@ -132,22 +140,37 @@ impl TextCodec {
             token("tokenizer.ggml.bos_token_id"),
             token("tokenizer.ggml.eos_token_id"),
         );
-        let origin = format!("{} (tokenizer.chat_template)", gguf.path.display());
-        let template = gguf
-            .string("tokenizer.chat_template")
+        let gemma_turns = ["<start_of_turn>", "<end_of_turn>"]
+            .iter()
+            .all(|t| tokenizer.token_to_id(t).is_some());
+        let (source, origin) = match gguf.string("tokenizer.chat_template") {
+            Some(s) => (Some(s), "tokenizer.chat_template"),
+            None if gemma_turns => (
+                Some(GEMMA_CHAT_TEMPLATE.to_string()),
+                "Gemma's chat template",
+            ),
+            None => (None, ""),
+        };
+        let origin = format!("{} ({origin})", gguf.path.display());
+        let template = source
             .map(|s| ChatTemplate::new(s, bos.clone(), eos.clone(), &origin))
             .transpose()?;
         let mut eos_ids = config_eos.to_vec();
-        // Chat models end a turn with a token that is not always the GGUF eos.
+        // Chat models end a turn with a token that is not always the GGUF
+        // eos. Only control tokens count: Gemma's `</s>` is an HTML tag.
+        let control = tokenizer.get_added_tokens_decoder();
         for name in [
             "<|im_end|>",
             "<|eot_id|>",
+            "<end_of_turn>",
             "<|end_of_text|>",
             "<|endoftext|>",
             "</s>",
         ] {
             if let Some(id) = tokenizer.token_to_id(name) {
-                eos_ids.push(id);
+                if control.get(&id).is_some_and(|t| t.special) {
+                    eos_ids.push(id);
+                }
             }
         }
         eos_ids.sort_unstable();
