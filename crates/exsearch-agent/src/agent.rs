@@ -238,7 +238,7 @@ impl Agent<'_> {
             .enumerate()
             .map(|(i, run)| {
                 let citations = match method {
-                    Method::Exsearch => citations::for_search(&run.steps),
+                    Method::Exsearch => citations::for_search(&run.steps, &run.answer),
                     Method::Rag => citations::for_answer(&run.steps, &run.answer),
                     Method::Direct => Vec::new(),
                 };

@@ -2,7 +2,10 @@
 //! model recorded for a sub-query points at the passages it came from: per
 //! step with evidence, the passages holding most of the evidence's words
 //! (at most `PER_STEP`), else the step's first passage (the one the model
-//! read first). For `rag`, the passages that contain the answer's words.
+//! read first). For `rag`, the passages that contain the answer's words;
+//! and so for a search that recorded no evidence at all (small models
+//! often search and answer without writing any), since its answer still
+//! rests on what it retrieved.
 
 use std::collections::HashSet;
 
@@ -15,7 +18,13 @@ const PER_STEP: usize = 2;
 /// A passage is cited when it holds this share of the best passage's overlap.
 const NEAR_BEST: f32 = 0.75;
 
-pub fn for_search(steps: &[Step]) -> Vec<Citation> {
+pub fn for_search(steps: &[Step], answer: &str) -> Vec<Citation> {
+    let recorded = steps
+        .iter()
+        .any(|s| s.evidence.as_deref().is_some_and(|e| !e.trim().is_empty()));
+    if !recorded {
+        return for_answer(steps, answer);
+    }
     let mut out = Vec::new();
     let mut cited = HashSet::new();
     for (i, step) in steps.iter().enumerate() {
@@ -124,7 +133,7 @@ mod tests {
             step(vec![b.clone(), a.clone()], Some("born in Oslo")),
             step(vec![c.clone()], None),
         ];
-        let cited = for_search(&steps);
+        let cited = for_search(&steps, "");
         let ids: Vec<(usize, usize, u64)> = cited
             .iter()
             .map(|c| (c.number, c.step, c.passage.passage_id.0))
@@ -138,7 +147,22 @@ mod tests {
             vec![hit(7, "X", "alpha"), hit(8, "Y", "beta")],
             Some("zzz qqq"),
         )];
-        assert_eq!(for_search(&steps)[0].passage.passage_id, PassageId(7));
+        assert_eq!(
+            for_search(&steps, "alpha")[0].passage.passage_id,
+            PassageId(7)
+        );
+    }
+
+    #[test]
+    fn a_search_without_evidence_cites_what_holds_the_answer() {
+        let steps = vec![
+            step(vec![hit(1, "A", "born in Oslo")], None),
+            step(vec![hit(2, "B", "moved to Paris")], Some("  ")),
+        ];
+        let cited = for_search(&steps, "Paris");
+        assert_eq!(cited.len(), 1);
+        assert_eq!(cited[0].passage.passage_id, PassageId(2));
+        assert!(for_search(&steps, "Berlin").is_empty(), "nothing holds it");
     }
 
     #[test]

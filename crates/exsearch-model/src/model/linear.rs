@@ -53,9 +53,10 @@ const KERNEL_ROW: usize = 256;
 
 /// Makes a quantized matrix usable by candle's fastest x86 kernels, which
 /// need rows of a multiple of 256 values (Qwen2.5-0.5B's hidden size is 896):
-/// rows are extended with zero blocks, and 32-value formats other than Q8_0
-/// (Q4_0, Q5_0, ... which GGUF writers use where K-quants do not fit) are
-/// re-encoded as Q8_0, which is exact for their values up to Q8_0's rounding.
+/// rows are extended with zero blocks, and the other 32-value formats (which
+/// GGUF writers use where K-quants do not fit) become Q8_0: Q4_0 and Q5_0
+/// exactly, Q4_1 and Q5_1 (whose minimum a Q8_0 block cannot hold) up to
+/// Q8_0's rounding.
 /// Returns the matrix and the number of zero columns added.
 ///
 /// Only where [`Linear::from_qtensor`] cannot use the packed kernels.
@@ -65,10 +66,14 @@ fn pad_for_cpu_kernels(t: QTensor, device: &candle_core::Device) -> Result<(QTen
         return Ok((t, 0));
     }
     let padded = k.div_ceil(KERNEL_ROW) * KERNEL_ROW;
-    match t.dtype() {
-        GgmlDType::Q8_0 => {
+    // Q4_0 and Q5_0 are Q8_0 blocks with small integers: carried over exactly.
+    let exact = match t.dtype() {
+        GgmlDType::Q8_0 => Some(t.data()?.into_owned()),
+        _ => q8::exact_q8_0_blocks(&t)?,
+    };
+    match exact {
+        Some(data) => {
             let block = GgmlDType::Q8_0.type_size();
-            let data = t.data()?;
             let extra = (padded - k) / 32 * block;
             let mut out = Vec::with_capacity(n * padded / 32 * block);
             for row in data.chunks_exact(k / 32 * block) {
@@ -84,11 +89,14 @@ fn pad_for_cpu_kernels(t: QTensor, device: &candle_core::Device) -> Result<(QTen
             )?;
             Ok((q, padded - k))
         }
-        GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1 => {
-            let dense = t.dequantize(device)?.pad_with_zeros(1, 0, padded - k)?;
-            Ok((QTensor::quantize(&dense, GgmlDType::Q8_0)?, padded - k))
-        }
-        _ => Ok((t, 0)),
+        None => match t.dtype() {
+            // A minimum does not fit a Q8_0 block: re-encoded, Q8_0's rounding.
+            GgmlDType::Q4_1 | GgmlDType::Q5_1 => {
+                let dense = t.dequantize(device)?.pad_with_zeros(1, 0, padded - k)?;
+                Ok((QTensor::quantize(&dense, GgmlDType::Q8_0)?, padded - k))
+            }
+            _ => Ok((t, 0)),
+        },
     }
 }
 
@@ -380,7 +388,7 @@ mod tests {
     #[test]
     fn packed_and_padded_candle_layers_compute_the_same_products() {
         // k = 96 is not a multiple of 256: candle's path pads the rows (and
-        // the input), ours does not. Q4_0 goes through Q8_0 in both.
+        // the input), ours does not. Q4_0 is carried over into Q8_0 in both.
         let dev = Device::Cpu;
         let w = Tensor::randn(0f32, 1.0, (40, 96), &dev).expect("w");
         let bias = Tensor::randn(0f32, 1.0, 40, &dev).expect("bias");

@@ -272,6 +272,19 @@ impl PackedQ8 {
     }
 }
 
+/// The Q8_0 blocks of a Q4_0 or Q5_0 matrix, which hold its values exactly
+/// (`None` for other formats). candle's kernels take these on CPUs without
+/// ours.
+pub(crate) fn exact_q8_0_blocks(t: &QTensor) -> Result<Option<Vec<u8>>> {
+    let small = match t.dtype() {
+        GgmlDType::Q4_0 => Small::Q4_0,
+        GgmlDType::Q5_0 => Small::Q5_0,
+        _ => return Ok(None),
+    };
+    let blocks = t.shape().elem_count() / BLOCK;
+    Ok(Some(small.to_q8_0(&t.data()?, blocks)?.0))
+}
+
 /// The 32-value formats carried over into Q8_0 blocks.
 #[derive(Clone, Copy)]
 enum Small {
