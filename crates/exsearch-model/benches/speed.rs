@@ -7,14 +7,17 @@
 //!
 //! Weights: random, at Qwen2.5-0.5B's shape, written once under
 //! `target/tmp/bench-model` as a Hugging Face folder (f32, bf16) and as GGUF
-//! (f32, Q8_0, Q4_K_M) by our fixture writer. The peer is `llama-bench`
+//! (f32, Q8_0, Q4_K_M) by our fixture writer; or the real pretrained files
+//! `smollm2-135m` (Q4_1) and `gemma3-270m` (Q4_K_M), fetched by
+//! `scripts/fetch_real_models.py`. The peer is `llama-bench`
 //! (built by `scripts/build-llama-bench.sh`, found through `LLAMA_BENCH` or
 //! at `target/llama.cpp/build/bin/llama-bench`); without it only our figures
 //! are printed. Environment:
 //!
 //! - `EXSEARCH_BENCH_FORMATS` (default `q8_0,q4_k_m,f32,bf16`)
 //! - `EXSEARCH_BENCH_THREADS` (default: all cores), `EXSEARCH_BENCH_PP` (256),
-//!   `EXSEARCH_BENCH_TG` (64), `EXSEARCH_BENCH_BATCH` (`1,4,8,16`)
+//!   `EXSEARCH_BENCH_TG` (64), `EXSEARCH_BENCH_BATCH` (`1,4,8,16`; `none`
+//!   skips batched sampling)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -67,7 +70,19 @@ fn weights(format: &str) -> PathBuf {
         }
         path
     };
+    let real = |name: &str| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let out = Command::new("python3")
+            .arg(root.join("scripts/fetch_real_models.py"))
+            .arg(name)
+            .output()
+            .expect("python3 runs scripts/fetch_real_models.py");
+        assert!(out.status.success(), "fetching {name} failed");
+        let line = String::from_utf8_lossy(&out.stdout).to_string();
+        PathBuf::from(line.trim().trim_start_matches(name).trim())
+    };
     match format {
+        "smollm2-135m" | "gemma3-270m" => real(format),
         "f32" => hf(DType::F32, "hf-f32"),
         "bf16" => hf(DType::BF16, "hf-bf16"),
         "f32.gguf" => gguf(Quant::F32, "model-f32.gguf"),
@@ -114,7 +129,8 @@ fn ours(model: &LoadedModel, pp: usize, tg: usize) -> (f64, f64) {
             .expect("vec");
         exsearch_model::engine::sampling::argmax(&logits)
     };
-    let prompt: Vec<u32> = (0..pp as u32).map(|i| (i * 7919) % 150_000).collect();
+    let vocab = d.config().vocab_size as u32;
+    let prompt: Vec<u32> = (0..pp as u32).map(|i| (i * 7919) % vocab).collect();
     let (mut pps, mut tgs) = (Vec::new(), Vec::new());
     for _ in 0..3 {
         let mut cache = KvCache::new(d.config().num_layers);
@@ -144,29 +160,37 @@ fn llama_bench() -> Option<PathBuf> {
     candidates.into_iter().flatten().find(|p| p.is_file())
 }
 
-/// llama-bench's prefill and decode tokens/s on `gguf`.
+/// llama-bench's prefill and decode tokens/s on `gguf`. Where its weight
+/// repacking fails (the AMX path of llama-cpp-python 0.3.36's llama.cpp dies
+/// with an illegal instruction on Q4_1 and Gemma's files here), it is run
+/// again with `--repack 0`, its plain CPU kernels.
 fn peer(bin: &Path, gguf: &Path, threads: usize, pp: usize, tg: usize) -> Option<(f64, f64)> {
-    let out = Command::new(bin)
-        .args([
-            "-m",
-            gguf.to_str()?,
-            "-p",
-            &pp.to_string(),
-            "-n",
-            &tg.to_string(),
-        ])
-        .args(["-t", &threads.to_string(), "-r", "3", "-o", "json"])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "llama-bench failed on {}:\n{}",
-            gguf.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let run = |extra: &[&str]| {
+        let out = Command::new(bin)
+            .args([
+                "-m",
+                gguf.to_str()?,
+                "-p",
+                &pp.to_string(),
+                "-n",
+                &tg.to_string(),
+            ])
+            .args(["-t", &threads.to_string(), "-r", "3", "-o", "json"])
+            .args(extra)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!(
+                "llama-bench {extra:?} failed on {} ({}):\n{}",
+                gguf.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return None;
+        }
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()
+    };
+    let rows = run(&[]).or_else(|| run(&["--repack", "0"]))?;
     let rate = |prompt: bool| {
         rows.as_array()?.iter().find_map(|r| {
             let is_pp = r["n_prompt"].as_u64()? > 0 && r["n_gen"].as_u64()? == 0;
@@ -231,10 +255,13 @@ fn main() {
     let pp: usize = env_or("EXSEARCH_BENCH_PP", "256").parse().expect("PP");
     let tg: usize = env_or("EXSEARCH_BENCH_TG", "64").parse().expect("TG");
     let formats = env_or("EXSEARCH_BENCH_FORMATS", "q8_0,q4_k_m,f32,bf16");
-    let batches: Vec<usize> = env_or("EXSEARCH_BENCH_BATCH", "1,4,8,16")
-        .split(',')
-        .map(|b| b.trim().parse().expect("batch sizes"))
-        .collect();
+    let batches: Vec<usize> = match env_or("EXSEARCH_BENCH_BATCH", "1,4,8,16").as_str() {
+        "none" => Vec::new(),
+        list => list
+            .split(',')
+            .map(|b| b.trim().parse().expect("batch sizes"))
+            .collect(),
+    };
     let peer_bin = llama_bench();
     let (copy_bw, read_bw) = bandwidth(threads);
     println!("threads {threads}; prompt {pp} tokens; decode {tg} tokens; memory bandwidth: copy {copy_bw:.1} GB/s, read {read_bw:.1} GB/s");
@@ -287,10 +314,14 @@ fn main() {
         );
     }
     println!();
+    if batches.is_empty() {
+        return;
+    }
     let batch_format = env_or("EXSEARCH_BENCH_BATCH_FORMAT", "q8_0");
     let model = load(&weights(&batch_format), DType::F32);
+    let vocab = model.decoder.config().vocab_size as u32;
     let engine = Engine::new(model);
-    let prompt: Vec<u32> = (0..64u32).map(|i| (i * 104_729) % 150_000).collect();
+    let prompt: Vec<u32> = (0..64u32).map(|i| (i * 104_729) % vocab).collect();
     println!("batched sampling ({batch_format}): K samples of one 64-token prompt, 64 new tokens each, temperature 0.8, top-p 0.95; median of three rounds (range)");
     println!("| K | tokens/s | vs K=1 (medians) |");
     println!("|---|---|---|");

@@ -293,6 +293,20 @@ fn gguf_q8_matches_the_safetensors_model() {
 }
 
 #[test]
+fn a_token_outside_a_quantized_vocabulary_is_an_error_not_a_panic() {
+    let (dir, _) = tiny(Family::Qwen2);
+    let gguf = dir.path().join("model-q8_0.gguf");
+    fixtures::write_gguf(dir.path(), &gguf, Quant::Q8_0).expect("gguf");
+    let model = load(&gguf);
+    let d = &model.decoder;
+    let vocab = d.config().vocab_size as u32;
+    let ids = Tensor::new(&[[1u32, vocab]], d.device()).expect("ids");
+    let pos = Tensor::new(&[[0u32, 1]], d.device()).expect("pos");
+    let err = d.forward(&ids, &pos, None, None).expect_err("out of range");
+    assert!(err.to_string().contains(&vocab.to_string()), "{err}");
+}
+
+#[test]
 fn sliding_window_layers_forget_tokens_beyond_their_reach() {
     // Every layer local, window 8: a token reaches at most 7 positions
     // further per layer, 21 over three layers.

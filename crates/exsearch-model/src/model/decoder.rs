@@ -6,6 +6,7 @@
 //! ops that have a backward pass, so the training rounds can take gradients
 //! through LoRA adapters. Both read the same weights, so switching is free.
 
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{DType, Device, Tensor, D};
 
 use super::cache::{attention_mask, sliding_mask, KvCache};
@@ -123,11 +124,114 @@ pub struct Block {
     pub mlp_output_norm: Option<RmsNorm>,
 }
 
+/// The token embedding table: dense (safetensors, or trained), or kept in a
+/// GGUF file's quantization with each looked-up row dequantized (Gemma 3's
+/// 262k-token table is 671 MB as f32 and 176 MB as the file's Q8_0).
+#[derive(Clone, Debug)]
+pub enum Embedding {
+    Dense(Tensor),
+    Quantized(std::sync::Arc<QuantizedRows>),
+}
+
+/// A quantized `[rows, cols]` table read row by row.
+pub struct QuantizedRows {
+    data: Vec<u8>,
+    dtype: GgmlDType,
+    rows: usize,
+    cols: usize,
+    device: Device,
+}
+
+impl std::fmt::Debug for QuantizedRows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "QuantizedRows({:?}, {}x{})",
+            self.dtype, self.rows, self.cols
+        )
+    }
+}
+
+impl QuantizedRows {
+    /// `None` when rows do not hold whole blocks (the table is then dense).
+    pub fn new(t: &QTensor, device: &Device) -> Result<Option<Self>> {
+        let (rows, cols) = t.shape().dims2()?;
+        let dtype = t.dtype();
+        if matches!(dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16)
+            || !cols.is_multiple_of(dtype.block_size())
+        {
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            data: t.data()?.into_owned(),
+            dtype,
+            rows,
+            cols,
+            device: device.clone(),
+        }))
+    }
+
+    fn row_bytes(&self) -> usize {
+        self.cols / self.dtype.block_size() * self.dtype.type_size()
+    }
+
+    /// The rows of `ids`, dequantized to f32: `[ids.len(), cols]`.
+    fn lookup(&self, ids: &[u32]) -> Result<Tensor> {
+        let size = self.row_bytes();
+        let mut bytes = Vec::with_capacity(ids.len() * size);
+        for &id in ids {
+            let at = id as usize;
+            if at >= self.rows {
+                return Err(Error::InvalidOption(format!(
+                    "token id {id} is outside the vocabulary of {} tokens",
+                    self.rows
+                )));
+            }
+            bytes.extend_from_slice(&self.data[at * size..(at + 1) * size]);
+        }
+        let storage =
+            QStorage::from_data(std::borrow::Cow::Owned(bytes), &Device::Cpu, self.dtype)?;
+        Ok(QTensor::new(storage, (ids.len(), self.cols))?.dequantize(&self.device)?)
+    }
+}
+
+impl Embedding {
+    pub fn device(&self) -> &Device {
+        match self {
+            Embedding::Dense(t) => t.device(),
+            Embedding::Quantized(q) => &q.device,
+        }
+    }
+
+    pub fn dtype(&self) -> DType {
+        match self {
+            Embedding::Dense(t) => t.dtype(),
+            Embedding::Quantized(_) => DType::F32,
+        }
+    }
+
+    /// The dense table, which training and checkpoints need.
+    pub(crate) fn dense_mut(&mut self) -> Option<&mut Tensor> {
+        match self {
+            Embedding::Dense(t) => Some(t),
+            Embedding::Quantized(_) => None,
+        }
+    }
+
+    /// The rows of `tokens` (`[n]`, u32): `[n, hidden]`.
+    fn lookup(&self, tokens: &Tensor) -> Result<Tensor> {
+        match self {
+            Embedding::Dense(t) => Ok(t.index_select(tokens, 0)?),
+            Embedding::Quantized(q) => q.lookup(&tokens.to_vec1::<u32>()?),
+        }
+    }
+}
+
 /// The whole model. Weights are loaded by [`crate::model::weights`].
 #[derive(Clone, Debug)]
 pub struct Decoder {
     pub(crate) config: ModelConfig,
-    pub(crate) embed: Tensor,
+    pub(crate) embed: Embedding,
     pub(crate) blocks: Vec<Block>,
     pub(crate) norm: RmsNorm,
     pub(crate) lm_head: Linear,
@@ -146,7 +250,7 @@ struct Rotary {
 impl Decoder {
     pub(crate) fn new(
         config: ModelConfig,
-        embed: Tensor,
+        embed: Embedding,
         blocks: Vec<Block>,
         norm: RmsNorm,
         lm_head: Linear,
@@ -241,7 +345,7 @@ impl Decoder {
         let c = &self.config;
         let mut x = self
             .embed
-            .index_select(&tokens.flatten_all()?, 0)?
+            .lookup(&tokens.flatten_all()?)?
             .reshape((b, t, c.hidden_size))?;
         if c.scale_embeddings {
             x = (x * (c.hidden_size as f64).sqrt())?;

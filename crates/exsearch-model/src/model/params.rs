@@ -53,7 +53,6 @@ impl Decoder {
         &mut self,
         mut f: impl FnMut(String, &mut Tensor) -> Result<()>,
     ) -> Result<()> {
-        f("model.embed_tokens.weight".into(), &mut self.embed)?;
         let dense_only = || {
             Error::Unsupported(
                 "this model has quantized (GGUF) weights; training and saving need the \
@@ -61,6 +60,10 @@ impl Decoder {
                     .into(),
             )
         };
+        f(
+            "model.embed_tokens.weight".into(),
+            self.embed.dense_mut().ok_or_else(dense_only)?,
+        )?;
         // A norm's scale follows its weight wherever the weight changes.
         let mut norm = |name: String, n: &mut RmsNorm| -> Result<()> {
             f(name, &mut n.weight)?;
@@ -132,7 +135,7 @@ impl Decoder {
             Ok(())
         })?;
         if self.config.tie_word_embeddings {
-            self.lm_head = Linear::dense(self.embed.clone(), None)?;
+            self.lm_head = Linear::dense(self.dense_embedding()?, None)?;
         }
         Ok(vars)
     }
@@ -157,8 +160,14 @@ impl Decoder {
             Ok(())
         })?;
         if self.config.tie_word_embeddings {
-            self.lm_head = Linear::dense(self.embed.clone(), None)?;
+            self.lm_head = Linear::dense(self.dense_embedding()?, None)?;
         }
         Ok(())
+    }
+
+    fn dense_embedding(&mut self) -> Result<Tensor> {
+        self.embed.dense_mut().cloned().ok_or_else(|| {
+            Error::Unsupported("a quantized (GGUF) embedding cannot be tied to a new head".into())
+        })
     }
 }

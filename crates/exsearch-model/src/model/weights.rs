@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Tensor};
 use super::config::{
     sliding_layers, Activation, Family, ModelConfig, RopeStyle, SlidingWindow, GEMMA3_PATTERN,
 };
-use super::decoder::{Attention, Block, Decoder, Mlp, RmsNorm};
+use super::decoder::{Attention, Block, Decoder, Embedding, Mlp, QuantizedRows, RmsNorm};
 use super::linear::Linear;
 use crate::error::{Error, Result};
 
@@ -170,7 +170,7 @@ pub fn load_safetensors(
         st.linear("lm_head", c.vocab_size, h, false)?
     };
     let final_norm = norm("model.norm.weight", h)?;
-    Decoder::new(config, embed, blocks, final_norm, lm_head)
+    Decoder::new(config, Embedding::Dense(embed), blocks, final_norm, lm_head)
 }
 
 /// The metadata of a GGUF file, read once and shared by the config parser,
@@ -382,7 +382,29 @@ impl Gguf {
             }
             Ok(t.to_dtype(DType::F32)?)
         };
-        let embed = dense("token_embd.weight", &[c.vocab_size, h])?;
+        let embed_q = {
+            let mut file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+            self.content
+                .tensor(&mut file, "token_embd.weight", device)
+                .map_err(|e| {
+                    Error::bad_file(&self.path, format!("tensor `token_embd.weight`: {e}"))
+                })?
+        };
+        if embed_q.shape().dims() != [c.vocab_size, h] {
+            return Err(Error::bad_file(
+                &self.path,
+                format!(
+                    "tensor `token_embd.weight` has shape {:?}, the metadata implies {:?}",
+                    embed_q.shape().dims(),
+                    [c.vocab_size, h]
+                ),
+            ));
+        }
+        let embed = match QuantizedRows::new(&embed_q, device)? {
+            Some(rows) => Embedding::Quantized(std::sync::Arc::new(rows)),
+            None => Embedding::Dense(embed_q.dequantize(device)?.to_dtype(DType::F32)?),
+        };
+        drop(embed_q);
         let mut norms = HashMap::new();
         let mut biases = HashMap::new();
         let sandwich: &[&str] = if c.sandwich_norms {
