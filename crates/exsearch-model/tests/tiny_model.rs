@@ -293,6 +293,75 @@ fn gguf_q8_matches_the_safetensors_model() {
 }
 
 #[test]
+fn prompts_that_extend_earlier_ones_reuse_their_cache_and_answer_the_same() {
+    // As search steps do: a prompt, two continuations of it, the first again,
+    // and K samples of a continuation. Gemma's window is crossed.
+    for family in [Family::Qwen2, Family::Gemma3] {
+        let dir = fixture_dir(family, 5);
+        let cached = Engine::new(load(dir.path()));
+        let plain = Engine::new(load(dir.path())).with_prompt_cache(0);
+        let base = prompt(
+            cached.model(),
+            "Who founded the company that makes the Velcora?",
+        );
+        let step = |extra: &str| -> Vec<u32> {
+            let mut p = base.clone();
+            p.extend(cached.model().codec.encode_rendered(extra).expect("ids"));
+            p
+        };
+        let (a, b) = (
+            step("Search: Velcora founder"),
+            step("Search: Velcora maker"),
+        );
+        let mut longer = a.clone();
+        longer.extend(
+            cached
+                .model()
+                .codec
+                .encode_rendered(" Observation: Ada Lind")
+                .expect("ids"),
+        );
+        let requests = [
+            (vec![base.clone()], 1, SamplingParams::greedy(12)),
+            (vec![a.clone()], 1, SamplingParams::greedy(12)),
+            (vec![b.clone()], 1, SamplingParams::greedy(12)),
+            (vec![a.clone()], 1, SamplingParams::greedy(12)),
+            (
+                vec![longer.clone(), b.clone()],
+                3,
+                SamplingParams {
+                    temperature: 1.0,
+                    seed: 4,
+                    max_tokens: 12,
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (prompts, samples, params) in requests {
+            let request = GenerateRequest {
+                prompts,
+                samples,
+                params,
+            };
+            let run = |e: &Engine| {
+                e.generate(&request, &Quiet, &CancelToken::new())
+                    .expect("generate")
+            };
+            assert_eq!(run(&cached), run(&plain), "{family:?}");
+        }
+        let (reused, prefilled) = cached.prompt_cache_stats();
+        // Each distinct prompt of a request is prefilled once, whatever K.
+        let total = base.len() + 2 * a.len() + 2 * b.len() + longer.len();
+        assert_eq!(reused + prefilled, total as u64, "{family:?}");
+        assert!(
+            prefilled < (base.len() + a.len()) as u64,
+            "{family:?}: {prefilled} of {total} prompt tokens prefilled"
+        );
+        assert_eq!(plain.prompt_cache_stats().0, 0);
+    }
+}
+
+#[test]
 fn a_token_outside_a_quantized_vocabulary_is_an_error_not_a_panic() {
     let (dir, _) = tiny(Family::Qwen2);
     let gguf = dir.path().join("model-q8_0.gguf");

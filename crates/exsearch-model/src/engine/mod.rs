@@ -7,6 +7,7 @@
 //! targets for it as one batch on top of that cache.
 
 mod handle;
+mod prompt_cache;
 pub mod sampling;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::model::cache::attention_mask;
 use crate::model::{KvCache, LoadedModel};
 use crate::text::TextStream;
+use prompt_cache::{PromptCache, Reuse};
 
 /// Sequences decoded together at most; more samples run in further waves.
 pub const DEFAULT_MAX_BATCH: usize = 16;
@@ -86,6 +88,19 @@ pub struct ScorePair {
 pub struct Engine {
     model: LoadedModel,
     max_batch: usize,
+    prompts: std::sync::Mutex<PromptCache>,
+}
+
+/// Bytes of prompt KV caches kept for reuse by default (a 1,000-token
+/// prompt of SmolLM2-135M holds 46 MB, of Qwen2.5-0.5B 25 MB);
+/// `EXSEARCH_PROMPT_CACHE_MB` sets another budget, 0 turns it off.
+pub const DEFAULT_PROMPT_CACHE: usize = 512 << 20;
+
+fn prompt_cache_budget() -> usize {
+    std::env::var("EXSEARCH_PROMPT_CACHE_MB")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(DEFAULT_PROMPT_CACHE, |mb| mb << 20)
 }
 
 struct Sequence {
@@ -102,7 +117,29 @@ impl Engine {
         Self {
             model,
             max_batch: DEFAULT_MAX_BATCH,
+            prompts: std::sync::Mutex::new(PromptCache::new(prompt_cache_budget())),
         }
+    }
+
+    /// Bytes of prompt caches to keep for reuse; 0 turns the cache off.
+    pub fn with_prompt_cache(self, bytes: usize) -> Self {
+        Self {
+            prompts: std::sync::Mutex::new(PromptCache::new(bytes)),
+            ..self
+        }
+    }
+
+    /// Prompt tokens taken from the prompt cache and prefilled, so far.
+    pub fn prompt_cache_stats(&self) -> (u64, u64) {
+        let cache = self.prompt_cache();
+        (cache.reused_tokens, cache.prefilled_tokens)
+    }
+
+    fn prompt_cache(&self) -> std::sync::MutexGuard<'_, PromptCache> {
+        // A panic while holding it left at worst a stale entry list.
+        self.prompts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn with_max_batch(mut self, max_batch: usize) -> Self {
@@ -114,16 +151,49 @@ impl Engine {
         &self.model
     }
 
+    /// The model, to change (adapters, training). The prompt cache is
+    /// turned off for good: a trainer shares the weights' variables and
+    /// updates them in place, unseen by the engine, so a cached prompt could
+    /// hold keys and values of weights that no longer exist.
     pub fn model_mut(&mut self) -> &mut LoadedModel {
+        *self.prompt_cache() = PromptCache::new(0);
         &mut self.model
     }
 
     /// Runs a prompt through the model at batch size one; returns its cache
-    /// and the logits after its last token.
-    fn prefill(&self, tokens: &[u32], cancel: &CancelToken) -> Result<(KvCache, Vec<f32>)> {
+    /// and the logits after its last token. What an earlier prompt shared
+    /// with it comes from the prompt cache; only the rest is computed.
+    fn prefill(
+        &self,
+        tokens: &[u32],
+        extra: usize,
+        cancel: &CancelToken,
+    ) -> Result<(KvCache, Vec<f32>)> {
+        if tokens.is_empty() {
+            return Err(Error::InvalidOption("a prompt is empty".into()));
+        }
+        let reuse = self.prompt_cache().lookup(tokens, extra)?;
+        let (cache, from) = match reuse {
+            Reuse::Whole(cache, logits) => return Ok((cache, logits)),
+            Reuse::Prefix(cache, len) => (cache, len),
+            Reuse::Nothing => (KvCache::new(self.model.decoder.config().num_layers), 0),
+        };
+        let (cache, logits) = self.extend(cache, &tokens[from..], cancel)?;
+        let mut prompts = self.prompt_cache();
+        prompts.prefilled_tokens += (tokens.len() - from) as u64;
+        prompts.insert(tokens, &cache, &logits);
+        Ok((cache, logits))
+    }
+
+    /// Appends `tokens` to a single-row cache; the logits after the last.
+    fn extend(
+        &self,
+        mut cache: KvCache,
+        tokens: &[u32],
+        cancel: &CancelToken,
+    ) -> Result<(KvCache, Vec<f32>)> {
         let decoder = &self.model.decoder;
         let device = decoder.device();
-        let mut cache = KvCache::new(decoder.config().num_layers);
         let mut last = None;
         for chunk in tokens.chunks(PREFILL_CHUNK) {
             if cancel.is_cancelled() {
@@ -182,7 +252,7 @@ impl Engine {
         for wave in sequences.chunks_mut(self.max_batch) {
             for s in wave.iter() {
                 if let std::collections::hash_map::Entry::Vacant(slot) = prefixes.entry(s.prompt) {
-                    match self.prefill(&request.prompts[s.prompt], cancel) {
+                    match self.prefill(&request.prompts[s.prompt], params.max_tokens, cancel) {
                         Ok(p) => {
                             slot.insert(p);
                         }
@@ -377,7 +447,7 @@ impl Engine {
             entry.push(i);
         }
         for context in order {
-            let (cache, last_logits) = self.prefill(context, cancel)?;
+            let (cache, last_logits) = self.prefill(context, 0, cancel)?;
             let first = log_softmax(&last_logits);
             let members = &groups[context];
             for &i in members {

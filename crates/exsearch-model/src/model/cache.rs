@@ -93,6 +93,44 @@ impl KvCache {
         Ok((kv.k.narrow(2, 0, needed)?, kv.v.narrow(2, 0, needed)?))
     }
 
+    /// A single-row cache holding a copy of this one's first `len` columns,
+    /// with room for `extra` more: it shares no storage with this one, so
+    /// both can be extended apart.
+    pub fn prefix_copy(&self, len: usize, extra: usize) -> Result<Self> {
+        let capacity = (len + extra).div_ceil(GROW) * GROW;
+        let mut layers = Vec::with_capacity(self.layers.len());
+        for slot in &self.layers {
+            let Some(kv) = slot else {
+                layers.push(None);
+                continue;
+            };
+            let copy = |x: &Tensor| -> Result<Tensor> {
+                let (b, h, _, d) = x.dims4()?;
+                let fresh = Tensor::zeros((b, h, capacity, d), x.dtype(), x.device())?;
+                fresh.slice_set(&x.narrow(2, 0, len)?.contiguous()?, 2, 0)?;
+                Ok(fresh)
+            };
+            layers.push(Some(LayerKv {
+                k: copy(&kv.k)?,
+                v: copy(&kv.v)?,
+            }));
+        }
+        Ok(Self {
+            layers,
+            len,
+            pad: self.pad.clone(),
+        })
+    }
+
+    /// Bytes of key and value storage held (capacity, not only filled columns).
+    pub fn bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .flatten()
+            .map(|kv| (kv.k.elem_count() + kv.v.elem_count()) * kv.k.dtype().size_in_bytes())
+            .sum()
+    }
+
     /// Marks `t` more columns as filled.
     pub fn advance(&mut self, t: usize) {
         self.len += t;
