@@ -69,7 +69,7 @@ fn pad_for_cpu_kernels(t: QTensor, device: &candle_core::Device) -> Result<(QTen
     // Q4_0 and Q5_0 are Q8_0 blocks with small integers: carried over exactly.
     let exact = match t.dtype() {
         GgmlDType::Q8_0 => Some(t.data()?.into_owned()),
-        _ => q8::exact_q8_0_blocks(&t)?,
+        _ => super::legacy_quants::exact_q8_0_blocks(&t)?,
     };
     match exact {
         Some(data) => {

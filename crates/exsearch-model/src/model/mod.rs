@@ -4,6 +4,7 @@ pub mod cache;
 pub mod config;
 pub mod cpu_ops;
 pub mod decoder;
+mod legacy_quants;
 pub mod linear;
 pub mod params;
 pub mod q8;

@@ -28,6 +28,7 @@
 
 use candle_core::quantized::{GgmlDType, QTensor};
 
+use super::legacy_quants::Legacy;
 use crate::error::{Error, Result};
 
 /// Rows per tile: one 512-bit register of i32 lanes.
@@ -92,10 +93,10 @@ impl PackedQ8 {
         let blocks = n * (k / BLOCK);
         let format = match t.dtype() {
             GgmlDType::Q8_0 => return Ok(Some(Self::from_q8_0_blocks(n, k, &data)?)),
-            GgmlDType::Q4_0 => Small::Q4_0,
-            GgmlDType::Q4_1 => Small::Q4_1,
-            GgmlDType::Q5_0 => Small::Q5_0,
-            GgmlDType::Q5_1 => Small::Q5_1,
+            GgmlDType::Q4_0 => Legacy::Q4_0,
+            GgmlDType::Q4_1 => Legacy::Q4_1,
+            GgmlDType::Q5_0 => Legacy::Q5_0,
+            GgmlDType::Q5_1 => Legacy::Q5_1,
             _ => return Ok(None),
         };
         let (q8, mins) = format.to_q8_0(&data, blocks)?;
@@ -269,88 +270,6 @@ impl PackedQ8 {
             }
             row += rows;
         }
-    }
-}
-
-/// The Q8_0 blocks of a Q4_0 or Q5_0 matrix, which hold its values exactly
-/// (`None` for other formats). candle's kernels take these on CPUs without
-/// ours.
-pub(crate) fn exact_q8_0_blocks(t: &QTensor) -> Result<Option<Vec<u8>>> {
-    let small = match t.dtype() {
-        GgmlDType::Q4_0 => Small::Q4_0,
-        GgmlDType::Q5_0 => Small::Q5_0,
-        _ => return Ok(None),
-    };
-    let blocks = t.shape().elem_count() / BLOCK;
-    Ok(Some(small.to_q8_0(&t.data()?, blocks)?.0))
-}
-
-/// The 32-value formats carried over into Q8_0 blocks.
-#[derive(Clone, Copy)]
-enum Small {
-    Q4_0,
-    Q4_1,
-    Q5_0,
-    Q5_1,
-}
-
-impl Small {
-    /// Bytes per block, and whether a block has a minimum.
-    fn layout(self) -> (usize, bool) {
-        match self {
-            Small::Q4_0 => (18, false),
-            Small::Q4_1 => (20, true),
-            Small::Q5_0 => (22, false),
-            Small::Q5_1 => (24, true),
-        }
-    }
-
-    /// Q8_0 blocks (`f16 d, 32 x i8`) holding the same values, and the
-    /// minimums (f16 bits) when the format has them. Exact: every value
-    /// is `d` times a small integer (plus the minimum).
-    fn to_q8_0(self, data: &[u8], blocks: usize) -> Result<(Vec<u8>, Option<Vec<u16>>)> {
-        let (size, has_min) = self.layout();
-        if data.len() != blocks * size {
-            return Err(Error::Unsupported(format!(
-                "{blocks} blocks need {} bytes, got {}",
-                blocks * size,
-                data.len()
-            )));
-        }
-        let mut out = Vec::with_capacity(blocks * (2 + BLOCK));
-        let mut mins = has_min.then(|| Vec::with_capacity(blocks));
-        for src in data.chunks_exact(size) {
-            out.extend_from_slice(&src[..2]);
-            let mut at = 2;
-            if let Some(mins) = &mut mins {
-                mins.push(u16::from_le_bytes([src[2], src[3]]));
-                at = 4;
-            }
-            let high = match self {
-                Small::Q5_0 | Small::Q5_1 => {
-                    let qh = u32::from_le_bytes([src[at], src[at + 1], src[at + 2], src[at + 3]]);
-                    at += 4;
-                    qh
-                }
-                Small::Q4_0 | Small::Q4_1 => 0,
-            };
-            let offset = match self {
-                Small::Q4_0 => 8,
-                Small::Q5_0 => 16,
-                Small::Q4_1 | Small::Q5_1 => 0,
-            };
-            let nibbles = &src[at..at + BLOCK / 2];
-            // Value j is the low nibble of byte j, value j + 16 the high one;
-            // Q5 formats add bit j of `qh` as the fifth bit.
-            for half in 0..2 {
-                for (j, &byte) in nibbles.iter().enumerate() {
-                    let i = half * BLOCK / 2 + j;
-                    let q = (byte >> (4 * half)) & 0xF | (((high >> i) & 1) as u8) << 4;
-                    out.push((q as i8 - offset) as u8);
-                }
-            }
-        }
-        Ok((out, mins))
     }
 }
 
@@ -712,10 +631,10 @@ mod tests {
         let (n, k) = (37, 96);
         let w = Tensor::from_vec(random(n * k, 4), (n, k), &Device::Cpu).expect("w");
         for (dtype, small) in [
-            (GgmlDType::Q4_0, Small::Q4_0),
-            (GgmlDType::Q4_1, Small::Q4_1),
-            (GgmlDType::Q5_0, Small::Q5_0),
-            (GgmlDType::Q5_1, Small::Q5_1),
+            (GgmlDType::Q4_0, Legacy::Q4_0),
+            (GgmlDType::Q4_1, Legacy::Q4_1),
+            (GgmlDType::Q5_0, Legacy::Q5_0),
+            (GgmlDType::Q5_1, Legacy::Q5_1),
         ] {
             let q = QTensor::quantize(&w, dtype).expect("quantize");
             let dense: Vec<f32> = q
