@@ -5,9 +5,17 @@
 //! loading it with the `tokenizers` crate keeps one code path for every
 //! source.
 
-use std::collections::HashMap;
-
 use serde_json::json;
+use tokenizers::decoders::byte_fallback::ByteFallback;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+use tokenizers::decoders::strip::Strip;
+use tokenizers::decoders::DecoderWrapper;
+use tokenizers::models::bpe::{Vocab, BPE};
+use tokenizers::normalizers::{
+    NormalizerWrapper, Prepend, Replace, Sequence as NormalizerSequence,
+};
+use tokenizers::{AddedToken, Tokenizer};
 
 use crate::error::{Error, Result};
 use crate::model::weights::Gguf;
@@ -107,8 +115,8 @@ const USER_DEFINED: i32 = 4;
 /// SentencePiece's stand-in for a space.
 const SPACE: &str = "\u{2581}";
 
-/// A tokenizer.json document for a SentencePiece BPE vocabulary: `tokens[i]`
-/// has id `i`, score `scores[i]` and GGUF type `types[i]`.
+/// The tokenizer of a SentencePiece BPE vocabulary: `tokens[i]` has id `i`,
+/// score `scores[i]` and GGUF type `types[i]`.
 ///
 /// SentencePiece BPE merges, at each step, the adjacent pair whose joined
 /// piece scores highest. A BPE merge list ranked by the joined piece's score
@@ -117,15 +125,18 @@ const SPACE: &str = "\u{2581}";
 /// first (as `tokenizers`' SentencePiece converter does). Characters the
 /// vocabulary lacks fall back to their UTF-8 bytes (`<0xNN>` pieces).
 /// Control and unknown tokens are special; user-defined ones (Gemma's
-/// newline runs, HTML tags) are matched whole wherever they occur.
-pub fn sentencepiece_json(
+/// newline runs, HTML tags) are matched whole wherever they occur. Built
+/// through `tokenizers`' API rather than a tokenizer.json document: for
+/// Gemma's 262k pieces and 513k merges the document took 0.9 s to write
+/// and as long to parse.
+pub fn sentencepiece_tokenizer(
     tokens: &[String],
     scores: &[f32],
     types: &[i32],
     add_space_prefix: bool,
-) -> String {
+) -> std::result::Result<Tokenizer, String> {
     let kind = |id: usize| types.get(id).copied().unwrap_or(NORMAL);
-    let ids: HashMap<&str, usize> = tokens
+    let ids: rustc_hash::FxHashMap<&str, usize> = tokens
         .iter()
         .enumerate()
         .filter(|&(id, _)| kind(id) == NORMAL)
@@ -144,60 +155,65 @@ pub fn sentencepiece_json(
         }
     }
     merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-    let merges: Vec<_> = merges
+    let merges: Vec<(String, String)> = merges
         .iter()
-        .map(|&(_, l, r)| json!([tokens[l], tokens[r]]))
+        .map(|&(_, l, r)| (tokens[l].clone(), tokens[r].clone()))
         .collect();
-    let vocab: serde_json::Map<String, serde_json::Value> = tokens
+    let vocab: Vocab = tokens
         .iter()
         .enumerate()
-        .map(|(i, t)| (t.clone(), json!(i)))
-        .collect();
-    let added: Vec<_> = tokens
-        .iter()
-        .enumerate()
-        .filter(|&(id, _)| matches!(kind(id), UNKNOWN | CONTROL | USER_DEFINED))
-        .map(|(id, content)| {
-            json!({"id": id, "content": content, "single_word": false, "lstrip": false,
-                   "rstrip": false, "normalized": false, "special": kind(id) != USER_DEFINED})
-        })
+        .map(|(i, t)| (t.clone(), i as u32))
         .collect();
     let unk = types
         .iter()
         .position(|&t| t == UNKNOWN)
         .or_else(|| tokens.iter().position(|t| t == "<unk>"))
         .map(|id| tokens[id].clone());
-    let replace = json!({"type": "Replace", "pattern": {"String": " "}, "content": SPACE});
-    let normalizer = if add_space_prefix {
-        json!({"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": SPACE}, replace]})
+    let mut bpe = BPE::builder()
+        .vocab_and_merges(vocab, merges)
+        .fuse_unk(true)
+        .byte_fallback(true);
+    if let Some(unk) = unk {
+        bpe = bpe.unk_token(unk);
+    }
+    let mut tokenizer = Tokenizer::new(bpe.build().map_err(|e| e.to_string())?);
+    let replace = Replace::new(" ", SPACE).map_err(|e| e.to_string())?;
+    let normalizer: NormalizerWrapper = if add_space_prefix {
+        NormalizerSequence::new(vec![Prepend::new(SPACE.into()).into(), replace.into()]).into()
     } else {
-        replace
+        replace.into()
     };
-    let mut decoders = vec![
-        json!({"type": "Replace", "pattern": {"String": SPACE}, "content": " "}),
-        json!({"type": "ByteFallback"}),
-        json!({"type": "Fuse"}),
+    tokenizer
+        .with_normalizer(Some(normalizer))
+        .map_err(|e| e.to_string())?;
+    let mut decoders: Vec<DecoderWrapper> = vec![
+        Replace::new(SPACE, " ").map_err(|e| e.to_string())?.into(),
+        ByteFallback::new().into(),
+        Fuse::new().into(),
     ];
     if add_space_prefix {
-        decoders.push(json!({"type": "Strip", "content": " ", "start": 1, "stop": 0}));
+        decoders.push(Strip::new(' ', 1, 0).into());
     }
-    json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": added,
-        "normalizer": normalizer,
-        "pre_tokenizer": null,
-        "post_processor": null,
-        "decoder": {"type": "Sequence", "decoders": decoders},
-        "model": {"type": "BPE", "dropout": null, "unk_token": unk, "continuing_subword_prefix": null,
-                  "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true,
-                  "ignore_merges": false, "vocab": vocab, "merges": merges}
-    })
-    .to_string()
+    tokenizer.with_decoder(Some(DecoderSequence::new(decoders)));
+    let added = |wanted: &[i32], special: bool| {
+        tokens
+            .iter()
+            .enumerate()
+            .filter(|&(id, _)| wanted.contains(&kind(id)))
+            .map(|(_, content)| AddedToken::from(content.clone(), special).normalized(false))
+            .collect::<Vec<_>>()
+    };
+    tokenizer
+        .add_special_tokens(added(&[UNKNOWN, CONTROL], true))
+        .map_err(|e| e.to_string())?;
+    tokenizer
+        .add_tokens(added(&[USER_DEFINED], false))
+        .map_err(|e| e.to_string())?;
+    Ok(tokenizer)
 }
 
-pub(crate) fn tokenizer_json_from_gguf(gguf: &Gguf) -> Result<String> {
+/// The tokenizer a GGUF file's metadata describes.
+pub(crate) fn tokenizer_from_gguf(gguf: &Gguf) -> Result<Tokenizer> {
     let model = gguf.string("tokenizer.ggml.model").unwrap_or_default();
     if model != "gpt2" && model != "llama" {
         return Err(Error::Unsupported(format!(
@@ -248,12 +264,8 @@ pub(crate) fn tokenizer_json_from_gguf(gguf: &Gguf) -> Result<String> {
             .get("tokenizer.ggml.add_space_prefix")
             .and_then(|v| v.to_bool().ok())
             .unwrap_or(true);
-        return Ok(sentencepiece_json(
-            &tokens,
-            &scores,
-            &types,
-            add_space_prefix,
-        ));
+        return sentencepiece_tokenizer(&tokens, &scores, &types, add_space_prefix)
+            .map_err(|e| Error::bad_file(&gguf.path, format!("tokenizer metadata: {e}")));
     }
     let merges = strings("tokenizer.ggml.merges")?;
     // Token types: 3 = control, 4 = user defined; both are matched whole.
@@ -270,18 +282,14 @@ pub(crate) fn tokenizer_json_from_gguf(gguf: &Gguf) -> Result<String> {
         None => Vec::new(),
     };
     let pre = gguf.string("tokenizer.ggml.pre").unwrap_or_default();
-    Ok(byte_level_bpe_json(
-        &tokens,
-        &merges,
-        &special,
-        split_for(&pre),
-    ))
+    let json = byte_level_bpe_json(&tokens, &merges, &special, split_for(&pre));
+    Tokenizer::from_bytes(json.as_bytes())
+        .map_err(|e| Error::bad_file(&gguf.path, format!("tokenizer metadata: {e}")))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokenizers::Tokenizer;
 
     /// A SentencePiece vocabulary: specials, the 256 byte pieces, then
     /// pieces best score first.
@@ -303,8 +311,7 @@ mod tests {
 
     fn tokenizer(pieces: &[(&str, f32)], user: &[&str], prefix: bool) -> Tokenizer {
         let (tokens, scores, types) = vocabulary(pieces, user);
-        Tokenizer::from_bytes(sentencepiece_json(&tokens, &scores, &types, prefix).as_bytes())
-            .expect("a valid tokenizer.json")
+        sentencepiece_tokenizer(&tokens, &scores, &types, prefix).expect("a tokenizer")
     }
 
     fn pieces(tok: &Tokenizer, text: &str) -> Vec<String> {

@@ -10,7 +10,7 @@ use std::path::Path;
 use tokenizers::Tokenizer;
 
 pub use gguf_vocab::{
-    byte_chars, byte_level_bpe_json, sentencepiece_json, split_for as gguf_vocab_split,
+    byte_chars, byte_level_bpe_json, sentencepiece_tokenizer, split_for as gguf_vocab_split,
 };
 
 /// Gemma's chat template (Gemma 3 instruction-tuned models' turn format,
@@ -127,9 +127,7 @@ impl TextCodec {
     /// (`gpt2`, as Qwen, Llama 3 and SmolLM files carry) or SentencePiece
     /// (`llama`, as Gemma, Llama 2 and Mistral files carry).
     pub fn from_gguf(gguf: &Gguf, config_eos: &[u32]) -> Result<Self> {
-        let json = gguf_vocab::tokenizer_json_from_gguf(gguf)?;
-        let tokenizer = Tokenizer::from_bytes(json.as_bytes())
-            .map_err(|e| Error::bad_file(&gguf.path, format!("tokenizer metadata: {e}")))?;
+        let tokenizer = gguf_vocab::tokenizer_from_gguf(gguf)?;
         let token = |key: &str| {
             gguf.get(key)
                 .and_then(|v| v.to_u32().ok())
