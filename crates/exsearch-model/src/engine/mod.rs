@@ -27,8 +27,11 @@ use prompt_cache::{PromptCache, Reuse};
 
 /// Sequences decoded together at most; more samples run in further waves.
 pub const DEFAULT_MAX_BATCH: usize = 16;
-/// Prompt tokens per prefill step (bounds the attention matrix).
-const PREFILL_CHUNK: usize = 512;
+/// Prompt tokens per prefill step (bounds the attention matrix). Chunks
+/// start at multiples of it, and the prompt cache reuses whole chunks only:
+/// a token's keys and values then come from products of the same shapes
+/// whether its prompt was cached or not, so both give the same numbers.
+pub(crate) const PREFILL_CHUNK: usize = 64;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct GenerateRequest {
@@ -172,7 +175,7 @@ impl Engine {
         if tokens.is_empty() {
             return Err(Error::InvalidOption("a prompt is empty".into()));
         }
-        let reuse = self.prompt_cache().lookup(tokens, extra)?;
+        let reuse = self.prompt_cache().lookup(tokens, extra, PREFILL_CHUNK)?;
         let (cache, from) = match reuse {
             Reuse::Whole(cache, logits) => return Ok((cache, logits)),
             Reuse::Prefix(cache, len) => (cache, len),

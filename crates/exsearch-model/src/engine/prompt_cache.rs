@@ -11,9 +11,6 @@
 use crate::error::Result;
 use crate::model::KvCache;
 
-/// Below this many shared tokens a copy is not worth it.
-const MIN_SHARED: usize = 16;
-
 struct Entry {
     tokens: Vec<u32>,
     cache: KvCache,
@@ -53,9 +50,10 @@ impl PromptCache {
         }
     }
 
-    /// The entry sharing the longest prefix with `tokens`; at least one
-    /// token is always left to prefill unless the prompt is cached whole.
-    pub(crate) fn lookup(&mut self, tokens: &[u32], extra: usize) -> Result<Reuse> {
+    /// The entry sharing the longest prefix with `tokens`: whole `chunk`s of
+    /// it are reused (prefill chunks start at their multiples), and at least
+    /// one token is left to prefill unless the prompt is cached whole.
+    pub(crate) fn lookup(&mut self, tokens: &[u32], extra: usize, chunk: usize) -> Result<Reuse> {
         self.clock += 1;
         let best = self
             .entries
@@ -78,8 +76,8 @@ impl PromptCache {
             self.reused_tokens += tokens.len() as u64;
             return Ok(Reuse::Whole(entry.cache.clone(), entry.logits.clone()));
         }
-        let keep = shared.min(tokens.len() - 1);
-        if keep < MIN_SHARED {
+        let keep = shared.min(tokens.len() - 1) / chunk * chunk;
+        if keep == 0 {
             return Ok(Reuse::Nothing);
         }
         self.reused_tokens += keep as u64;
