@@ -44,28 +44,21 @@ impl RmsNorm {
 
     /// A norm that multiplies by `1 + weight` (Gemma's checkpoints).
     pub fn with_unit_offset(weight: Tensor, eps: f64) -> Result<Self> {
-        Ok(Self {
-            scale: (&weight + 1.0)?,
-            weight,
-            eps,
-            unit_offset: true,
-        })
+        let mut norm = Self::new(weight, eps);
+        norm.unit_offset = true;
+        norm.refresh()?;
+        Ok(norm)
     }
 
     /// A norm given by what it multiplies with, as GGUF files store Gemma's
     /// (llama.cpp's converter adds the one).
     pub fn from_scale(scale: Tensor, eps: f64, unit_offset: bool) -> Result<Self> {
-        let weight = if unit_offset {
-            (&scale - 1.0)?
-        } else {
-            scale.clone()
-        };
-        Ok(Self {
-            weight,
-            eps,
-            unit_offset,
-            scale,
-        })
+        let mut norm = Self::new(scale, eps);
+        if unit_offset {
+            norm.weight = (&norm.scale - 1.0)?;
+            norm.unit_offset = true;
+        }
+        Ok(norm)
     }
 
     /// Recomputes `scale` after `weight` was replaced.

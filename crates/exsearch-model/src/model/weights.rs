@@ -404,7 +404,8 @@ impl Gguf {
             Some(rows) => Embedding::Quantized(std::sync::Arc::new(rows)),
             None => Embedding::Dense(embed_q.dequantize(device)?.to_dtype(DType::F32)?),
         };
-        drop(embed_q);
+        // A tied head is the same matrix: kept rather than read again.
+        let tied_head = c.tie_word_embeddings.then_some(embed_q);
         let mut norms = HashMap::new();
         let mut biases = HashMap::new();
         let sandwich: &[&str] = if c.sandwich_norms {
@@ -486,12 +487,10 @@ impl Gguf {
                 mlp_output_norm: optional(&mut norms, format!("{p}.post_ffw_norm.weight"))?,
             });
         }
-        let head_name = if c.tie_word_embeddings {
-            "token_embd.weight"
-        } else {
-            "output.weight"
+        let lm_head = match tied_head {
+            Some(embed_q) => Linear::from_qtensor(embed_q, None, device)?,
+            None => matrix("output.weight", c.vocab_size, h, None)?,
         };
-        let lm_head = matrix(head_name, c.vocab_size, h, None)?;
         let final_norm = RmsNorm::from_scale(final_norm, c.rms_norm_eps, c.norm_unit_offset)?;
         Decoder::new(config, embed, blocks, final_norm, lm_head)
     }
