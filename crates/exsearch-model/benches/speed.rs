@@ -149,44 +149,35 @@ fn llama_bench() -> Option<PathBuf> {
     candidates.into_iter().flatten().find(|p| p.is_file())
 }
 
-/// llama-bench's prefill and decode tokens/s on `gguf`. Where its weight
-/// repacking fails (the AMX path of llama-cpp-python 0.3.36's llama.cpp dies
-/// with an illegal instruction on Q4_1 and Gemma's files here), it is run
-/// again with `--repack 0`, its plain CPU kernels.
-fn peer(bin: &Path, gguf: &Path, threads: usize, pp: usize, tg: usize) -> Option<(f64, f64)> {
+/// One llama-bench rate (tokens/s) on `gguf`: prefill of `pp` tokens, or
+/// decode of `tg`. Each is run on its own with llama.cpp's defaults, and
+/// again with `--repack 0` (its plain CPU kernels) only where the default
+/// fails: llama-cpp-python 0.3.36's llama.cpp repacks weights for AMX, which
+/// dies with an illegal instruction in the prefill of every file here while
+/// its decode runs. The second value says whether the fallback was taken.
+fn peer_rate(bin: &Path, gguf: &Path, threads: usize, pp: usize, tg: usize) -> Option<(f64, bool)> {
     let run = |extra: &[&str]| {
         let out = Command::new(bin)
-            .args([
-                "-m",
-                gguf.to_str()?,
-                "-p",
-                &pp.to_string(),
-                "-n",
-                &tg.to_string(),
-            ])
+            .args(["-m", gguf.to_str()?])
+            .args(["-p", &pp.to_string(), "-n", &tg.to_string()])
             .args(["-t", &threads.to_string(), "-r", "3", "-o", "json"])
             .args(extra)
             .output()
             .ok()?;
         if !out.status.success() {
             eprintln!(
-                "llama-bench {extra:?} failed on {} ({}):\n{}",
+                "llama-bench -p {pp} -n {tg} {extra:?} failed on {} ({})",
                 gguf.display(),
                 out.status,
-                String::from_utf8_lossy(&out.stderr)
             );
             return None;
         }
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()
+        let rows = serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()?;
+        rows.as_array()?.first()?["avg_ts"].as_f64()
     };
-    let rows = run(&[]).or_else(|| run(&["--repack", "0"]))?;
-    let rate = |prompt: bool| {
-        rows.as_array()?.iter().find_map(|r| {
-            let is_pp = r["n_prompt"].as_u64()? > 0 && r["n_gen"].as_u64()? == 0;
-            (is_pp == prompt).then(|| r["avg_ts"].as_f64()).flatten()
-        })
-    };
-    Some((rate(true)?, rate(false)?))
+    run(&[])
+        .map(|r| (r, false))
+        .or_else(|| run(&["--repack", "0"]).map(|r| (r, true)))
 }
 
 /// Memory bandwidth in GB/s: (copy, read) over 1 GiB buffers on `threads` threads.
@@ -283,21 +274,29 @@ fn main() {
             "bf16" => None,
             _ => Some(path.clone()),
         };
-        let theirs = peer_bin
-            .as_ref()
-            .zip(peer_file.as_ref())
-            .and_then(|(bin, file)| peer(bin, file, threads, pp, tg));
+        let theirs = |pp: usize, tg: usize| {
+            peer_bin
+                .as_ref()
+                .zip(peer_file.as_ref())
+                .and_then(|(bin, file)| peer_rate(bin, file, threads, pp, tg))
+        };
+        let (pp_peer, tg_peer) = (theirs(pp, 0), theirs(0, tg));
         let bytes = weight_bytes(format, &path, params);
         let limit = read_bw * 1e9 / bytes;
-        let cell = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.1}"));
-        let ratio =
-            |a: f64, b: Option<f64>| b.map_or("-".to_string(), |b| format!("{:.2}x", a / b));
+        let cell = |x: Option<(f64, bool)>| {
+            x.map_or("-".to_string(), |(v, plain)| {
+                format!("{v:.1}{}", if plain { " (--repack 0)" } else { "" })
+            })
+        };
+        let ratio = |a: f64, b: Option<(f64, bool)>| {
+            b.map_or("-".to_string(), |(b, _)| format!("{:.2}x", a / b))
+        };
         println!(
             "| {format} | {pp_ours:.1} | {} | {} | {tg_ours:.1} | {} | {} | {:.0}% of {limit:.1} tok/s ({:.0} MB/token) |",
-            cell(theirs.map(|t| t.0)),
-            ratio(pp_ours, theirs.map(|t| t.0)),
-            cell(theirs.map(|t| t.1)),
-            ratio(tg_ours, theirs.map(|t| t.1)),
+            cell(pp_peer),
+            ratio(pp_ours, pp_peer),
+            cell(tg_peer),
+            ratio(tg_ours, tg_peer),
             100.0 * tg_ours / limit,
             bytes / 1e6
         );

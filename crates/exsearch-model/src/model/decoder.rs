@@ -363,7 +363,9 @@ impl Decoder {
                 Activation::Silu => {
                     cpu_ops::silu_mul(&gate_up[0], &gate_up[1], kernels == Kernels::Fused)?
                 }
-                Activation::GeluTanh => (gate_up[0].gelu()? * &gate_up[1])?,
+                Activation::GeluTanh => {
+                    cpu_ops::gelu_tanh_mul(&gate_up[0], &gate_up[1], kernels == Kernels::Fused)?
+                }
             };
             let mut h = block.mlp.down.forward(&gated)?;
             if let Some(norm) = &block.mlp_output_norm {

@@ -1,8 +1,8 @@
 //! A linear layer with three interchangeable weight kinds and a LoRA slot.
 //!
 //! Dense weights run through candle's matmul and are differentiable; GGUF
-//! weights run through our packed Q8_0 kernels where the CPU has them
-//! ([`super::q8`]) and through candle's quantized matmul otherwise (both
+//! weights run through our packed kernels where the CPU has them
+//! ([`super::packed`]) and through candle's quantized matmul otherwise (both
 //! inference only). Any kind
 //! can carry a low-rank adapter `scale * B(A x)`, added after the base
 //! projection, which is what the self-training rounds optimise.
@@ -13,7 +13,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Tensor};
 
 use super::cpu_ops;
-use super::q8::{self, PackedQ8};
+use super::packed::{self, PackedMatrix};
 use crate::error::{Error, Result};
 
 #[derive(Clone, Debug)]
@@ -21,9 +21,9 @@ enum Weight {
     /// `[out, in]`, as stored by Hugging Face.
     Dense(Tensor),
     Quantized(Arc<QMatMul>),
-    /// Q8_0 (or re-encoded 32-value formats) in our tiled layout, on CPUs
-    /// with AVX512-VNNI.
-    Packed(Arc<PackedQ8>),
+    /// Q8_0, the other 32-value formats and the K-quants in our tiled
+    /// layout, on CPUs with AVX512-VNNI.
+    Packed(Arc<PackedMatrix>),
 }
 
 /// A low-rank adapter: `a` is `[rank, in]`, `b` is `[out, rank]`.
@@ -113,16 +113,17 @@ impl Linear {
         })
     }
 
-    /// A quantized `(out, in)` matrix from a GGUF file: packed for our Q8_0
-    /// kernels when the device is a CPU that has them and the format has
-    /// 32-value blocks, else through candle's quantized matmul (its rows
-    /// padded for candle's fastest CPU kernels where that applies).
+    /// A quantized `(out, in)` matrix from a GGUF file: packed for our
+    /// kernels when the device is a CPU that has them and the format is one
+    /// they compute (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K), else
+    /// through candle's quantized matmul (its rows padded for candle's
+    /// fastest CPU kernels where that applies).
     pub fn from_qtensor(
         t: QTensor,
         bias: Option<Tensor>,
         device: &candle_core::Device,
     ) -> Result<Self> {
-        Self::quantized(t, bias, device, device.is_cpu() && q8::available())
+        Self::quantized(t, bias, device, device.is_cpu() && packed::available())
     }
 
     /// As [`Linear::from_qtensor`], with the choice of kernels made by the
@@ -135,7 +136,7 @@ impl Linear {
     ) -> Result<Self> {
         let (out_features, in_features) = t.shape().dims2()?;
         let (weight, pad) = match packed {
-            true => match PackedQ8::from_qtensor(&t)? {
+            true => match PackedMatrix::from_qtensor(&t)? {
                 Some(packed) => (Weight::Packed(Arc::new(packed)), 0),
                 None => (Weight::Quantized(Arc::new(QMatMul::from_qtensor(t)?)), 0),
             },
@@ -158,7 +159,7 @@ impl Linear {
     /// matrices (no LoRA) of one format, the input is quantized once and the
     /// products run in one parallel region (q/k/v, gate/up).
     pub fn forward_shared(layers: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
-        let packed: Option<Vec<&PackedQ8>> = layers
+        let packed: Option<Vec<&PackedMatrix>> = layers
             .iter()
             .map(|l| match (&l.weight, &l.lora) {
                 (Weight::Packed(p), None) => Some(p.as_ref()),
@@ -320,12 +321,12 @@ impl Linear {
 }
 
 /// `x W_i^T` through the packed kernels, for `x` of shape `[.., in]` (f32).
-fn packed_products(mats: &[&PackedQ8], x: &Tensor) -> Result<Vec<Tensor>> {
+fn packed_products(mats: &[&PackedMatrix], x: &Tensor) -> Result<Vec<Tensor>> {
     let x = x.to_dtype(candle_core::DType::F32)?.contiguous()?;
     let dims = x.dims().to_vec();
     let k = *dims.last().unwrap_or(&0);
     let m = x.elem_count().checked_div(k).unwrap_or(0);
-    let outs = cpu_ops::f32_slice(&x, |data| PackedQ8::matmul_many(mats, data, m))
+    let outs = cpu_ops::f32_slice(&x, |data| PackedMatrix::matmul_many(mats, data, m))
         .ok_or_else(|| Error::Unsupported("packed Q8_0 weights run on the CPU only".into()))?;
     outs.into_iter()
         .zip(mats)
@@ -402,7 +403,7 @@ mod tests {
             assert_eq!(candle.pad, 160);
             let want = candle.forward(&x).expect("candle");
             assert_eq!(want.dims(), [2, 3, 40]);
-            if !q8::available() {
+            if !packed::available() {
                 eprintln!("packed half skipped: this CPU has no AVX512-VNNI");
                 continue;
             }

@@ -6,8 +6,9 @@ pub mod cpu_ops;
 pub mod decoder;
 mod legacy_quants;
 pub mod linear;
+mod low_bits;
+pub mod packed;
 pub mod params;
-pub mod q8;
 pub mod weights;
 
 use candle_core::{DType, Device};

@@ -1,4 +1,5 @@
-//! Q8_0 matrices packed for our own x86 kernels (AVX512-VNNI).
+//! Quantized matrices packed for our own x86 kernels (AVX512-VNNI): Q8_0
+//! here, the formats of 4 to 6 bits a value in [`super::low_bits`].
 //!
 //! candle's fastest x86 kernels quantize activations in 256-value blocks, so
 //! they need rows of a multiple of 256 values; Qwen2.5-0.5B's are 896 long
@@ -13,53 +14,61 @@
 //! and 16 f16 scales. A tile's blocks are contiguous, so a thread that owns a
 //! range of tiles streams its weights in order.
 //!
-//! The other 32-value formats are carried over exactly: Q4_0 and Q5_0 hold
-//! `d * (q - 8)` and `d * (q - 16)`, which are Q8_0 blocks with the same
-//! scale; Q4_1 and Q5_1 hold `d * q + m`, Q8_0 blocks plus a per-block
-//! minimum, whose product is `m` times the activation block's sum (llama.cpp's
-//! Q8_1 activations). So the products are the file's own arithmetic.
+//! The other formats real files use (Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K,
+//! Q6_K) keep their own bits in the same tiles ([`super::low_bits`]), so a
+//! product reads the file's bytes and computes the file's own arithmetic.
 //!
 //! One product: activations are quantized once per call (`amax / 127` per
-//! 32 values, the scale kept as f16 as llama.cpp keeps it), every thread takes a contiguous range of tiles, and each tile
-//! runs up to 8 activation rows at once so the weights are read once per 8
-//! rows (decode of a batch, prefill). Weight bytes per token equal the GGUF
-//! file's, which is what decode speed is bounded by.
+//! 32 values, the scale kept as f16 as llama.cpp keeps it), every thread
+//! takes a contiguous range of tiles, and each tile runs up to 8 activation
+//! rows at once so the weights are read once per 8 rows (decode of a batch,
+//! prefill).
 #![allow(unsafe_code)]
 
 use candle_core::quantized::{GgmlDType, QTensor};
 
-use super::legacy_quants::Legacy;
+use super::low_bits::{LowBitFormat, LowBits};
 use crate::error::{Error, Result};
 
 /// Rows per tile: one 512-bit register of i32 lanes.
-const TILE: usize = 16;
+pub(super) const TILE: usize = 16;
 /// Values per Q8_0 block.
-const BLOCK: usize = 32;
+pub(super) const BLOCK: usize = 32;
 /// Weight bytes per (tile, block).
 const TILE_BYTES: usize = TILE * BLOCK;
 /// Activation rows one kernel call handles (registers: 8 weights + 2 per row).
-const MAX_ROWS: usize = 8;
+pub(super) const MAX_ROWS: usize = 8;
 
 /// 64 bytes aligned to a cache line, so weight loads never split lines.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
-struct Line([u8; 64]);
+pub(super) struct Line(pub(super) [u8; 64]);
 
-/// A Q8_0 matrix of logical shape `(n, k)` in the tiled layout.
-pub struct PackedQ8 {
+/// A quantized matrix of logical shape `(n, k)` in the tiled layout.
+pub struct PackedMatrix {
     n: usize,
     k: usize,
-    /// `tiles * blocks * 8` lines.
-    qs: Vec<Line>,
-    /// f16 bits, `tiles * blocks * 16`.
-    d: Vec<u16>,
-    /// Per-block minimums (Q4_1, Q5_1), f16 bits laid out as `d`.
-    m: Option<Vec<u16>>,
+    blocks: Blocks,
 }
 
-impl std::fmt::Debug for PackedQ8 {
+enum Blocks {
+    Q8 {
+        /// `tiles * blocks * 8` lines.
+        qs: Vec<Line>,
+        /// f16 bits, `tiles * blocks * 16`.
+        d: Vec<u16>,
+    },
+    /// Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K in their own bits.
+    LowBits(LowBits),
+}
+
+impl std::fmt::Debug for PackedMatrix {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "PackedQ8({}x{})", self.n, self.k)
+        let format = match &self.blocks {
+            Blocks::Q8 { .. } => "Q8_0".to_string(),
+            Blocks::LowBits(lb) => format!("{:?}", lb.format),
+        };
+        write!(f, "PackedMatrix({}x{} {format})", self.n, self.k)
     }
 }
 
@@ -78,40 +87,25 @@ pub fn available() -> bool {
     }
 }
 
-impl PackedQ8 {
-    /// Packs a quantized `(n, k)` matrix: Q8_0 as it is, Q4_0, Q4_1, Q5_0
-    /// and Q5_1 (which GGUF writers use where K-quants do not fit, and whole
-    /// files use) carried over exactly. `None` for formats with 256-value
-    /// blocks, which candle's own kernels handle, and on CPUs without
-    /// AVX512-VNNI.
+impl PackedMatrix {
+    /// Packs a quantized `(n, k)` matrix: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
+    /// Q4_K, Q5_K and Q6_K, each in its own bits. `None` for other formats
+    /// (Q2_K, Q3_K, the IQ formats, floats), which candle's own kernels
+    /// handle, and on CPUs without AVX512-VNNI.
     pub fn from_qtensor(t: &QTensor) -> Result<Option<Self>> {
         let (n, k) = t.shape().dims2()?;
         if !available() || !k.is_multiple_of(BLOCK) {
             return Ok(None);
         }
         let data = t.data()?;
-        let blocks = n * (k / BLOCK);
-        let format = match t.dtype() {
-            GgmlDType::Q8_0 => return Ok(Some(Self::from_q8_0_blocks(n, k, &data)?)),
-            GgmlDType::Q4_0 => Legacy::Q4_0,
-            GgmlDType::Q4_1 => Legacy::Q4_1,
-            GgmlDType::Q5_0 => Legacy::Q5_0,
-            GgmlDType::Q5_1 => Legacy::Q5_1,
-            _ => return Ok(None),
-        };
-        let (q8, mins) = format.to_q8_0(&data, blocks)?;
-        let mut packed = Self::from_q8_0_blocks(n, k, &q8)?;
-        if let Some(mins) = mins {
-            let mut m = vec![0u16; packed.d.len()];
-            for row in 0..n {
-                for b in 0..k / BLOCK {
-                    m[((row / TILE) * (k / BLOCK) + b) * TILE + row % TILE] =
-                        mins[row * (k / BLOCK) + b];
-                }
-            }
-            packed.m = Some(m);
+        if t.dtype() == GgmlDType::Q8_0 {
+            return Ok(Some(Self::from_q8_0_blocks(n, k, &data)?));
         }
-        Ok(Some(packed))
+        let Some(format) = LowBitFormat::of(t.dtype()) else {
+            return Ok(None);
+        };
+        let blocks = Blocks::LowBits(LowBits::pack(format, n, k, &data)?);
+        Ok(Some(Self { n, k, blocks }))
     }
 
     /// Packs raw GGML Q8_0 blocks (`f16 scale, 32 x i8`, row after row).
@@ -153,9 +147,7 @@ impl PackedQ8 {
         Ok(Self {
             n,
             k,
-            qs,
-            d,
-            m: None,
+            blocks: Blocks::Q8 { qs, d },
         })
     }
 
@@ -178,7 +170,7 @@ impl PackedQ8 {
         out
     }
 
-    /// [`PackedQ8::matmul`] into a buffer the caller keeps between calls
+    /// [`PackedMatrix::matmul`] into a buffer the caller keeps between calls
     /// (decode writes 152k logits per row per step: a fresh buffer would be
     /// fresh pages, faulted in and zeroed every step).
     pub fn matmul_into(&self, x: &[f32], m: usize, out: &mut Vec<f32>) {
@@ -188,7 +180,7 @@ impl PackedQ8 {
 
     /// `x W_i^T` for several matrices with the same `k`: the activations are
     /// quantized once and all products share one parallel region.
-    pub fn matmul_many(mats: &[&PackedQ8], x: &[f32], m: usize) -> Vec<Vec<f32>> {
+    pub fn matmul_many(mats: &[&PackedMatrix], x: &[f32], m: usize) -> Vec<Vec<f32>> {
         let mut outs: Vec<Vec<f32>> = mats.iter().map(|w| vec![0f32; m * w.n]).collect();
         let mut slices: Vec<&mut [f32]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
         Self::products(mats, x, m, &mut slices);
@@ -196,7 +188,7 @@ impl PackedQ8 {
     }
 
     /// Writes `x W_i^T` into `outs[i]` (`m * n_i` values each).
-    fn products(mats: &[&PackedQ8], x: &[f32], m: usize, outs: &mut [&mut [f32]]) {
+    fn products(mats: &[&PackedMatrix], x: &[f32], m: usize, outs: &mut [&mut [f32]]) {
         let Some(first) = mats.first() else {
             return;
         };
@@ -250,20 +242,21 @@ impl PackedQ8 {
     /// `dst` points to `act.m * self.n` writable values, and nothing else
     /// writes columns `tile * 16 .. tile * 16 + 16` meanwhile.
     unsafe fn tile_product(&self, tile: usize, act: &Activations, dst: *mut f32) {
-        let blocks = self.k / BLOCK;
-        let qs = self.qs.as_ptr().add(tile * blocks * 8) as *const u8;
-        let d = self.d.as_ptr().add(tile * blocks * TILE);
-        let m = self
-            .m
-            .as_ref()
-            .map_or(std::ptr::null(), |m| m.as_ptr().add(tile * blocks * TILE));
         let col = tile * TILE;
         let width = TILE.min(self.n - col);
         let mut row = 0;
         while row < act.m {
             let rows = MAX_ROWS.min(act.m - row);
             let mut out = [0f32; TILE * MAX_ROWS];
-            kernel(qs, d, m, blocks, act, row, rows, &mut out);
+            match &self.blocks {
+                Blocks::Q8 { qs, d } => {
+                    let blocks = self.k / BLOCK;
+                    let qs = qs.as_ptr().add(tile * blocks * 8) as *const u8;
+                    let d = d.as_ptr().add(tile * blocks * TILE);
+                    kernel(qs, d, blocks, act, row, rows, &mut out)
+                }
+                Blocks::LowBits(lb) => low_bits_kernel(lb, tile, act, row, rows, &mut out),
+            }
             for r in 0..rows {
                 let to = dst.add((row + r) * self.n + col);
                 std::ptr::copy_nonoverlapping(out.as_ptr().add(r * TILE), to, width);
@@ -274,16 +267,23 @@ impl PackedQ8 {
 }
 
 /// Activation rows quantized to Q8_0: per 32 values a scale, the sum of
-/// the quantized values times 128 (which undoes the weights' offset), and
-/// the block's value sum `d * sum` (what a minimum multiplies; Q8_1's `s`).
-/// Scales and sums are rounded to f16, as llama.cpp stores them.
-struct Activations {
-    m: usize,
-    k: usize,
-    qs: Vec<i8>,
-    d: Vec<f32>,
+/// the quantized values times 128 (which undoes the weights' offset), the
+/// sums of each 16-value half (which undo Q6_K's offset), and the block's
+/// value sum `d * sum` (what a minimum multiplies; Q8_1's `s`). Scales and
+/// Q8_1's sums are rounded to f16, as llama.cpp stores them; K-quant
+/// minimums multiply the exact sum of the quantized values, as llama.cpp's
+/// Q8_K sums are exact.
+pub(super) struct Activations {
+    pub(super) m: usize,
+    pub(super) k: usize,
+    pub(super) qs: Vec<i8>,
+    pub(super) d: Vec<f32>,
     sum128: Vec<i32>,
-    s: Vec<f32>,
+    /// Two per block.
+    pub(super) sum16: Vec<i32>,
+    pub(super) s: Vec<f32>,
+    /// `d * sum` with `d` already rounded, unrounded itself.
+    pub(super) exact_sum: Vec<f32>,
 }
 
 /// `x` rounded to the nearest f16.
@@ -300,19 +300,21 @@ impl Activations {
             qs: vec![0i8; m * k],
             d: vec![0f32; blocks],
             sum128: vec![0i32; blocks],
+            sum16: vec![0i32; 2 * blocks],
             s: vec![0f32; blocks],
+            exact_sum: vec![0f32; blocks],
         }
     }
 
     fn quantize(x: &[f32], m: usize, k: usize) -> Self {
         let mut act = Self::zeroed(m, k);
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: activations are quantized only for a `PackedQ8`, which
+        // SAFETY: activations are quantized only for a `PackedMatrix`, which
         // exists only where `available()` holds, so the CPU has the
         // features `quantize_blocks` enables; the slices
         // have `blocks` blocks each.
         unsafe {
-            avx512::quantize_blocks(x, &mut act.qs, &mut act.d, &mut act.sum128)
+            avx512::quantize_blocks(x, &mut act.qs, &mut act.d, &mut act.sum16)
         };
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("packed Q8_0 kernels exist on x86_64 only; see `available`");
@@ -321,11 +323,15 @@ impl Activations {
         act
     }
 
-    /// The block sums from the exact scales, then both rounded to f16.
+    /// The block sums from the halves' sums and the exact scales, then both
+    /// rounded to f16.
     fn round_scales(&mut self) {
-        for ((d, s), &sum128) in self.d.iter_mut().zip(&mut self.s).zip(&self.sum128) {
-            *s = f16_round(*d * (sum128 / 128) as f32);
+        for (b, (d, s)) in self.d.iter_mut().zip(&mut self.s).enumerate() {
+            let sum = self.sum16[2 * b] + self.sum16[2 * b + 1];
+            self.sum128[b] = 128 * sum;
+            *s = f16_round(*d * sum as f32);
             *d = f16_round(*d);
+            self.exact_sum[b] = *d * sum as f32;
         }
     }
 
@@ -334,35 +340,31 @@ impl Activations {
     #[cfg(test)]
     fn quantize_scalar(x: &[f32], m: usize, k: usize) -> Self {
         let mut act = Self::zeroed(m, k);
-        for (((src, q), d), s) in x
+        for (((src, q), d), halves) in x
             .chunks_exact(BLOCK)
             .zip(act.qs.chunks_exact_mut(BLOCK))
             .zip(&mut act.d)
-            .zip(&mut act.sum128)
+            .zip(act.sum16.chunks_exact_mut(2))
         {
             let amax = src.iter().fold(0f32, |a, &v| a.max(v.abs()));
             let scale = amax / 127.0;
             let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
-            let mut sum = 0i32;
-            for (q, &v) in q.iter_mut().zip(src) {
+            for (i, (q, &v)) in q.iter_mut().zip(src).enumerate() {
                 *q = (v * inv).round_ties_even() as i8;
-                sum += *q as i32;
+                halves[i / 16] += *q as i32;
             }
             *d = scale;
-            *s = 128 * sum;
         }
         act.round_scales();
         act
     }
 }
 
-/// `rows` activation rows from `row` against one tile; 16 values per row
-/// into `out`.
-#[allow(clippy::too_many_arguments)]
+/// `rows` activation rows from `row` against one Q8_0 tile; 16 values per
+/// row into `out`.
 fn kernel(
     qs: *const u8,
     d: *const u16,
-    m: *const u16,
     blocks: usize,
     act: &Activations,
     row: usize,
@@ -371,28 +373,63 @@ fn kernel(
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: a `PackedQ8` is only built where `available()` holds, so
+        // SAFETY: a `PackedMatrix` is only built where `available()` holds, so
         // the CPU has the features these functions enable; the
         // pointers cover `blocks` blocks of one tile, and the activations
         // cover rows `row .. row + rows`.
         unsafe {
             use avx512::rows as r;
             match rows {
-                8 => r::<8>(qs, d, m, blocks, act, row, out),
-                7 => r::<7>(qs, d, m, blocks, act, row, out),
-                6 => r::<6>(qs, d, m, blocks, act, row, out),
-                5 => r::<5>(qs, d, m, blocks, act, row, out),
-                4 => r::<4>(qs, d, m, blocks, act, row, out),
-                3 => r::<3>(qs, d, m, blocks, act, row, out),
-                2 => r::<2>(qs, d, m, blocks, act, row, out),
-                _ => r::<1>(qs, d, m, blocks, act, row, out),
+                8 => r::<8>(qs, d, blocks, act, row, out),
+                7 => r::<7>(qs, d, blocks, act, row, out),
+                6 => r::<6>(qs, d, blocks, act, row, out),
+                5 => r::<5>(qs, d, blocks, act, row, out),
+                4 => r::<4>(qs, d, blocks, act, row, out),
+                3 => r::<3>(qs, d, blocks, act, row, out),
+                2 => r::<2>(qs, d, blocks, act, row, out),
+                _ => r::<1>(qs, d, blocks, act, row, out),
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (qs, d, m, blocks, act, row, rows, out);
+        let _ = (qs, d, blocks, act, row, rows, out);
         unreachable!("packed Q8_0 kernels exist on x86_64 only; see `available`");
+    }
+}
+
+/// As [`kernel`], for a tile of 4 to 6 bits a value.
+fn low_bits_kernel(
+    lb: &LowBits,
+    tile: usize,
+    act: &Activations,
+    row: usize,
+    rows: usize,
+    out: &mut [f32; TILE * MAX_ROWS],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: as in `kernel`: a `PackedMatrix` exists only where
+        // `available()` holds, `tile` is one of its tiles and the
+        // activations hold rows `row .. row + rows` of its row length.
+        unsafe {
+            use super::low_bits::avx512::rows as r;
+            match rows {
+                8 => r::<8>(lb, tile, act, row, out),
+                7 => r::<7>(lb, tile, act, row, out),
+                6 => r::<6>(lb, tile, act, row, out),
+                5 => r::<5>(lb, tile, act, row, out),
+                4 => r::<4>(lb, tile, act, row, out),
+                3 => r::<3>(lb, tile, act, row, out),
+                2 => r::<2>(lb, tile, act, row, out),
+                _ => r::<1>(lb, tile, act, row, out),
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (lb, tile, act, row, rows, out);
+        unreachable!("packed kernels exist on x86_64 only; see `available`");
     }
 }
 
@@ -403,13 +440,12 @@ mod avx512 {
     use super::{Activations, BLOCK, MAX_ROWS, TILE, TILE_BYTES};
 
     /// # Safety
-    /// The CPU has AVX512F/BW/VNNI; `qs`, `d` and `m` (unless null) cover
-    /// `blocks` blocks of one tile; `act` has rows `row .. row + R`.
+    /// The CPU has AVX512F/BW/VNNI; `qs` and `d` cover `blocks` blocks of
+    /// one tile; `act` has rows `row .. row + R`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn rows<const R: usize>(
         qs: *const u8,
         d: *const u16,
-        m: *const u16,
         blocks: usize,
         act: &Activations,
         row: usize,
@@ -419,7 +455,6 @@ mod avx512 {
         let aq = act.qs.as_ptr().add(row * k);
         let ad = act.d.as_ptr().add(row * (k / BLOCK));
         let asum = act.sum128.as_ptr().add(row * (k / BLOCK));
-        let avals = act.s.as_ptr().add(row * (k / BLOCK));
         let mut acc = [_mm512_setzero_ps(); R];
         for b in 0..blocks {
             let wp = qs.add(b * TILE_BYTES);
@@ -428,8 +463,6 @@ mod avx512 {
                 *w = _mm512_load_si512(wp.add(g * 64) as *const __m512i);
             }
             let dw = _mm512_cvtph_ps(_mm256_loadu_si256(d.add(b * TILE) as *const __m256i));
-            let mw = (!m.is_null())
-                .then(|| _mm512_cvtph_ps(_mm256_loadu_si256(m.add(b * TILE) as *const __m256i)));
             for (r, acc) in acc.iter_mut().enumerate() {
                 let ap = aq.add(r * k + b * BLOCK) as *const i32;
                 // Two chains, so one row's eight products are not one
@@ -453,9 +486,6 @@ mod avx512 {
                     _mm512_sub_epi32(_mm512_add_epi32(s0, s1), _mm512_set1_epi32(*asum.add(at)));
                 let scale = _mm512_mul_ps(dw, _mm512_set1_ps(*ad.add(at)));
                 *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, *acc);
-                if let Some(mw) = mw {
-                    *acc = _mm512_fmadd_ps(mw, _mm512_set1_ps(*avals.add(at)), *acc);
-                }
             }
         }
         for (r, acc) in acc.iter().enumerate() {
@@ -464,17 +494,17 @@ mod avx512 {
     }
 
     /// Q8_0 quantization of whole blocks: scale `amax / 127`, values
-    /// rounded to nearest (ties to even), and `128 *` their sum.
+    /// rounded to nearest (ties to even), and the sums of each 16-value half.
     ///
     /// # Safety
-    /// The CPU has AVX512F/BW; `qs` has `x.len()` values and `d`, `sum128`
-    /// one per 32.
+    /// The CPU has AVX512F/BW; `qs` has `x.len()` values, `d` one per 32
+    /// and `sum16` two.
     #[target_feature(enable = "avx512f,avx512bw")]
     pub(super) unsafe fn quantize_blocks(
         x: &[f32],
         qs: &mut [i8],
         d: &mut [f32],
-        sum128: &mut [i32],
+        sum16: &mut [i32],
     ) {
         for (b, src) in x.chunks_exact(BLOCK).enumerate() {
             let lo = _mm512_loadu_ps(src.as_ptr());
@@ -490,7 +520,8 @@ mod avx512 {
             _mm_storeu_si128(to as *mut __m128i, _mm512_cvtsepi32_epi8(qlo));
             _mm_storeu_si128(to.add(16) as *mut __m128i, _mm512_cvtsepi32_epi8(qhi));
             d[b] = scale;
-            sum128[b] = 128 * _mm512_reduce_add_epi32(_mm512_add_epi32(qlo, qhi));
+            sum16[2 * b] = _mm512_reduce_add_epi32(qlo);
+            sum16[2 * b + 1] = _mm512_reduce_add_epi32(qhi);
         }
     }
 }
@@ -499,6 +530,7 @@ mod avx512 {
 mod tests {
     use candle_core::{Device, Module, Tensor};
 
+    use super::super::legacy_quants::Legacy;
     use super::*;
 
     fn random(len: usize, seed: u64) -> Vec<f32> {
@@ -543,7 +575,7 @@ mod tests {
         }
         // 37 rows: two full tiles and a ragged one; k = 96: three blocks.
         let w = quantized(37, 96, 1);
-        let packed = PackedQ8::from_qtensor(&w).expect("pack").expect("q8_0");
+        let packed = PackedMatrix::from_qtensor(&w).expect("pack").expect("q8_0");
         for m in [1, 2, 7, 8, 9, 17] {
             let x = random(m * 96, 10 + m as u64);
             let got = packed.matmul(&x, m);
@@ -573,6 +605,7 @@ mod tests {
         assert_eq!(v.qs, s.qs);
         assert_eq!(v.d, s.d);
         assert_eq!(v.sum128, s.sum128);
+        assert_eq!(v.sum16, s.sum16);
         assert_eq!(v.d[1], 0.0);
     }
 
@@ -585,7 +618,7 @@ mod tests {
         let (n, k, m) = (128, 896, 3);
         let w = quantized(n, k, 2);
         let x = random(m * k, 3);
-        let packed = PackedQ8::from_qtensor(&w).expect("pack").expect("q8_0");
+        let packed = PackedMatrix::from_qtensor(&w).expect("pack").expect("q8_0");
         let ours = packed.matmul(&x, m);
         let dense = w.dequantize(&Device::Cpu).expect("dequantize");
         let xt = Tensor::from_vec(x, (m, k), &Device::Cpu).expect("x");
@@ -655,7 +688,9 @@ mod tests {
                 }
             }
             // Products are the dense product up to activation rounding.
-            let packed = PackedQ8::from_qtensor(&q).expect("pack").expect("packed");
+            let packed = PackedMatrix::from_qtensor(&q)
+                .expect("pack")
+                .expect("packed");
             assert_eq!((packed.rows(), packed.cols()), (n, k));
             for m in [1, 3, 9] {
                 let x = random(m * k, 20 + m as u64);
@@ -669,11 +704,83 @@ mod tests {
                 }
             }
         }
-        let q4k = QTensor::quantize(
+        let q3k = QTensor::quantize(
             &Tensor::from_vec(random(16 * 256, 5), (16, 256), &Device::Cpu).expect("w"),
-            GgmlDType::Q4K,
+            GgmlDType::Q3K,
         )
-        .expect("q4k");
-        assert!(PackedQ8::from_qtensor(&q4k).expect("checked").is_none());
+        .expect("q3k");
+        assert!(PackedMatrix::from_qtensor(&q3k).expect("checked").is_none());
+    }
+
+    #[test]
+    fn low_bit_products_are_the_file_values_times_the_quantized_activations() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX512-VNNI");
+            return;
+        }
+        // 37 rows: two full tiles and a ragged one; two super-blocks a row.
+        let (n, k) = (37, 512);
+        let mut w = random(n * k, 7);
+        for (i, v) in w.iter_mut().enumerate() {
+            *v += ((i / k) % 5) as f32 * 0.2; // minimums of either sign
+        }
+        let w = Tensor::from_vec(w, (n, k), &Device::Cpu).expect("w");
+        for dtype in [
+            GgmlDType::Q4_0,
+            GgmlDType::Q4_1,
+            GgmlDType::Q5_0,
+            GgmlDType::Q5_1,
+            GgmlDType::Q4K,
+            GgmlDType::Q5K,
+            GgmlDType::Q6K,
+        ] {
+            let q = QTensor::quantize(&w, dtype).expect("quantize");
+            let dense: Vec<f32> = q
+                .dequantize(&Device::Cpu)
+                .and_then(|t| t.flatten_all()?.to_vec1())
+                .expect("dequantize");
+            // Q4_1 and Q5_1 minimums multiply the f16 block sum, as
+            // llama.cpp's Q8_1 activations hold it.
+            let mins = match dtype {
+                GgmlDType::Q4_1 => Legacy::Q4_1.to_q8_0(&q.data().expect("data"), n * k / BLOCK),
+                GgmlDType::Q5_1 => Legacy::Q5_1.to_q8_0(&q.data().expect("data"), n * k / BLOCK),
+                _ => Ok((Vec::new(), None)),
+            }
+            .expect("decoded")
+            .1;
+            let packed = PackedMatrix::from_qtensor(&q)
+                .expect("pack")
+                .expect("packed");
+            assert!(format!("{packed:?}")
+                .contains(&format!("{:?}", LowBitFormat::of(dtype).expect("low bits"))));
+            for m in [1, 3, 8, 9] {
+                let x = random(m * k, 30 + m as u64);
+                let act = Activations::quantize_scalar(&x, m, k);
+                let got = packed.matmul(&x, m);
+                for row in 0..m {
+                    for col in 0..n {
+                        // The file's values times the activations as quantized.
+                        let mut want: f64 = (0..k)
+                            .map(|j| {
+                                let a = act.d[(row * k + j) / BLOCK] * act.qs[row * k + j] as f32;
+                                dense[col * k + j] as f64 * a as f64
+                            })
+                            .sum();
+                        if let Some(mins) = &mins {
+                            for b in 0..k / BLOCK {
+                                let m = half::f16::from_bits(mins[col * k / BLOCK + b]).to_f32();
+                                let at = row * k / BLOCK + b;
+                                want += m as f64 * (act.s[at] - act.exact_sum[at]) as f64;
+                            }
+                        }
+                        let g = got[row * n + col] as f64;
+                        assert!(
+                            (g - want).abs() < 1e-4 * want.abs().max(1.0),
+                            "{dtype:?} m={m} ({row}, {col}): {g} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
