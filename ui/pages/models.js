@@ -1,5 +1,6 @@
-// Models: the curated catalog (download with progress, cancel, resume),
-// the models already on this machine, and which one answers.
+// Models: the starter model in one click, the curated catalog (download
+// with progress, cancel, resume), the models already on this machine, and
+// which one answers.
 import { invoke, channel, newJobId, cancelJob, errorMessage } from "../ipc.js";
 import { h, clear, fmtBytes, fmtDuration, toast } from "../util.js";
 
@@ -25,6 +26,7 @@ async function useModel(spec, refreshInfo) {
 
 export async function render(root, { info, refreshInfo }) {
   const active = h("p", { class: "summary", "data-testid": "active-model" });
+  const starter = h("section", { "data-testid": "starter" });
   const local = h("tbody", {});
   const catalog = h("tbody", {});
   const progress = h("div", { class: "progress-box", hidden: true, "data-testid": "download" });
@@ -35,7 +37,7 @@ export async function render(root, { info, refreshInfo }) {
 
   root.append(
     h("header", { class: "page-head" }, h("h1", {}, "Models")),
-    active, progress,
+    active, progress, starter,
     h("section", {}, h("h2", {}, "On this machine"),
       h("table", { class: "models" },
         h("thead", {}, h("tr", {}, h("th", {}, "Model"), h("th", {}, "Files"), h("th", {}, "Size"), h("th", {}))),
@@ -103,11 +105,49 @@ export async function render(root, { info, refreshInfo }) {
     }
   }
 
+  // The starter model: fetched (hub, else its PyPI wheel) and made the
+  // answering model in one click.
+  async function getStarter(name) {
+    if (download.job) { toast("A download is already running"); return; }
+    download.job = newJobId("starter");
+    download.repo = name;
+    download.event = null;
+    notify();
+    try {
+      const report = await invoke("model_starter", {
+        job: download.job,
+        onEvent: channel((e) => { download.event = e; notify(); }),
+      });
+      if (report.hub_error) toast(`The hub did not answer; ${name} came from the package index`);
+      await useModel(report.path, refreshInfo);
+    } catch (e) {
+      toast(`${name}: ${errorMessage(e)} (trying again resumes)`, "error");
+    } finally {
+      download.job = null;
+      notify();
+      draw();
+    }
+  }
+
+  function drawStarter(s, current) {
+    clear(starter);
+    const inUse = s.path && current === s.path;
+    starter.append(h("h2", {}, "Starter model"),
+      h("p", {}, `${s.name}, ${fmtBytes(s.bytes)}: a small real model that answers in seconds on any CPU, `
+        + "often wrongly; the catalog below has better ones. "
+        + (s.path ? "It is on this machine." : "It downloads from the Hugging Face hub, or from the package index where the hub is out of reach, checked by its sha256.")),
+      inUse ? h("p", { class: "summary" }, "It answers your questions now.")
+        : h("button", { "data-testid": "get-starter", onclick: () => getStarter(s.name) },
+          s.path ? `Use ${s.name}` : `Get ${s.name} (${fmtBytes(s.bytes)})`));
+  }
+
   async function draw() {
     const current = (await refreshInfo())?.settings.model;
-    active.textContent = current ? `Answering with ${current}` : "No model chosen: pick one below. Search works without one.";
+    active.textContent = current ? `Answering with ${current}`
+      : "No model chosen: get the starter model in one click, or pick one below. Search works without one.";
     let models;
     try { models = await invoke("models_list"); } catch (e) { toast(errorMessage(e), "error"); return; }
+    drawStarter(models.starter, current);
     clear(local);
     if (!models.local.length) local.append(h("tr", {}, h("td", { colspan: 4, class: "empty" }, `No models in ${models.cache} yet.`)));
     for (const m of models.local) {

