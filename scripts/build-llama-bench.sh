@@ -3,6 +3,9 @@
 # --bench speed`) and its shared libraries (used by scripts/parity/run.py
 # --llama-cpp) from the source that the llama-cpp-python sdist on PyPI
 # vendors, with native SIMD kernels, into target/llama.cpp/build/bin.
+#
+#   bash scripts/build-llama-bench.sh [TARGET...]   (default llama-bench;
+#   llama-server for scripts/bench-llama-server.sh)
 # Needs curl, Python 3 with pip (for cmake and ninja) and a C++ compiler.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +31,7 @@ target/llama.cpp-venv/bin/pip install -q cmake ninja
 export PATH="$PWD/target/llama.cpp-venv/bin:$PATH"
 cmake -S "$SRC" -B "$SRC/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-    -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_TOOLS=ON
-ninja -C "$SRC/build" llama-bench
-echo "built $SRC/build/bin/llama-bench"
+    -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON
+targets=("${@:-llama-bench}")
+ninja -C "$SRC/build" "${targets[@]}"
+echo "built ${targets[*]} in $SRC/build/bin"

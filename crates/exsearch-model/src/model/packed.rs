@@ -360,6 +360,23 @@ impl Activations {
     }
 }
 
+/// Calls `$kernel::<R>(args)` with `R = $rows` clamped to 1..=8, so each
+/// row count runs its own unrolled kernel.
+macro_rules! for_rows {
+    ($rows:expr, $kernel:ident($($arg:expr),*)) => {
+        match $rows {
+            8 => $kernel::<8>($($arg),*),
+            7 => $kernel::<7>($($arg),*),
+            6 => $kernel::<6>($($arg),*),
+            5 => $kernel::<5>($($arg),*),
+            4 => $kernel::<4>($($arg),*),
+            3 => $kernel::<3>($($arg),*),
+            2 => $kernel::<2>($($arg),*),
+            _ => $kernel::<1>($($arg),*),
+        }
+    };
+}
+
 /// `rows` activation rows from `row` against one Q8_0 tile; 16 values per
 /// row into `out`.
 fn kernel(
@@ -379,16 +396,7 @@ fn kernel(
         // cover rows `row .. row + rows`.
         unsafe {
             use avx512::rows as r;
-            match rows {
-                8 => r::<8>(qs, d, blocks, act, row, out),
-                7 => r::<7>(qs, d, blocks, act, row, out),
-                6 => r::<6>(qs, d, blocks, act, row, out),
-                5 => r::<5>(qs, d, blocks, act, row, out),
-                4 => r::<4>(qs, d, blocks, act, row, out),
-                3 => r::<3>(qs, d, blocks, act, row, out),
-                2 => r::<2>(qs, d, blocks, act, row, out),
-                _ => r::<1>(qs, d, blocks, act, row, out),
-            }
+            for_rows!(rows, r(qs, d, blocks, act, row, out))
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -412,19 +420,7 @@ fn low_bits_kernel(
         // SAFETY: as in `kernel`: a `PackedMatrix` exists only where
         // `available()` holds, `tile` is one of its tiles and the
         // activations hold rows `row .. row + rows` of its row length.
-        unsafe {
-            use super::low_bits::avx512::rows as r;
-            match rows {
-                8 => r::<8>(lb, tile, act, row, out),
-                7 => r::<7>(lb, tile, act, row, out),
-                6 => r::<6>(lb, tile, act, row, out),
-                5 => r::<5>(lb, tile, act, row, out),
-                4 => r::<4>(lb, tile, act, row, out),
-                3 => r::<3>(lb, tile, act, row, out),
-                2 => r::<2>(lb, tile, act, row, out),
-                _ => r::<1>(lb, tile, act, row, out),
-            }
-        }
+        unsafe { super::low_bits::avx512::product(lb, tile, act, row, rows, out) }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
