@@ -7,9 +7,12 @@
 #
 # nvcc comes from Debian's `nvidia-cuda-toolkit`, in the non-free component,
 # which is added to apt's sources when it is missing. A build machine needs
-# no GPU: the kernels are compiled for CUDA_COMPUTE_CAP (default 90, H100 and
-# H200; 80 for A100, 86/89 for RTX 30/40). The binary needs the NVIDIA driver
-# and CUDA runtime libraries where it runs; `--device cuda` selects the GPU.
+# no GPU: the kernels are compiled to PTX for CUDA_COMPUTE_CAP (default 80),
+# which the driver compiles on first use for its GPU (A100 and every later
+# one: RTX 30/40, H100, H200). Debian 12's CUDA 11.8 cannot target 90
+# (candle asks for Hopper's `compute_90a`, which needs CUDA 12). The binary
+# needs the NVIDIA driver and CUDA libraries where it runs; `--device cuda`
+# selects the GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -30,6 +33,6 @@ fi
 nvcc --version | tail -2
 [ "${1:-}" = "--deps" ] && exit 0
 
-export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
+export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-80}"
 cargo build --release --locked -p exsearch-cli --features cuda --target-dir target/cuda
 echo "built target/cuda/release/exsearch (CUDA, compute capability $CUDA_COMPUTE_CAP)"
