@@ -465,7 +465,20 @@ impl Decoder {
         // Grouped-query attention without copying K/V: the query heads that
         // share a K/V head are adjacent, so they fold into the row dimension.
         let q = q.reshape((b, hkv, groups * t, d))?;
-        let mut scores = (q.matmul(&k.t()?)? * scale)?;
+        let raw = q.matmul(&k.t()?)?;
+        let fused = match self.kernels {
+            Kernels::Fused => cpu_ops::scaled_masked_softmax(&raw, scale as f32, mask, t)?,
+            Kernels::Differentiable => None,
+        };
+        if let Some(probs) = fused {
+            let out = probs
+                .matmul(&v)?
+                .reshape((b, hq, t, d))?
+                .transpose(1, 2)?
+                .reshape((b, t, hq * d))?;
+            return attn.o.forward(&out);
+        }
+        let mut scores = (raw * scale)?;
         if let Some(mask) = mask {
             scores = scores
                 .reshape((b, hkv, groups, t, tk))?
