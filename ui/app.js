@@ -1,6 +1,7 @@
-// The app: a hash router over four pages, the theme, and the status line.
+// The app: a hash router over five pages, the theme, and the status line.
 import { invoke, errorMessage } from "./ipc.js";
 import { clear, toast } from "./util.js";
+import { leavePage } from "./jobs.js";
 import { runSync } from "./pages/library.js";
 import * as chat from "./pages/chat.js";
 import * as library from "./pages/library.js";
@@ -41,6 +42,7 @@ async function show() {
     if (a.dataset.page === page) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
+  leavePage();
   if (state.current && state.current.leave) state.current.leave();
   const root = clear(document.getElementById("page"));
   root.dataset.page = page;

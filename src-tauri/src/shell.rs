@@ -80,7 +80,11 @@ struct Answerer {
 pub struct Shell {
     home: Home,
     jobs: Arc<Mutex<HashMap<String, CancelToken>>>,
+    /// The loaded model; locked only to read or swap it, never while a
+    /// model loads, so status calls answer during a load.
     answerer: Mutex<Option<Answerer>>,
+    /// Held while a model loads: one load at a time.
+    loading: Mutex<()>,
 }
 
 /// A running job's cancel token, registered under the id the frontend
@@ -113,6 +117,7 @@ impl Shell {
             home,
             jobs: Arc::default(),
             answerer: Mutex::new(None),
+            loading: Mutex::new(()),
         }
     }
 
@@ -196,11 +201,21 @@ impl Shell {
             settings.device,
             adapter.as_ref().map(|a| &a.path)
         );
-        let mut slot = lock(&self.answerer);
-        if let Some(a) = slot.as_ref().filter(|a| a.key == key) {
-            return Ok(Arc::clone(&a.handle));
+        let cached = |slot: &Option<Answerer>| {
+            slot.as_ref()
+                .filter(|a| a.key == key)
+                .map(|a| Arc::clone(&a.handle))
+        };
+        if let Some(handle) = cached(&lock(&self.answerer)) {
+            return Ok(handle);
         }
-        *slot = None; // the old model's memory goes before the new one loads
+        let _loading = lock(&self.loading);
+        // Another call may have loaded this model while we waited.
+        if let Some(handle) = cached(&lock(&self.answerer)) {
+            return Ok(handle);
+        }
+        // The old model's memory goes before the new one loads.
+        drop(lock(&self.answerer).take());
         let source: ModelSource = spec.parse()?;
         let files = source.resolve(&HubCache::from_env())?;
         let device = parse_device(&settings.device)?;
@@ -211,7 +226,7 @@ impl Shell {
             dtype,
             adapter.map(|a| a.path),
         )?);
-        *slot = Some(Answerer {
+        *lock(&self.answerer) = Some(Answerer {
             key,
             handle: Arc::clone(&handle),
         });

@@ -167,7 +167,7 @@ fn train_sink(channel: Channel<TrainEvent>) -> impl Fn(TrainEvent) + Send + Sync
 }
 
 /// The demonstration on a synthetic world generated from `seed`: `quick`
-/// takes a minute or two, the full one about twenty; `config` (any part of
+/// takes a minute or two, the full one 8 to 11 minutes on two cores; `config` (any part of
 /// the settings, as `exsearch demo em --config` reads them) replaces both.
 #[tauri::command]
 pub async fn train_demo(

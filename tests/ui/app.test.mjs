@@ -265,3 +265,24 @@ test("indexing cut off by closing the app resumes at the next start; unfinished 
   await page.getByText(/Indexing finished/).waitFor();
   assert.equal((await calls()).filter((c) => c.cmd === "library_sync").length, 1);
 });
+
+test("a training run outlives its page and Stop stops it; a run that cannot be read says why", async () => {
+  const { page, calls, errors } = await open({ hash: "#training", state: { brokenRun: true } });
+  await page.getByText("broken").first().waitFor();
+  await page.getByTestId("training-detail-error").getByText(/Could not read this run: .*file is not a database/).waitFor();
+  await page.getByTestId("demo-size").selectOption("full");
+  await page.getByTestId("start-demo").click();
+  const live = page.getByTestId("training-progress");
+  await live.getByText(/warm-up · step \d+ of 500/).waitFor();
+  // Away and back: the running job is still shown, still moving.
+  await page.click("a[data-page=library]");
+  await page.getByTestId("folders").waitFor();
+  await page.click("a[data-page=training]");
+  await page.getByTestId("training-progress").getByText(/step \d+ of 500/).waitFor();
+  await page.getByTestId("stop-training").click();
+  await page.getByText("demo-seed1-full stopped; Resume continues it").waitFor();
+  assert.ok(await page.getByTestId("training-progress").isHidden());
+  const cancel = (await calls()).find((c) => c.cmd === "job_cancel").args.job;
+  assert.equal(cancel, (await calls()).find((c) => c.cmd === "train_demo").args.job);
+  assert.deepEqual(errors, []);
+});

@@ -171,8 +171,12 @@ export function backend(cmd, args, ctx) {
       return { repo: args.repo, commit: "b".repeat(40), snapshot: "/x", files: [], downloaded_bytes: got };
     })();
     case "training_list":
-      return s.demoDone ? [{ kind: "demo", name: "demo-seed1-quick", dir: "/x", finished: true, model: null }] : [];
+      return [
+        ...(s.demoDone ? [{ kind: "demo", name: "demo-seed1-quick", dir: "/x", finished: true, model: null }] : []),
+        ...(s.brokenRun ? [{ kind: "run", name: "broken", dir: "/y", finished: false, model: null }] : []),
+      ];
     case "training_detail":
+      if (args.name === "broken") ctx.fail("bad_file", "/y/run.sqlite: file is not a database");
       return s.demoDone ? {
         evals: [{ phase: "warm-up", split: "test", em: 34, f1: 40.2, acc: 35, recall: 70, questions: 20 },
           { phase: "round 1", split: "test", em: 62, f1: 66.1, acc: 63, recall: 69.5, questions: 20 }],
@@ -187,8 +191,9 @@ export function backend(cmd, args, ctx) {
         ctx.send(ch, { event: "phase", name: phase });
         await ctx.sleep(40);
       }
-      for (let i = 1; i <= 5 && !s.cancelled; i += 1) {
-        ctx.send(ch, { event: "step", phase: "warm-up", record: { step: i, total_steps: 5, epoch: 1, loss: 3 / i, lr: 0.003, grad_norm: 1, tokens: 2048 } });
+      const steps = args.quick ? 5 : 500;
+      for (let i = 1; i <= steps && !s.cancelled; i += 1) {
+        ctx.send(ch, { event: "step", phase: "warm-up", record: { step: i, total_steps: steps, epoch: 1, loss: 3 / i, lr: 0.003, grad_norm: 1, tokens: 2048 } });
         await ctx.sleep(40);
       }
       if (s.cancelled) ctx.fail("cancelled", "cancelled");

@@ -1,34 +1,27 @@
 // Library: folders, indexing with progress, the documents and the files
 // skipped with their reasons, and plain passage search.
-import { invoke, channel, newJobId, cancelJob, errorMessage } from "../ipc.js";
+import { invoke, errorMessage } from "../ipc.js";
+import { jobs } from "../jobs.js";
 import { h, clear, fmtBytes, fmtDuration, highlighted, fileName, toast } from "../util.js";
 import { openPassage } from "./chat.js";
 
+const indexing = jobs.indexing;
+
 // Indexing outlives the page: navigating away and back shows it again.
 // Other pages start indexing through runSync too (the Training page's
-// "Try this model").
-const indexing = { job: null, progress: null, skipped: [], listeners: new Set(), stopping: false };
-
-function notify() {
-  for (const f of indexing.listeners) f();
-}
-
+// "Try this model", the app resuming an interrupted run).
 export async function runSync(command, args) {
-  if (indexing.job) {
+  if (indexing.running) {
     toast("Indexing is already running", "info");
     return;
   }
-  const job = newJobId("index");
-  Object.assign(indexing, { job, progress: null, skipped: [], stopping: false });
-  notify();
   try {
-    const report = await invoke(command, {
-      ...args, job,
-      onEvent: channel((e) => {
-        if (e.event === "started" || e.event === "progress") indexing.progress = e;
-        else if (e.event === "skipped") indexing.skipped.push(e);
-        notify();
-      }),
+    const report = await indexing.run(command, args, {
+      state: { progress: null, skipped: [] },
+      onEvent: (e, state) => {
+        if (e.event === "started" || e.event === "progress") state.progress = e;
+        else if (e.event === "skipped") state.skipped.push(e);
+      },
     });
     const parts = [`${report.indexed} indexed`, `${report.failed} skipped`];
     if (report.removed) parts.push(`${report.removed} removed`);
@@ -36,14 +29,7 @@ export async function runSync(command, args) {
       : `Indexing finished: ${parts.join(", ")}`);
   } catch (e) {
     toast(errorMessage(e), "error");
-  } finally {
-    indexing.job = null;
-    notify();
   }
-}
-
-export function leave() {
-  indexing.listeners.clear();
 }
 
 export async function render(root, { refreshInfo }) {
@@ -94,18 +80,18 @@ export async function render(root, { refreshInfo }) {
   const pauseBtn = h("button", {
     class: "danger", "data-testid": "stop-indexing",
     title: "Stops after the current batch; what is indexed stays. Rescan resumes.",
-    onclick: () => { indexing.stopping = true; cancelJob(indexing.job); drawProgress(); },
+    onclick: () => indexing.cancel(),
   }, "Pause");
   progress.append(progressLabel, progressBar, pauseBtn);
 
   function drawProgress() {
-    const busy = Boolean(indexing.job);
+    const busy = indexing.running;
     addBtn.disabled = busy;
     pathForm.querySelector("button").disabled = busy;
     syncBtn.disabled = busy;
     progress.hidden = !busy;
     if (!busy) return;
-    const p = indexing.progress;
+    const p = indexing.state.progress;
     progressBar.value = p && p.bytes_total ? p.bytes_done / p.bytes_total : 0;
     progressLabel.textContent = p
       ? `${p.files_done} of ${p.files_total} files · ${fmtBytes(p.bytes_done)} of ${fmtBytes(p.bytes_total)}`
@@ -172,11 +158,11 @@ export async function render(root, { refreshInfo }) {
 
   // Whoever started the indexing (this page, or the Training page's "Try
   // this model"), the lists refresh when it ends.
-  let wasBusy = Boolean(indexing.job);
-  indexing.listeners.add(() => {
+  let wasBusy = indexing.running;
+  indexing.listen(() => {
     drawProgress();
-    if (wasBusy && !indexing.job) reload();
-    wasBusy = Boolean(indexing.job);
+    if (wasBusy && !indexing.running) reload();
+    wasBusy = indexing.running;
   });
   drawProgress();
   await reload();

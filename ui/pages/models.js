@@ -1,18 +1,11 @@
 // Models: the starter model in one click, the curated catalog (download
 // with progress, cancel, resume), the models already on this machine, and
 // which one answers.
-import { invoke, channel, newJobId, cancelJob, errorMessage } from "../ipc.js";
+import { invoke, errorMessage } from "../ipc.js";
+import { jobs } from "../jobs.js";
 import { h, clear, fmtBytes, fmtDuration, toast } from "../util.js";
 
-const download = { job: null, repo: null, event: null, listeners: new Set() };
-
-function notify() {
-  for (const f of download.listeners) f();
-}
-
-export function leave() {
-  download.listeners.clear();
-}
+const download = jobs.download;
 
 async function useModel(spec, refreshInfo) {
   try {
@@ -59,7 +52,7 @@ export async function render(root, { info, refreshInfo }) {
   const progressLabel = h("div", { class: "progress-label" });
   const progressBar = h("progress", { max: 1, value: 0 });
   progress.append(progressLabel, progressBar,
-    h("button", { class: "danger", onclick: () => download.job && cancelJob(download.job) }, "Cancel"));
+    h("button", { class: "danger", onclick: () => download.cancel() }, "Cancel"));
 
   async function choose(command, args) {
     try {
@@ -69,16 +62,16 @@ export async function render(root, { info, refreshInfo }) {
   }
 
   function drawProgress() {
-    progress.hidden = !download.job;
-    if (!download.job) return;
-    const e = download.event;
-    let label = `Downloading ${download.repo}…`;
+    progress.hidden = !download.running;
+    if (!download.running) return;
+    const { name, event: e } = download.state;
+    let label = `Downloading ${name}…`;
     let frac = 0;
     if (e && e.event === "progress") {
       frac = e.total ? e.downloaded / e.total : 0;
-      label = `${download.repo}: ${e.file} · ${fmtBytes(e.downloaded)} of ${fmtBytes(e.total)} · ${fmtBytes(e.bytes_per_sec)}/s · ETA ${fmtDuration(e.eta_secs)}`;
+      label = `${name}: ${e.file} · ${fmtBytes(e.downloaded)} of ${fmtBytes(e.total)} · ${fmtBytes(e.bytes_per_sec)}/s · ETA ${fmtDuration(e.eta_secs)}`;
     } else if (e && e.event === "retry") {
-      label = `${download.repo}: ${e.file}: retrying (attempt ${e.attempt}): ${e.error}`;
+      label = `${name}: ${e.file}: retrying (attempt ${e.attempt}): ${e.error}`;
     }
     progressLabel.textContent = label;
     progressBar.value = frac;
@@ -87,22 +80,16 @@ export async function render(root, { info, refreshInfo }) {
   // One download at a time, shown in the progress box: `command` runs with
   // `args`, a fresh job id and the event channel; `done` gets its result.
   async function runDownload(name, command, args, done) {
-    if (download.job) { toast("A download is already running"); return; }
-    download.job = newJobId(command);
-    download.repo = name;
-    download.event = null;
-    notify();
+    if (download.running) { toast("A download is already running"); return; }
     try {
-      const report = await invoke(command, {
-        ...args, job: download.job,
-        onEvent: channel((e) => { download.event = e; notify(); }),
+      const report = await download.run(command, args, {
+        state: { name, event: null },
+        onEvent: (e, state) => { state.event = e; },
       });
       await done(report);
     } catch (e) {
       toast(`${name}: ${errorMessage(e)} (downloading again resumes)`, "error");
     } finally {
-      download.job = null;
-      notify();
       draw();
     }
   }
@@ -159,7 +146,7 @@ export async function render(root, { info, refreshInfo }) {
     }
   }
 
-  download.listeners.add(drawProgress);
+  download.listen(drawProgress);
   drawProgress();
   await draw();
 }

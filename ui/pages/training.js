@@ -1,21 +1,14 @@
 // Training: EM rounds on the person's questions or on a built-in synthetic
 // world, live convergence charts (the core's plotters SVGs), the rounds'
 // metrics, and the adapters they produce.
-import { invoke, channel, newJobId, cancelJob, errorMessage } from "../ipc.js";
+import { invoke, errorMessage } from "../ipc.js";
+import { jobs } from "../jobs.js";
 import { h, clear, fmtDuration, toast } from "../util.js";
 import { runSync } from "./library.js";
 
 // A run outlives the page: come back and it is still shown.
-const job = { id: null, kind: null, name: null, phase: "", step: null, sampled: null, evaluated: null, listeners: new Set() };
+const training = jobs.training;
 let selected = null;
-
-function notify(event) {
-  for (const f of job.listeners) f(event);
-}
-
-export function leave() {
-  job.listeners.clear();
-}
 
 function svgImage(svg, alt) {
   // CSP: images come from 'self' or data: URLs only; an SVG image cannot run script.
@@ -108,44 +101,42 @@ export async function render(root) {
   const liveLabel = h("div", { class: "progress-label" });
   const liveBar = h("progress", { max: 1, value: 0 });
   live.append(liveLabel, liveBar,
-    h("button", { class: "danger", "data-testid": "stop-training", onclick: () => job.id && cancelJob(job.id) }, "Stop"));
+    h("button", { class: "danger", "data-testid": "stop-training", onclick: () => training.cancel() }, "Stop"));
 
   function drawLive() {
-    live.hidden = !job.id;
-    if (!job.id) return;
+    live.hidden = !training.running;
+    if (!training.running) return;
+    const job = training.state;
     const parts = [`${job.name}: ${job.phase || "starting"}`];
     if (job.step) parts.push(`step ${job.step.step} of ${job.step.total_steps} · loss ${job.step.loss.toFixed(3)}`);
     if (job.sampled) parts.push(`sampling ${job.sampled.done} of ${job.sampled.total} questions`);
     if (job.evaluated) parts.push(`${job.evaluated.phase} ${job.evaluated.split} EM ${pct(job.evaluated.em)}`);
+    if (training.stopping) parts.push("stopping…");
     liveLabel.textContent = parts.join(" · ");
     liveBar.value = job.step ? job.step.step / job.step.total_steps : job.sampled ? job.sampled.done / job.sampled.total : 0;
   }
 
   async function follow(kind, name, command, args) {
-    if (job.id) { toast("A training run is already going"); return false; }
-    Object.assign(job, { id: newJobId("train"), kind, name, phase: "", step: null, sampled: null, evaluated: null });
+    if (training.running) { toast("A training run is already going"); return false; }
     selected = { kind, name };
-    notify();
+    const run = training.run(command, args, {
+      state: { kind, name, phase: "", step: null, sampled: null, evaluated: null },
+      onEvent: (e, job) => {
+        if (e.event === "phase") Object.assign(job, { phase: e.name, step: null, sampled: null });
+        else if (e.event === "step") job.step = e.record;
+        else if (e.event === "sampled") job.sampled = e;
+        else if (e.event === "evaluated") job.evaluated = e;
+      },
+    });
     loadList();
     try {
-      const report = await invoke(command, {
-        ...args, job: job.id,
-        onEvent: channel((e) => {
-          if (e.event === "phase") Object.assign(job, { phase: e.name, step: null, sampled: null });
-          else if (e.event === "step") job.step = e.record;
-          else if (e.event === "sampled") job.sampled = e;
-          else if (e.event === "evaluated") job.evaluated = e;
-          notify(e);
-        }),
-      });
+      const report = await run;
       toast(report.final_em !== undefined ? `${name} finished: held-out EM ${pct(report.final_em)} (warm-up ${pct(report.warmup_em)})` : `${name} finished`);
       return true;
     } catch (e) {
       toast(e && e.code === "cancelled" ? `${name} stopped; Resume continues it` : `${name}: ${errorMessage(e)}`, e && e.code === "cancelled" ? "info" : "error");
       return false;
     } finally {
-      job.id = null;
-      notify();
       await loadList();
       await loadAdapters();
     }
@@ -182,7 +173,7 @@ export async function render(root) {
     clear(list);
     if (!entries.length) list.append(h("li", { class: "empty" }, "No runs yet."));
     for (const t of entries) {
-      const running = job.id && job.name === t.name && job.kind === t.kind;
+      const running = training.running && training.state.name === t.name && training.state.kind === t.kind;
       list.append(h("li", { class: selected && selected.name === t.name && selected.kind === t.kind ? "active" : "" },
         h("button", { class: "link", onclick: () => { selected = { kind: t.kind, name: t.name }; loadList(); loadDetail(); } },
           t.name),
@@ -198,7 +189,15 @@ export async function render(root) {
     if (!selected) { clear(detail); return; }
     const want = selected;
     let d;
-    try { d = await invoke("training_detail", { kind: want.kind, name: want.name }); } catch (e) { if (selected === want) clear(detail); return; }
+    try {
+      d = await invoke("training_detail", { kind: want.kind, name: want.name });
+    } catch (e) {
+      if (selected === want) {
+        clear(detail).append(h("h2", {}, want.name),
+          h("p", { class: "error", "data-testid": "training-detail-error" }, `Could not read this run: ${errorMessage(e)}`));
+      }
+      return;
+    }
     if (selected !== want) return; // another run was chosen meanwhile
     clear(detail).append(h("h2", {}, selected.name));
     if (selected.kind === "demo" && d.report) {
@@ -253,10 +252,10 @@ export async function render(root) {
     }
   }
 
-  job.listeners.add((event) => {
+  training.listen((event) => {
     drawLive();
     if (event && (event.event === "charts" || event.event === "round" || event.event === "evaluated")
-      && selected && selected.name === job.name) loadDetail();
+      && selected && selected.name === training.state.name) loadDetail();
   });
   drawLive();
   await loadList();
