@@ -3,11 +3,17 @@
 //! `exsearch_agent`, `exsearch_train`); this crate only parses arguments, draws progress and
 //! formats output.
 
-mod agent;
+mod adapters;
+mod ask;
+mod backend;
+mod chats;
+mod demo;
+mod eval;
+mod generate;
 mod library;
 mod model;
 mod output;
-mod runs;
+mod search;
 mod train;
 
 use std::path::PathBuf;
@@ -15,7 +21,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use exsearch_core::{Home, Library};
+use exsearch_core::Home;
 
 /// glibc's malloc keeps raising its mmap threshold as tantivy frees its
 /// indexing arenas, so a long indexing run's memory ratchets up with the
@@ -58,25 +64,25 @@ enum Command {
     #[command(subcommand)]
     Model(model::ModelCommand),
     /// Generate text with a local model
-    Generate(model::GenerateArgs),
+    Generate(generate::GenerateArgs),
     /// Ask a question: the model searches the library and answers with citations
-    Ask(Box<agent::AskArgs>),
+    Ask(Box<ask::AskArgs>),
     /// List, show and delete conversations
     Chats {
         #[command(subcommand)]
-        command: Option<agent::ChatsCommand>,
+        command: Option<chats::ChatsCommand>,
     },
     /// Score a method on a QA file (EM, F1, Acc, retrieval recall and precision)
-    Eval(Box<agent::EvalArgs>),
+    Eval(Box<eval::EvalArgs>),
     /// Self-training: warm-up and EM rounds over the library, their status
     #[command(subcommand)]
-    Train(runs::TrainCommand),
+    Train(train::TrainCommand),
     /// LoRA adapters: list, choose the active one, merge into the base
     #[command(subcommand)]
-    Adapters(runs::AdaptersCommand),
+    Adapters(adapters::AdaptersCommand),
     /// End-to-end demonstrations of the self-training
     #[command(subcommand)]
-    Demo(train::DemoCommand),
+    Demo(demo::DemoCommand),
 }
 
 fn main() -> ExitCode {
@@ -95,29 +101,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let home = || Home::resolve(cli.home.as_deref());
     match cli.command {
         Command::Library(cmd) => library::run(&home()?, cmd),
-        Command::Search { ref query, k, json } => search(&home()?, &query.join(" "), k, json),
+        Command::Search { ref query, k, json } => search::run(&home()?, &query.join(" "), k, json),
         Command::Model(cmd) => model::run(cmd),
-        Command::Generate(args) => model::generate(args),
-        Command::Ask(args) => agent::ask(&home()?, *args),
-        Command::Chats { command } => agent::chats(&home()?, command),
-        Command::Eval(args) => agent::eval(&home()?, *args),
-        Command::Train(cmd) => runs::train(&home()?, cmd),
-        Command::Adapters(cmd) => runs::adapters(&home()?, cmd),
-        Command::Demo(cmd) => train::demo(&home()?, cmd),
+        Command::Generate(args) => generate::run(args),
+        Command::Ask(args) => ask::run(&home()?, *args),
+        Command::Chats { command } => chats::run(&home()?, command),
+        Command::Eval(args) => eval::run(&home()?, *args),
+        Command::Train(cmd) => train::run(&home()?, cmd),
+        Command::Adapters(cmd) => adapters::run(&home()?, cmd),
+        Command::Demo(cmd) => demo::run(&home()?, cmd),
     }
-}
-
-fn search(home: &Home, query: &str, k: usize, json: bool) -> Result<ExitCode> {
-    let library = Library::open(home)?;
-    let hits = library.search(query, k)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&hits)?);
-    } else if hits.is_empty() && library.status()?.documents == 0 {
-        println!("the library is empty: add a folder with `exsearch library add DIR`");
-    } else {
-        output::print_hits(&hits);
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Installs a Ctrl-C handler that cancels the returned token; a second

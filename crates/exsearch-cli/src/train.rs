@@ -1,205 +1,415 @@
-//! `exsearch model init` and `exsearch demo em`: a new small model with a
-//! tokenizer trained on a corpus, and the end-to-end EM demonstration.
+//! `exsearch train warmup|em|resume|status`: self-training runs over the
+//! person's own library.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use exsearch_train::demo::{run_demo, DemoConfig, DemoReport};
-use exsearch_train::init::{init_model, InitConfig};
-use exsearch_train::TrainEvent;
+use exsearch_core::Home;
+use exsearch_train::adapters::Adapters;
+use exsearch_train::estep::EStepOptions;
+use exsearch_train::run::{EmSpec, Run, RunReport, RunSpec, Tuning, WarmupSpec};
+use exsearch_train::{LoraConfig, TrainConfig, TrainEvent, WeightRule};
 
 use crate::output;
 
-#[derive(Args)]
-pub struct InitArgs {
-    /// The folder to create (config.json, tokenizer.json, model.safetensors, ...)
-    dir: PathBuf,
-    /// Text the tokenizer is trained on: files or folders (their .md, .txt
-    /// and .jsonl files, recursively); repeatable
-    #[arg(long, required = true)]
-    corpus: Vec<PathBuf>,
-    #[arg(long, default_value_t = 128)]
-    hidden: usize,
-    #[arg(long, default_value_t = 4)]
-    layers: usize,
-    #[arg(long, default_value_t = 4)]
-    heads: usize,
-    #[arg(long, default_value_t = 2)]
-    kv_heads: usize,
-    #[arg(long, default_value_t = 384)]
-    intermediate: usize,
-    /// Largest tokenizer vocabulary (bytes, special tokens, learnt merges)
-    #[arg(long, default_value_t = 8192)]
-    vocab: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// A string the tokenizer keeps whole as one token (an agent's tag such
-    /// as `<QUERY>`); repeatable
-    #[arg(long = "word")]
-    words: Vec<String>,
-    /// Replace an existing model in DIR
-    #[arg(long)]
-    force: bool,
-}
-
-pub fn init(args: InitArgs) -> Result<ExitCode> {
-    if args.dir.join("model.safetensors").exists() && !args.force {
-        bail!(
-            "{} already holds a model (pass --force to replace it)",
-            args.dir.display()
-        );
-    }
-    let mut texts = Vec::new();
-    for path in &args.corpus {
-        read_corpus(path, &mut texts)?;
-    }
-    if texts.is_empty() {
-        bail!("the corpus has no .md, .txt or .jsonl files");
-    }
-    let config = InitConfig {
-        hidden: args.hidden,
-        layers: args.layers,
-        heads: args.heads,
-        kv_heads: args.kv_heads,
-        intermediate: args.intermediate,
-        vocab: args.vocab,
-        seed: args.seed,
-        words: args.words,
-        ..InitConfig::default()
-    };
-    let files = texts.len();
-    let model = init_model(&args.dir, &config, texts.into_iter())?;
-    println!(
-        "{}: {} parameters, {} layers, hidden {}, vocabulary {} (tokenizer trained on {files} files)",
-        args.dir.display(),
-        model.parameter_count(),
-        model.num_layers,
-        model.hidden_size,
-        model.vocab_size,
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-fn read_corpus(path: &Path, out: &mut Vec<String>) -> Result<()> {
-    let meta = std::fs::metadata(path).with_context(|| format!("{}", path.display()))?;
-    if meta.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| format!("{}", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for p in entries {
-            let wanted = p.is_dir()
-                || p.extension()
-                    .and_then(|e| e.to_str())
-                    .is_some_and(|e| matches!(e, "md" | "txt" | "jsonl"));
-            if wanted {
-                read_corpus(&p, out)?;
-            }
-        }
-    } else {
-        out.push(std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?);
-    }
-    Ok(())
-}
-
 #[derive(Subcommand)]
-pub enum DemoCommand {
-    /// Prove the EM rounds teach a model to search: a generated world, a
-    /// model trained from scratch, warm-up, a control, EM rounds, held-out EM
-    Em(DemoArgs),
+pub enum TrainCommand {
+    /// Supervised warm-up on trajectories (JSONL: our trajectories or chats)
+    Warmup(WarmupArgs),
+    /// EM rounds: sample trajectories over the library, weight them by the
+    /// gold answer's likelihood, train on them; validate each round
+    Em(Box<EmArgs>),
+    /// Continue a run that was stopped or killed
+    Resume {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The runs, or one run's steps, rounds, evaluations and charts
+    Status {
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// What is trained and how.
+#[derive(Args)]
+pub struct TuningArgs {
+    /// Train every weight instead of LoRA adapters (needs safetensors)
+    #[arg(long)]
+    full: bool,
+    /// LoRA rank
+    #[arg(long, default_value_t = 16)]
+    rank: usize,
+    /// LoRA alpha (scale = alpha / rank)
+    #[arg(long, default_value_t = 32.0)]
+    alpha: f64,
+    #[arg(long, default_value_t = 0.05)]
+    lora_dropout: f32,
+    /// Projections with adapters, comma-separated
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    )]
+    targets: Vec<String>,
+    /// Peak learning rate [default: 1e-4 with LoRA, 2e-5 full]
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Padded tokens per micro-batch
+    #[arg(long, default_value_t = 4096)]
+    token_budget: usize,
+    /// Micro-batches per optimizer step
+    #[arg(long, default_value_t = 1)]
+    accumulation: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl TuningArgs {
+    fn tuning(&self) -> Tuning {
+        if self.full {
+            Tuning::Full
+        } else {
+            Tuning::Lora(LoraConfig {
+                rank: self.rank,
+                alpha: self.alpha,
+                dropout: self.lora_dropout,
+                targets: self.targets.clone(),
+                rslora: false,
+            })
+        }
+    }
+
+    fn train(&self, epochs: usize) -> TrainConfig {
+        TrainConfig {
+            lr: self.lr.unwrap_or(if self.full { 2e-5 } else { 1e-4 }),
+            epochs,
+            token_budget: self.token_budget,
+            accumulation: self.accumulation,
+            seed: self.seed,
+            ..TrainConfig::default()
+        }
+    }
 }
 
 #[derive(Args)]
-pub struct DemoArgs {
-    /// Seed of the world and the model
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Where the world, the model, the trajectories and the report go
-    /// [default: <home>/demo-em-<seed>]
+pub struct WarmupArgs {
+    /// Base model: a folder, a .gguf file, or a hub id
+    #[arg(long, short = 'm', env = "EXSEARCH_MODEL")]
+    model: String,
+    /// Trajectories, one JSON object per line
     #[arg(long)]
-    dir: Option<PathBuf>,
-    /// A JSON file overriding any part of the demo's settings
+    data: PathBuf,
+    /// Trajectories for the validation loss (early stopping)
     #[arg(long)]
-    config: Option<PathBuf>,
-    /// A run of a minute or two on a small world: shows the loop and its
-    /// charts, too short to show the EM gain
-    #[arg(long, conflicts_with = "config")]
-    quick: bool,
-    /// Print the report as one JSON object
+    valid: Option<PathBuf>,
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    /// Epochs without a better validation loss before stopping
+    #[arg(long, default_value_t = 2)]
+    patience: usize,
+    /// Run name [default: warmup-<date>-<time>]
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    tuning: TuningArgs,
     #[arg(long)]
     json: bool,
 }
 
-pub fn demo(home: &exsearch_core::Home, cmd: DemoCommand) -> Result<ExitCode> {
-    let DemoCommand::Em(args) = cmd;
-    let config = match &args.config {
-        Some(path) => serde_json::from_str::<DemoConfig>(
-            &std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?,
-        )
-        .with_context(|| format!("{}", path.display()))?,
-        None if args.quick => DemoConfig::quick(),
-        None => DemoConfig::default(),
+#[derive(Args)]
+pub struct EmArgs {
+    /// Base model: a folder, a .gguf file, or a hub id
+    #[arg(long, short = 'm', env = "EXSEARCH_MODEL")]
+    model: String,
+    /// Adapter to start from (e.g. a warm-up run's), or with --full a model folder
+    #[arg(long)]
+    adapter: Option<String>,
+    /// Training questions with gold answers (any format `exsearch eval` reads)
+    #[arg(long)]
+    data: PathBuf,
+    /// Validation questions: evaluated after each round, pick the best round
+    #[arg(long)]
+    valid: Option<PathBuf>,
+    /// Training questions from the start of the file at most
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Search the questions' own paragraphs instead of the library
+    #[arg(long)]
+    corpus_from_contexts: bool,
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Trajectories sampled per question (K)
+    #[arg(long = "samples", short = 'K', default_value_t = 4)]
+    samples: usize,
+    /// self-normalized, or reference (the reference code's c * exp(mean log p), c = 4)
+    #[arg(long, default_value = "self-normalized")]
+    weights: String,
+    /// Sampling temperature of the E-step
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f32,
+    /// Leave out of the M-step the questions none of whose samples gives
+    /// the whole gold answer at least this probability (0: none)
+    #[arg(long, default_value_t = 0.0)]
+    min_answer_prob: f64,
+    /// Questions sampled together
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// M-step epochs per round
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    /// Rounds without a better validation EM before stopping
+    #[arg(long, default_value_t = 1)]
+    patience: usize,
+    /// Run name [default: em-<date>-<time>]
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    tuning: TuningArgs,
+    #[command(flatten)]
+    search: crate::backend::SearchArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+fn default_name(kind: &str) -> String {
+    format!(
+        "{kind}-{}",
+        exsearch_model::text::template::strftime_now("%Y%m%d-%H%M%S")
+    )
+}
+
+pub fn run(home: &Home, cmd: TrainCommand) -> Result<ExitCode> {
+    match cmd {
+        TrainCommand::Warmup(args) => {
+            let spec = RunSpec::Warmup(WarmupSpec {
+                model: args.model.clone(),
+                data: absolute(&args.data)?,
+                valid: args.valid.as_deref().map(absolute).transpose()?,
+                tuning: args.tuning.tuning(),
+                train: args.tuning.train(args.epochs),
+                patience: args.patience,
+            });
+            let name = args.name.unwrap_or_else(|| default_name("warmup"));
+            execute(home, Run::create(home, &name, &spec)?, args.json)
+        }
+        TrainCommand::Em(args) => {
+            let rule = match args.weights.as_str() {
+                "self-normalized" => WeightRule::SelfNormalized,
+                "reference" => WeightRule::Reference { c: 4.0 },
+                other => bail!("--weights {other}: expected self-normalized or reference"),
+            };
+            let start = match &args.adapter {
+                Some(a) if args.tuning.full => Some(absolute(std::path::Path::new(a))?),
+                Some(a) => Some(Adapters::new(home).resolve(a)?),
+                None => None,
+            };
+            let agent = args.search.settings()?;
+            let spec = RunSpec::Em(EmSpec {
+                model: args.model.clone(),
+                start,
+                data: absolute(&args.data)?,
+                valid: args.valid.as_deref().map(absolute).transpose()?,
+                limit: args.limit,
+                corpus_from_contexts: args.corpus_from_contexts,
+                tuning: args.tuning.tuning(),
+                rounds: args.rounds,
+                patience: args.patience,
+                estep: EStepOptions {
+                    samples: args.samples,
+                    rule,
+                    batch: args.batch,
+                    min_answer_prob: args.min_answer_prob,
+                    ..EStepOptions::default()
+                },
+                mstep: args.tuning.train(args.epochs),
+                temperature: args.temperature,
+                agent,
+            });
+            let name = args.name.unwrap_or_else(|| default_name("em"));
+            execute(home, Run::create(home, &name, &spec)?, args.json)
+        }
+        TrainCommand::Resume { name, json } => execute(home, Run::open(home, &name)?, json),
+        TrainCommand::Status { name, json } => status(home, name.as_deref(), json),
     }
-    .seeded(args.seed);
-    let dir = args
-        .dir
-        .unwrap_or_else(|| home.root().join(format!("demo-em-{}", args.seed)));
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("{}", dir.display()))?;
-    }
-    let cancel = crate::cancel_on_ctrl_c("stopping the demo")?;
+}
+
+fn absolute(path: &std::path::Path) -> Result<PathBuf> {
+    std::fs::canonicalize(path).with_context(|| format!("{}", path.display()))
+}
+
+fn execute(home: &Home, run: Run, json: bool) -> Result<ExitCode> {
+    eprintln!("run {} ({})", run.name, run.dir.display());
+    let cancel = crate::cancel_on_ctrl_c(
+        "stopping; `exsearch train resume` continues from the last checkpoint",
+    )?;
     let progress = output::Progress::counting();
-    let bar = &progress.bar;
     let sink = event_printer(&progress);
-    let report = run_demo(&dir, &config, &sink, &cancel);
-    bar.finish_and_clear();
-    let report = report?;
-    if args.json {
+    let report = run.execute(home, &sink, &cancel);
+    progress.bar.finish_and_clear();
+    let report = match report {
+        Err(exsearch_train::Error::Cancelled) => {
+            eprintln!("stopped; resume with `exsearch train resume {}`", run.name);
+            return Ok(ExitCode::from(130));
+        }
+        r => r.with_context(|| format!("run {}", run.name))?,
+    };
+    if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_report(&report);
+        print_report(&run, &report);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_report(r: &DemoReport) {
-    let recall = |x: Option<f64>| x.map_or_else(|| "-".into(), |v| format!("{v:.1}"));
-    println!("held-out questions, seed {} ({}):", r.seed, r.dir.display());
-    println!("  {:<28} {:>6} {:>8}", "", "EM", "recall");
+fn print_report(run: &Run, r: &RunReport) {
+    let opt =
+        |x: Option<f64>, digits: usize| x.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"));
     println!(
-        "  {:<28} {:>6.1} {:>8}",
-        format!("warm-up ({} epochs)", r.warmup_epochs),
-        r.warmup_em,
-        recall(r.warmup_recall)
+        "  {:<10} {:>6} {:>10} {:>10} {:>9}  saved",
+        "phase", "steps", "last loss", "valid loss", "valid EM"
     );
-    println!(
-        "  {:<28} {:>6.1} {:>8}",
-        format!("control (+{} steps)", r.control_steps),
-        r.control_em,
-        recall(r.control_recall)
-    );
-    for round in &r.rounds {
+    for p in &r.phases {
         println!(
-            "  {:<28} {:>6.1} {:>8}   (samples EM {:.1}, bound {:.3}, ESS {:.2})",
-            format!("EM round {}", round.round),
-            round.test_em,
-            recall(round.test_recall),
-            100.0 * round.estep.sample_em,
-            round.estep.bound,
-            round.estep.ess
+            "  {:<10} {:>6} {:>10} {:>10} {:>9}  {}",
+            p.phase,
+            p.steps,
+            opt(p.last_loss, 3),
+            opt(p.valid_loss, 3),
+            opt(p.valid_em, 1),
+            p.saved.display()
         );
     }
-    println!(
-        "final (round {} by validation EM): EM {:.1}, {:+.1} over warm-up, {:+.1} over the control; {}",
-        r.best_round,
-        r.final_em,
-        r.final_em - r.warmup_em,
-        r.final_em - r.control_em,
-        output::duration(r.seconds)
-    );
+    if let Some(best) = &r.best {
+        println!("best: {best}");
+    }
+    if let Some(a) = &r.active_adapter {
+        println!("active adapter: {a} (ask and eval use it with this base model)");
+    }
+    println!("charts: {}", run.charts_dir().display());
+}
+
+fn status(home: &Home, name: Option<&str>, json: bool) -> Result<ExitCode> {
+    let Some(name) = name else {
+        let runs = Run::list(home)?;
+        let rows: Vec<serde_json::Value> = runs
+            .iter()
+            .map(|r| -> Result<serde_json::Value> {
+                let spec = r.spec()?;
+                let (kind, model) = match &spec {
+                    RunSpec::Warmup(s) => ("warmup", s.model.clone()),
+                    RunSpec::Em(s) => ("em", s.model.clone()),
+                };
+                let steps = r.store()?.steps(None)?.len();
+                Ok(serde_json::json!({
+                    "name": r.name, "kind": kind, "model": model, "steps": steps,
+                    "finished": r.report()?.is_some(),
+                }))
+            })
+            .collect::<Result<_>>()?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        } else if rows.is_empty() {
+            println!("no training runs yet (start one with `exsearch train warmup` or `train em`)");
+        } else {
+            for r in &rows {
+                println!(
+                    "{:<28} {:<7} {:>6} steps  {:<9} {}",
+                    r["name"].as_str().unwrap_or_default(),
+                    r["kind"].as_str().unwrap_or_default(),
+                    r["steps"],
+                    if r["finished"].as_bool() == Some(true) {
+                        "finished"
+                    } else {
+                        "stopped"
+                    },
+                    r["model"].as_str().unwrap_or_default()
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let run = Run::open(home, name)?;
+    let store = run.store()?;
+    let steps = store.steps(None)?;
+    let rounds = store.rounds()?;
+    let evals = store.evals()?;
+    let report = run.report()?;
+    if json {
+        let value = serde_json::json!({
+            "name": run.name,
+            "spec": run.spec()?,
+            "steps": steps.iter().map(|(phase, r)| serde_json::json!({
+                "phase": phase, "step": r.step, "epoch": r.epoch, "loss": r.loss,
+                "lr": r.lr, "grad_norm": r.grad_norm, "tokens": r.tokens,
+            })).collect::<Vec<_>>(),
+            "rounds": rounds,
+            "evals": evals,
+            "report": report,
+            "charts": run.charts_dir(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("run {} ({})", run.name, run.dir.display());
+    let mut phases: Vec<&str> = Vec::new();
+    for (phase, _) in &steps {
+        if phases.last() != Some(&phase.as_str()) {
+            phases.push(phase);
+        }
+    }
+    for phase in phases {
+        let of: Vec<_> = steps.iter().filter(|(p, _)| p == phase).collect();
+        if let Some((_, last)) = of.last() {
+            println!(
+                "  {phase}: {} steps, last loss {:.3}, epoch {}",
+                of.len(),
+                last.loss,
+                last.epoch
+            );
+        }
+    }
+    for r in &rounds {
+        let s = &r.summary;
+        println!(
+            "  round {} E-step: samples EM {:.1}, bound {:.3}, ESS {:.2}, {}/{} questions used, {}",
+            r.round,
+            100.0 * s.sample_em,
+            s.bound,
+            s.ess,
+            s.used,
+            s.questions,
+            output::duration(s.seconds)
+        );
+    }
+    for e in &evals {
+        println!(
+            "  {} {}: EM {:.1}, F1 {:.1}, recall {} ({} questions)",
+            e.phase,
+            e.split,
+            e.em,
+            e.f1,
+            e.recall.map_or_else(|| "-".into(), |r| format!("{r:.1}")),
+            e.questions
+        );
+    }
+    match report {
+        Some(r) => println!(
+            "  finished; best {}; active adapter {}",
+            r.best.as_deref().unwrap_or("-"),
+            r.active_adapter.as_deref().unwrap_or("-")
+        ),
+        None => println!(
+            "  not finished: `exsearch train resume {}` continues it",
+            run.name
+        ),
+    }
+    println!("  charts: {}", run.charts_dir().display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints training events: a progress bar for steps and sampling, a line
