@@ -14,7 +14,7 @@ use exsearch_core::{
     CancelToken, DocumentEntry, EventSink, Hit, Library, LibraryEvent, LibraryStatus,
     PassageContext, SyncOptions, SyncReport,
 };
-use exsearch_model::hub::catalog::{CatalogEntry, CATALOG};
+use exsearch_model::hub::recommended::{Recommended, RECOMMENDED};
 use exsearch_model::hub::{
     self, CachedSnapshot, Hub, HubCache, PullEvent, PullOptions, PullReport, StarterReport,
 };
@@ -357,7 +357,7 @@ pub async fn ask(
 #[derive(Debug, Serialize)]
 pub struct CatalogModel {
     #[serde(flatten)]
-    pub entry: CatalogEntry,
+    pub entry: Recommended,
     pub cpu_memory_gb: f64,
     pub gpu_memory_gb: f64,
 }
@@ -438,7 +438,7 @@ pub async fn models_list() -> CommandResult<ModelsView> {
         let cache = HubCache::from_env();
         Ok(ModelsView {
             local: cache.list(),
-            catalog: CATALOG
+            catalog: RECOMMENDED
                 .iter()
                 .map(|e| CatalogModel {
                     entry: e.clone(),

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use exsearch_model::hub::{self, catalog::CATALOG, Hub, HubCache, PullEvent, PullOptions};
+use exsearch_model::hub::{self, recommended::RECOMMENDED, Hub, HubCache, PullEvent, PullOptions};
 use exsearch_model::ModelSource;
 use exsearch_train::init::{init_model, InitConfig};
 
@@ -234,7 +234,7 @@ fn list_local(json: bool) -> Result<ExitCode> {
 
 fn list_available(json: bool) -> Result<ExitCode> {
     if json {
-        let rows: Vec<_> = CATALOG
+        let rows: Vec<_> = RECOMMENDED
             .iter()
             .map(|e| {
                 serde_json::json!({"repo": e.repo, "include": e.include, "parameters_b": e.parameters_b,
@@ -249,7 +249,7 @@ fn list_available(json: bool) -> Result<ExitCode> {
         "{:<36} {:>7} {:>9} {:>8} {:>8}  note",
         "repository", "params", "download", "CPU mem", "GPU mem"
     );
-    for e in CATALOG {
+    for e in RECOMMENDED {
         let note = if e.include.is_empty() {
             e.note.to_string()
         } else {

@@ -485,7 +485,7 @@ fn a_lora_adapter_changes_the_output_only_when_nonzero() {
     let (_dir, mut model) = tiny(Family::Qwen2);
     let tokens: Vec<u32> = (0..12).map(|i| i * 7 + 3).collect();
     let base = full_logits(&model, &tokens);
-    let q = &mut model.decoder.blocks_mut()[0].attn.q;
+    let q = &mut model.decoder.layers_mut()[0].self_attn.q_proj;
     let (out, inp) = (q.out_features(), q.in_features());
     let a = Tensor::randn(0f32, 1.0, (4, inp), &Device::Cpu).expect("a");
     let zero = LoraAdapter {
@@ -498,9 +498,9 @@ fn a_lora_adapter_changes_the_output_only_when_nonzero() {
     let same = full_logits(&model, &tokens);
     assert_eq!(base, same, "B = 0 is the identity (LoRA's initial state)");
     let b = Tensor::randn(0f32, 0.5, (out, 4), &Device::Cpu).expect("b");
-    model.decoder.blocks_mut()[0]
-        .attn
-        .q
+    model.decoder.layers_mut()[0]
+        .self_attn
+        .q_proj
         .set_lora(Some(LoraAdapter {
             a,
             b,
@@ -516,9 +516,9 @@ fn a_lora_adapter_changes_the_output_only_when_nonzero() {
         scale: 1.0,
         dropout: 0.0,
     };
-    assert!(model.decoder.blocks_mut()[0]
-        .attn
-        .q
+    assert!(model.decoder.layers_mut()[0]
+        .self_attn
+        .q_proj
         .set_lora(Some(wrong))
         .is_err());
     let _ = D::Minus1;

@@ -23,9 +23,9 @@ use crate::adapters::write_model_folder;
 use crate::error::{write_atomic, Error, Result};
 use crate::estep::{e_step, example_of, m_step_examples, EStepOptions, EStepSummary};
 use crate::events::{Recorder, TrainEvent};
-use crate::examples::{encode, Encoded};
 use crate::init::{init_model, InitConfig};
 use crate::run::{evaluate_into, evaluated};
+use crate::supervised::{encode, Encoded};
 use crate::trainer::{evaluate_loss, Params, TrainConfig, Trainer};
 use crate::world::{World, WorldConfig, WorldQuestion};
 
@@ -603,7 +603,7 @@ fn more_warm_up(
     events: &dyn EventSink<TrainEvent>,
     cancel: &CancelToken,
 ) -> Result<usize> {
-    let per_epoch = crate::examples::pack(data, config.mstep.token_budget)
+    let per_epoch = crate::supervised::pack(data, config.mstep.token_budget)
         .len()
         .div_ceil(config.mstep.accumulation)
         .max(1);

@@ -11,8 +11,8 @@ use exsearch_model::{ChatMessage, ScorePair};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::examples::Example;
-use crate::weights::{importance_weights, AnswerScore, WeightRule, Weighted};
+use crate::importance::{importance_weights, AnswerScore, WeightRule, Weighted};
+use crate::supervised::Example;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

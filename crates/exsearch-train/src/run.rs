@@ -28,8 +28,8 @@ use crate::adapters::AdapterNote;
 use crate::error::{write_atomic, Error, Result};
 use crate::estep::{e_step, m_step_examples, summarize, EStepOptions, QuestionSamples};
 use crate::events::{Recorder, TrainEvent};
-use crate::examples::{encode, Encoded, Example};
 use crate::lora::LoraConfig;
+use crate::supervised::{encode, Encoded, Example};
 use crate::trainer::{evaluate_loss, TrainConfig, Trainer};
 use crate::tuned::Tuned;
 

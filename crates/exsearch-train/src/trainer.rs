@@ -18,9 +18,9 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::examples::{pack, Encoded};
 use crate::lora::Lora;
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, Schedule};
+use crate::supervised::{pack, Encoded};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

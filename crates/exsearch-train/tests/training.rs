@@ -413,7 +413,7 @@ fn the_e_step_samples_k_trajectories_scores_the_gold_answer_and_weights_them() {
     use exsearch_agent::generator::Local;
     use exsearch_agent::{Agent, AgentSettings};
     use exsearch_train::estep::{e_step, m_step_examples, EStepOptions};
-    use exsearch_train::weights::{log_sum_exp, WeightRule};
+    use exsearch_train::importance::{log_sum_exp, WeightRule};
 
     let (dir, _) = tiny();
     let (files, library) = common::indexed_world(dir.path(), 2, 3, 0);

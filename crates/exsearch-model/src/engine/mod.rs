@@ -20,7 +20,7 @@ pub use handle::{ModelHandle, ModelInfo};
 pub use sampling::{Sampler, SamplingParams};
 
 use crate::error::{Error, Result};
-use crate::model::cache::attention_mask;
+use crate::model::kv_cache::attention_mask;
 use crate::model::{KvCache, LoadedModel};
 use crate::text::TextStream;
 use prompt_cache::{PromptCache, Reuse};

@@ -17,7 +17,7 @@ use std::time::Duration;
 use exsearch_core::{CancelToken, EventSink};
 use serde::Serialize;
 
-use super::cache::{is_commit_hash, HubCache};
+use super::hf_cache::{is_commit_hash, HubCache};
 use super::integrity::{hash_prefix, Hasher};
 use super::meter::Meter;
 use crate::error::{Error, Result};

@@ -9,9 +9,9 @@
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{DType, Device, Tensor, D};
 
-use super::cache::{attention_mask, sliding_mask, KvCache};
 use super::config::{Activation, ModelConfig, RopeStyle};
 use super::cpu_ops;
+use super::kv_cache::{attention_mask, sliding_mask, KvCache};
 use super::linear::Linear;
 use crate::error::{Error, Result};
 
@@ -84,37 +84,42 @@ impl RmsNorm {
     }
 }
 
+// Fields carry the Hugging Face tensor names (`model.layers.N.self_attn.q_proj`),
+// as candle's models do, so a weight is found by the name it has on disk.
+
 #[derive(Clone, Debug)]
 pub struct Attention {
-    pub q: Linear,
-    pub k: Linear,
-    pub v: Linear,
-    pub o: Linear,
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub o_proj: Linear,
     pub q_norm: Option<RmsNorm>,
     pub k_norm: Option<RmsNorm>,
 }
 
 #[derive(Clone, Debug)]
 pub struct Mlp {
-    pub gate: Linear,
-    pub up: Linear,
-    pub down: Linear,
+    pub gate_proj: Linear,
+    pub up_proj: Linear,
+    pub down_proj: Linear,
 }
 
+/// One decoder layer. The norms take Gemma's names, the one family with all
+/// four; Llama-style checkpoints have two, `input_layernorm` and the norm
+/// before the MLP, which they call `post_attention_layernorm` and which
+/// loads here as `pre_feedforward_layernorm`.
 #[derive(Clone, Debug)]
 pub struct Block {
-    /// Before attention (`input_layernorm`).
-    pub input_norm: RmsNorm,
-    pub attn: Attention,
-    /// Gemma: on the attention's output, before the residual add
-    /// (`post_attention_layernorm` in Gemma's checkpoints).
-    pub attn_output_norm: Option<RmsNorm>,
-    /// Before the MLP (`post_attention_layernorm` in Llama-style checkpoints,
-    /// `pre_feedforward_layernorm` in Gemma's).
-    pub post_norm: RmsNorm,
+    /// Before attention.
+    pub input_layernorm: RmsNorm,
+    pub self_attn: Attention,
+    /// Gemma: on the attention's output, before the residual add.
+    pub post_attention_layernorm: Option<RmsNorm>,
+    /// Before the MLP.
+    pub pre_feedforward_layernorm: RmsNorm,
     pub mlp: Mlp,
-    /// Gemma: on the MLP's output (`post_feedforward_layernorm`).
-    pub mlp_output_norm: Option<RmsNorm>,
+    /// Gemma: on the MLP's output, before the residual add.
+    pub post_feedforward_layernorm: Option<RmsNorm>,
 }
 
 /// The token embedding table: dense (safetensors, or trained), or kept in a
@@ -220,12 +225,12 @@ impl Embedding {
     }
 }
 
-/// The whole model. Weights are loaded by [`crate::model::weights`].
+/// The whole model. Weights are loaded by [`crate::model::loading`].
 #[derive(Clone, Debug)]
 pub struct Decoder {
     pub(crate) config: ModelConfig,
-    pub(crate) embed: Embedding,
-    pub(crate) blocks: Vec<Block>,
+    pub(crate) embed_tokens: Embedding,
+    pub(crate) layers: Vec<Block>,
     pub(crate) norm: RmsNorm,
     pub(crate) lm_head: Linear,
     inv_freq: Tensor,
@@ -256,8 +261,8 @@ impl Decoder {
         let local_inv_freq = config.local_inv_freq().map(as_tensor).transpose()?;
         Ok(Self {
             config,
-            embed,
-            blocks,
+            embed_tokens: embed,
+            layers: blocks,
             norm,
             lm_head,
             inv_freq,
@@ -271,12 +276,12 @@ impl Decoder {
     }
 
     pub fn device(&self) -> &Device {
-        self.embed.device()
+        self.embed_tokens.device()
     }
 
     /// The activation dtype (the dense weights' dtype; f32 for GGUF).
     pub fn dtype(&self) -> DType {
-        self.embed.dtype()
+        self.embed_tokens.dtype()
     }
 
     pub fn kernels(&self) -> Kernels {
@@ -287,8 +292,8 @@ impl Decoder {
         self.kernels = kernels;
     }
 
-    pub fn blocks_mut(&mut self) -> &mut [Block] {
-        &mut self.blocks
+    pub fn layers_mut(&mut self) -> &mut [Block] {
+        &mut self.layers
     }
 
     /// Runs `tokens` (`[b, t]`, u32) at `positions` (`[b, t]`, u32) through the
@@ -336,29 +341,30 @@ impl Decoder {
             _ => None,
         };
         let c = &self.config;
-        let mut x = self
-            .embed
-            .lookup(&tokens.flatten_all()?)?
-            .reshape((b, t, c.hidden_size))?;
+        let mut x =
+            self.embed_tokens
+                .lookup(&tokens.flatten_all()?)?
+                .reshape((b, t, c.hidden_size))?;
         if c.scale_embeddings {
             x = (x * (c.hidden_size as f64).sqrt())?;
         }
         let kernels = self.kernels;
-        for (i, block) in self.blocks.iter().enumerate() {
+        for (i, block) in self.layers.iter().enumerate() {
             let local = c.window_of(i).is_some();
             let (rotary, mask) = match (local, &local_rotary) {
                 (true, Some(r)) => (r, local_mask.as_ref().or(mask)),
                 (true, None) => (&rotary, local_mask.as_ref().or(mask)),
                 (false, _) => (&rotary, mask),
             };
-            let h = block.input_norm.forward(&x, kernels)?;
-            let mut h = self.attention(&block.attn, &h, rotary, mask, i, cache.as_deref_mut())?;
-            if let Some(norm) = &block.attn_output_norm {
+            let h = block.input_layernorm.forward(&x, kernels)?;
+            let mut h =
+                self.attention(&block.self_attn, &h, rotary, mask, i, cache.as_deref_mut())?;
+            if let Some(norm) = &block.post_attention_layernorm {
                 h = norm.forward(&h, kernels)?;
             }
             x = (x + h)?;
-            let h = block.post_norm.forward(&x, kernels)?;
-            let gate_up = Linear::forward_shared(&[&block.mlp.gate, &block.mlp.up], &h)?;
+            let h = block.pre_feedforward_layernorm.forward(&x, kernels)?;
+            let gate_up = Linear::forward_shared(&[&block.mlp.gate_proj, &block.mlp.up_proj], &h)?;
             let gated = match c.activation {
                 Activation::Silu => {
                     cpu_ops::silu_mul(&gate_up[0], &gate_up[1], kernels == Kernels::Fused)?
@@ -367,8 +373,8 @@ impl Decoder {
                     cpu_ops::gelu_tanh_mul(&gate_up[0], &gate_up[1], kernels == Kernels::Fused)?
                 }
             };
-            let mut h = block.mlp.down.forward(&gated)?;
-            if let Some(norm) = &block.mlp_output_norm {
+            let mut h = block.mlp.down_proj.forward(&gated)?;
+            if let Some(norm) = &block.post_feedforward_layernorm {
                 h = norm.forward(&h, kernels)?;
             }
             x = (x + h)?;
@@ -446,7 +452,7 @@ impl Decoder {
             }
             Ok(y.transpose(1, 2)?.contiguous()?)
         };
-        let qkv = Linear::forward_shared(&[&attn.q, &attn.k, &attn.v], x)?;
+        let qkv = Linear::forward_shared(&[&attn.q_proj, &attn.k_proj, &attn.v_proj], x)?;
         let q = self.rope(&heads(&qkv[0], hq, attn.q_norm.as_ref())?, rotary)?;
         let k = self.rope(&heads(&qkv[1], hkv, attn.k_norm.as_ref())?, rotary)?;
         let v = heads(&qkv[2], hkv, None)?;
@@ -457,7 +463,7 @@ impl Decoder {
         let scale = c.attention_scale;
         if self.kernels == Kernels::Fused {
             if let Some(out) = cpu_ops::decode_attention(&q, &k, &v, mask, scale as f32)? {
-                return attn.o.forward(&out);
+                return attn.o_proj.forward(&out);
             }
         }
         let tk = k.dim(2)?;
@@ -476,7 +482,7 @@ impl Decoder {
                 .reshape((b, hq, t, d))?
                 .transpose(1, 2)?
                 .reshape((b, t, hq * d))?;
-            return attn.o.forward(&out);
+            return attn.o_proj.forward(&out);
         }
         let mut scores = (raw * scale)?;
         if let Some(mask) = mask {
@@ -501,6 +507,6 @@ impl Decoder {
             .reshape((b, hq, t, d))?
             .transpose(1, 2)?
             .reshape((b, t, hq * d))?;
-        attn.o.forward(&out)
+        attn.o_proj.forward(&out)
     }
 }

@@ -1,21 +1,21 @@
 //! The transformer and how it is loaded.
 
-pub mod cache;
 pub mod config;
 pub mod cpu_ops;
 pub mod decoder;
+pub mod kv_cache;
 mod legacy_quants;
 pub mod linear;
+pub mod loading;
 mod low_bits;
 pub mod packed;
 pub mod params;
-pub mod weights;
 
 use candle_core::{DType, Device};
 
-pub use cache::KvCache;
 pub use config::{Family, ModelConfig};
 pub use decoder::{Decoder, Kernels};
+pub use kv_cache::KvCache;
 pub use linear::{Linear, LoraAdapter};
 pub use params::PROJECTIONS;
 
@@ -119,12 +119,12 @@ impl LoadedModel {
                 )?;
                 check_vocab(&config, &codec, tokenizer)?;
                 (
-                    weights::load_safetensors(config, paths, device, dtype)?,
+                    loading::load_safetensors(config, paths, device, dtype)?,
                     codec,
                 )
             }
             WeightFiles::Gguf(path) => {
-                let gguf = weights::Gguf::open(path)?;
+                let gguf = loading::Gguf::open(path)?;
                 let decoder = gguf.load(device)?;
                 let codec = match &files.tokenizer {
                     Some(tokenizer) => TextCodec::from_hf_files(

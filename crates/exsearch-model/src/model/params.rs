@@ -26,19 +26,19 @@ impl Decoder {
     /// Every projection of every block as (`model.layers.{i}.self_attn.q_proj`,
     /// the layer), in a fixed order; the language-model head is not included.
     pub fn projections_mut(&mut self) -> Vec<(String, &mut Linear)> {
-        let mut out = Vec::with_capacity(self.blocks.len() * PROJECTIONS.len());
-        for (i, b) in self.blocks.iter_mut().enumerate() {
+        let mut out = Vec::with_capacity(self.layers.len() * PROJECTIONS.len());
+        for (i, b) in self.layers.iter_mut().enumerate() {
             let p = format!("model.layers.{i}");
-            let a = &mut b.attn;
+            let a = &mut b.self_attn;
             let m = &mut b.mlp;
             for (kind, layer) in [
-                ("self_attn.q_proj", &mut a.q),
-                ("self_attn.k_proj", &mut a.k),
-                ("self_attn.v_proj", &mut a.v),
-                ("self_attn.o_proj", &mut a.o),
-                ("mlp.gate_proj", &mut m.gate),
-                ("mlp.up_proj", &mut m.up),
-                ("mlp.down_proj", &mut m.down),
+                ("self_attn.q_proj", &mut a.q_proj),
+                ("self_attn.k_proj", &mut a.k_proj),
+                ("self_attn.v_proj", &mut a.v_proj),
+                ("self_attn.o_proj", &mut a.o_proj),
+                ("mlp.gate_proj", &mut m.gate_proj),
+                ("mlp.up_proj", &mut m.up_proj),
+                ("mlp.down_proj", &mut m.down_proj),
             ] {
                 out.push((format!("{p}.{kind}"), layer));
             }
@@ -62,7 +62,7 @@ impl Decoder {
         };
         f(
             "model.embed_tokens.weight".into(),
-            self.embed.dense_mut().ok_or_else(dense_only)?,
+            self.embed_tokens.dense_mut().ok_or_else(dense_only)?,
         )?;
         // A norm's scale follows its weight wherever the weight changes.
         let mut norm = |name: String, n: &mut RmsNorm| -> Result<()> {
@@ -70,10 +70,13 @@ impl Decoder {
             n.refresh()
         };
         let sandwich = self.config.sandwich_norms;
-        for i in 0..self.blocks.len() {
+        for i in 0..self.layers.len() {
             let p = format!("model.layers.{i}");
-            let b = &mut self.blocks[i];
-            norm(format!("{p}.input_layernorm.weight"), &mut b.input_norm)?;
+            let b = &mut self.layers[i];
+            norm(
+                format!("{p}.input_layernorm.weight"),
+                &mut b.input_layernorm,
+            )?;
             // Llama's pre-MLP norm is `post_attention_layernorm`; Gemma uses
             // that name for the norm on the attention's output.
             let pre_mlp = if sandwich {
@@ -81,17 +84,20 @@ impl Decoder {
             } else {
                 "post_attention_layernorm"
             };
-            norm(format!("{p}.{pre_mlp}.weight"), &mut b.post_norm)?;
-            if let Some(n) = &mut b.attn_output_norm {
+            norm(
+                format!("{p}.{pre_mlp}.weight"),
+                &mut b.pre_feedforward_layernorm,
+            )?;
+            if let Some(n) = &mut b.post_attention_layernorm {
                 norm(format!("{p}.post_attention_layernorm.weight"), n)?;
             }
-            if let Some(n) = &mut b.mlp_output_norm {
+            if let Some(n) = &mut b.post_feedforward_layernorm {
                 norm(format!("{p}.post_feedforward_layernorm.weight"), n)?;
             }
-            if let Some(n) = &mut b.attn.q_norm {
+            if let Some(n) = &mut b.self_attn.q_norm {
                 norm(format!("{p}.self_attn.q_norm.weight"), n)?;
             }
-            if let Some(n) = &mut b.attn.k_norm {
+            if let Some(n) = &mut b.self_attn.k_norm {
                 norm(format!("{p}.self_attn.k_norm.weight"), n)?;
             }
         }
@@ -166,7 +172,7 @@ impl Decoder {
     }
 
     fn dense_embedding(&mut self) -> Result<Tensor> {
-        self.embed.dense_mut().cloned().ok_or_else(|| {
+        self.embed_tokens.dense_mut().cloned().ok_or_else(|| {
             Error::Unsupported("a quantized (GGUF) embedding cannot be tied to a new head".into())
         })
     }

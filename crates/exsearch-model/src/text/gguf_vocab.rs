@@ -18,7 +18,7 @@ use tokenizers::normalizers::{
 use tokenizers::{AddedToken, Tokenizer};
 
 use crate::error::{Error, Result};
-use crate::model::weights::Gguf;
+use crate::model::loading::Gguf;
 
 /// GPT-2's pre-tokenizer split (llama.cpp's, without the final `\s+`: the
 /// whitespace it would take stays a piece of its own either way).

@@ -22,7 +22,7 @@ pub use template::{ChatMessage, ChatTemplate};
 
 use crate::error::{Error, Result};
 use crate::model::config::token_ids;
-use crate::model::weights::Gguf;
+use crate::model::loading::Gguf;
 
 /// Tokenizer, chat template and end-of-turn tokens of one model.
 pub struct TextCodec {

@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 #[derive(Clone, Debug, Serialize)]
-pub struct CatalogEntry {
+pub struct Recommended {
     pub repo: &'static str,
     /// `--include` pattern for GGUF repositories; empty for safetensors.
     pub include: &'static str,
@@ -17,7 +17,7 @@ pub struct CatalogEntry {
     pub note: &'static str,
 }
 
-impl CatalogEntry {
+impl Recommended {
     /// Approximate memory needed on CPU, in GB.
     pub fn cpu_memory_gb(&self) -> f64 {
         let weights = if self.include.is_empty() {
@@ -44,8 +44,8 @@ const fn entry(
     parameters_b: f64,
     download_gb: f64,
     note: &'static str,
-) -> CatalogEntry {
-    CatalogEntry {
+) -> Recommended {
+    Recommended {
         repo,
         include: "",
         parameters_b,
@@ -55,14 +55,14 @@ const fn entry(
     }
 }
 
-pub const CATALOG: &[CatalogEntry] = &[
+pub const RECOMMENDED: &[Recommended] = &[
     entry(
         "Qwen/Qwen2.5-0.5B-Instruct",
         0.49,
         0.99,
         "smallest; fine for trying the agent on CPU",
     ),
-    CatalogEntry {
+    Recommended {
         include: "*q8_0.gguf",
         download_gb: 0.68,
         note: "Q8_0 GGUF: fastest on CPU",
@@ -74,7 +74,7 @@ pub const CATALOG: &[CatalogEntry] = &[
         3.09,
         "good default for self-training on a GPU",
     ),
-    CatalogEntry {
+    Recommended {
         include: "*q4_k_m.gguf",
         note: "Q4_K_M GGUF: 1.5B on a laptop CPU",
         ..entry("Qwen/Qwen2.5-1.5B-Instruct-GGUF", 1.54, 1.12, "")
@@ -94,7 +94,7 @@ pub const CATALOG: &[CatalogEntry] = &[
     ),
     entry("Qwen/Qwen3-1.7B", 2.03, 4.06, ""),
     entry("Qwen/Qwen3-4B", 4.02, 8.05, ""),
-    CatalogEntry {
+    Recommended {
         gated: true,
         ..entry(
             "meta-llama/Llama-3.2-1B-Instruct",
@@ -103,7 +103,7 @@ pub const CATALOG: &[CatalogEntry] = &[
             "accept Meta's license on the hub, then set HF_TOKEN",
         )
     },
-    CatalogEntry {
+    Recommended {
         gated: true,
         ..entry(
             "meta-llama/Llama-3.2-3B-Instruct",
@@ -112,7 +112,7 @@ pub const CATALOG: &[CatalogEntry] = &[
             "gated, as above",
         )
     },
-    CatalogEntry {
+    Recommended {
         gated: true,
         ..entry(
             "meta-llama/Llama-3.1-8B-Instruct",
@@ -129,7 +129,7 @@ pub const CATALOG: &[CatalogEntry] = &[
     ),
     entry("HuggingFaceTB/SmolLM2-360M-Instruct", 0.362, 0.72, ""),
     entry("HuggingFaceTB/SmolLM2-1.7B-Instruct", 1.71, 3.42, ""),
-    CatalogEntry {
+    Recommended {
         gated: true,
         ..entry(
             "google/gemma-3-270m-it",
@@ -138,11 +138,11 @@ pub const CATALOG: &[CatalogEntry] = &[
             "accept Google's Gemma terms on the hub, then set HF_TOKEN",
         )
     },
-    CatalogEntry {
+    Recommended {
         gated: true,
         ..entry("google/gemma-3-1b-it", 1.0, 2.0, "gated, as above")
     },
-    CatalogEntry {
+    Recommended {
         gated: true,
         ..entry(
             "mistralai/Mistral-7B-Instruct-v0.3",

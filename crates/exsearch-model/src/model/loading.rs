@@ -145,23 +145,23 @@ pub fn load_safetensors(
             )
         };
         blocks.push(Block {
-            input_norm: norm(&format!("{p}.input_layernorm.weight"), h)?,
-            attn: Attention {
-                q: st.linear(&format!("{p}.self_attn.q_proj"), q, h, c.qkv_bias)?,
-                k: st.linear(&format!("{p}.self_attn.k_proj"), kv, h, c.qkv_bias)?,
-                v: st.linear(&format!("{p}.self_attn.v_proj"), kv, h, c.qkv_bias)?,
-                o: st.linear(&format!("{p}.self_attn.o_proj"), h, q, false)?,
+            input_layernorm: norm(&format!("{p}.input_layernorm.weight"), h)?,
+            self_attn: Attention {
+                q_proj: st.linear(&format!("{p}.self_attn.q_proj"), q, h, c.qkv_bias)?,
+                k_proj: st.linear(&format!("{p}.self_attn.k_proj"), kv, h, c.qkv_bias)?,
+                v_proj: st.linear(&format!("{p}.self_attn.v_proj"), kv, h, c.qkv_bias)?,
+                o_proj: st.linear(&format!("{p}.self_attn.o_proj"), h, q, false)?,
                 q_norm: qk_norm("q_norm")?,
                 k_norm: qk_norm("k_norm")?,
             },
-            attn_output_norm,
-            post_norm: pre_mlp,
+            post_attention_layernorm: attn_output_norm,
+            pre_feedforward_layernorm: pre_mlp,
             mlp: Mlp {
-                gate: st.linear(&format!("{p}.mlp.gate_proj"), ff, h, false)?,
-                up: st.linear(&format!("{p}.mlp.up_proj"), ff, h, false)?,
-                down: st.linear(&format!("{p}.mlp.down_proj"), h, ff, false)?,
+                gate_proj: st.linear(&format!("{p}.mlp.gate_proj"), ff, h, false)?,
+                up_proj: st.linear(&format!("{p}.mlp.up_proj"), ff, h, false)?,
+                down_proj: st.linear(&format!("{p}.mlp.down_proj"), h, ff, false)?,
             },
-            mlp_output_norm,
+            post_feedforward_layernorm: mlp_output_norm,
         });
     }
     let lm_head = if c.tie_word_embeddings || !st.has("lm_head.weight") {
@@ -468,23 +468,29 @@ impl Gguf {
             let mut bias = |n: &str| biases.remove(&format!("{p}.{n}.bias"));
             let (qb, kb, vb) = (bias("attn_q"), bias("attn_k"), bias("attn_v"));
             blocks.push(Block {
-                input_norm: rms(&mut norms, format!("{p}.attn_norm.weight"))?,
-                attn: Attention {
-                    q: matrix(&format!("{p}.attn_q.weight"), q, h, qb)?,
-                    k: matrix(&format!("{p}.attn_k.weight"), kv, h, kb)?,
-                    v: matrix(&format!("{p}.attn_v.weight"), kv, h, vb)?,
-                    o: matrix(&format!("{p}.attn_output.weight"), h, q, None)?,
+                input_layernorm: rms(&mut norms, format!("{p}.attn_norm.weight"))?,
+                self_attn: Attention {
+                    q_proj: matrix(&format!("{p}.attn_q.weight"), q, h, qb)?,
+                    k_proj: matrix(&format!("{p}.attn_k.weight"), kv, h, kb)?,
+                    v_proj: matrix(&format!("{p}.attn_v.weight"), kv, h, vb)?,
+                    o_proj: matrix(&format!("{p}.attn_output.weight"), h, q, None)?,
                     q_norm: optional(&mut norms, format!("{p}.attn_q_norm.weight"))?,
                     k_norm: optional(&mut norms, format!("{p}.attn_k_norm.weight"))?,
                 },
-                attn_output_norm: optional(&mut norms, format!("{p}.post_attention_norm.weight"))?,
-                post_norm: rms(&mut norms, format!("{p}.ffn_norm.weight"))?,
+                post_attention_layernorm: optional(
+                    &mut norms,
+                    format!("{p}.post_attention_norm.weight"),
+                )?,
+                pre_feedforward_layernorm: rms(&mut norms, format!("{p}.ffn_norm.weight"))?,
                 mlp: Mlp {
-                    gate: matrix(&format!("{p}.ffn_gate.weight"), ff, h, None)?,
-                    up: matrix(&format!("{p}.ffn_up.weight"), ff, h, None)?,
-                    down: matrix(&format!("{p}.ffn_down.weight"), h, ff, None)?,
+                    gate_proj: matrix(&format!("{p}.ffn_gate.weight"), ff, h, None)?,
+                    up_proj: matrix(&format!("{p}.ffn_up.weight"), ff, h, None)?,
+                    down_proj: matrix(&format!("{p}.ffn_down.weight"), h, ff, None)?,
                 },
-                mlp_output_norm: optional(&mut norms, format!("{p}.post_ffw_norm.weight"))?,
+                post_feedforward_layernorm: optional(
+                    &mut norms,
+                    format!("{p}.post_ffw_norm.weight"),
+                )?,
             });
         }
         let lm_head = match tied_head {
