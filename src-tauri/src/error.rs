@@ -45,17 +45,7 @@ impl From<exsearch_model::Error> for CommandError {
 
 impl From<exsearch_train::Error> for CommandError {
     fn from(e: exsearch_train::Error) -> Self {
-        use exsearch_train::Error as E;
-        let code = match &e {
-            E::Model(m) => m.code(),
-            E::Agent(a) => a.code(),
-            E::Cancelled => "cancelled",
-            E::Io { .. } => "io",
-            E::BadFile { .. } => "bad_file",
-            E::InvalidSetting(_) => "invalid_setting",
-            E::Tensor(_) => "training",
-        };
-        Self::new(code, e.to_string())
+        Self::new(e.code(), e.to_string())
     }
 }
 

@@ -26,7 +26,7 @@ fn demos_dir(home: &Home) -> PathBuf {
 
 /// Names become folder names (the training crate's rule).
 fn check_name(name: &str) -> CommandResult<()> {
-    Ok(exsearch_train::error::check_name("run", name)?)
+    Ok(exsearch_train::files::check_name("run", name)?)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

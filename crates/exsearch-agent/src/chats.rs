@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use exsearch_core::sqlite::{self, Schema};
 use exsearch_core::Home;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -26,9 +27,12 @@ pub struct Asked {
     pub trajectory: Trajectory,
 }
 
-const SCHEMA_VERSION: i64 = 1;
-
-const SCHEMA: &str = "
+/// The store's migrations (append new steps, never edit one that shipped).
+const SCHEMA: Schema = Schema {
+    what: "conversation store",
+    migrations: &[
+        // 1: conversations and their turns.
+        "
 CREATE TABLE IF NOT EXISTS conversations (
     id INTEGER PRIMARY KEY,
     title TEXT NOT NULL,
@@ -48,7 +52,9 @@ CREATE TABLE IF NOT EXISTS turns (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS turns_by_conversation ON turns(conversation_id, id);
-";
+",
+    ],
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -124,29 +130,8 @@ impl ChatStore {
     }
 
     pub fn open_at(path: &Path) -> Result<Self> {
-        let err = |source| Error::Store {
-            path: path.to_owned(),
-            source,
-        };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(err)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
-            .map_err(err)?;
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(err)?;
-        if version > SCHEMA_VERSION {
-            return Err(Error::InvalidSetting(format!(
-                "{} was written by a newer exsearch (schema {version}); upgrade exsearch",
-                path.display()
-            )));
-        }
-        conn.execute_batch(SCHEMA).map_err(err)?;
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(err)?;
         Ok(Self {
-            conn,
+            conn: sqlite::open(path, &SCHEMA)?,
             path: path.to_owned(),
         })
     }

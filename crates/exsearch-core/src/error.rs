@@ -13,14 +13,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("catalog {path}: {source}")]
-    Catalog {
+    /// A SQLite database: `what` says which (catalog, conversation store,
+    /// run store).
+    #[error("{what} {path}: {source}")]
+    Database {
+        what: &'static str,
         path: PathBuf,
         #[source]
         source: rusqlite::Error,
     },
-    #[error("catalog {path} has schema version {found}, newer than this program understands ({supported}); upgrade exsearch")]
-    CatalogTooNew {
+    #[error("{what} {path} has schema version {found}, newer than this exsearch understands ({supported}); upgrade exsearch")]
+    DatabaseTooNew {
+        what: &'static str,
         path: PathBuf,
         found: i64,
         supported: i64,
@@ -62,8 +66,8 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Io { .. } => "io",
-            Error::Catalog { .. } => "catalog",
-            Error::CatalogTooNew { .. } => "catalog_too_new",
+            Error::Database { .. } => "database",
+            Error::DatabaseTooNew { .. } => "database_too_new",
             Error::Index { .. } => "index",
             Error::Busy(_) => "busy",
             Error::NotAFolder(_) => "not_a_folder",

@@ -20,6 +20,7 @@ pub mod home;
 pub mod index;
 pub mod jobs;
 pub mod library;
+pub mod sqlite;
 pub mod store;
 
 pub use error::{Error, Result};

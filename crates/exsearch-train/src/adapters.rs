@@ -17,7 +17,8 @@ use exsearch_core::Home;
 use exsearch_model::{LoadedModel, ModelFiles};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{write_atomic, Error, Result};
+use crate::error::{Error, Result};
+use crate::files::write_atomic;
 use crate::lora::{Lora, CONFIG_FILE};
 
 const ACTIVE_FILE: &str = "active";
@@ -184,7 +185,7 @@ fn check_name(name: &str) -> Result<()> {
             "`{name}` is reserved; choose another adapter name"
         )));
     }
-    crate::error::check_name("adapter", name)
+    crate::files::check_name("adapter", name)
 }
 
 /// Whether two model specs name the same model: equal strings, or paths

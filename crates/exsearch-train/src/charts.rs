@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::error::{write_atomic, Error, Result};
+use crate::error::{Error, Result};
+use crate::files::write_atomic;
 use crate::store::RunStore;
 
 const SIZE: (u32, u32) = (640, 400);

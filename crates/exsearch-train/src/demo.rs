@@ -20,9 +20,10 @@ use exsearch_model::{LoadedModel, ModelHandle, ModelSource};
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::write_model_folder;
-use crate::error::{write_atomic, Error, Result};
+use crate::error::{Error, Result};
 use crate::estep::{e_step, example_of, m_step_examples, EStepOptions, EStepSummary};
 use crate::events::{Recorder, TrainEvent};
+use crate::files::write_atomic;
 use crate::init::{init_model, InitConfig};
 use crate::run::{evaluate_into, evaluated};
 use crate::supervised::{encode, Encoded};

@@ -7,6 +7,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
+    Library(exsearch_core::Error),
+    #[error(transparent)]
     Model(exsearch_model::Error),
     #[error(transparent)]
     Agent(exsearch_agent::Error),
@@ -46,11 +48,25 @@ impl From<exsearch_agent::Error> for Error {
 
 impl From<exsearch_core::Error> for Error {
     fn from(e: exsearch_core::Error) -> Self {
-        Error::Agent(e.into())
+        Error::Library(e)
     }
 }
 
 impl Error {
+    /// A short stable code for scripts and the UI, like the other crates'.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Library(e) => e.code(),
+            Self::Model(e) => e.code(),
+            Self::Agent(e) => e.code(),
+            Self::Tensor(_) => "training",
+            Self::Io { .. } => "io",
+            Self::BadFile { .. } => "bad_file",
+            Self::InvalidSetting(_) => "invalid_setting",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
@@ -63,30 +79,5 @@ impl Error {
             path: path.into(),
             message: message.into(),
         }
-    }
-}
-
-/// Writes `bytes` to `path` through a temporary file and a rename, so a kill
-/// never leaves a half-written file under the final name.
-pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-}
-
-/// A name that becomes a folder (a run, an adapter, a demonstration):
-/// letters, digits, `-`, `_` and `.`, not starting with a dot.
-pub fn check_name(kind: &str, name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidSetting(format!(
-            "`{name}` is not a valid {kind} name (letters, digits, '-', '_', '.')"
-        )))
     }
 }

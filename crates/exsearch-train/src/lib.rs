@@ -1,6 +1,6 @@
 //! Self-training for the ExSearch agent (METHOD.md, section 2).
 //!
-//! - [`examples`]: conversations rendered once with the chat template, the
+//! - [`supervised`]: conversations rendered once with the chat template, the
 //!   assistant tokens marked as the only ones in the loss, packed into
 //!   micro-batches by token budget.
 //! - [`trainer`]: the optimisation loop shared by warm-up and the M-step
@@ -10,7 +10,7 @@
 //! - [`lora`]: LoRA adapters in the PEFT layout: create, save, load, merge.
 //! - [`estep`]: K trajectories per question, gold-answer scores, weights,
 //!   and the M-step's weighted examples.
-//! - [`weights`]: the E-step's importance weights, bound term and ESS.
+//! - [`importance`]: the E-step's importance weights, bound term and ESS.
 //! - [`store`]: every step, evaluation and round of a run in SQLite.
 //! - [`charts`]: the convergence charts (plotters, SVG and PNG).
 //! - [`adapters`]: the person's adapters under `<home>/adapters`, the active
@@ -19,6 +19,7 @@
 //!   EM rounds over their own library, resumable after a kill.
 //! - [`world`]: synthetic multi-hop worlds for the end-to-end proof.
 //! - [`init`]: a new small model with a tokenizer trained on a corpus.
+//! - [`files`]: whole-file writes and names safe as folder names.
 
 pub mod adapters;
 pub mod charts;
@@ -26,6 +27,7 @@ pub mod demo;
 pub mod error;
 pub mod estep;
 pub mod events;
+pub mod files;
 pub mod importance;
 pub mod init;
 pub mod lora;

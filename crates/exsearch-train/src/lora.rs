@@ -19,7 +19,8 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::error::{write_atomic, Error, Result};
+use crate::error::{Error, Result};
+use crate::files::write_atomic;
 
 pub const CONFIG_FILE: &str = "adapter_config.json";
 pub const WEIGHTS_FILE: &str = "adapter_model.safetensors";

@@ -25,9 +25,10 @@ use exsearch_model::{ChatMessage, LoadedModel, ModelFiles, ModelHandle, ModelSou
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::AdapterNote;
-use crate::error::{write_atomic, Error, Result};
+use crate::error::{Error, Result};
 use crate::estep::{e_step, m_step_examples, summarize, EStepOptions, QuestionSamples};
 use crate::events::{Recorder, TrainEvent};
+use crate::files::write_atomic;
 use crate::lora::LoraConfig;
 use crate::supervised::{encode, Encoded, Example};
 use crate::trainer::{evaluate_loss, TrainConfig, Trainer};
@@ -131,7 +132,7 @@ impl Run {
     /// Creates run `name` with `spec`. An existing run of that name must
     /// have been started with the same settings (it is then resumed).
     pub fn create(home: &Home, name: &str, spec: &RunSpec) -> Result<Self> {
-        crate::error::check_name("run", name)?;
+        crate::files::check_name("run", name)?;
         let run = Self {
             name: name.to_string(),
             dir: Self::root(home).join(name),

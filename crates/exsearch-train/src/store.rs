@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use exsearch_core::sqlite::{self, Schema};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
@@ -12,7 +13,14 @@ use crate::error::{Error, Result};
 use crate::estep::EStepSummary;
 use crate::trainer::StepRecord;
 
-const SCHEMA: &str = "
+/// The store's migrations (append new steps, never edit one that shipped).
+/// Stores from before versioning are at version 0; the first step's
+/// `IF NOT EXISTS` makes it a no-op for them.
+const SCHEMA: Schema = Schema {
+    what: "run store",
+    migrations: &[
+        // 1: steps, evaluations, rounds, epochs.
+        "
 CREATE TABLE IF NOT EXISTS steps (
     phase TEXT NOT NULL, step INTEGER NOT NULL, epoch INTEGER NOT NULL,
     loss REAL NOT NULL, lr REAL NOT NULL, grad_norm REAL NOT NULL, tokens INTEGER NOT NULL,
@@ -27,7 +35,9 @@ CREATE TABLE IF NOT EXISTS rounds (
 CREATE TABLE IF NOT EXISTS epochs (
     phase TEXT NOT NULL, epoch INTEGER NOT NULL, valid_loss REAL NOT NULL,
     PRIMARY KEY (phase, epoch));
-";
+",
+    ],
+};
 
 /// One evaluation of the model at some point of the run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,9 +68,7 @@ impl RunStore {
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let path = dir.join("runs.sqlite");
-        let conn = Connection::open(&path).map_err(|e| store_error(&path, e))?;
-        conn.execute_batch(SCHEMA)
-            .map_err(|e| store_error(&path, e))?;
+        let conn = sqlite::open(&path, &SCHEMA)?;
         Ok(Self { conn, path })
     }
 
@@ -248,6 +256,11 @@ impl RunStore {
     }
 }
 
-fn store_error(path: &Path, e: rusqlite::Error) -> Error {
-    Error::bad_file(path, format!("run store: {e}"))
+fn store_error(path: &Path, source: rusqlite::Error) -> Error {
+    exsearch_core::Error::Database {
+        what: SCHEMA.what,
+        path: path.to_owned(),
+        source,
+    }
+    .into()
 }

@@ -657,3 +657,49 @@ fn the_run_store_keeps_every_metric_and_the_charts_are_drawn_from_it() {
         "the M-step chart shows the rounds only"
     );
 }
+
+#[test]
+fn every_store_refuses_a_database_from_a_newer_exsearch_by_name() {
+    use exsearch_agent::ChatStore;
+    use exsearch_core::store::Catalog;
+    use exsearch_train::store::RunStore;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let newer = |path: &std::path::Path| {
+        rusqlite::Connection::open(path)
+            .and_then(|c| c.pragma_update(None, "user_version", 42))
+            .expect("set version");
+    };
+    let catalog = dir.path().join("catalog.sqlite");
+    newer(&catalog);
+    let chats = dir.path().join("chats.sqlite");
+    newer(&chats);
+    let run = dir.path().join("run");
+    std::fs::create_dir_all(&run).expect("run dir");
+    newer(&run.join("runs.sqlite"));
+
+    let messages = [
+        (Catalog::open(&catalog)
+            .err()
+            .map(|e| (e.code(), e.to_string()))),
+        (ChatStore::open_at(&chats)
+            .err()
+            .map(|e| (e.code(), e.to_string()))),
+        (RunStore::open(&run)
+            .err()
+            .map(|e| (e.code(), e.to_string()))),
+    ];
+    for (m, (what, file)) in messages.iter().zip([
+        ("catalog", "catalog.sqlite"),
+        ("conversation store", "chats.sqlite"),
+        ("run store", "runs.sqlite"),
+    ]) {
+        let (code, text) = m.as_ref().expect("a newer database must be refused");
+        assert_eq!(*code, "database_too_new", "{text}");
+        assert!(text.starts_with(what) && text.contains(file), "{text}");
+        assert!(
+            text.contains("42") && text.contains("upgrade exsearch"),
+            "{text}"
+        );
+    }
+}

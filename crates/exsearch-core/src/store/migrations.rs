@@ -1,7 +1,15 @@
-//! Schema migrations, applied in order; `PRAGMA user_version` records how
-//! many have run. Append new steps, never edit old ones.
+//! The catalog's schema migrations, applied in order by [`crate::sqlite`];
+//! `PRAGMA user_version` records how many have run. Append new steps, never
+//! edit old ones.
 
-pub(super) const MIGRATIONS: &[&str] = &[
+use crate::sqlite::Schema;
+
+pub(super) const SCHEMA: Schema = Schema {
+    what: "catalog",
+    migrations: MIGRATIONS,
+};
+
+const MIGRATIONS: &[&str] = &[
     // 1: folders, documents, passages, settings.
     r#"
     CREATE TABLE folders (

@@ -19,7 +19,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use migrations::MIGRATIONS;
+use crate::sqlite;
+use migrations::SCHEMA;
 
 pub struct Catalog {
     path: PathBuf,
@@ -114,26 +115,10 @@ fn now_secs() -> i64 {
 impl Catalog {
     /// Opens (creating if needed) and migrates the catalog at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let ctx = |source| Error::Catalog {
+        Ok(Self {
             path: path.to_owned(),
-            source,
-        };
-        let conn = Connection::open(path).map_err(ctx)?;
-        // WAL lets searches read while a sync writes; FULL makes each commit
-        // durable before the passage index commits after it.
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             PRAGMA foreign_keys = ON;
-             PRAGMA busy_timeout = 10000;",
-        )
-        .map_err(ctx)?;
-        let mut catalog = Self {
-            path: path.to_owned(),
-            conn,
-        };
-        catalog.migrate()?;
-        Ok(catalog)
+            conn: sqlite::open(path, &SCHEMA)?,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -141,45 +126,15 @@ impl Catalog {
     }
 
     fn err(&self, source: rusqlite::Error) -> Error {
-        Error::Catalog {
+        Error::Database {
+            what: SCHEMA.what,
             path: self.path.clone(),
             source,
         }
     }
 
-    fn migrate(&mut self) -> Result<()> {
-        let version: i64 = self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
-        let supported = MIGRATIONS.len() as i64;
-        if version > supported {
-            return Err(Error::CatalogTooNew {
-                path: self.path.clone(),
-                found: version,
-                supported,
-            });
-        }
-        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self.conn.transaction().map_err(|e| Error::Catalog {
-                path: self.path.clone(),
-                source: e,
-            })?;
-            tx.execute_batch(sql)
-                .and_then(|()| tx.pragma_update(None, "user_version", i as i64 + 1))
-                .and_then(|()| tx.commit())
-                .map_err(|e| Error::Catalog {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
-        }
-        Ok(())
-    }
-
     pub fn schema_version(&self) -> Result<i64> {
-        self.conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| self.err(e))
+        sqlite::version(&self.conn).map_err(|e| self.err(e))
     }
 
     pub fn folders(&self) -> Result<Vec<Folder>> {
@@ -220,7 +175,8 @@ impl Catalog {
     /// one transaction; the caller then removes them from the index.
     pub fn remove_folder(&mut self, id: i64) -> Result<()> {
         let path = self.path.clone();
-        let ctx = |source| Error::Catalog {
+        let ctx = |source| Error::Database {
+            what: SCHEMA.what,
             path: path.clone(),
             source,
         };
@@ -575,16 +531,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.sqlite");
         let c = Catalog::open(&path).expect("open");
-        assert_eq!(
-            c.schema_version().expect("version"),
-            MIGRATIONS.len() as i64
-        );
+        assert_eq!(c.schema_version().expect("version"), SCHEMA.version());
         drop(c);
         let c = Catalog::open(&path).expect("reopen");
-        assert_eq!(
-            c.schema_version().expect("version"),
-            MIGRATIONS.len() as i64
-        );
+        assert_eq!(c.schema_version().expect("version"), SCHEMA.version());
     }
 
     #[test]
