@@ -18,7 +18,9 @@ mod error;
 mod failpoint;
 pub mod home;
 pub mod index;
-pub mod jobs;
+/// The cancel token and event sinks every long job shares (their own crate,
+/// so the model runtime has them without the library's dependencies).
+pub use exsearch_jobs as jobs;
 pub mod library;
 pub mod sqlite;
 pub mod store;

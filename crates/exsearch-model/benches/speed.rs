@@ -24,7 +24,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use exsearch_core::{CancelToken, Quiet};
+use exsearch_jobs::{CancelToken, Quiet};
 use exsearch_model::engine::{Engine, GenerateRequest, SamplingParams};
 use exsearch_model::fixtures::{self, Quant};
 use exsearch_model::model::KvCache;

@@ -13,6 +13,7 @@
 
 pub mod engine;
 pub mod error;
+#[cfg(any(test, feature = "test-support"))]
 pub mod fixtures;
 pub mod hub;
 pub mod model;

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use candle_core::{DType, Device};
-use exsearch_core::{CancelToken, Quiet};
+use exsearch_jobs::{CancelToken, Quiet};
 use exsearch_model::engine::{Engine, GenerateRequest, SamplingParams};
 use exsearch_model::fixtures;
 use exsearch_model::hub::{Check, Hub, HubCache, PullEvent, PullOptions};

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use exsearch_core::{CancelToken, Quiet};
+use exsearch_jobs::{CancelToken, Quiet};
 use exsearch_model::engine::{sampling::argmax, Engine, GenerateRequest, SamplingParams};
 use exsearch_model::{LoadedModel, ModelSource};
 use serde_json::Value;

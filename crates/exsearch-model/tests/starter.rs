@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device};
-use exsearch_core::CancelToken;
+use exsearch_jobs::CancelToken;
 use exsearch_model::fixtures::{self, Quant};
 use exsearch_model::hub::{fetch_starter, Hub, HubCache, PullEvent, StarterModel, StarterSource};
 use exsearch_model::model::Family;

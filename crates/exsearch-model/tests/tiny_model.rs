@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, D};
-use exsearch_core::{CancelToken, Quiet};
+use exsearch_jobs::{CancelToken, Quiet};
 use exsearch_model::engine::{
     Engine, FinishReason, GenerateEvent, GenerateRequest, SamplingParams, ScorePair,
 };

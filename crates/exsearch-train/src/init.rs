@@ -8,7 +8,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use candle_core::{DType, Device, Tensor};
-use exsearch_model::fixtures::{random_tensors, Normal};
+use exsearch_model::model::random_init::{random_tensors, Normal};
 use exsearch_model::model::ModelConfig;
 use exsearch_model::text::{byte_chars, byte_level_bpe_json, gguf_vocab_split};
 use serde::{Deserialize, Serialize};

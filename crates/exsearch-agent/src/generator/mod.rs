@@ -1,16 +1,21 @@
 //! Where the model's words come from. The agent talks to a `Generator`:
 //! chat prompts in, sampled text out, deltas streamed, cancel at any token.
 //! Backends: a local model (`Local`), an OpenAI-compatible server
-//! (`OpenAi`), and a playback of fixed turns for tests and measurements
-//! (`Scripted`, `Oracle`).
+//! (`OpenAi`), the gold searches of a QA file for measurements (`Oracle`),
+//! and fixed turns for tests (`Scripted`, with the `test-support` feature).
 
 mod local;
 mod openai;
+mod oracle;
+mod playback;
+#[cfg(any(test, feature = "test-support"))]
 mod scripted;
 
 pub use local::Local;
 pub use openai::OpenAi;
-pub use scripted::{Oracle, OracleAnswer, Scripted};
+pub use oracle::{Oracle, OracleAnswer};
+#[cfg(any(test, feature = "test-support"))]
+pub use scripted::Scripted;
 
 use exsearch_core::CancelToken;
 use exsearch_model::{ChatMessage, FinishReason, SamplingParams};

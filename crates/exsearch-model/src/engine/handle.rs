@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
-use exsearch_core::{CancelToken, Quiet};
+use exsearch_jobs::{CancelToken, Quiet};
 use serde::Serialize;
 
 use super::{Completion, Engine, GenerateEvent, GenerateRequest, ScorePair};

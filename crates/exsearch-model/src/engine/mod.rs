@@ -13,7 +13,7 @@ pub mod sampling;
 use std::collections::HashMap;
 
 use candle_core::{Tensor, D};
-use exsearch_core::{CancelToken, EventSink};
+use exsearch_jobs::{CancelToken, EventSink};
 use serde::{Deserialize, Serialize};
 
 pub use handle::{ModelHandle, ModelInfo};

@@ -14,7 +14,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use exsearch_core::{CancelToken, EventSink};
+use exsearch_jobs::{CancelToken, EventSink};
 use serde::Serialize;
 
 use super::hf_cache::{is_commit_hash, HubCache};

@@ -16,7 +16,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use exsearch_core::{CancelToken, EventSink};
+use exsearch_jobs::{CancelToken, EventSink};
 use serde::Serialize;
 use sha2::Digest as _;
 

@@ -10,6 +10,7 @@ pub mod loading;
 mod low_bits;
 pub mod packed;
 pub mod params;
+pub mod random_init;
 
 use candle_core::{DType, Device};
 
