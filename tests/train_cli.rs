@@ -191,19 +191,14 @@ fn demo_em_runs_every_phase_and_leaves_its_evidence_on_disk() {
 /// The demonstration at a size the suite can afford: 600 warm-up
 /// trajectories, 150 EM questions, 60 held-out ones, and small steps (the
 /// model learns to copy names after a number of steps, not of tokens).
+/// The short run: the same seeded demonstration the app's end-to-end test
+/// answers with (`tests/e2e/showcase-demo.json`).
 fn short_demo(path: &Path) {
-    let config = json!({
-        "world": {"warmup": 600, "train": 150, "valid": 20, "test": 60, "cities": 24,
-                  "teacher_error": 0.6},
-        "reading": {"questions": 600, "documents_per_sequence": 8,
-                    "train": {"lr": 0.005, "epochs": 8, "warmup_ratio": 0.05,
-                              "token_budget": 1024, "checkpoint_every": 0}},
-        "warmup": {"lr": 0.005, "epochs": 12, "warmup_ratio": 0.02, "token_budget": 512,
-                   "checkpoint_every": 0},
-        "patience": 2,
-        "rounds": 1
-    });
-    common::write(path, config.to_string());
+    let config = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e/showcase-demo.json"),
+    )
+    .expect("tests/e2e/showcase-demo.json");
+    common::write(path, config);
 }
 
 #[test]

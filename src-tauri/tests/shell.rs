@@ -19,12 +19,15 @@ use tempfile::TempDir;
 
 #[path = "../../tests/common/fake_hub.rs"]
 mod fake_hub;
+mod shapes;
 use fake_hub::{FakeHub, Faults};
 
 struct App {
     app: tauri::App<MockRuntime>,
     window: WebviewWindow<MockRuntime>,
     home: PathBuf,
+    /// The shapes of the answers, for the UI tests' scripted backend.
+    shapes: shapes::Recorder,
 }
 
 fn app(home: &Path) -> App {
@@ -47,6 +50,7 @@ fn app(home: &Path) -> App {
         app,
         window,
         home: home.to_owned(),
+        shapes: shapes::Recorder::default(),
     }
 }
 
@@ -65,7 +69,11 @@ impl App {
                 invoke_key: self.app.invoke_key().to_string(),
             },
         )
-        .map(|body| body.deserialize::<Value>().expect("json response"))
+        .map(|body| {
+            let answer = body.deserialize::<Value>().expect("json response");
+            self.shapes.record(cmd, &answer);
+            answer
+        })
     }
 
     fn ok(&self, cmd: &str, args: Value) -> Value {
@@ -221,6 +229,7 @@ fn library_commands_index_list_search_and_show_a_passage_in_context() {
         .call("library_remove", json!({"path": docs}))
         .expect_err("not in the library any more");
     assert_eq!(err["code"], "unknown_folder");
+    app.shapes.check("library");
 }
 
 #[test]
@@ -254,6 +263,8 @@ fn settings_are_validated_saved_and_read_back() {
     let tmp = TempDir::new().expect("tmp");
     let app = app(&tmp.path().join("home"));
     let mut settings = app.ok("settings_get", json!({}));
+    // The UI tests' scripted backend starts from these very defaults.
+    shapes::check_sample("default-settings", &settings);
     assert_eq!(
         settings["model"],
         Value::Null,
@@ -282,6 +293,7 @@ fn settings_are_validated_saved_and_read_back() {
     let again = self::app(&app.home);
     assert_eq!(again.ok("settings_get", json!({}))["agent"]["k"], 3);
     assert_eq!(again.ok("app_info", json!({}))["settings"]["theme"], "dark");
+    app.shapes.check("settings");
 }
 
 #[test]
@@ -378,6 +390,7 @@ fn a_question_is_answered_by_a_local_model_and_kept_as_a_conversation() {
         .as_str()
         .unwrap_or("")
         .contains(&conversation.to_string()));
+    app.shapes.check("chat");
 }
 
 #[test]
@@ -394,6 +407,7 @@ fn jobs_are_cancelled_by_id_and_ids_are_released() {
     drop(job);
     assert!(!shell.cancel("index-9"), "a finished job is gone");
     shell.begin_job("index-9").expect("the id is free again");
+    app.shapes.check("jobs");
 }
 
 #[test]
@@ -461,6 +475,7 @@ fn the_models_page_lists_the_catalog_and_downloads_into_the_cache() {
         hub.log().iter().any(|l| l.contains("bytes=")),
         "resumed with a Range request"
     );
+    app.shapes.check("models");
 }
 
 /// A demonstration small enough for a test: seconds, not minutes.
@@ -588,4 +603,5 @@ fn training_commands_run_a_demonstration_and_an_em_run_with_charts_and_adapters(
         .call("demo_use", json!({"name": "no-such-demo"}))
         .expect_err("unknown");
     assert_eq!(err["code"], "unknown_training");
+    app.shapes.check("training");
 }

@@ -1,7 +1,7 @@
 // UI tests: the real ui/ in Chromium, with the shell's IPC scripted.
-import { test, before, after } from "node:test";
+import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
-import { serveUi, launch, openApp } from "./harness.mjs";
+import { serveUi, launch, openApp, driftErrors } from "./harness.mjs";
 import { backend } from "./backend.mjs";
 
 let server;
@@ -13,6 +13,10 @@ before(async () => {
 after(async () => {
   await browser?.close();
   server?.close();
+});
+// The scripted backend answered with the real shell's shapes.
+afterEach(async () => {
+  assert.deepEqual(await driftErrors(), []);
 });
 
 const open = (options) => openApp(browser, server.url, backend, options);

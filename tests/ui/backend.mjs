@@ -5,11 +5,8 @@ export function backend(cmd, args, ctx) {
   if (!s.init) {
     Object.assign(s, {
       init: true,
-      settings: {
-        model: s.noModel ? null : "Qwen/Qwen2.5-0.5B-Instruct", device: "auto", adapter: null, theme: "system",
-        agent: { k: 5, max_steps: 8, step_tokens: 64, answer_tokens: 32, rerank: false,
-          sampling: { temperature: 0.8, top_p: 0.95, top_k: 0, seed: 0 } },
-      },
+      // The shell's real defaults (recorded by src-tauri/tests/shell.rs).
+      settings: { ...structuredClone(ctx.samples["default-settings"]), model: s.noModel ? null : "Qwen/Qwen2.5-0.5B-Instruct" },
       folders: s.noFolders ? [] : [{ id: 1, path: "/home/ada/Papers" }],
       chats: [],
       turns: {},
@@ -34,6 +31,7 @@ export function backend(cmd, args, ctx) {
       { number: 2, step: 2, passage: trent },
     ],
     end, transcript: [], history_turns: 0, side_calls: [], generated_tokens: 40, model_calls: 3,
+    timing: { total_ms: 2400, model_ms: 2100 },
   });
   const status = () => ({
     home: "/home/ada/.local/share/exsearch", folders: s.folders, documents: s.folders.length ? 2 : 0,
@@ -84,7 +82,7 @@ export function backend(cmd, args, ctx) {
       }
       ctx.send(ch, { event: "finished", run: 0, answer: t.answer, citations: t.citations, end: "finished" });
       const id = args.conversation ?? 1;
-      if (!s.chats.find((c) => c.id === id)) s.chats.unshift({ id, title: args.question, turns: 0, updated_at: 0 });
+      if (!s.chats.find((c) => c.id === id)) s.chats.unshift({ id, title: args.question, turns: 0, created_at: 0, updated_at: 0 });
       s.turns[id] = [...(s.turns[id] || []), { id: 1, question: args.question, method: args.method, model: "m", status: "answered", answer: t.answer, error: null, trajectory: t, created_at: 0 }];
       return { conversation: id, turn: 1, trajectory: t };
     })();
@@ -199,7 +197,12 @@ export function backend(cmd, args, ctx) {
       if (s.cancelled) ctx.fail("cancelled", "cancelled");
       s.demoDone = true;
       ctx.send(ch, { event: "charts", files: ["/x/charts/convergence.svg"] });
-      return { seed: args.seed, warmup_em: 34, final_em: 62, round_em: [62] };
+      const estep = { questions: 60, used: 41, sample_em: 0.256, bound: -8.63, ess: 2.89, seconds: 31 };
+      return { seed: args.seed, dir: `/home/ada/.local/share/exsearch/demos/${args.name}`, seconds: 61,
+        warmup_steps: 5, warmup_epochs: 3, warmup_em: 34, warmup_recall: 70,
+        control_steps: 20, control_em: 36, control_recall: 70,
+        rounds: [{ round: 1, estep, mstep_steps: 20, mstep_loss: 1.2, valid_em: 55, test_em: 62, test_recall: 69.5 }],
+        round_em: [62], best_round: 1, final_em: 62, final_recall: 69.5 };
     })();
     case "train_warmup": return (async () => {
       ctx.send(args.onEvent, { event: "phase", name: "warm-up" });
@@ -214,7 +217,7 @@ export function backend(cmd, args, ctx) {
       return { name: args.request.name, phases: [], best: "round 1", active_adapter: `${args.request.name}.round-1` };
     })();
     case "adapters_list":
-      return [{ name: "em-round-1", path: "/a", base_model: "Qwen/Qwen2.5-0.5B-Instruct", rank: 16, alpha: 32, targets: [], note: { valid_em: 52.5 }, active: Boolean(s.adapterActive) }];
+      return [{ name: "em-round-1", path: "/a", base_model: "Qwen/Qwen2.5-0.5B-Instruct", rank: 16, alpha: 32, targets: [], note: { run: "em", phase: "round 1", valid_em: 52.5, valid_loss: null }, active: Boolean(s.adapterActive) }];
     case "adapter_use":
       s.adapterActive = args.name === "em-round-1";
       return null;
