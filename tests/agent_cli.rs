@@ -124,10 +124,12 @@ fn ask_prints_each_step_and_cited_passages_and_keeps_the_conversation() {
     assert!(String::from_utf8_lossy(&text.stdout).contains("A: 1990"));
 
     // A failing server leaves the question on record with its error.
-    let down = FakeOpenAi::serve(["HTTP 500 out of memory"]);
+    let down = FakeOpenAi::serve(["HTTP 500 out of memory", "HTTP 500 out of memory"]);
     let out = common::exsearch(&home)
         .args([
             "ask",
+            "--retries",
+            "2",
             "--endpoint",
             &down.endpoint,
             "--chat",
@@ -137,7 +139,12 @@ fn ask_prints_each_step_and_cited_passages_and_keeps_the_conversation() {
         .output()
         .expect("run");
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 500: "));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("HTTP 500: ") && stderr.contains("gave up after 2 tries"),
+        "{stderr}"
+    );
+    assert_eq!(down.requests().len(), 2, "a 5xx is tried again");
     let shown = common::json(&home, &["chats", "show", &second.to_string(), "--json"]);
     assert_eq!(shown["turns"][2]["status"], "failed");
     assert!(shown["turns"][2]["error"]
@@ -241,5 +248,81 @@ fn ask_with_a_tiny_local_model_and_eval_with_the_oracle() {
     assert!(
         table.contains("| rag | 1 | 100.0 | 100.0 | 100.0 |"),
         "{table}"
+    );
+}
+
+#[test]
+fn eval_records_a_question_the_server_refuses_and_scores_the_others() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let home = tmp.path().join("home");
+    let data = tmp.path().join("qa.jsonl");
+    let item = |q: &str, a: &str| {
+        serde_json::json!({"question": q, "answers": [a],
+            "contexts": [{"title": a, "text": format!("{a} is a city."), "supporting": true}]})
+        .to_string()
+    };
+    common::write(
+        &data,
+        [
+            item("Where is Lune?", "Oslo"),
+            item("Where is a very long question?", "Bergen"),
+            item("Where is Dunmore?", "Oslo"),
+        ]
+        .join("\n"),
+    );
+    // As llama.cpp's server answers a prompt longer than its context: 400,
+    // for that question only; a 503 once for another, then its answer.
+    let flaky = std::sync::atomic::AtomicUsize::new(0);
+    let server = FakeOpenAi::serve_by(move |body| {
+        let prompt = body["messages"].to_string();
+        if prompt.contains("very long") {
+            "HTTP 400 the request exceeds the available context size".into()
+        } else if prompt.contains("Dunmore")
+            && flaky.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
+        {
+            "HTTP 503 loading model".into()
+        } else {
+            "Oslo".into()
+        }
+    });
+    let results = tmp.path().join("results.jsonl");
+    let out = common::exsearch(&home)
+        .args([
+            "eval",
+            "--data",
+            data.to_str().expect("utf-8"),
+            "--corpus-from-contexts",
+            "--endpoint",
+            &server.endpoint,
+            "--method",
+            "direct",
+            "--batch",
+            "3",
+            "--out",
+            results.to_str().expect("utf-8"),
+        ])
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "some failed: {stdout}");
+    assert!(stdout.contains("FAILED: 1 of 3"), "{stdout}");
+    assert!(stdout.contains("| direct | 3 | 66.7 |"), "{stdout}");
+    let lines: Vec<Value> = std::fs::read_to_string(&results)
+        .expect("results")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), 3, "every question on record");
+    assert_eq!(lines[1]["end"], "failed");
+    assert!(lines[1]["error"]
+        .as_str()
+        .unwrap_or("")
+        .contains("HTTP 400: the request exceeds the available context size"));
+    assert_eq!(
+        (
+            lines[0]["prediction"].as_str(),
+            lines[2]["prediction"].as_str()
+        ),
+        (Some("Oslo"), Some("Oslo"))
     );
 }

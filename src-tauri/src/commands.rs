@@ -355,7 +355,7 @@ pub async fn ask(
 }
 
 #[derive(Debug, Serialize)]
-pub struct CatalogModel {
+pub struct RecommendedModel {
     #[serde(flatten)]
     pub entry: Recommended,
     pub cpu_memory_gb: f64,
@@ -367,7 +367,7 @@ pub struct ModelsView {
     /// Models in the Hugging Face cache (shared with Python tools).
     pub local: Vec<CachedSnapshot>,
     /// The curated catalog with sizes and memory needs.
-    pub catalog: Vec<CatalogModel>,
+    pub catalog: Vec<RecommendedModel>,
     pub cache: PathBuf,
     pub starter: StarterView,
 }
@@ -440,7 +440,7 @@ pub async fn models_list() -> CommandResult<ModelsView> {
             local: cache.list(),
             catalog: RECOMMENDED
                 .iter()
-                .map(|e| CatalogModel {
+                .map(|e| RecommendedModel {
                     entry: e.clone(),
                     cpu_memory_gb: e.cpu_memory_gb(),
                     gpu_memory_gb: e.gpu_memory_gb(),

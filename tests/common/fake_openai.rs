@@ -3,8 +3,12 @@
 //! `stream: true` answered as server-sent events, a content delta per word.
 //! It plays back fixed replies in request order, records every request body
 //! and its `Authorization` header, and ignores `stop` (so the client's own
-//! stop handling is exercised). A reply starting with `HTTP 500` is sent as
-//! that error instead.
+//! stop handling is exercised). Faults are replies too: `HTTP <code>
+//! <message>` answers that status (429 with `Retry-After: 0`), and
+//! `CUT <n> <text>` streams the first n words of the text and closes the
+//! connection without ending the stream, as a server killed mid-answer does.
+//! Replies come from a queue in request order, or from a function of the
+//! request body (`serve_by`) when requests run concurrently.
 
 #![allow(dead_code)]
 
@@ -13,9 +17,12 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
+type Route = Box<dyn Fn(&serde_json::Value) -> String + Send + Sync>;
+
 #[derive(Default)]
 struct State {
     replies: VecDeque<String>,
+    route: Option<Route>,
     requests: Vec<(serde_json::Value, Option<String>)>,
 }
 
@@ -26,10 +33,24 @@ pub struct FakeOpenAi {
 
 impl FakeOpenAi {
     pub fn serve<S: Into<String>>(replies: impl IntoIterator<Item = S>) -> FakeOpenAi {
-        let state = Arc::new(Mutex::new(State {
+        Self::start(State {
             replies: replies.into_iter().map(Into::into).collect(),
-            requests: Vec::new(),
-        }));
+            ..State::default()
+        })
+    }
+
+    /// Answers each request with `route(body)`.
+    pub fn serve_by(
+        route: impl Fn(&serde_json::Value) -> String + Send + Sync + 'static,
+    ) -> FakeOpenAi {
+        Self::start(State {
+            route: Some(Box::new(route)),
+            ..State::default()
+        })
+    }
+
+    fn start(state: State) -> FakeOpenAi {
+        let state = Arc::new(Mutex::new(state));
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
         let shared = state.clone();
@@ -92,24 +113,45 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let reply = {
         let mut st = state.lock().expect("lock");
+        let reply = match &st.route {
+            Some(route) => route(&body),
+            None => st.replies.pop_front().unwrap_or_default(),
+        };
         st.requests.push((body, auth));
-        st.replies.pop_front().unwrap_or_default()
+        reply
     };
-    if let Some(message) = reply.strip_prefix("HTTP 500 ") {
+    if let Some(rest) = reply.strip_prefix("HTTP ") {
+        let (code, message) = rest.split_once(' ').unwrap_or((rest, ""));
         let msg = serde_json::json!({"error": {"message": message}}).to_string();
+        let retry = if code == "429" {
+            "Retry-After: 0\r\n"
+        } else {
+            ""
+        };
         write!(
             stream,
-            "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}",
+            "HTTP/1.1 {code} Error\r\nContent-Type: application/json\r\n{retry}Content-Length: {}\r\nConnection: close\r\n\r\n{msg}",
             msg.len()
         )?;
         return stream.flush();
     }
+    let (cut, reply) = match reply.strip_prefix("CUT ") {
+        Some(rest) => {
+            let (n, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            (n.parse::<usize>().ok(), text.to_string())
+        }
+        None => (None, reply),
+    };
     write!(
         stream,
         "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
     )?;
     let mut words = 0;
     for word in reply.split_inclusive(char::is_whitespace) {
+        if cut == Some(words) {
+            stream.flush()?;
+            return stream.shutdown(std::net::Shutdown::Both);
+        }
         words += 1;
         let chunk = serde_json::json!({"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": null}]});
         write!(stream, "data: {chunk}\n\n")?;

@@ -178,7 +178,7 @@ export function backend(cmd, args, ctx) {
       return s.demoDone ? {
         evals: [{ phase: "warm-up", split: "test", em: 34, f1: 40.2, acc: 35, recall: 70, questions: 20 },
           { phase: "round 1", split: "test", em: 62, f1: 66.1, acc: 63, recall: 69.5, questions: 20 }],
-        rounds: [{ round: 1, summary: { questions: 60, used: 41, sample_em: 0.256, bound: -8.63, ess: 2.89, seconds: 31 } }],
+        rounds: [{ round: 1, summary: { questions: 60, used: 41, sample_em: 0.256, bound: -8.63, ess: 2.89, seconds: 31, failed: 2 } }],
         report: { final_em: 62 },
         charts: [{ name: "convergence", svg: "<svg xmlns='http://www.w3.org/2000/svg' width='40' height='20'><rect width='40' height='20' fill='red'/></svg>" }],
       } : { evals: [], rounds: [], report: null, charts: [] };
@@ -197,7 +197,7 @@ export function backend(cmd, args, ctx) {
       if (s.cancelled) ctx.fail("cancelled", "cancelled");
       s.demoDone = true;
       ctx.send(ch, { event: "charts", files: ["/x/charts/convergence.svg"] });
-      const estep = { questions: 60, used: 41, sample_em: 0.256, bound: -8.63, ess: 2.89, seconds: 31 };
+      const estep = { questions: 60, used: 41, sample_em: 0.256, bound: -8.63, ess: 2.89, seconds: 31, failed: 0 };
       return { seed: args.seed, dir: `/home/ada/.local/share/exsearch/demos/${args.name}`, seconds: 61,
         warmup_steps: 5, warmup_epochs: 3, warmup_em: 34, warmup_recall: 70,
         control_steps: 20, control_em: 36, control_recall: 70,

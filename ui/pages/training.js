@@ -228,10 +228,12 @@ export async function render(root) {
     }
     if (d.rounds.length) {
       detail.append(h("table", { class: "rounds", "data-testid": "rounds" },
-        h("thead", {}, h("tr", {}, h("th", {}, "Round"), h("th", {}, "Samples EM"), h("th", {}, "Bound"), h("th", {}, "ESS"), h("th", {}, "Questions used"), h("th", {}, "E-step time"))),
+        h("thead", {}, h("tr", {}, h("th", {}, "Round"), h("th", {}, "Samples EM"), h("th", {}, "Bound"), h("th", {}, "ESS"), h("th", {}, "Questions used"), h("th", {}, "Failed samples"), h("th", {}, "E-step time"))),
         h("tbody", {}, d.rounds.map((r) => h("tr", {}, h("td", {}, r.round), h("td", { class: "num" }, pct(r.summary.sample_em * 100)),
           h("td", { class: "num" }, r.summary.bound.toFixed(2)), h("td", { class: "num" }, r.summary.ess.toFixed(2)),
-          h("td", { class: "num" }, `${r.summary.used} of ${r.summary.questions}`), h("td", { class: "num" }, fmtDuration(r.summary.seconds)))))));
+          h("td", { class: "num" }, `${r.summary.used} of ${r.summary.questions}`),
+          h("td", { class: "num", title: "Samples whose model call failed, dropped from the round" }, r.summary.failed ?? 0),
+          h("td", { class: "num" }, fmtDuration(r.summary.seconds)))))));
     }
   }
 

@@ -10,6 +10,7 @@
 //! the search, and the answer is always asked for.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 use exsearch_core::{CancelToken, EventSink, Hit, Library};
@@ -138,7 +139,13 @@ struct Run {
     answer: String,
     tokens: usize,
     calls: usize,
+    /// Why the run failed (`EndReason::Failed`): its model call failed
+    /// while the other runs of the batch went on.
+    failure: Failure,
 }
+
+/// Why a run failed, if it did; shared by the runs of one failed prompt.
+type Failure = Option<Arc<Error>>;
 
 /// A run's parsed step waiting for its retrieval.
 struct Pending {
@@ -156,13 +163,20 @@ impl Agent<'_> {
         events: &dyn EventSink<AgentEvent>,
         cancel: &CancelToken,
     ) -> Result<Trajectory> {
-        let mut runs = self.run(std::slice::from_ref(question), 1, method, events, cancel)?;
+        let (mut runs, mut failures) =
+            self.run_isolated(std::slice::from_ref(question), 1, method, events, cancel)?;
+        // One question: its failure is the call's error.
+        if let Some(failure) = failures.pop().flatten() {
+            return Err(Error::Shared(failure));
+        }
         runs.pop().ok_or(Error::Cancelled)
     }
 
     /// Runs `samples` trajectories per question, all in lockstep. Returns
     /// them question-major. A cancel ends every run at once with what it
-    /// has (`EndReason::Cancelled`); a backend failure is an error.
+    /// has (`EndReason::Cancelled`). A model call that fails for some runs
+    /// ends those (`EndReason::Failed`, with the error) and the others go
+    /// on; any other failure (the library) is an error.
     pub fn run(
         &self,
         questions: &[Question],
@@ -171,6 +185,20 @@ impl Agent<'_> {
         events: &dyn EventSink<AgentEvent>,
         cancel: &CancelToken,
     ) -> Result<Vec<Trajectory>> {
+        Ok(self
+            .run_isolated(questions, samples, method, events, cancel)?
+            .0)
+    }
+
+    /// `run`, with each failed run's error beside its trajectory.
+    fn run_isolated(
+        &self,
+        questions: &[Question],
+        samples: usize,
+        method: Method,
+        events: &dyn EventSink<AgentEvent>,
+        cancel: &CancelToken,
+    ) -> Result<(Vec<Trajectory>, Vec<Failure>)> {
         self.settings.validate()?;
         let started = Instant::now();
         let samples = samples.max(1);
@@ -195,6 +223,7 @@ impl Agent<'_> {
                     answer: String::new(),
                     tokens: 0,
                     calls: 0,
+                    failure: None,
                 });
             }
         }
@@ -233,6 +262,7 @@ impl Agent<'_> {
             }
         }
         let total_ms = started.elapsed().as_secs_f64() * 1e3;
+        let failures: Vec<Failure> = runs.iter().map(|r| r.failure.clone()).collect();
         let trajectories = runs
             .into_iter()
             .enumerate()
@@ -242,12 +272,15 @@ impl Agent<'_> {
                     Method::Rag => citations::for_answer(&run.steps, &run.answer),
                     Method::Direct => Vec::new(),
                 };
-                events.emit(AgentEvent::Finished {
-                    run: i,
-                    answer: run.answer.clone(),
-                    citations: citations.clone(),
-                    end: run.end.clone(),
-                });
+                // A failed run's last event was its `Failed`.
+                if run.failure.is_none() {
+                    events.emit(AgentEvent::Finished {
+                        run: i,
+                        answer: run.answer.clone(),
+                        citations: citations.clone(),
+                        end: run.end.clone(),
+                    });
+                }
                 Trajectory {
                     question: questions[run.question].text.clone(),
                     method,
@@ -261,13 +294,16 @@ impl Agent<'_> {
                     generated_tokens: run.tokens,
                     model_calls: run.calls,
                     timing: Timing { total_ms, model_ms },
+                    error: run.failure.map(|e| e.to_string()),
                 }
             })
             .collect();
-        Ok(trajectories)
+        Ok((trajectories, failures))
     }
 
-    /// Calls the generator, timing it and counting tokens per run.
+    /// Calls the generator, timing it and counting tokens per run. The runs
+    /// whose prompt failed are ended as failed (their entries are `None`)
+    /// and the others get their text. A cancel is an error for all.
     #[allow(clippy::too_many_arguments)]
     fn call(
         &self,
@@ -278,17 +314,46 @@ impl Agent<'_> {
         runs: &mut [Run],
         model_ms: &mut f64,
         on_delta: &(dyn Fn(usize, usize, &str) + Sync),
+        events: &dyn EventSink<AgentEvent>,
         cancel: &CancelToken,
-    ) -> Result<Vec<Generated>> {
+    ) -> Result<Vec<Option<Generated>>> {
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
         let t = Instant::now();
-        let out = self
+        let per_prompt = self
             .generator
-            .generate(prompts, samples, params, on_delta, cancel);
+            .generate_each(prompts, samples, params, on_delta, cancel)?;
         *model_ms += t.elapsed().as_secs_f64() * 1e3;
-        let flat: Vec<Generated> = out?.into_iter().flatten().collect();
+        let mut flat: Vec<Option<Generated>> = Vec::with_capacity(owners.len());
+        for (p, row) in per_prompt.into_iter().enumerate() {
+            match row {
+                Ok(row) if row.len() == samples => flat.extend(row.into_iter().map(Some)),
+                Ok(row) => {
+                    return Err(Error::InvalidSetting(format!(
+                        "the generator returned {} texts for prompt {p}'s {samples} samples",
+                        row.len()
+                    )))
+                }
+                Err(e) => {
+                    let e = Arc::new(e);
+                    for s in 0..samples {
+                        if let Some(&r) = owners.get(p * samples + s) {
+                            events.emit(AgentEvent::Failed {
+                                run: r,
+                                code: e.code().to_string(),
+                                error: e.to_string(),
+                            });
+                            let run = &mut runs[r];
+                            run.phase = Phase::Done;
+                            run.end = EndReason::Failed;
+                            run.failure = Some(Arc::clone(&e));
+                        }
+                        flat.push(None);
+                    }
+                }
+            }
+        }
         if flat.len() != owners.len() {
             return Err(Error::InvalidSetting(format!(
                 "the generator returned {} texts for {} requests",
@@ -297,7 +362,9 @@ impl Agent<'_> {
             )));
         }
         for (g, &r) in flat.iter().zip(owners) {
-            runs[r].tokens += g.tokens;
+            if let Some(g) = g {
+                runs[r].tokens += g.tokens;
+            }
             runs[r].calls += 1;
         }
         Ok(flat)
@@ -355,6 +422,7 @@ impl Agent<'_> {
                 runs,
                 model_ms,
                 &on_delta,
+                events,
                 cancel,
             )?;
 
@@ -363,6 +431,7 @@ impl Agent<'_> {
             let mut to_repair: Vec<Prompt> = Vec::new();
             let mut repair_owners: Vec<usize> = Vec::new();
             for (&r, g) in active.iter().zip(texts) {
+                let Some(g) = g else { continue }; // failed: ended above
                 let p = parse_step(&g.text, &settings.tags);
                 if p.action == Action::Unparsable {
                     let t = &settings.tags;
@@ -396,9 +465,11 @@ impl Agent<'_> {
                     runs,
                     model_ms,
                     &on_delta,
+                    events,
                     cancel,
                 )?;
                 for ((r, prompt), g) in owners.into_iter().zip(prompts).zip(texts) {
+                    let Some(g) = g else { continue };
                     let text = prompt.prefill + &g.text;
                     let p = parse_step(&text, &settings.tags);
                     parsed.push((r, text, p, true));
@@ -506,10 +577,12 @@ impl Agent<'_> {
                     runs,
                     model_ms,
                     &|_, _, _| {},
+                    events,
                     cancel,
                 )?
             };
             for ((&i, prompt), reply) in which.iter().zip(prompts).zip(replies) {
+                let Some(reply) = reply else { continue };
                 let order = parse_ranking(&reply.text, found[i].len());
                 let run = pending[i].run;
                 runs[run].side_calls.push(SideCall {
@@ -529,6 +602,9 @@ impl Agent<'_> {
             }
         }
         for ((p, hits), order) in pending.into_iter().zip(found).zip(orders) {
+            if runs[p.run].failure.is_some() {
+                continue;
+            }
             let shown: Vec<Hit> = match &order {
                 Some(order) => order.iter().map(|&i| hits[i].clone()).collect(),
                 None => hits,
@@ -621,9 +697,10 @@ impl Agent<'_> {
         };
         let params = self.settings.answer_sampling();
         let texts = self.call(
-            &prompts, 1, &params, &owners, runs, model_ms, &on_delta, cancel,
+            &prompts, 1, &params, &owners, runs, model_ms, &on_delta, events, cancel,
         )?;
         for (&r, g) in owners.iter().zip(texts) {
+            let Some(g) = g else { continue };
             let run = &mut runs[r];
             run.answer = g.text.trim().to_string();
             run.messages

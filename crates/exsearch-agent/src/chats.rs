@@ -140,11 +140,14 @@ impl ChatStore {
         &self.path
     }
 
+    /// A query failed: the same error, naming the store, as a failed open.
     fn err(&self, source: rusqlite::Error) -> Error {
-        Error::Store {
+        exsearch_core::Error::Database {
+            what: SCHEMA.what,
             path: self.path.clone(),
             source,
         }
+        .into()
     }
 
     /// Starts a conversation titled after its first question.
@@ -220,11 +223,13 @@ impl ChatStore {
     pub fn finish_turn(&self, turn: i64, trajectory: &Trajectory) -> Result<()> {
         let status = match trajectory.end {
             EndReason::Cancelled => TurnStatus::Cancelled,
+            EndReason::Failed => TurnStatus::Failed,
             _ => TurnStatus::Answered,
         };
         let json = serde_json::to_string(trajectory)
             .map_err(|e| Error::InvalidSetting(format!("trajectory is not serializable: {e}")))?;
-        self.update(turn, status, &trajectory.answer, None, Some(&json))
+        let error = trajectory.error.as_deref();
+        self.update(turn, status, &trajectory.answer, error, Some(&json))
     }
 
     pub fn fail_turn(&self, turn: i64, error: &str) -> Result<()> {

@@ -14,12 +14,6 @@ pub enum Error {
     Model(exsearch_model::Error),
     #[error("{url}: {message}")]
     Endpoint { url: String, message: String },
-    #[error("conversation store {path}: {source}")]
-    Store {
-        path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -38,6 +32,9 @@ pub enum Error {
     InvalidSetting(String),
     #[error("cancelled")]
     Cancelled,
+    /// One failure shared by several runs (the samples of a prompt).
+    #[error(transparent)]
+    Shared(std::sync::Arc<Error>),
 }
 
 impl From<exsearch_model::Error> for Error {
@@ -63,12 +60,12 @@ impl Error {
             Self::Library(e) => e.code(),
             Self::Model(e) => e.code(),
             Self::Endpoint { .. } => "endpoint",
-            Self::Store { .. } => "store",
             Self::Io { .. } => "io",
             Self::Data { .. } => "data",
             Self::UnknownConversation(_) => "unknown_conversation",
             Self::InvalidSetting(_) => "invalid_setting",
             Self::Cancelled => "cancelled",
+            Self::Shared(e) => e.code(),
         }
     }
 }

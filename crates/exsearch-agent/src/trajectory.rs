@@ -27,9 +27,31 @@ pub struct Trajectory {
     pub generated_tokens: usize,
     pub model_calls: usize,
     pub timing: Timing,
+    /// Why the run failed, when `end` is `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Trajectory {
+    /// A run that failed before it produced anything.
+    pub fn failed(question: &str, method: Method, error: &crate::Error) -> Self {
+        Self {
+            question: question.to_string(),
+            method,
+            steps: Vec::new(),
+            answer: String::new(),
+            citations: Vec::new(),
+            end: EndReason::Failed,
+            transcript: Vec::new(),
+            history_turns: 0,
+            side_calls: Vec::new(),
+            generated_tokens: 0,
+            model_calls: 0,
+            timing: Timing::default(),
+            error: Some(error.to_string()),
+        }
+    }
+
     /// Every passage retrieved, in order, without repeats.
     pub fn retrieved(&self) -> Vec<&Hit> {
         let mut seen = std::collections::HashSet::new();
@@ -84,6 +106,9 @@ pub enum EndReason {
     /// The model asked a sub-query it had already asked.
     Repeated,
     Cancelled,
+    /// A model call failed (after the backend's own retries); `error` in
+    /// the trajectory says why. The other runs of its batch went on.
+    Failed,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

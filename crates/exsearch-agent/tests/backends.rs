@@ -9,7 +9,7 @@ mod fake_openai;
 use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device};
-use exsearch_agent::generator::{Local, OpenAi};
+use exsearch_agent::generator::{Local, OpenAi, Retry};
 use exsearch_agent::{Agent, AgentEvent, AgentSettings, EndReason, Method, Question};
 use exsearch_core::{CancelToken, Library, Quiet};
 use exsearch_model::fixtures;
@@ -179,10 +179,11 @@ fn an_openai_compatible_server_answers_through_the_same_loop() {
 fn endpoint_failures_name_the_url_and_the_server_s_message() {
     let dir = tempfile::tempdir().expect("tmp");
     let library = library(dir.path());
-    let server = FakeOpenAi::serve(["HTTP 500 model qwen9 is not loaded"]);
+    let server = FakeOpenAi::serve(["HTTP 500 model qwen9 is not loaded"; 2]);
     let events = Mutex::new(Vec::new());
     let sink = |e: AgentEvent| events.lock().expect("lock").push(e);
-    let openai = OpenAi::new(&format!("{}/v1/", server.endpoint), "qwen9", None);
+    let openai =
+        OpenAi::new(&format!("{}/v1/", server.endpoint), "qwen9", None).with_retry(fast(2));
     let settings = AgentSettings::default();
     let agent = Agent {
         generator: &openai,
@@ -211,9 +212,10 @@ fn endpoint_failures_name_the_url_and_the_server_s_message() {
         message.contains("HTTP 500") && message.contains("qwen9 is not loaded"),
         "{message}"
     );
-    assert_eq!(server.auth(), vec![None]);
+    assert!(message.contains("gave up after 2 tries"), "{message}");
+    assert_eq!(server.auth(), vec![None, None]);
 
-    let closed = OpenAi::new("http://127.0.0.1:9", "m", None);
+    let closed = OpenAi::new("http://127.0.0.1:9", "m", None).with_retry(fast(3));
     let agent = Agent {
         generator: &closed,
         ..agent
@@ -230,5 +232,101 @@ fn endpoint_failures_name_the_url_and_the_server_s_message() {
         e.to_string()
             .starts_with("http://127.0.0.1:9/v1/chat/completions: "),
         "{e}"
+    );
+}
+
+/// Retries without the real waits.
+fn fast(attempts: u32) -> Retry {
+    Retry {
+        attempts,
+        first_wait: std::time::Duration::from_millis(1),
+        ..Retry::default()
+    }
+}
+
+#[test]
+fn a_failed_call_ends_only_its_own_run_and_transient_faults_are_retried() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let library = library(dir.path());
+    // Per question: "Lune" is refused (as a prompt over the context is),
+    // "Dunmore" meets a 429, a 503 and a stream cut after one word before
+    // its answer, and the rest are answered at once.
+    let tries = Mutex::new(0usize);
+    let server = FakeOpenAi::serve_by(move |body| {
+        let prompt = body["messages"].to_string();
+        if prompt.contains("Lune") {
+            return "HTTP 400 the request exceeds the available context size".into();
+        }
+        if !prompt.contains("Dunmore") {
+            return "Oslo".into();
+        }
+        let mut n = tries.lock().expect("lock");
+        *n += 1;
+        match *n {
+            1 => "HTTP 429 slow down".into(),
+            2 => "HTTP 503 loading".into(),
+            3 => "CUT 1 New York".into(),
+            _ => "New York".into(),
+        }
+    });
+    let openai = OpenAi::new(&server.endpoint, "m", None).with_retry(fast(5));
+    let settings = AgentSettings::default();
+    let agent = Agent {
+        generator: &openai,
+        retriever: &library,
+        settings: &settings,
+    };
+    let events = Mutex::new(Vec::new());
+    let sink = |e: AgentEvent| events.lock().expect("lock").push(e);
+    let questions = [
+        Question::new("Where is Velcora?"),
+        Question::new("Where is Lune?"),
+        Question::new("Where is Dunmore?"),
+    ];
+    let runs = agent
+        .run(&questions, 1, Method::Direct, &sink, &CancelToken::new())
+        .expect("the batch goes on");
+    assert_eq!(
+        (runs[0].end.clone(), runs[0].answer.as_str()),
+        (EndReason::Finished, "Oslo")
+    );
+    assert_eq!(runs[1].end, EndReason::Failed);
+    let error = runs[1].error.as_deref().unwrap_or("");
+    assert!(
+        error.contains("HTTP 400: the request exceeds the available context size"),
+        "{error}"
+    );
+    assert_eq!(
+        (runs[2].end.clone(), runs[2].answer.as_str()),
+        (EndReason::Finished, "New York")
+    );
+    // The cut attempt's first word was streamed once, not again.
+    let events = events.into_inner().expect("lock");
+    let streamed: String = events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::AnswerDelta { run: 2, text } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(streamed, "New York");
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, AgentEvent::Failed { run: 1, code, .. } if code == "endpoint")),
+        "{events:?}"
+    );
+    // A 400 is not tried again, and no other question is asked twice:
+    // Velcora once, Lune once, Dunmore four times (429, 503, cut, answer).
+    let asked = |what: &str| {
+        server
+            .requests()
+            .iter()
+            .filter(|b| b["messages"].to_string().contains(what))
+            .count()
+    };
+    assert_eq!(
+        (asked("Velcora"), asked("Lune"), asked("Dunmore")),
+        (1, 1, 4)
     );
 }

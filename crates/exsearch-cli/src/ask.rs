@@ -136,6 +136,7 @@ impl StepPrinter {
                     EndReason::Unparsable => "  (the model stopped writing searches)",
                     EndReason::Repeated => "  (the model repeated a search)",
                     EndReason::Cancelled => "  (cancelled)",
+                    EndReason::Failed => "  (failed)",
                 };
                 writeln!(out, "{note}")
             }

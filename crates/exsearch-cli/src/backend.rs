@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
-use exsearch_agent::generator::{Local, OpenAi};
+use exsearch_agent::generator::{Local, OpenAi, Retry};
 use exsearch_agent::{AgentSettings, Generator, Method};
 use exsearch_core::Home;
 use exsearch_model::hub::HubCache;
@@ -30,6 +30,11 @@ pub struct BackendArgs {
     /// Requests in flight at once (with --endpoint)
     #[arg(long, default_value_t = 4)]
     pub(crate) concurrency: usize,
+    /// Tries per request to --endpoint when it fails for a moment (connection
+    /// lost, 429, 5xx), the waits doubling from 0.5 s; a failure that would
+    /// repeat (such as a 400) is not retried
+    #[arg(long, default_value_t = 5)]
+    pub(crate) retries: u32,
     /// auto, cpu, cuda[:N] or metal (local model)
     #[arg(long, default_value = "auto")]
     pub(crate) device: String,
@@ -114,7 +119,11 @@ impl AgentArgs {
 pub(crate) fn generator(home: &Home, args: &BackendArgs) -> Result<Box<dyn Generator>> {
     if let Some(endpoint) = &args.endpoint {
         let g = OpenAi::new(endpoint, &args.endpoint_model, args.api_key.clone())
-            .with_concurrency(args.concurrency);
+            .with_concurrency(args.concurrency)
+            .with_retry(Retry {
+                attempts: args.retries,
+                ..Retry::default()
+            });
         return Ok(Box::new(g));
     }
     let Some(spec) = &args.model else {

@@ -57,7 +57,7 @@ pub fn run(home: &exsearch_core::Home, cmd: DemoCommand) -> Result<ExitCode> {
     let cancel = crate::cancel_on_ctrl_c("stopping the demo")?;
     let progress = output::Progress::counting();
     let bar = &progress.bar;
-    let sink = crate::train::event_printer(&progress);
+    let sink = output::event_printer(&progress);
     let report = run_demo(&dir, &config, &sink, &cancel);
     bar.finish_and_clear();
     let report = report?;

@@ -51,7 +51,7 @@ pub fn run(home: &Home, args: EvalArgs) -> Result<ExitCode> {
     let library = if args.corpus_from_contexts {
         let dir = eval::corpus_dir(home, &args.data)?;
         let progress = output::Progress::new();
-        let sink = crate::library::sync_progress(&progress);
+        let sink = output::sync_progress(&progress);
         let library = eval::corpus_from_contexts(&items, &dir, &sink, &cancel);
         progress.bar.finish_and_clear();
         library?
@@ -100,10 +100,14 @@ pub fn run(home: &Home, args: EvalArgs) -> Result<ExitCode> {
     } else {
         print_summary(&summary, &results, &out);
     }
-    Ok(if summary.complete {
-        ExitCode::SUCCESS
-    } else {
+    // 130: cancelled; 2: finished, but some questions failed (each with its
+    // error in the results file).
+    Ok(if !summary.complete {
         ExitCode::from(130)
+    } else if summary.failed > 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
     })
 }
 
@@ -150,5 +154,15 @@ fn print_summary(s: &eval::EvalSummary, results: &[QuestionResult], out: &Path) 
             "; INCOMPLETE (cancelled)"
         }
     );
+    if s.failed > 0 {
+        let first = results
+            .iter()
+            .find_map(|r| r.error.as_deref())
+            .unwrap_or("");
+        println!(
+            "FAILED: {} of {} questions (scored 0; the others are unaffected), first error: {first}",
+            s.failed, s.questions
+        );
+    }
     println!("per-question results: {}", out.display());
 }

@@ -135,7 +135,7 @@ fn with_progress(
     )?;
 
     let progress = output::Progress::new();
-    let sink = sync_progress(&progress);
+    let sink = output::sync_progress(&progress);
     let report = job(&options, &sink, &cancel);
     progress.bar.finish_and_clear();
     let report = report?;
@@ -149,41 +149,4 @@ fn with_progress(
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// Draws a sync's progress on `progress` and lists skipped files above it.
-pub(crate) fn sync_progress(
-    progress: &output::Progress,
-) -> impl Fn(LibraryEvent) + Send + Sync + '_ {
-    let bar = &progress.bar;
-    move |event: LibraryEvent| match event {
-        LibraryEvent::Started(p) | LibraryEvent::Progress(p) => {
-            progress.plain_line(|| {
-                format!(
-                    "{}/{} files, {}/{}, {} passages",
-                    p.files_done,
-                    p.files_total,
-                    output::bytes(p.bytes_done),
-                    output::bytes(p.bytes_total),
-                    p.passages
-                )
-            });
-            bar.set_length(p.bytes_total);
-            bar.set_position(p.bytes_done);
-            let eta = p
-                .eta_secs
-                .map_or_else(String::new, |s| format!(", ETA {}", output::duration(s)));
-            bar.set_message(format!(
-                "{}/{} files, {} passages, {}/s{eta}",
-                p.files_done,
-                p.files_total,
-                p.passages,
-                output::bytes(p.bytes_per_sec as u64)
-            ));
-        }
-        LibraryEvent::Skipped { path, reason } => {
-            bar.suspend(|| eprintln!("skipped {path}: {reason}"));
-        }
-        LibraryEvent::Committed { .. } => {}
-    }
 }

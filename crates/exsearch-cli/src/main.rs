@@ -49,17 +49,7 @@ enum Command {
     #[command(subcommand)]
     Library(library::LibraryCommand),
     /// Search the library's passages (BM25)
-    Search {
-        /// What to look for, in plain words
-        #[arg(required = true)]
-        query: Vec<String>,
-        /// Number of passages to show
-        #[arg(short = 'k', long, default_value_t = 10)]
-        k: usize,
-        /// Print a JSON list instead of text
-        #[arg(long)]
-        json: bool,
-    },
+    Search(search::SearchArgs),
     /// Download models from the Hugging Face hub and list local ones
     #[command(subcommand)]
     Model(model::ModelCommand),
@@ -101,7 +91,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let home = || Home::resolve(cli.home.as_deref());
     match cli.command {
         Command::Library(cmd) => library::run(&home()?, cmd),
-        Command::Search { ref query, k, json } => search::run(&home()?, &query.join(" "), k, json),
+        Command::Search(args) => search::run(&home()?, args),
         Command::Model(cmd) => model::run(cmd),
         Command::Generate(args) => generate::run(args),
         Command::Ask(args) => ask::run(&home()?, *args),

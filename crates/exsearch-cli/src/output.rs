@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use exsearch_agent::Citation;
-use exsearch_core::{Hit, LibraryStatus, SyncReport};
+use exsearch_core::{Hit, LibraryEvent, LibraryStatus, SyncReport};
+use exsearch_train::TrainEvent;
 
 const BOLD_YELLOW: &str = "\x1b[1;33m";
 const DIM: &str = "\x1b[2m";
@@ -184,6 +185,117 @@ impl Progress {
                 *last = Some(Instant::now());
                 eprintln!("progress: {}", line());
             }
+        }
+    }
+}
+
+/// Draws a sync's progress on `progress` and lists skipped files above it.
+pub(crate) fn sync_progress(progress: &Progress) -> impl Fn(LibraryEvent) + Send + Sync + '_ {
+    let bar = &progress.bar;
+    move |event: LibraryEvent| match event {
+        LibraryEvent::Started(p) | LibraryEvent::Progress(p) => {
+            progress.plain_line(|| {
+                format!(
+                    "{}/{} files, {}/{}, {} passages",
+                    p.files_done,
+                    p.files_total,
+                    bytes(p.bytes_done),
+                    bytes(p.bytes_total),
+                    p.passages
+                )
+            });
+            bar.set_length(p.bytes_total);
+            bar.set_position(p.bytes_done);
+            let eta = p
+                .eta_secs
+                .map_or_else(String::new, |s| format!(", ETA {}", duration(s)));
+            bar.set_message(format!(
+                "{}/{} files, {} passages, {}/s{eta}",
+                p.files_done,
+                p.files_total,
+                p.passages,
+                bytes(p.bytes_per_sec as u64)
+            ));
+        }
+        LibraryEvent::Skipped { path, reason } => {
+            bar.suspend(|| eprintln!("skipped {path}: {reason}"));
+        }
+        LibraryEvent::Committed { .. } => {}
+    }
+}
+
+/// Prints training events: a progress bar for steps and sampling, a line
+/// per epoch, evaluation, round, save and chart update.
+pub(crate) fn event_printer(progress: &Progress) -> impl Fn(TrainEvent) + Sync + '_ {
+    let bar = &progress.bar;
+    move |event: TrainEvent| {
+        match event {
+        TrainEvent::Phase { name } => {
+            bar.set_length(0);
+            bar.set_position(0);
+            bar.set_message(name.clone());
+            bar.suspend(|| eprintln!("== {name}"));
+        }
+        TrainEvent::Step { phase, record } => {
+            bar.set_length(record.total_steps as u64);
+            bar.set_position(record.step as u64);
+            bar.set_message(format!("{phase}: loss {:.3}", record.loss));
+            progress.plain_line(|| {
+                format!(
+                    "{phase} step {}/{} loss {:.3}",
+                    record.step, record.total_steps, record.loss
+                )
+            });
+        }
+        TrainEvent::Epoch {
+            phase,
+            epoch,
+            valid_loss,
+        } => {
+            bar.suspend(|| eprintln!("   {phase} epoch {epoch}: validation loss {valid_loss:.3}"));
+        }
+        TrainEvent::Resumed { what } => bar.suspend(|| eprintln!("   resumed: {what}")),
+        TrainEvent::Saved { phase, path } => {
+            bar.suspend(|| eprintln!("   {phase}: saved {}", path.display()))
+        }
+        TrainEvent::Sampled { round, done, total } => {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+            bar.set_message(format!("round {round}: sampling"));
+            progress.plain_line(|| format!("round {round} E-step {done}/{total}"));
+        }
+        TrainEvent::Evaluated {
+            phase,
+            split,
+            em,
+            f1,
+            recall,
+            ..
+        } => {
+            let recall = recall.map_or_else(|| "-".into(), |r| format!("{r:.1}"));
+            let split = if split == "test" { "held-out" } else { "validation" };
+            bar.suspend(|| eprintln!("   {phase}: {split} EM {em:.1}, F1 {f1:.1}, recall {recall}"));
+        }
+        TrainEvent::Round { round, estep } => bar.suspend(|| {
+            eprintln!(
+                "   round {round} E-step: samples EM {:.1}, bound {:.3}, ESS {:.2}, {}/{} questions used{}",
+                100.0 * estep.sample_em,
+                estep.bound,
+                estep.ess,
+                estep.used,
+                estep.questions,
+                if estep.failed > 0 {
+                    format!(", {} samples failed and dropped", estep.failed)
+                } else {
+                    String::new()
+                }
+            )
+        }),
+        TrainEvent::Charts { files } => {
+            if let Some(dir) = files.first().and_then(|f| f.parent()) {
+                bar.suspend(|| eprintln!("   charts: {}", dir.display()));
+            }
+        }
         }
     }
 }

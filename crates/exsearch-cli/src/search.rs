@@ -3,11 +3,28 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
+use clap::Args;
 use exsearch_core::{Home, Library};
 
 use crate::output;
 
-pub fn run(home: &Home, query: &str, k: usize, json: bool) -> Result<ExitCode> {
+#[derive(Args)]
+pub struct SearchArgs {
+    /// What to look for, in plain words
+    #[arg(required = true)]
+    query: Vec<String>,
+    /// Number of passages to show
+    #[arg(short = 'k', long, default_value_t = 10)]
+    k: usize,
+    /// Print a JSON list instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(home: &Home, args: SearchArgs) -> Result<ExitCode> {
+    let SearchArgs { query, k, json } = args;
+    let query = query.join(" ");
+    let query = query.as_str();
     let library = Library::open(home)?;
     let hits = library.search(query, k)?;
     if json {

@@ -10,7 +10,7 @@ use exsearch_core::Home;
 use exsearch_train::adapters::Adapters;
 use exsearch_train::estep::EStepOptions;
 use exsearch_train::run::{EmSpec, Run, RunReport, RunSpec, Tuning, WarmupSpec};
-use exsearch_train::{LoraConfig, TrainConfig, TrainEvent, WeightRule};
+use exsearch_train::{LoraConfig, TrainConfig, WeightRule};
 
 use crate::output;
 
@@ -248,7 +248,7 @@ fn execute(home: &Home, run: Run, json: bool) -> Result<ExitCode> {
         "stopping; `exsearch train resume` continues from the last checkpoint",
     )?;
     let progress = output::Progress::counting();
-    let sink = event_printer(&progress);
+    let sink = output::event_printer(&progress);
     let report = run.execute(home, &sink, &cancel);
     progress.bar.finish_and_clear();
     let report = match report {
@@ -410,75 +410,4 @@ fn status(home: &Home, name: Option<&str>, json: bool) -> Result<ExitCode> {
     }
     println!("  charts: {}", run.charts_dir().display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// Prints training events: a progress bar for steps and sampling, a line
-/// per epoch, evaluation, round, save and chart update.
-pub(crate) fn event_printer(progress: &output::Progress) -> impl Fn(TrainEvent) + Sync + '_ {
-    let bar = &progress.bar;
-    move |event: TrainEvent| {
-        match event {
-        TrainEvent::Phase { name } => {
-            bar.set_length(0);
-            bar.set_position(0);
-            bar.set_message(name.clone());
-            bar.suspend(|| eprintln!("== {name}"));
-        }
-        TrainEvent::Step { phase, record } => {
-            bar.set_length(record.total_steps as u64);
-            bar.set_position(record.step as u64);
-            bar.set_message(format!("{phase}: loss {:.3}", record.loss));
-            progress.plain_line(|| {
-                format!(
-                    "{phase} step {}/{} loss {:.3}",
-                    record.step, record.total_steps, record.loss
-                )
-            });
-        }
-        TrainEvent::Epoch {
-            phase,
-            epoch,
-            valid_loss,
-        } => {
-            bar.suspend(|| eprintln!("   {phase} epoch {epoch}: validation loss {valid_loss:.3}"));
-        }
-        TrainEvent::Resumed { what } => bar.suspend(|| eprintln!("   resumed: {what}")),
-        TrainEvent::Saved { phase, path } => {
-            bar.suspend(|| eprintln!("   {phase}: saved {}", path.display()))
-        }
-        TrainEvent::Sampled { round, done, total } => {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-            bar.set_message(format!("round {round}: sampling"));
-            progress.plain_line(|| format!("round {round} E-step {done}/{total}"));
-        }
-        TrainEvent::Evaluated {
-            phase,
-            split,
-            em,
-            f1,
-            recall,
-            ..
-        } => {
-            let recall = recall.map_or_else(|| "-".into(), |r| format!("{r:.1}"));
-            let split = if split == "test" { "held-out" } else { "validation" };
-            bar.suspend(|| eprintln!("   {phase}: {split} EM {em:.1}, F1 {f1:.1}, recall {recall}"));
-        }
-        TrainEvent::Round { round, estep } => bar.suspend(|| {
-            eprintln!(
-                "   round {round} E-step: samples EM {:.1}, bound {:.3}, ESS {:.2}, {}/{} questions used",
-                100.0 * estep.sample_em,
-                estep.bound,
-                estep.ess,
-                estep.used,
-                estep.questions
-            )
-        }),
-        TrainEvent::Charts { files } => {
-            if let Some(dir) = files.first().and_then(|f| f.parent()) {
-                bar.suspend(|| eprintln!("   charts: {}", dir.display()));
-            }
-        }
-        }
-    }
 }

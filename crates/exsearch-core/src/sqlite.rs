@@ -40,12 +40,7 @@ pub fn open(path: &Path, schema: &Schema) -> Result<Connection> {
     };
     let mut conn = Connection::open(path).map_err(err)?;
     conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;",
-    )
-    .map_err(err)?;
+    // The version first: a newer exsearch's database is not touched at all.
     let found: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(err)?;
@@ -57,6 +52,12 @@ pub fn open(path: &Path, schema: &Schema) -> Result<Connection> {
             supported: schema.version(),
         });
     }
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;",
+    )
+    .map_err(err)?;
     for (i, sql) in schema.migrations.iter().enumerate().skip(found as usize) {
         let tx = conn.transaction().map_err(err)?;
         tx.execute_batch(sql)

@@ -1,7 +1,7 @@
 //! The ExSearch model runtime.
 //!
 //! - [`hub`]: downloads from the Hugging Face hub into the shared HF cache,
-//!   resumable and verified, plus a catalog of recommended models.
+//!   resumable and verified, plus the recommended models.
 //! - [`source`]: naming a model (folder, GGUF file, hub id) and finding its
 //!   files locally, never touching the network.
 //! - [`model`]: our decoder for the Llama family (Qwen2/2.5, Qwen3, Llama 3,

@@ -5,7 +5,7 @@
 
 use exsearch_agent::eval::{score_answer, QaItem};
 use exsearch_agent::generator::Local;
-use exsearch_agent::{Agent, AgentEvent, Method, Prompt, Question, Trajectory};
+use exsearch_agent::{Agent, AgentEvent, EndReason, Method, Prompt, Question, Trajectory};
 use exsearch_core::{CancelToken, Quiet};
 use exsearch_model::{ChatMessage, ScorePair};
 use serde::{Deserialize, Serialize};
@@ -79,6 +79,10 @@ pub struct EStepSummary {
     /// Mean effective sample size.
     pub ess: f64,
     pub seconds: f64,
+    /// Samples whose model call failed (after the backend's retries):
+    /// dropped like degenerate ones, the other samples and questions kept.
+    #[serde(default)]
+    pub failed: usize,
 }
 
 /// Runs the E-step over `items`. `on_progress(done, total)` after each batch.
@@ -112,32 +116,39 @@ pub fn e_step(
         }
         // One scoring call for the whole batch: gold answer after each trajectory.
         // The gold answer is tokenized once per question, not once per sample.
+        // A failed sample is not scored (its context may be what failed).
         let mut pairs = Vec::with_capacity(trajectories.len());
         for (item, samples) in batch.iter().zip(trajectories.chunks(k)) {
             let mut target = codec.encode_rendered(gold(item))?;
             target.extend(end_of_turn);
-            for t in samples {
+            for t in samples.iter().filter(|t| t.end != EndReason::Failed) {
                 pairs.push(ScorePair {
                     context: model.tokenize(&Prompt::new(answer_context(t).to_vec()))?,
                     target: target.clone(),
                 });
             }
         }
-        let logps = model.handle().score(pairs, cancel.clone())?;
+        let mut logps = model.handle().score(pairs, cancel.clone())?.into_iter();
         let mut trajectories = trajectories.into_iter();
-        let mut logps = logps.into_iter();
         for item in batch {
             let mut samples: Vec<Sample> = Vec::with_capacity(k);
             for _ in 0..k {
-                let (Some(trajectory), Some(lp)) = (trajectories.next(), logps.next()) else {
+                let Some(trajectory) = trajectories.next() else {
                     break;
+                };
+                let failed = trajectory.end == EndReason::Failed;
+                let lp = if failed {
+                    Vec::new()
+                } else {
+                    let Some(lp) = logps.next() else { break };
+                    lp
                 };
                 let empty = trajectory
                     .steps
                     .iter()
                     .filter(|s| s.evidence.as_deref().is_none_or(|e| e.trim().is_empty()))
                     .count();
-                let score = if empty > options.max_empty_evidence {
+                let score = if failed || empty > options.max_empty_evidence {
                     AnswerScore {
                         sum: f64::NAN,
                         tokens: lp.len(),
@@ -208,6 +219,10 @@ pub fn summarize(questions: &[QuestionSamples], seconds: f64) -> EStepSummary {
         bound: mean(&mut used.iter().filter_map(|q| q.log_mean), used.len()),
         ess: mean(&mut used.iter().filter_map(|q| q.ess), used.len()),
         seconds,
+        failed: all
+            .iter()
+            .filter(|s| s.trajectory.end == EndReason::Failed)
+            .count(),
     }
 }
 

@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS epochs (
     phase TEXT NOT NULL, epoch INTEGER NOT NULL, valid_loss REAL NOT NULL,
     PRIMARY KEY (phase, epoch));
 ",
+        // 2: samples whose model call failed, dropped from the round.
+        "ALTER TABLE rounds ADD COLUMN failed INTEGER NOT NULL DEFAULT 0;",
     ],
 };
 
@@ -125,7 +127,9 @@ impl RunStore {
     pub fn add_round(&self, round: usize, s: &EStepSummary) -> Result<()> {
         self.conn
             .execute(
-                "INSERT OR REPLACE INTO rounds VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT OR REPLACE INTO rounds
+                     (round, questions, used, sample_em, bound, ess, seconds, failed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     round as i64,
                     s.questions as i64,
@@ -133,7 +137,8 @@ impl RunStore {
                     s.sample_em,
                     s.bound,
                     s.ess,
-                    s.seconds
+                    s.seconds,
+                    s.failed as i64
                 ],
             )
             .map_err(|e| self.fail(e))?;
@@ -204,8 +209,8 @@ impl RunStore {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT round, questions, used, sample_em, bound, ess, seconds FROM rounds
-                 ORDER BY round",
+                "SELECT round, questions, used, sample_em, bound, ess, seconds, failed
+                 FROM rounds ORDER BY round",
             )
             .map_err(|e| self.fail(e))?;
         let rows = stmt
@@ -219,6 +224,7 @@ impl RunStore {
                         bound: r.get(4)?,
                         ess: r.get(5)?,
                         seconds: r.get(6)?,
+                        failed: r.get::<_, i64>(7)? as usize,
                     },
                 })
             })

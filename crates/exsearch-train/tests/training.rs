@@ -605,6 +605,7 @@ fn the_run_store_keeps_every_metric_and_the_charts_are_drawn_from_it() {
                 bound,
                 ess: 1.5,
                 seconds: 1.0,
+                failed: round - 1,
             };
             store.add_round(round, &summary).expect("round");
         }
@@ -616,6 +617,7 @@ fn the_run_store_keeps_every_metric_and_the_charts_are_drawn_from_it() {
     assert_eq!(store.steps(Some("round 2")).expect("steps").len(), 4);
     assert_eq!(store.last_step("warm-up").expect("last"), Some(5));
     assert_eq!(store.rounds().expect("rounds")[1].summary.bound, -2.5);
+    assert_eq!(store.rounds().expect("rounds")[1].summary.failed, 1);
     assert_eq!(
         store.eval("control", "test").expect("eval").map(|e| e.em),
         Some(12.0)
@@ -702,4 +704,35 @@ fn every_store_refuses_a_database_from_a_newer_exsearch_by_name() {
             "{text}"
         );
     }
+}
+
+#[test]
+fn a_run_store_from_before_versioning_is_migrated_keeping_its_rounds() {
+    use exsearch_train::store::RunStore;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        // runs.sqlite as the previous release wrote it: no schema version,
+        // rounds without the failed count.
+        let old = rusqlite::Connection::open(dir.path().join("runs.sqlite")).expect("open");
+        old.execute_batch(
+            "CREATE TABLE rounds (
+                 round INTEGER PRIMARY KEY, questions INTEGER NOT NULL, used INTEGER NOT NULL,
+                 sample_em REAL NOT NULL, bound REAL NOT NULL, ess REAL NOT NULL, seconds REAL NOT NULL);
+             INSERT INTO rounds VALUES (1, 10, 9, 0.4, -3.0, 1.5, 12.0);",
+        )
+        .expect("old schema");
+    }
+    let store = RunStore::open(dir.path()).expect("migrated");
+    let rounds = store.rounds().expect("rounds");
+    assert_eq!(rounds.len(), 1);
+    assert_eq!(
+        (
+            rounds[0].summary.used,
+            rounds[0].summary.bound,
+            rounds[0].summary.failed
+        ),
+        (9, -3.0, 0)
+    );
+    assert_eq!(store.steps(None).expect("the other tables exist").len(), 0);
 }

@@ -54,6 +54,9 @@ pub struct QuestionResult {
     pub end: EndReason,
     pub retrieved: Vec<String>,
     pub trajectory: Trajectory,
+    /// Why the question failed (`end` is `failed`); it scores 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -64,6 +67,11 @@ pub struct EvalSummary {
     pub k: usize,
     /// Questions evaluated (fewer than asked when cancelled).
     pub questions: usize,
+    /// Of those, the ones whose run failed (a model call failed after the
+    /// backend's retries, or the library could not be searched). They
+    /// score 0 and the others are unaffected.
+    #[serde(default)]
+    pub failed: usize,
     pub complete: bool,
     /// Means in percent.
     pub em: f64,
@@ -131,6 +139,7 @@ pub fn score(item: &QaItem, trajectory: Trajectory) -> QuestionResult {
         model_calls: trajectory.model_calls,
         end: trajectory.end.clone(),
         retrieved: titles,
+        error: trajectory.error.clone(),
         trajectory,
     }
 }
@@ -145,6 +154,10 @@ pub fn summarize(results: &[QuestionResult]) -> EvalSummary {
     };
     EvalSummary {
         questions: results.len(),
+        failed: results
+            .iter()
+            .filter(|r| r.end == EndReason::Failed)
+            .count(),
         em: 100.0 * mean(&|r| r.em),
         f1: 100.0 * mean(&|r| r.f1),
         acc: 100.0 * mean(&|r| r.acc),
@@ -184,13 +197,26 @@ pub fn evaluate(
             .iter()
             .map(|i| Question::new(i.question.clone()))
             .collect();
-        let trajectories = agent.run(
+        // A failed model call fails only its own questions (the agent
+        // isolates them); a failure of the whole batch (the library) is
+        // recorded for each of its questions, and the next batch goes on.
+        let trajectories = match agent.run(
             &questions,
             1,
             options.method,
             &Quiet as &dyn EventSink<AgentEvent>,
             cancel,
-        )?;
+        ) {
+            Ok(t) => t,
+            Err(Error::Cancelled) => {
+                complete = false;
+                break;
+            }
+            Err(e) => questions
+                .iter()
+                .map(|q| Trajectory::failed(&q.text, options.method, &e))
+                .collect(),
+        };
         for (item, trajectory) in batch.iter().zip(trajectories) {
             if trajectory.end == EndReason::Cancelled {
                 complete = false;
@@ -203,6 +229,10 @@ pub fn evaluate(
                 writeln!(w, "{line}").map_err(|e| Error::io(path.as_path(), e))?;
             }
             results.push(result);
+        }
+        // Every finished question is on disk before the next batch starts.
+        if let Some((path, w)) = out.as_mut() {
+            w.flush().map_err(|e| Error::io(path.as_path(), e))?;
         }
         let so_far = summarize(&results);
         events.emit(EvalEvent::Progress {

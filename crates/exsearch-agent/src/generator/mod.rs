@@ -12,7 +12,7 @@ mod playback;
 mod scripted;
 
 pub use local::Local;
-pub use openai::OpenAi;
+pub use openai::{OpenAi, Retry};
 pub use oracle::{Oracle, OracleAnswer};
 #[cfg(any(test, feature = "test-support"))]
 pub use scripted::Scripted;
@@ -21,7 +21,7 @@ use exsearch_core::CancelToken;
 use exsearch_model::{ChatMessage, FinishReason, SamplingParams};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A conversation to continue. `prefill` starts the assistant's turn (the
 /// repair of an unparsable step primes it with the tags it expects); the
@@ -65,6 +65,43 @@ pub trait Generator: Send + Sync {
         on_delta: OnDelta<'_>,
         cancel: &CancelToken,
     ) -> Result<Vec<Vec<Generated>>>;
+
+    /// `generate` with each prompt's outcome apart, so one prompt's failure
+    /// does not fail the others: `[prompt]` is that prompt's samples or its
+    /// error. A cancel is still an error for all. The default calls
+    /// `generate` and, when it fails, each prompt alone; a backend whose
+    /// requests are independent overrides it and runs each prompt once.
+    fn generate_each(
+        &self,
+        prompts: &[Prompt],
+        samples: usize,
+        params: &SamplingParams,
+        on_delta: OnDelta<'_>,
+        cancel: &CancelToken,
+    ) -> Result<Vec<Result<Vec<Generated>>>> {
+        match self.generate(prompts, samples, params, on_delta, cancel) {
+            Ok(rows) => Ok(rows.into_iter().map(Ok).collect()),
+            Err(Error::Cancelled) => Err(Error::Cancelled),
+            Err(e) if prompts.len() == 1 => Ok(vec![Err(e)]),
+            Err(_) => {
+                let mut rows = Vec::with_capacity(prompts.len());
+                for (p, prompt) in prompts.iter().enumerate() {
+                    let alone = |_: usize, s: usize, text: &str| on_delta(p, s, text);
+                    match self.generate(
+                        std::slice::from_ref(prompt),
+                        samples,
+                        params,
+                        &alone,
+                        cancel,
+                    ) {
+                        Err(Error::Cancelled) => return Err(Error::Cancelled),
+                        result => rows.push(result.map(|mut r| r.pop().unwrap_or_default())),
+                    }
+                }
+                Ok(rows)
+            }
+        }
+    }
 
     /// What to record as the model of a conversation or an evaluation.
     fn describe(&self) -> String;

@@ -4,6 +4,12 @@
 //! sample is its own request with its own seed. A prefill is sent as a
 //! final assistant message that the server continues (`continue_final_message`
 //! for vLLM; llama.cpp and Ollama continue it on their own).
+//!
+//! Transient failures are retried with exponential backoff ([`Retry`]): a
+//! connection refused, reset or timed out (also mid-stream), HTTP 408, 429
+//! (after the server's `Retry-After` when it sends one) and 5xx. Anything
+//! else, such as a 400 for a prompt longer than the server's context, fails
+//! at once: retrying would only fail again.
 
 use std::io::{BufRead, BufReader};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,7 +29,41 @@ pub struct OpenAi {
     model: String,
     api_key: Option<String>,
     concurrency: usize,
+    retry: Retry,
     agent: ureq::Agent,
+}
+
+/// How a request that failed transiently is tried again: up to `attempts`
+/// tries in all, waiting `first_wait`, then twice as long each time, at most
+/// `max_wait` (a server's `Retry-After` is honoured up to `max_wait` too).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Retry {
+    pub attempts: u32,
+    pub first_wait: Duration,
+    pub max_wait: Duration,
+}
+
+impl Default for Retry {
+    /// Five tries over about 7.5 s of waiting: enough for a server that
+    /// restarts or sheds load for a moment, short enough to report a dead one.
+    fn default() -> Self {
+        Self {
+            attempts: 5,
+            first_wait: Duration::from_millis(500),
+            max_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why one attempt failed.
+enum Failure {
+    /// Worth another try, after `wait` when the server asked for it.
+    Transient {
+        message: String,
+        wait: Option<Duration>,
+    },
+    /// Final: cancelled, or an answer that another try would repeat.
+    Final(Error),
 }
 
 impl OpenAi {
@@ -41,6 +81,7 @@ impl OpenAi {
             model: model.to_string(),
             api_key: api_key.filter(|k| !k.is_empty()),
             concurrency: 4,
+            retry: Retry::default(),
             agent: ureq::AgentBuilder::new()
                 .timeout_connect(Duration::from_secs(10))
                 .timeout_read(Duration::from_secs(600))
@@ -51,6 +92,15 @@ impl OpenAi {
     /// Requests in flight at once (a server with batching profits from more).
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// How transient failures are retried.
+    pub fn with_retry(mut self, retry: Retry) -> Self {
+        self.retry = Retry {
+            attempts: retry.attempts.max(1),
+            ..retry
+        };
         self
     }
 
@@ -95,7 +145,9 @@ impl OpenAi {
         }
     }
 
-    /// One streamed completion.
+    /// One streamed completion, tried again on transient failures. Text
+    /// already streamed to `on_delta` by a failed attempt is not streamed
+    /// again: a retry's deltas start where the last attempt's stopped.
     fn complete(
         &self,
         prompt: &Prompt,
@@ -104,6 +156,42 @@ impl OpenAi {
         on_delta: OnDelta<'_>,
         cancel: &CancelToken,
     ) -> Result<Generated> {
+        let mut shown = 0;
+        let mut wait = self.retry.first_wait;
+        for attempt in 1.. {
+            match self.attempt(prompt, (p, s), params, on_delta, &mut shown, cancel) {
+                Ok(generated) => return Ok(generated),
+                Err(Failure::Final(e)) => return Err(e),
+                Err(Failure::Transient { message, .. }) if attempt >= self.retry.attempts => {
+                    return Err(self.error(format!("{message} (gave up after {attempt} tries)")));
+                }
+                Err(Failure::Transient { wait: asked, .. }) => {
+                    sleep(asked.unwrap_or(wait).min(self.retry.max_wait), cancel)?;
+                    wait = (wait * 2).min(self.retry.max_wait);
+                }
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    /// One try at a streamed completion. `shown` counts the bytes of text
+    /// already passed to `on_delta`, over every try.
+    fn attempt(
+        &self,
+        prompt: &Prompt,
+        (p, s): (usize, usize),
+        params: &SamplingParams,
+        on_delta: OnDelta<'_>,
+        shown: &mut usize,
+        cancel: &CancelToken,
+    ) -> std::result::Result<Generated, Failure> {
+        let transient = |message: String| Failure::Transient {
+            message,
+            wait: None,
+        };
+        if cancel.is_cancelled() {
+            return Err(Failure::Final(Error::Cancelled));
+        }
         let mut request = self.agent.post(&self.url());
         if let Some(key) = &self.api_key {
             request = request.set("Authorization", &format!("Bearer {key}"));
@@ -111,31 +199,55 @@ impl OpenAi {
         let response = match request.send_json(self.body(prompt, s, params)) {
             Ok(r) => r,
             Err(ureq::Error::Status(code, r)) => {
-                let detail = r.into_string().unwrap_or_default();
-                let detail: String = detail.chars().take(300).collect();
-                return Err(self.error(format!("HTTP {code}: {}", detail.trim())));
+                let wait = r
+                    .header("Retry-After")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                let body = r.into_string().unwrap_or_default();
+                // The server's own message when it sends OpenAI's error object.
+                let detail = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v.pointer("/error/message")?.as_str().map(str::to_owned))
+                    .unwrap_or(body);
+                let detail: String = detail.trim().chars().take(300).collect();
+                let message = format!("HTTP {code}: {detail}");
+                return Err(match code {
+                    408 | 429 | 500..=599 => Failure::Transient { message, wait },
+                    _ => Failure::Final(self.error(message)),
+                });
             }
-            Err(e) => return Err(self.error(e.to_string())),
+            Err(e) => return Err(transient(e.to_string())),
         };
         let mut text = String::new();
         let mut chunks = 0;
         let mut usage = None;
         let mut finish = FinishReason::Eos;
+        // Whether the server said it was done; a stream that just stops
+        // (a server killed mid-answer) is a transient failure, not an answer.
+        let mut ended = false;
+        // Passes on what this try adds beyond what earlier tries showed.
+        let mut show = |text: &str| {
+            if let Some(new) = text.get(*shown..).filter(|n| !n.is_empty()) {
+                on_delta(p, s, new);
+                *shown = text.len();
+            }
+        };
         for line in BufReader::new(response.into_reader()).lines() {
             if cancel.is_cancelled() {
-                return Err(Error::Cancelled);
+                return Err(Failure::Final(Error::Cancelled));
             }
-            let line = line.map_err(|e| self.error(format!("reading the stream: {e}")))?;
+            let line = line.map_err(|e| transient(format!("reading the stream: {e}")))?;
             let Some(data) = line.strip_prefix("data:").map(str::trim) else {
                 continue;
             };
             if data == "[DONE]" {
+                ended = true;
                 break;
             }
             let event: Value = serde_json::from_str(data)
-                .map_err(|e| self.error(format!("bad event {data:?}: {e}")))?;
+                .map_err(|e| Failure::Final(self.error(format!("bad event {data:?}: {e}"))))?;
             if let Some(message) = event.pointer("/error/message").and_then(Value::as_str) {
-                return Err(self.error(message.to_string()));
+                return Err(Failure::Final(self.error(message.to_string())));
             }
             if let Some(n) = event
                 .pointer("/usage/completion_tokens")
@@ -149,27 +261,32 @@ impl OpenAi {
                 .and_then(Value::as_str)
             {
                 chunks += 1;
-                let before = text.len();
                 text.push_str(delta);
                 // Servers apply `stop` themselves; this catches those that do not.
                 if let Some((kept, stop)) = cut_at_stop(&text, &params.stop) {
                     let (kept_len, stop) = (kept.len(), stop.to_string());
-                    if kept_len > before {
-                        on_delta(p, s, &text[before..kept_len]);
-                    }
                     text.truncate(kept_len);
+                    show(&text);
                     finish = FinishReason::Stop(stop);
+                    ended = true;
                     break;
                 }
-                on_delta(p, s, delta);
+                show(&text);
             }
-            if choice
+            match choice
                 .and_then(|c| c.get("finish_reason"))
                 .and_then(Value::as_str)
-                == Some("length")
             {
-                finish = FinishReason::Length;
+                Some("length") => {
+                    finish = FinishReason::Length;
+                    ended = true;
+                }
+                Some(_) => ended = true,
+                None => {}
             }
+        }
+        if !ended {
+            return Err(transient("the stream ended before the answer did".into()));
         }
         Ok(Generated {
             text,
@@ -177,6 +294,21 @@ impl OpenAi {
             finish,
         })
     }
+}
+
+/// Waits `how_long`, or less when `cancel` is set.
+fn sleep(how_long: Duration, cancel: &CancelToken) -> Result<()> {
+    let until = std::time::Instant::now() + how_long;
+    while std::time::Instant::now() < until {
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        std::thread::sleep(
+            Duration::from_millis(20)
+                .min(until.saturating_duration_since(std::time::Instant::now())),
+        );
+    }
+    Ok(())
 }
 
 impl Generator for OpenAi {
@@ -188,6 +320,21 @@ impl Generator for OpenAi {
         on_delta: OnDelta<'_>,
         cancel: &CancelToken,
     ) -> Result<Vec<Vec<Generated>>> {
+        self.generate_each(prompts, samples, params, on_delta, cancel)?
+            .into_iter()
+            .collect()
+    }
+
+    /// Every (prompt, sample) is its own request, `concurrency` at a time;
+    /// one that fails (after its retries) fails only its prompt.
+    fn generate_each(
+        &self,
+        prompts: &[Prompt],
+        samples: usize,
+        params: &SamplingParams,
+        on_delta: OnDelta<'_>,
+        cancel: &CancelToken,
+    ) -> Result<Vec<Result<Vec<Generated>>>> {
         let jobs: Vec<(usize, usize)> = (0..prompts.len())
             .flat_map(|p| (0..samples).map(move |s| (p, s)))
             .collect();
@@ -200,33 +347,29 @@ impl Generator for OpenAi {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&(p, s)) = jobs.get(i) else { break };
                     let result = self.complete(&prompts[p], (p, s), params, on_delta, cancel);
-                    if result.is_err() {
-                        // One failure fails the call: stop taking new jobs.
-                        next.store(jobs.len(), Ordering::Relaxed);
-                    }
                     if let Ok(mut slot) = results[i].lock() {
                         *slot = Some(result);
                     }
                 });
             }
         });
-        let results: Vec<Option<Result<Generated>>> = results
-            .into_iter()
-            .map(|slot| slot.into_inner().ok().flatten())
-            .collect();
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        let mut out: Vec<Vec<Generated>> = vec![Vec::with_capacity(samples); prompts.len()];
-        let mut skipped = false;
-        for (&(p, _), result) in jobs.iter().zip(results) {
-            match result {
-                Some(r) => out[p].push(r?),
-                None => skipped = true,
+        let mut out: Vec<Result<Vec<Generated>>> = (0..prompts.len())
+            .map(|_| Ok(Vec::with_capacity(samples)))
+            .collect();
+        for (&(p, _), slot) in jobs.iter().zip(results) {
+            let result = slot
+                .into_inner()
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| Err(self.error("a request was not run")));
+            match (&mut out[p], result) {
+                (Ok(row), Ok(g)) => row.push(g),
+                (Ok(_), Err(e)) => out[p] = Err(e),
+                (Err(_), _) => {}
             }
-        }
-        if skipped {
-            return Err(self.error("a request was not run"));
         }
         Ok(out)
     }

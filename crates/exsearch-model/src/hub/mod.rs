@@ -1,5 +1,5 @@
 //! Models from the Hugging Face hub: downloads into the shared HF cache,
-//! listing what is local, and a curated catalog of recommended models.
+//! listing what is local, the recommended models and the starter model.
 
 mod download;
 mod hf_cache;
