@@ -8,7 +8,11 @@
 //! `CUT <n> <text>` streams the first n words of the text and closes the
 //! connection without ending the stream, as a server killed mid-answer does.
 //! Replies come from a queue in request order, or from a function of the
-//! request body (`serve_by`) when requests run concurrently.
+//! request body (`serve_by`) when requests run concurrently. With a context
+//! (`with_context`) it reports it at `/props` as llama.cpp's server does,
+//! and refuses with a 400, as that server does, a request whose messages
+//! (a token per 4 bytes, a typical tokenizer's rate) and `max_tokens`
+//! exceed it.
 
 #![allow(dead_code)]
 
@@ -23,7 +27,9 @@ type Route = Box<dyn Fn(&serde_json::Value) -> String + Send + Sync>;
 struct State {
     replies: VecDeque<String>,
     route: Option<Route>,
+    context: Option<usize>,
     requests: Vec<(serde_json::Value, Option<String>)>,
+    refused: usize,
 }
 
 pub struct FakeOpenAi {
@@ -65,6 +71,17 @@ impl FakeOpenAi {
         FakeOpenAi { endpoint, state }
     }
 
+    /// Reports `tokens` as its context and holds requests to it.
+    pub fn with_context(self, tokens: usize) -> Self {
+        self.state.lock().expect("lock").context = Some(tokens);
+        self
+    }
+
+    /// Requests refused for exceeding the context.
+    pub fn refused(&self) -> usize {
+        self.state.lock().expect("lock").refused
+    }
+
     /// Request bodies received so far, in order.
     pub fn requests(&self) -> Vec<serde_json::Value> {
         let st = self.state.lock().expect("lock");
@@ -101,6 +118,16 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     }
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
+    let context = state.lock().expect("lock").context;
+    if let (Some(n_ctx), "/props") = (context, path.as_str()) {
+        let msg = serde_json::json!({"default_generation_settings": {"n_ctx": n_ctx}}).to_string();
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}",
+            msg.len()
+        )?;
+        return stream.flush();
+    }
     if path != "/v1/chat/completions" {
         let msg = b"{\"error\":{\"message\":\"not found\"}}";
         write!(
@@ -111,6 +138,26 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         return stream.write_all(msg);
     }
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    if let Some(n_ctx) = context {
+        let bytes: usize = body["messages"].as_array().map_or(0, |m| {
+            m.iter()
+                .map(|m| m["content"].as_str().map_or(0, str::len))
+                .sum()
+        });
+        let needed = bytes / 4 + body["max_tokens"].as_u64().unwrap_or(0) as usize;
+        if needed > n_ctx {
+            state.lock().expect("lock").refused += 1;
+            let msg = serde_json::json!({"error": {"message": format!(
+                "the request exceeds the available context size ({needed} > {n_ctx} tokens)")}})
+            .to_string();
+            write!(
+                stream,
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}",
+                msg.len()
+            )?;
+            return stream.flush();
+        }
+    }
     let reply = {
         let mut st = state.lock().expect("lock");
         let reply = match &st.route {

@@ -15,6 +15,8 @@ const END_NOTES = {
   unparsable: "the model stopped writing searches",
   repeated: "the model repeated a search",
   cancelled: "stopped",
+  context_full: "the model's context was full",
+  failed: "failed",
 };
 
 const view = { conversation: null, job: null };

@@ -21,7 +21,7 @@ use crate::citations;
 use crate::error::{Error, Result};
 use crate::generator::{Generated, Generator, Prompt};
 use crate::parse::{parse_ranking, parse_step, query_key, Action, ParsedStep};
-use crate::prompt::{self, Exchange};
+use crate::prompt::{self, Detail, Exchange};
 use crate::settings::{AgentSettings, Method};
 use crate::trajectory::{Citation, EndReason, SideCall, Step, Timing, Trajectory};
 
@@ -142,7 +142,26 @@ struct Run {
     /// Why the run failed (`EndReason::Failed`): its model call failed
     /// while the other runs of the batch went on.
     failure: Failure,
+    /// The passage blocks among `messages`, oldest first, and how much of
+    /// them is shown: shortened when the conversation outgrows the context.
+    blocks: Vec<Block>,
+    /// Times a block was shortened.
+    context_trims: usize,
 }
+
+/// A user turn holding passages: a search block or the RAG turn.
+struct Block {
+    /// Its index in `Run::messages`.
+    message: usize,
+    hits: Vec<Hit>,
+    /// The question, for the RAG turn (which names it); `None` for a
+    /// search block.
+    rag_question: Option<String>,
+    detail: Detail,
+}
+
+/// Room kept in a step's reply budget for a repair's primed tags.
+const REPAIR_MARGIN: usize = 24;
 
 /// Why a run failed, if it did; shared by the runs of one failed prompt.
 type Failure = Option<Arc<Error>>;
@@ -224,6 +243,8 @@ impl Agent<'_> {
                     tokens: 0,
                     calls: 0,
                     failure: None,
+                    blocks: Vec::new(),
+                    context_trims: 0,
                 });
             }
         }
@@ -295,6 +316,7 @@ impl Agent<'_> {
                     model_calls: run.calls,
                     timing: Timing { total_ms, model_ms },
                     error: run.failure.map(|e| e.to_string()),
+                    context_trims: run.context_trims,
                 }
             })
             .collect();
@@ -370,6 +392,48 @@ impl Agent<'_> {
         Ok(flat)
     }
 
+    /// Shortens `run`'s passage blocks until its conversation and a reply
+    /// of `reply` tokens fit `context`: the least shortened block first,
+    /// oldest first (passages cut short, then to their titles), sparing the
+    /// newest block when `keep_last`. `Err(tokens needed)` when nothing
+    /// more can be cut.
+    fn fit(
+        &self,
+        run: &mut Run,
+        reply: usize,
+        context: usize,
+        keep_last: bool,
+    ) -> Result<std::result::Result<(), usize>> {
+        loop {
+            let needed = self
+                .generator
+                .prompt_tokens(&Prompt::new(run.messages.clone()))?
+                + reply;
+            if needed <= context {
+                return Ok(Ok(()));
+            }
+            let spared = if keep_last { 1 } else { 0 };
+            let open = run.blocks.len().saturating_sub(spared);
+            let Some(block) = run.blocks[..open]
+                .iter_mut()
+                .filter(|b| b.detail < Detail::Titles)
+                .min_by_key(|b| (b.detail, b.message))
+            else {
+                return Ok(Err(needed));
+            };
+            block.detail = match block.detail {
+                Detail::Full => Detail::Short,
+                _ => Detail::Titles,
+            };
+            let text = match &block.rag_question {
+                Some(q) => prompt::rag_turn_at(self.settings, q, &block.hits, block.detail),
+                None => prompt::search_turn_at(self.settings, &block.hits, block.detail),
+            };
+            run.messages[block.message] = ChatMessage::user(text);
+            run.context_trims += 1;
+        }
+    }
+
     fn search_loop(
         &self,
         questions: &[Question],
@@ -385,7 +449,20 @@ impl Agent<'_> {
             run.messages.push(ChatMessage::user(first));
         }
         let step_params = settings.step_sampling();
+        let context = self.generator.context_tokens();
         for round in 0..settings.max_steps {
+            // A step that would not fit ends the search: older passages are
+            // shortened first; the newest block stays whole for the step
+            // that reads it.
+            if let Some(context) = context {
+                for run in runs.iter_mut().filter(|r| r.phase == Phase::Searching) {
+                    let reply = step_params.max_tokens + REPAIR_MARGIN;
+                    if self.fit(run, reply, context, true)?.is_err() {
+                        run.phase = Phase::Answering;
+                        run.end = EndReason::ContextFull;
+                    }
+                }
+            }
             let active: Vec<usize> = (0..runs.len())
                 .filter(|&r| runs[r].phase == Phase::Searching)
                 .collect();
@@ -610,6 +687,12 @@ impl Agent<'_> {
                 None => hits,
             };
             let run = &mut runs[p.run];
+            run.blocks.push(Block {
+                message: run.messages.len(),
+                hits: shown.clone(),
+                rag_question: None,
+                detail: Detail::Full,
+            });
             run.messages
                 .push(ChatMessage::user(prompt::search_turn(settings, &shown)));
             run.steps.push(Step {
@@ -638,6 +721,12 @@ impl Agent<'_> {
                     run: r,
                     step: 1,
                     passages: hits.clone(),
+                });
+                run.blocks.push(Block {
+                    message: run.messages.len(),
+                    hits: hits.clone(),
+                    rag_question: Some(question.text.clone()),
+                    detail: Detail::Full,
                 });
                 run.messages.push(ChatMessage::user(turn.clone()));
                 run.steps.push(Step {
@@ -683,6 +772,34 @@ impl Agent<'_> {
                 let request =
                     prompt::final_request(self.settings, &questions[runs[r].question].text);
                 runs[r].messages.push(ChatMessage::user(request));
+            }
+        }
+        // The answer must fit too: every block may be shortened now, and a
+        // run that still does not fit fails alone.
+        let mut owners = owners;
+        if let Some(context) = self.generator.context_tokens() {
+            let reply = self.settings.answer_tokens;
+            let mut fitting = Vec::with_capacity(owners.len());
+            for r in owners {
+                match self.fit(&mut runs[r], reply, context, false)? {
+                    Ok(()) => fitting.push(r),
+                    Err(needed) => {
+                        let e = Arc::new(Error::ContextFull { needed, context });
+                        events.emit(AgentEvent::Failed {
+                            run: r,
+                            code: e.code().to_string(),
+                            error: e.to_string(),
+                        });
+                        let run = &mut runs[r];
+                        run.phase = Phase::Done;
+                        run.end = EndReason::Failed;
+                        run.failure = Some(e);
+                    }
+                }
+            }
+            owners = fitting;
+            if owners.is_empty() {
+                return Ok(());
             }
         }
         let prompts: Vec<Prompt> = owners

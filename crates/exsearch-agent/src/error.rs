@@ -30,6 +30,8 @@ pub enum Error {
     UnknownConversation(i64),
     #[error("invalid setting: {0}")]
     InvalidSetting(String),
+    #[error("the conversation needs {needed} tokens with every passage cut to its title, more than the model's context of {context}")]
+    ContextFull { needed: usize, context: usize },
     #[error("cancelled")]
     Cancelled,
     /// One failure shared by several runs (the samples of a prompt).
@@ -64,6 +66,7 @@ impl Error {
             Self::Data { .. } => "data",
             Self::UnknownConversation(_) => "unknown_conversation",
             Self::InvalidSetting(_) => "invalid_setting",
+            Self::ContextFull { .. } => "context_full",
             Self::Cancelled => "cancelled",
             Self::Shared(e) => e.code(),
         }

@@ -43,10 +43,33 @@ pub fn first_turn(settings: &AgentSettings, question: &str) -> String {
 
 /// The engine's turn after a sub-query: the search tag and the passages.
 pub fn search_turn(settings: &AgentSettings, hits: &[Hit]) -> String {
+    search_turn_at(settings, hits, Detail::Full)
+}
+
+/// How much of each passage a passage block shows. When a conversation
+/// outgrows the model's context, its oldest blocks are shortened, then cut
+/// to their titles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Detail {
+    Full,
+    /// The first `SHORT_CHARS` characters of each passage.
+    Short,
+    /// Titles only.
+    Titles,
+}
+
+/// Characters of a passage kept at `Detail::Short`.
+pub const SHORT_CHARS: usize = 160;
+
+pub fn search_turn_at(settings: &AgentSettings, hits: &[Hit], detail: Detail) -> String {
     if hits.is_empty() {
         return format!("{} (no passage matched)", settings.tags.search);
     }
-    format!("{} {}", settings.tags.search, passages(settings, hits))
+    format!(
+        "{} {}",
+        settings.tags.search,
+        passages_at(settings, hits, detail)
+    )
 }
 
 pub fn final_request(settings: &AgentSettings, question: &str) -> String {
@@ -54,10 +77,19 @@ pub fn final_request(settings: &AgentSettings, question: &str) -> String {
 }
 
 pub fn rag_turn(settings: &AgentSettings, question: &str, hits: &[Hit]) -> String {
+    rag_turn_at(settings, question, hits, Detail::Full)
+}
+
+pub fn rag_turn_at(
+    settings: &AgentSettings,
+    question: &str,
+    hits: &[Hit],
+    detail: Detail,
+) -> String {
     let block = if hits.is_empty() {
         "(no passage matched)".to_string()
     } else {
-        passages(settings, hits)
+        passages_at(settings, hits, detail)
     };
     settings
         .rag_prompt
@@ -78,12 +110,25 @@ pub fn rerank_turn(settings: &AgentSettings, query: &str, hits: &[Hit]) -> Strin
 
 /// `[1] Title: t. Content: text` lines, numbered from 1.
 pub fn passages(settings: &AgentSettings, hits: &[Hit]) -> String {
+    passages_at(settings, hits, Detail::Full)
+}
+
+fn passages_at(settings: &AgentSettings, hits: &[Hit], detail: Detail) -> String {
+    let chars = match (detail, settings.passage_chars) {
+        (Detail::Short, 0) => SHORT_CHARS,
+        (Detail::Short, n) => n.min(SHORT_CHARS),
+        (_, n) => n,
+    };
     let mut out = String::new();
     for (i, hit) in hits.iter().enumerate() {
         if i > 0 {
             out.push('\n');
         }
-        let text = clip(&hit.text, settings.passage_chars);
+        if detail == Detail::Titles {
+            out.push_str(&format!("[{}] Title: {}.", i + 1, title_of(hit)));
+            continue;
+        }
+        let text = clip(&hit.text, chars);
         out.push_str(&format!(
             "[{}] Title: {}. Content: {}",
             i + 1,

@@ -30,6 +30,14 @@ pub struct Trajectory {
     /// Why the run failed, when `end` is `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Passage blocks shortened (or cut to titles) to keep the conversation
+    /// within the model's context, a step each.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub context_trims: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Trajectory {
@@ -49,6 +57,7 @@ impl Trajectory {
             model_calls: 0,
             timing: Timing::default(),
             error: Some(error.to_string()),
+            context_trims: 0,
         }
     }
 
@@ -109,6 +118,9 @@ pub enum EndReason {
     /// A model call failed (after the backend's own retries); `error` in
     /// the trajectory says why. The other runs of its batch went on.
     Failed,
+    /// The next step would not fit the model's context, even with the older
+    /// passages cut to their titles; the answer was asked for.
+    ContextFull,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device};
 use exsearch_agent::generator::{Local, OpenAi, Retry};
-use exsearch_agent::{Agent, AgentEvent, AgentSettings, EndReason, Method, Question};
+use exsearch_agent::{Agent, AgentEvent, AgentSettings, EndReason, Generator, Method, Question};
 use exsearch_core::{CancelToken, Library, Quiet};
 use exsearch_model::fixtures;
 use exsearch_model::model::Family;
@@ -329,4 +329,114 @@ fn a_failed_call_ends_only_its_own_run_and_transient_faults_are_retried() {
         (asked("Velcora"), asked("Lune"), asked("Dunmore")),
         (1, 1, 4)
     );
+}
+
+/// Three documents of long passages that all match "lorem".
+fn long_library(dir: &std::path::Path) -> Library {
+    let doc = |n: usize| {
+        let words: Vec<String> = (0..300)
+            .map(|i| format!("lorem{n}x{i:03} longwordpad"))
+            .collect();
+        format!("# Document {n}\n\nlorem {}\n", words.join(" "))
+    };
+    let (a, b, c) = (doc(1), doc(2), doc(3));
+    common::library(dir, &[("a.md", &a), ("b.md", &b), ("c.md", &c)])
+}
+
+#[test]
+fn a_search_that_outgrows_the_server_s_context_is_trimmed_then_answered() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let library = long_library(dir.path());
+    // Each step searches for something new; the final request gets the answer.
+    let server = FakeOpenAi::serve_by(|body| {
+        let messages = body["messages"].as_array().cloned().unwrap_or_default();
+        let last = messages
+            .last()
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or("");
+        if last.starts_with("Please give the final answer") {
+            "Oslo".into()
+        } else {
+            format!("<FACT> lorem facts\n<QUERY> lorem step {}", messages.len())
+        }
+    })
+    .with_context(1500);
+    let openai = OpenAi::new(&server.endpoint, "m", None).with_retry(fast(1));
+    let settings = AgentSettings::default();
+    let agent = Agent {
+        generator: &openai,
+        retriever: &library,
+        settings: &settings,
+    };
+    let t = agent
+        .answer(
+            &Question::new("What does lorem say?"),
+            Method::Exsearch,
+            &Quiet,
+            &CancelToken::new(),
+        )
+        .expect("answered within the context");
+    assert_eq!(server.refused(), 0, "no request over the server's context");
+    assert_eq!(t.answer, "Oslo");
+    assert_eq!(t.end, EndReason::ContextFull, "{:?}", t.steps.len());
+    assert!(t.context_trims >= 1);
+    // The citations still point at the whole passages.
+    assert!(t.steps.iter().all(|s| s.passages.len() == 5));
+}
+
+#[test]
+fn a_local_model_s_context_is_never_exceeded() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let library = long_library(dir.path());
+    // A model whose context is too small for five whole passages.
+    let model_dir = dir.path().join("model");
+    let mut config = fixtures::tiny_config(Family::Qwen2);
+    config["max_position_embeddings"] = serde_json::json!(1024);
+    fixtures::write_hf_model(&model_dir, &config, 11, DType::F32).expect("fixture");
+    let source: ModelSource = model_dir.to_str().expect("utf-8").parse().expect("folder");
+    let files = source
+        .resolve(&exsearch_model::hub::HubCache::new(
+            dir.path().join("no-cache"),
+        ))
+        .expect("files");
+    let handle = ModelHandle::spawn(
+        move || LoadedModel::load(&files, &Device::Cpu, DType::F32),
+        8,
+    )
+    .expect("model thread");
+    let local = Local::new(Arc::new(handle));
+    let settings = AgentSettings {
+        answer_tokens: 6,
+        ..AgentSettings::default()
+    };
+    let agent = Agent {
+        generator: &local,
+        retriever: &library,
+        settings: &settings,
+    };
+    let full = local
+        .prompt_tokens(&exsearch_agent::Prompt::new(vec![
+            exsearch_model::ChatMessage::user(exsearch_agent::prompt::rag_turn(
+                &settings,
+                "What does lorem say?",
+                &library.search("What does lorem say?", 5).expect("search"),
+            )),
+        ]))
+        .expect("count");
+    assert!(
+        full > 1024,
+        "the whole passages would not fit: {full} tokens"
+    );
+    let t = agent
+        .answer(
+            &Question::new("What does lorem say?"),
+            Method::Rag,
+            &Quiet,
+            &CancelToken::new(),
+        )
+        .expect("the engine never sees a prompt over its context");
+    assert_eq!(t.end, EndReason::Finished);
+    assert!(t.context_trims >= 1, "the passages were shortened");
+    let shown = &t.transcript[t.transcript.len() - 2].content;
+    assert!(shown.len() < 4000, "{} bytes shown", shown.len());
 }

@@ -137,6 +137,7 @@ impl StepPrinter {
                     EndReason::Repeated => "  (the model repeated a search)",
                     EndReason::Cancelled => "  (cancelled)",
                     EndReason::Failed => "  (failed)",
+                    EndReason::ContextFull => "  (the model's context was full)",
                 };
                 writeln!(out, "{note}")
             }

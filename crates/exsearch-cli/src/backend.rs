@@ -35,6 +35,10 @@ pub struct BackendArgs {
     /// repeat (such as a 400) is not retried
     #[arg(long, default_value_t = 5)]
     pub(crate) retries: u32,
+    /// The model's context in tokens, for an --endpoint that does not report
+    /// it (llama.cpp's server and vLLM do); prompts are kept within it
+    #[arg(long)]
+    pub(crate) context: Option<usize>,
     /// auto, cpu, cuda[:N] or metal (local model)
     #[arg(long, default_value = "auto")]
     pub(crate) device: String,
@@ -124,6 +128,10 @@ pub(crate) fn generator(home: &Home, args: &BackendArgs) -> Result<Box<dyn Gener
                 attempts: args.retries,
                 ..Retry::default()
             });
+        let g = match args.context {
+            Some(tokens) => g.with_context(tokens),
+            None => g,
+        };
         return Ok(Box::new(g));
     }
     let Some(spec) = &args.model else {

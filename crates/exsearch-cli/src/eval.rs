@@ -142,12 +142,13 @@ fn print_summary(s: &eval::EvalSummary, results: &[QuestionResult], out: &Path) 
     );
     let ended = |reason: EndReason| results.iter().filter(|r| r.end == reason).count();
     println!(
-        "model: {}; {:.1} s; ended by budget {}, unparsable {}, repeated {}{}",
+        "model: {}; {:.1} s; ended by budget {}, unparsable {}, repeated {}, full context {}{}",
         s.model,
         s.seconds,
         ended(EndReason::Budget),
         ended(EndReason::Unparsable),
         ended(EndReason::Repeated),
+        ended(EndReason::ContextFull),
         if s.complete {
             ""
         } else {

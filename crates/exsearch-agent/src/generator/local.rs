@@ -93,4 +93,12 @@ impl Generator for Local {
     fn describe(&self) -> String {
         self.model.info().name.clone()
     }
+
+    fn context_tokens(&self) -> Option<usize> {
+        Some(self.model.info().context)
+    }
+
+    fn prompt_tokens(&self, prompt: &Prompt) -> Result<usize> {
+        Ok(self.tokenize(prompt)?.len())
+    }
 }

@@ -105,6 +105,32 @@ pub trait Generator: Send + Sync {
 
     /// What to record as the model of a conversation or an evaluation.
     fn describe(&self) -> String;
+
+    /// The model's context in tokens (prompt and reply together), when the
+    /// backend knows it. The agent keeps every prompt within it.
+    fn context_tokens(&self) -> Option<usize> {
+        None
+    }
+
+    /// The tokens `prompt` takes: exact where the backend can count them,
+    /// else [`estimate_tokens`], which errs on the high side.
+    fn prompt_tokens(&self, prompt: &Prompt) -> Result<usize> {
+        Ok(estimate_tokens(prompt))
+    }
+}
+
+/// A count of `prompt`'s tokens that errs high for the tokenizers in use:
+/// a token per 3 bytes of text (English averages about 4 characters a
+/// token; a CJK character is 3 bytes and about one token), plus each
+/// message's template markup.
+pub fn estimate_tokens(prompt: &Prompt) -> usize {
+    let bytes: usize = prompt
+        .messages
+        .iter()
+        .map(|m| m.content.len())
+        .sum::<usize>()
+        + prompt.prefill.len();
+    bytes.div_ceil(3) + 8 * prompt.messages.len() + 16
 }
 
 /// Cuts `text` before the first stop string, if any.

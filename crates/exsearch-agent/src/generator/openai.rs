@@ -30,6 +30,8 @@ pub struct OpenAi {
     api_key: Option<String>,
     concurrency: usize,
     retry: Retry,
+    /// The context in tokens: set, or asked of the server once.
+    context: std::sync::OnceLock<Option<usize>>,
     agent: ureq::Agent,
 }
 
@@ -82,6 +84,7 @@ impl OpenAi {
             api_key: api_key.filter(|k| !k.is_empty()),
             concurrency: 4,
             retry: Retry::default(),
+            context: std::sync::OnceLock::new(),
             agent: ureq::AgentBuilder::new()
                 .timeout_connect(Duration::from_secs(10))
                 .timeout_read(Duration::from_secs(600))
@@ -102,6 +105,41 @@ impl OpenAi {
             ..retry
         };
         self
+    }
+
+    /// The model's context in tokens, for a server that does not report it
+    /// (or to use less of it).
+    pub fn with_context(self, tokens: usize) -> Self {
+        let _ = self.context.set(Some(tokens));
+        self
+    }
+
+    /// What the server says its context is: llama.cpp's `/props` (the
+    /// context of one slot), else `/v1/models` (vLLM's `max_model_len`,
+    /// llama.cpp's `n_ctx_train`). `None` when it says nothing.
+    fn server_context(&self) -> Option<usize> {
+        let get = |url: &str| -> Option<Value> {
+            let mut request = self.agent.get(url).timeout(Duration::from_secs(5));
+            if let Some(key) = &self.api_key {
+                request = request.set("Authorization", &format!("Bearer {key}"));
+            }
+            request.call().ok()?.into_json().ok()
+        };
+        let number = |v: &Value, pointers: &[&str]| {
+            pointers
+                .iter()
+                .find_map(|p| v.pointer(p).and_then(Value::as_u64))
+                .map(|n| n as usize)
+                .filter(|&n| n > 0)
+        };
+        let root = self.base.trim_end_matches("/v1");
+        get(&format!("{root}/props"))
+            .and_then(|v| number(&v, &["/default_generation_settings/n_ctx", "/n_ctx"]))
+            .or_else(|| {
+                get(&format!("{}/models", self.base)).and_then(|v| {
+                    number(&v, &["/data/0/max_model_len", "/data/0/meta/n_ctx_train"])
+                })
+            })
     }
 
     fn url(&self) -> String {
@@ -376,5 +414,9 @@ impl Generator for OpenAi {
 
     fn describe(&self) -> String {
         format!("{} at {}", self.model, self.base)
+    }
+
+    fn context_tokens(&self) -> Option<usize> {
+        *self.context.get_or_init(|| self.server_context())
     }
 }
