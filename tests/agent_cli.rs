@@ -326,3 +326,50 @@ fn eval_records_a_question_the_server_refuses_and_scores_the_others() {
         (Some("Oslo"), Some("Oslo"))
     );
 }
+
+#[test]
+fn a_full_disk_when_the_answer_is_stored_keeps_the_question_with_why() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let home = tmp.path().join("home");
+    let server = FakeOpenAi::serve(["Oslo", "Bergen"]);
+    let ask = |fault: Option<&str>| {
+        let mut cmd = common::exsearch(&home);
+        cmd.args([
+            "ask",
+            "--endpoint",
+            &server.endpoint,
+            "--method",
+            "direct",
+            "Where?",
+        ]);
+        if let Some(point) = fault {
+            cmd.env("EXSEARCH_FAIL_AT", point);
+        }
+        cmd.output().expect("run")
+    };
+    let out = ask(Some("chats_write"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    let chats = common::json(&home, &["chats", "list", "--json"]);
+    let id = chats[0]["id"].as_i64().expect("the question is kept");
+    let shown = common::json(&home, &["chats", "show", &id.to_string(), "--json"]);
+    assert_eq!(shown["turns"][0]["status"], "failed", "{shown}");
+    assert!(shown["turns"][0]["error"]
+        .as_str()
+        .unwrap_or("")
+        .contains("the answer could not be stored"));
+    // The disk has room again: the next question is answered and kept.
+    let out = ask(None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        common::json(&home, &["chats", "list", "--json"])
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+}

@@ -117,6 +117,26 @@ fn crash_between_the_two_commits_is_repaired() {
 }
 
 #[test]
+fn a_full_disk_at_the_index_commit_is_named_and_the_next_sync_completes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let docs = tmp.path().join("docs");
+    prose_corpus(&docs, FILES, 3000);
+    let home = tmp.path().join("home");
+    let out = exsearch(&home)
+        .args(["library", "add", docs.to_str().expect("utf8")])
+        .env("EXSEARCH_FAIL_AT", "index_commit")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("index") && stderr.contains("No space left on device"),
+        "{stderr}"
+    );
+    assert_recovers(&home, &docs, "a full disk at the index commit");
+}
+
+#[test]
 fn ctrl_c_keeps_committed_work_and_a_rerun_continues() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (home, docs) = (tmp.path().join("home"), tmp.path().join("docs"));

@@ -437,4 +437,46 @@ fn train_warmup_then_em_with_adapters_a_user_can_list_use_and_merge() {
         .expect("list")
         .iter()
         .all(|a| a["active"] == false));
+
+    // A disk that fills while a checkpoint is written: the run stops with an
+    // error naming the file, and `train resume` finishes it.
+    let trajectories = demo.join("warmup-trajectories.jsonl");
+    let args = [
+        "train",
+        "warmup",
+        "-m",
+        s(&model),
+        "--data",
+        s(&trajectories),
+        "--epochs",
+        "1",
+        "--rank",
+        "4",
+        "--token-budget",
+        "2048",
+        "--name",
+        "full-disk",
+    ];
+    let failed = common::exsearch(&home)
+        .args(args)
+        .env("EXSEARCH_FAIL_AT", "checkpoint")
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "{err}");
+    assert!(
+        err.contains("optimizer.safetensors") && err.contains("No space left on device"),
+        "{err}"
+    );
+    let resumed = common::json(&home, &["train", "resume", "full-disk", "--json"]);
+    assert_eq!(resumed["active_adapter"], "full-disk.warm-up", "{resumed}");
+    let status = common::json(&home, &["train", "status", "--json"]);
+    assert!(
+        status
+            .as_array()
+            .expect("runs")
+            .iter()
+            .any(|r| r["name"] == "full-disk" && r["finished"] == true),
+        "{status}"
+    );
 }

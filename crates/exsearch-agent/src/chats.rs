@@ -244,6 +244,8 @@ impl ChatStore {
         error: Option<&str>,
         trajectory: Option<&str>,
     ) -> Result<()> {
+        exsearch_core::failpoint::write_fault("chats_write")
+            .map_err(|e| Error::io(&self.path, e))?;
         let conversation: i64 = self
             .conn
             .query_row(
@@ -387,14 +389,18 @@ impl ChatStore {
             history,
         };
         match agent.answer(&q, method, events, cancel) {
-            Ok(trajectory) => {
-                self.finish_turn(turn, &trajectory)?;
-                Ok(Asked {
+            Ok(trajectory) => match self.finish_turn(turn, &trajectory) {
+                Ok(()) => Ok(Asked {
                     conversation,
                     turn,
                     trajectory,
-                })
-            }
+                }),
+                // The question stays on record, with why its answer is not.
+                Err(e) => {
+                    let _ = self.fail_turn(turn, &format!("the answer could not be stored: {e}"));
+                    Err(e)
+                }
+            },
             Err(e) => {
                 self.fail_turn(turn, &e.to_string())?;
                 Err(e)

@@ -15,7 +15,8 @@
 
 pub mod corpus;
 mod error;
-mod failpoint;
+#[doc(hidden)]
+pub mod failpoint;
 pub mod home;
 pub mod index;
 /// The cancel token and event sinks every long job shares (their own crate,

@@ -258,6 +258,8 @@ impl Trainer {
     /// checkpoint folder; the step count is where a resumed run starts.
     pub fn save(&self) -> Result<()> {
         if let Some(dir) = &self.checkpoint {
+            exsearch_core::failpoint::write_fault("checkpoint")
+                .map_err(|e| Error::io(dir.join(STATE), e))?;
             self.optimizer.save(&dir.join(STATE))?;
         }
         Ok(())

@@ -263,6 +263,11 @@ pub struct PassageWriter<'a> {
 }
 
 impl PassageWriter<'_> {
+    /// The index folder.
+    pub fn path(&self) -> &Path {
+        self.index.path()
+    }
+
     pub fn delete_document(&self, doc_id: u64) {
         self.writer
             .delete_term(Term::from_field_u64(self.index.fields.doc_id, doc_id));

@@ -18,7 +18,7 @@ use super::scan::{Plan, Work};
 use super::{LibraryEvent, SyncOptions};
 use crate::corpus::{self, passages, DocumentKind, Skip};
 use crate::error::{Error, Result};
-use crate::failpoint::crash_point;
+use crate::failpoint::{crash_point, write_fault};
 use crate::index::{IndexedPassage, PassageId, PassageWriter};
 use crate::jobs::{CancelToken, EventSink};
 use crate::store::{Catalog, DocumentRow, PassageRow};
@@ -433,6 +433,10 @@ fn apply(
 fn commit(writer: &mut PassageWriter<'_>, catalog: &mut Catalog) -> Result<()> {
     catalog.commit_batch()?;
     crash_point("after_catalog_commit");
+    write_fault("index_commit").map_err(|source| Error::Io {
+        path: writer.path().to_owned(),
+        source,
+    })?;
     writer.commit()?;
     crash_point("after_index_commit");
     catalog.settle()
