@@ -6,7 +6,9 @@
 //! stop handling is exercised). Faults are replies too: `HTTP <code>
 //! <message>` answers that status (429 with `Retry-After: 0`), and
 //! `CUT <n> <text>` streams the first n words of the text and closes the
-//! connection without ending the stream, as a server killed mid-answer does.
+//! connection without ending the stream, as a server killed mid-answer does;
+//! `STALL <ms> <text>` streams nothing for that long first, as a server
+//! that hangs does.
 //! Replies come from a queue in request order, or from a function of the
 //! request body (`serve_by`) when requests run concurrently. With a context
 //! (`with_context`) it reports it at `/props` as llama.cpp's server does,
@@ -182,6 +184,14 @@ fn handle(mut stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         )?;
         return stream.flush();
     }
+    let reply = match reply.strip_prefix("STALL ") {
+        Some(rest) => {
+            let (ms, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            std::thread::sleep(std::time::Duration::from_millis(ms.parse().unwrap_or(0)));
+            text.to_string()
+        }
+        None => reply,
+    };
     let (cut, reply) = match reply.strip_prefix("CUT ") {
         Some(rest) => {
             let (n, text) = rest.split_once(' ').unwrap_or((rest, ""));

@@ -440,3 +440,36 @@ fn a_local_model_s_context_is_never_exceeded() {
     let shown = &t.transcript[t.transcript.len() - 2].content;
     assert!(shown.len() < 4000, "{} bytes shown", shown.len());
 }
+
+#[test]
+fn a_server_that_stalls_is_given_up_on_and_asked_again() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let library = library(dir.path());
+    // The first request hangs for 3 s; the client waits 500 ms at most.
+    let server = FakeOpenAi::serve(["STALL 3000 Bergen", "Oslo"]);
+    let openai = OpenAi::new(&server.endpoint, "m", None)
+        .with_retry(fast(2))
+        .with_stall_timeout(std::time::Duration::from_millis(500));
+    let settings = AgentSettings::default();
+    let agent = Agent {
+        generator: &openai,
+        retriever: &library,
+        settings: &settings,
+    };
+    let started = std::time::Instant::now();
+    let t = agent
+        .answer(
+            &Question::new("Where?"),
+            Method::Direct,
+            &Quiet,
+            &CancelToken::new(),
+        )
+        .expect("answered by the second request");
+    assert_eq!(t.answer, "Oslo");
+    assert_eq!(server.requests().len(), 2);
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(2500),
+        "the stalled request was not waited out: {:?}",
+        started.elapsed()
+    );
+}

@@ -39,6 +39,10 @@ pub struct BackendArgs {
     /// it (llama.cpp's server and vLLM do); prompts are kept within it
     #[arg(long)]
     pub(crate) context: Option<usize>,
+    /// Seconds an --endpoint may stay silent before the request counts as
+    /// stalled and is tried again
+    #[arg(long, default_value_t = 600)]
+    pub(crate) stall_secs: u64,
     /// auto, cpu, cuda[:N] or metal (local model)
     #[arg(long, default_value = "auto")]
     pub(crate) device: String,
@@ -127,7 +131,8 @@ pub(crate) fn generator(home: &Home, args: &BackendArgs) -> Result<Box<dyn Gener
             .with_retry(Retry {
                 attempts: args.retries,
                 ..Retry::default()
-            });
+            })
+            .with_stall_timeout(std::time::Duration::from_secs(args.stall_secs.max(1)));
         let g = match args.context {
             Some(tokens) => g.with_context(tokens),
             None => g,

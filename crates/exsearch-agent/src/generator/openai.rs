@@ -92,6 +92,17 @@ impl OpenAi {
         }
     }
 
+    /// How long a response may stay silent (no byte of headers or stream)
+    /// before the request counts as stalled and is tried again; 10 minutes
+    /// by default, as a long prompt on a slow server can take minutes.
+    pub fn with_stall_timeout(mut self, timeout: Duration) -> Self {
+        self.agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(10))
+            .timeout_read(timeout)
+            .build();
+        self
+    }
+
     /// Requests in flight at once (a server with batching profits from more).
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
