@@ -480,3 +480,119 @@ fn train_warmup_then_em_with_adapters_a_user_can_list_use_and_merge() {
         "{status}"
     );
 }
+
+#[test]
+fn train_em_killed_at_any_moment_resumes_to_the_end() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::time::{Duration, Instant};
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (home, demo) = (tmp.path().join("home"), tmp.path().join("demo"));
+    let config = tmp.path().join("demo.json");
+    tiny_demo(&config);
+    common::ok(
+        &home,
+        &[
+            "demo",
+            "em",
+            "--seed",
+            "3",
+            "--dir",
+            s(&demo),
+            "--config",
+            s(&config),
+        ],
+    );
+    common::ok(&home, &["library", "add", s(&demo.join("world/corpus"))]);
+    let model = demo.join("model");
+    let (train, valid) = (
+        demo.join("world/train.jsonl"),
+        demo.join("world/valid.jsonl"),
+    );
+    let em = |name: &str| {
+        let mut cmd = common::exsearch(&home);
+        cmd.args([
+            "train",
+            "em",
+            "-m",
+            s(&model),
+            "--data",
+            s(&train),
+            "--valid",
+            s(&valid),
+            "--rounds",
+            "2",
+            "--patience",
+            "0",
+            "-K",
+            "2",
+            "--rank",
+            "4",
+            "--lr",
+            "0.003",
+            "--token-budget",
+            "2048",
+            "-k",
+            "1",
+            "--max-steps",
+            "2",
+            "--name",
+            name,
+        ]);
+        cmd
+    };
+    // An unbroken run, for its length and what it leaves.
+    let started = Instant::now();
+    let out = em("whole").output().expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let whole = started.elapsed();
+    let rounds = |name: &str| {
+        common::json(&home, &["train", "status", name, "--json"])["rounds"]
+            .as_array()
+            .map(Vec::len)
+    };
+    assert_eq!(rounds("whole"), Some(2));
+
+    let mut killed = 0;
+    for (i, share) in [0.15, 0.45, 0.8].into_iter().enumerate() {
+        let name = format!("killed-{i}");
+        let mut child = em(&name)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(whole.mul_f64(share).max(Duration::from_millis(50)));
+        child.kill().expect("SIGKILL");
+        let status = child.wait().expect("reap");
+        if status.signal() != Some(9) {
+            continue; // it finished first: nothing to resume
+        }
+        killed += 1;
+        let resumed = common::exsearch(&home)
+            .args(["train", "resume", &name, "--json"])
+            .output()
+            .expect("resume");
+        assert!(
+            resumed.status.success(),
+            "killed at {share} of the run: {}",
+            String::from_utf8_lossy(&resumed.stderr)
+        );
+        assert_eq!(rounds(&name), Some(2), "killed at {share} of the run");
+        let list = common::json(&home, &["train", "status", "--json"]);
+        assert!(
+            list.as_array()
+                .expect("runs")
+                .iter()
+                .any(|r| r["name"] == name.as_str() && r["finished"] == true),
+            "{list}"
+        );
+    }
+    assert!(
+        killed >= 2,
+        "only {killed} of 3 runs were killed before they ended"
+    );
+}
