@@ -361,15 +361,7 @@ impl Agent<'_> {
                     let e = Arc::new(e);
                     for s in 0..samples {
                         if let Some(&r) = owners.get(p * samples + s) {
-                            events.emit(AgentEvent::Failed {
-                                run: r,
-                                code: e.code().to_string(),
-                                error: e.to_string(),
-                            });
-                            let run = &mut runs[r];
-                            run.phase = Phase::Done;
-                            run.end = EndReason::Failed;
-                            run.failure = Some(Arc::clone(&e));
+                            fail(r, &mut runs[r], Arc::clone(&e), events);
                         }
                         flat.push(None);
                     }
@@ -785,15 +777,7 @@ impl Agent<'_> {
                     Ok(()) => fitting.push(r),
                     Err(needed) => {
                         let e = Arc::new(Error::ContextFull { needed, context });
-                        events.emit(AgentEvent::Failed {
-                            run: r,
-                            code: e.code().to_string(),
-                            error: e.to_string(),
-                        });
-                        let run = &mut runs[r];
-                        run.phase = Phase::Done;
-                        run.end = EndReason::Failed;
-                        run.failure = Some(e);
+                        fail(r, &mut runs[r], e, events);
                     }
                 }
             }
@@ -826,4 +810,16 @@ impl Agent<'_> {
         }
         Ok(())
     }
+}
+
+/// Ends run `index` as failed with `error`, its last event a `Failed`.
+fn fail(index: usize, run: &mut Run, error: Arc<Error>, events: &dyn EventSink<AgentEvent>) {
+    events.emit(AgentEvent::Failed {
+        run: index,
+        code: error.code().to_string(),
+        error: error.to_string(),
+    });
+    run.phase = Phase::Done;
+    run.end = EndReason::Failed;
+    run.failure = Some(error);
 }

@@ -52,20 +52,56 @@ pub fn open(path: &Path, schema: &Schema) -> Result<Connection> {
             supported: schema.version(),
         });
     }
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;",
-    )
+    when_free(|| {
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;",
+        )
+    })
     .map_err(err)?;
-    for (i, sql) in schema.migrations.iter().enumerate().skip(found as usize) {
-        let tx = conn.transaction().map_err(err)?;
-        tx.execute_batch(sql)
-            .and_then(|()| tx.pragma_update(None, "user_version", i as i64 + 1))
-            .and_then(|()| tx.commit())
-            .map_err(err)?;
+    if found < schema.version() {
+        when_free(|| migrate(&mut conn, schema)).map_err(err)?;
     }
     Ok(conn)
+}
+
+/// Runs `f` again while another connection holds the lock it needs, for up
+/// to 10 s. SQLite's busy timeout does not cover every case: switching to
+/// WAL, or a deferred reader that must upgrade, fails at once instead.
+fn when_free<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match f() {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < until =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Runs the migrations not yet applied, one transaction each, each taking
+/// the write lock at once (`BEGIN IMMEDIATE`) and reading the version again
+/// inside it: two processes opening a new database together (a training run
+/// writing its store while the app reads it) apply each step once, the
+/// second finding it done. A step that fails leaves the ones before it.
+fn migrate(conn: &mut Connection, schema: &Schema) -> rusqlite::Result<()> {
+    loop {
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let Some(sql) = schema.migrations.get(version(&tx)?.max(0) as usize) else {
+            return tx.commit();
+        };
+        let next = version(&tx)? + 1;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", next)?;
+        tx.commit()?;
+    }
 }
 
 /// The schema version of an open database.
@@ -138,6 +174,29 @@ mod tests {
         );
         let conn = Connection::open(&path).expect("raw open");
         assert_eq!(version(&conn).expect("version"), 9, "left as it was");
+    }
+
+    #[test]
+    fn processes_opening_a_new_database_together_migrate_it_once() {
+        for round in 0..50 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("t.sqlite");
+            let opened: Vec<Result<i64>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..4)
+                    .map(|_| {
+                        scope.spawn(|| open(&path, &TWO).map(|c| version(&c).expect("version")))
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("thread"))
+                    .collect()
+            });
+            for result in opened {
+                let v = result.unwrap_or_else(|e| panic!("round {round}: {e}"));
+                assert_eq!(v, 2);
+            }
+        }
     }
 
     #[test]
