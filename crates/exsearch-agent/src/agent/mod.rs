@@ -9,17 +9,22 @@
 //! primed; a repeated sub-query, a second failure or the step budget end
 //! the search, and the answer is always asked for.
 
+mod budget;
+mod calls;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use exsearch_core::{CancelToken, EventSink, Hit, Library};
-use exsearch_model::{ChatMessage, SamplingParams};
+use exsearch_model::ChatMessage;
 use serde::Serialize;
 
+use self::budget::{Block, REPAIR_MARGIN};
+use self::calls::fail;
 use crate::citations;
 use crate::error::{Error, Result};
-use crate::generator::{Generated, Generator, Prompt};
+use crate::generator::{Generator, Prompt};
 use crate::parse::{parse_ranking, parse_step, query_key, Action, ParsedStep};
 use crate::prompt::{self, Detail, Exchange};
 use crate::settings::{AgentSettings, Method};
@@ -148,20 +153,6 @@ struct Run {
     /// Times a block was shortened.
     context_trims: usize,
 }
-
-/// A user turn holding passages: a search block or the RAG turn.
-struct Block {
-    /// Its index in `Run::messages`.
-    message: usize,
-    hits: Vec<Hit>,
-    /// The question, for the RAG turn (which names it); `None` for a
-    /// search block.
-    rag_question: Option<String>,
-    detail: Detail,
-}
-
-/// Room kept in a step's reply budget for a repair's primed tags.
-const REPAIR_MARGIN: usize = 24;
 
 /// Why a run failed, if it did; shared by the runs of one failed prompt.
 type Failure = Option<Arc<Error>>;
@@ -321,109 +312,6 @@ impl Agent<'_> {
             })
             .collect();
         Ok((trajectories, failures))
-    }
-
-    /// Calls the generator, timing it and counting tokens per run. The runs
-    /// whose prompt failed are ended as failed (their entries are `None`)
-    /// and the others get their text. A cancel is an error for all.
-    #[allow(clippy::too_many_arguments)]
-    fn call(
-        &self,
-        prompts: &[Prompt],
-        samples: usize,
-        params: &SamplingParams,
-        owners: &[usize],
-        runs: &mut [Run],
-        model_ms: &mut f64,
-        on_delta: &(dyn Fn(usize, usize, &str) + Sync),
-        events: &dyn EventSink<AgentEvent>,
-        cancel: &CancelToken,
-    ) -> Result<Vec<Option<Generated>>> {
-        if cancel.is_cancelled() {
-            return Err(Error::Cancelled);
-        }
-        let t = Instant::now();
-        let per_prompt = self
-            .generator
-            .generate_each(prompts, samples, params, on_delta, cancel)?;
-        *model_ms += t.elapsed().as_secs_f64() * 1e3;
-        let mut flat: Vec<Option<Generated>> = Vec::with_capacity(owners.len());
-        for (p, row) in per_prompt.into_iter().enumerate() {
-            match row {
-                Ok(row) if row.len() == samples => flat.extend(row.into_iter().map(Some)),
-                Ok(row) => {
-                    return Err(Error::InvalidSetting(format!(
-                        "the generator returned {} texts for prompt {p}'s {samples} samples",
-                        row.len()
-                    )))
-                }
-                Err(e) => {
-                    let e = Arc::new(e);
-                    for s in 0..samples {
-                        if let Some(&r) = owners.get(p * samples + s) {
-                            fail(r, &mut runs[r], Arc::clone(&e), events);
-                        }
-                        flat.push(None);
-                    }
-                }
-            }
-        }
-        if flat.len() != owners.len() {
-            return Err(Error::InvalidSetting(format!(
-                "the generator returned {} texts for {} requests",
-                flat.len(),
-                owners.len()
-            )));
-        }
-        for (g, &r) in flat.iter().zip(owners) {
-            if let Some(g) = g {
-                runs[r].tokens += g.tokens;
-            }
-            runs[r].calls += 1;
-        }
-        Ok(flat)
-    }
-
-    /// Shortens `run`'s passage blocks until its conversation and a reply
-    /// of `reply` tokens fit `context`: the least shortened block first,
-    /// oldest first (passages cut short, then to their titles), sparing the
-    /// newest block when `keep_last`. `Err(tokens needed)` when nothing
-    /// more can be cut.
-    fn fit(
-        &self,
-        run: &mut Run,
-        reply: usize,
-        context: usize,
-        keep_last: bool,
-    ) -> Result<std::result::Result<(), usize>> {
-        loop {
-            let needed = self
-                .generator
-                .prompt_tokens(&Prompt::new(run.messages.clone()))?
-                + reply;
-            if needed <= context {
-                return Ok(Ok(()));
-            }
-            let spared = if keep_last { 1 } else { 0 };
-            let open = run.blocks.len().saturating_sub(spared);
-            let Some(block) = run.blocks[..open]
-                .iter_mut()
-                .filter(|b| b.detail < Detail::Titles)
-                .min_by_key(|b| (b.detail, b.message))
-            else {
-                return Ok(Err(needed));
-            };
-            block.detail = match block.detail {
-                Detail::Full => Detail::Short,
-                _ => Detail::Titles,
-            };
-            let text = match &block.rag_question {
-                Some(q) => prompt::rag_turn_at(self.settings, q, &block.hits, block.detail),
-                None => prompt::search_turn_at(self.settings, &block.hits, block.detail),
-            };
-            run.messages[block.message] = ChatMessage::user(text);
-            run.context_trims += 1;
-        }
     }
 
     fn search_loop(
@@ -810,16 +698,4 @@ impl Agent<'_> {
         }
         Ok(())
     }
-}
-
-/// Ends run `index` as failed with `error`, its last event a `Failed`.
-fn fail(index: usize, run: &mut Run, error: Arc<Error>, events: &dyn EventSink<AgentEvent>) {
-    events.emit(AgentEvent::Failed {
-        run: index,
-        code: error.code().to_string(),
-        error: error.to_string(),
-    });
-    run.phase = Phase::Done;
-    run.end = EndReason::Failed;
-    run.failure = Some(error);
 }
