@@ -11,6 +11,7 @@
 
 mod budget;
 mod calls;
+mod retrieve;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use self::calls::fail;
 use crate::citations;
 use crate::error::{Error, Result};
 use crate::generator::{Generator, Prompt};
-use crate::parse::{parse_ranking, parse_step, query_key, Action, ParsedStep};
+use crate::parse::{parse_step, query_key, Action, ParsedStep};
 use crate::prompt::{self, Detail, Exchange};
 use crate::settings::{AgentSettings, Method};
 use crate::trajectory::{Citation, EndReason, SideCall, Step, Timing, Trajectory};
@@ -486,102 +487,6 @@ impl Agent<'_> {
         for run in runs.iter_mut().filter(|r| r.phase == Phase::Searching) {
             run.phase = Phase::Answering;
             run.end = EndReason::Budget;
-        }
-        Ok(())
-    }
-
-    /// Retrieves for every pending sub-query, re-ranks the candidates in
-    /// one batched call when enabled, and appends the search turns.
-    fn retrieve(
-        &self,
-        step: usize,
-        pending: Vec<Pending>,
-        runs: &mut [Run],
-        model_ms: &mut f64,
-        events: &dyn EventSink<AgentEvent>,
-        cancel: &CancelToken,
-    ) -> Result<()> {
-        let settings = self.settings;
-        let mut found = Vec::with_capacity(pending.len());
-        for p in &pending {
-            let hits = self.retriever.retrieve(&p.query, settings.k)?;
-            events.emit(AgentEvent::Retrieved {
-                run: p.run,
-                step,
-                passages: hits.clone(),
-            });
-            found.push(hits);
-        }
-        let mut orders: Vec<Option<Vec<usize>>> = vec![None; pending.len()];
-        if settings.rerank {
-            let which: Vec<usize> = (0..pending.len()).filter(|&i| found[i].len() > 1).collect();
-            let prompts: Vec<Prompt> = which
-                .iter()
-                .map(|&i| {
-                    let turn = prompt::rerank_turn(settings, &pending[i].query, &found[i]);
-                    Prompt::new(vec![ChatMessage::user(turn)])
-                })
-                .collect();
-            let owners: Vec<usize> = which.iter().map(|&i| pending[i].run).collect();
-            let replies = if prompts.is_empty() {
-                Vec::new()
-            } else {
-                self.call(
-                    &prompts,
-                    1,
-                    &settings.answer_sampling(),
-                    &owners,
-                    runs,
-                    model_ms,
-                    &|_, _, _| {},
-                    events,
-                    cancel,
-                )?
-            };
-            for ((&i, prompt), reply) in which.iter().zip(prompts).zip(replies) {
-                let Some(reply) = reply else { continue };
-                let order = parse_ranking(&reply.text, found[i].len());
-                let run = pending[i].run;
-                runs[run].side_calls.push(SideCall {
-                    step,
-                    prompt: prompt.messages,
-                    reply: reply.text,
-                });
-                // An unreadable ranking keeps the retriever's order.
-                if !order.is_empty() {
-                    events.emit(AgentEvent::Reranked {
-                        run,
-                        step,
-                        kept: order.iter().map(|i| i + 1).collect(),
-                    });
-                    orders[i] = Some(order);
-                }
-            }
-        }
-        for ((p, hits), order) in pending.into_iter().zip(found).zip(orders) {
-            if runs[p.run].failure.is_some() {
-                continue;
-            }
-            let shown: Vec<Hit> = match &order {
-                Some(order) => order.iter().map(|&i| hits[i].clone()).collect(),
-                None => hits,
-            };
-            let run = &mut runs[p.run];
-            run.blocks.push(Block {
-                message: run.messages.len(),
-                hits: shown.clone(),
-                rag_question: None,
-                detail: Detail::Full,
-            });
-            run.messages
-                .push(ChatMessage::user(prompt::search_turn(settings, &shown)));
-            run.steps.push(Step {
-                query: p.query,
-                passages: shown,
-                evidence: None,
-                repaired: p.repaired,
-                rerank: order,
-            });
         }
         Ok(())
     }
