@@ -45,15 +45,6 @@ pub struct SlidingWindow {
     pub rope_theta: f64,
 }
 
-/// How a rotary embedding pairs the features of one head.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RopeStyle {
-    /// Feature `i` with `i + d/2` (Hugging Face `rotate_half`, llama.cpp NEOX).
-    Half,
-    /// Feature `2i` with `2i + 1` (llama.cpp's layout for converted Llama weights).
-    Interleaved,
-}
-
 /// Llama 3 frequency-dependent rope scaling.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 pub struct Llama3Scaling {
@@ -75,7 +66,6 @@ pub struct ModelConfig {
     pub head_dim: usize,
     pub rms_norm_eps: f64,
     pub rope_theta: f64,
-    pub rope_style: RopeStyle,
     pub llama3_scaling: Option<Llama3Scaling>,
     /// Per-frequency divisors read from a GGUF `rope_freqs` tensor.
     pub rope_freq_factors: Option<Vec<f32>>,
@@ -270,7 +260,6 @@ impl ModelConfig {
             head_dim,
             rms_norm_eps: raw.rms_norm_eps,
             rope_theta: raw.rope_theta.unwrap_or(10_000.0),
-            rope_style: RopeStyle::Half,
             llama3_scaling,
             rope_freq_factors: None,
             max_position_embeddings: raw.max_position_embeddings.unwrap_or(4096),

@@ -9,7 +9,7 @@
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{DType, Device, Tensor, D};
 
-use super::config::{Activation, ModelConfig, RopeStyle};
+use super::config::{Activation, ModelConfig};
 use super::cpu_ops;
 use super::kv_cache::{attention_mask, sliding_mask, KvCache};
 use super::linear::Linear;
@@ -407,13 +407,12 @@ impl Decoder {
         })
     }
 
+    /// Rotary embedding over the two halves of each head (Hugging Face's
+    /// `rotate_half`; GGUF Llama weights are put in that order at load).
     fn rope(&self, x: &Tensor, r: &Rotary) -> Result<Tensor> {
-        Ok(match (self.kernels, self.config.rope_style) {
-            (Kernels::Fused, RopeStyle::Half) => candle_nn::rotary_emb::rope(x, &r.cos, &r.sin)?,
-            (Kernels::Fused, RopeStyle::Interleaved) => {
-                candle_nn::rotary_emb::rope_i(x, &r.cos, &r.sin)?
-            }
-            (Kernels::Differentiable, RopeStyle::Half) => {
+        Ok(match self.kernels {
+            Kernels::Fused => candle_nn::rotary_emb::rope(x, &r.cos, &r.sin)?,
+            Kernels::Differentiable => {
                 let cos = Tensor::cat(&[&r.cos, &r.cos], D::Minus1)?.unsqueeze(1)?;
                 let sin = Tensor::cat(&[&r.sin, &r.sin], D::Minus1)?.unsqueeze(1)?;
                 let half = x.dim(D::Minus1)? / 2;
@@ -426,10 +425,6 @@ impl Decoder {
                 )?;
                 (x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?
             }
-            (Kernels::Differentiable, RopeStyle::Interleaved) => return Err(Error::Unsupported(
-                "training through interleaved rope (GGUF Llama weights); train from safetensors"
-                    .into(),
-            )),
         })
     }
 

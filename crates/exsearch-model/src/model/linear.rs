@@ -2,10 +2,15 @@
 //!
 //! Dense weights run through candle's matmul and are differentiable; GGUF
 //! weights run through our packed kernels where the CPU has them
-//! ([`super::packed`]) and through candle's quantized matmul otherwise (both
-//! inference only). Any kind
-//! can carry a low-rank adapter `scale * B(A x)`, added after the base
+//! ([`super::packed`]) and through candle's quantized matmul otherwise. Any
+//! kind can carry a low-rank adapter `scale * B(A x)`, added after the base
 //! projection, which is what the self-training rounds optimise.
+//!
+//! Training adapters over a quantized model (as QLoRA does) needs the
+//! gradient of the frozen product with respect to its input, `dy W`: a
+//! model loaded for training keeps each matrix's file bits beside the
+//! packed copy, and the backward pass dequantizes them a slice of rows at a
+//! time, so no dense copy of the model is ever held.
 
 use std::sync::Arc;
 
@@ -45,6 +50,9 @@ pub struct Linear {
     out_features: usize,
     /// Zero columns appended to quantized rows (see [`pad_for_cpu_kernels`]).
     pad: usize,
+    /// The file's quantized matrix `(out, in)`, kept when the model is
+    /// loaded for training: the backward pass reads it.
+    source: Option<Arc<QTensor>>,
 }
 
 /// Row length candle's repacked CPU kernels (AVX512-VNNI / AVX-VNNI tiles,
@@ -110,6 +118,7 @@ impl Linear {
             in_features,
             out_features,
             pad: 0,
+            source: None,
         })
     }
 
@@ -124,6 +133,27 @@ impl Linear {
         device: &candle_core::Device,
     ) -> Result<Self> {
         Self::quantized(t, bias, device, device.is_cpu() && packed::available())
+    }
+
+    /// As [`Linear::from_qtensor`], keeping the file's bits for the
+    /// backward pass (adapters trained over a quantized model): memory for
+    /// the matrix twice in its own format, never dense.
+    pub fn trainable_from_qtensor(
+        t: QTensor,
+        bias: Option<Tensor>,
+        device: &candle_core::Device,
+    ) -> Result<Self> {
+        let source = Arc::new(QTensor::new(
+            candle_core::quantized::QStorage::from_data(
+                std::borrow::Cow::Owned(t.data()?.into_owned()),
+                device,
+                t.dtype(),
+            )?,
+            t.shape().clone(),
+        )?);
+        let mut layer = Self::from_qtensor(t, bias, device)?;
+        layer.source = Some(source);
+        Ok(layer)
     }
 
     /// As [`Linear::from_qtensor`], with the choice of kernels made by the
@@ -152,6 +182,7 @@ impl Linear {
             in_features,
             out_features,
             pad,
+            source: None,
         })
     }
 
@@ -159,10 +190,12 @@ impl Linear {
     /// matrices (no LoRA) of one format, the input is quantized once and the
     /// products run in one parallel region (q/k/v, gate/up).
     pub fn forward_shared(layers: &[&Linear], x: &Tensor) -> Result<Vec<Tensor>> {
+        // In a training graph every product must carry its gradient.
+        let tracked = x.track_op();
         let packed: Option<Vec<&PackedMatrix>> = layers
             .iter()
             .map(|l| match (&l.weight, &l.lora) {
-                (Weight::Packed(p), None) => Some(p.as_ref()),
+                (Weight::Packed(p), None) if !tracked => Some(p.as_ref()),
                 _ => None,
             })
             .collect();
@@ -177,10 +210,12 @@ impl Linear {
         let plain: Option<Vec<&QTensor>> = layers
             .iter()
             .map(|l| match (&l.weight, &l.lora) {
-                (Weight::Quantized(q), None) if l.pad == layers[0].pad => match q.as_ref() {
-                    QMatMul::QTensor(t) => Some(t.as_ref()),
-                    _ => None,
-                },
+                (Weight::Quantized(q), None) if !tracked && l.pad == layers[0].pad => {
+                    match q.as_ref() {
+                        QMatMul::QTensor(t) => Some(t.as_ref()),
+                        _ => None,
+                    }
+                }
                 _ => None,
             })
             .collect();
@@ -201,7 +236,9 @@ impl Linear {
     /// where the weight is packed and plain (no bias, no adapter); other
     /// layers compute a tensor and copy it out.
     pub fn forward_into(&self, x: &Tensor, out: &mut Vec<f32>) -> Result<()> {
-        if let (Weight::Packed(p), None, None) = (&self.weight, &self.bias, &self.lora) {
+        if let (Weight::Packed(p), None, None, false) =
+            (&self.weight, &self.bias, &self.lora, x.track_op())
+        {
             let x = x.to_dtype(candle_core::DType::F32)?.contiguous()?;
             let m = x.elem_count().checked_div(p.cols()).unwrap_or(0);
             if cpu_ops::f32_slice(&x, |data| p.matmul_into(data, m, out)).is_some() {
@@ -301,10 +338,8 @@ impl Linear {
                 *out_dims.last_mut().unwrap_or(&mut 0) = self.out_features;
                 y.reshape(out_dims)?
             }
-            Weight::Quantized(q) => q.forward(&self.padded(x)?)?,
-            Weight::Packed(p) => packed_products(&[p.as_ref()], x)?
-                .pop()
-                .expect("one matrix in, one product out"),
+            _ if x.track_op() => self.frozen_quantized_product(x)?,
+            _ => self.quantized_product(x)?,
         };
         y = self.add_bias(y)?;
         if let Some(l) = &self.lora {
@@ -317,6 +352,116 @@ impl Linear {
             y = (y + (low * l.scale)?)?;
         }
         Ok(y)
+    }
+}
+
+impl Linear {
+    /// `x W^T` through the quantized kernels (no gradient).
+    fn quantized_product(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match &self.weight {
+            Weight::Quantized(q) => q.forward(&self.padded(x)?)?,
+            Weight::Packed(p) => packed_products(&[p.as_ref()], x)?
+                .pop()
+                .expect("one matrix in, one product out"),
+            Weight::Dense(w) => x.broadcast_matmul(&w.t()?)?,
+        })
+    }
+
+    /// `x W^T` for a frozen quantized `W` in a training graph: the same
+    /// kernels forward, `dy W` backward from the file's bits.
+    fn frozen_quantized_product(&self, x: &Tensor) -> Result<Tensor> {
+        let source = self.source.clone().ok_or_else(|| {
+            Error::Unsupported(
+                "training over quantized (GGUF) weights needs the model loaded for training \
+                 (LoadedModel::load_trainable)"
+                    .into(),
+            )
+        })?;
+        let op = FrozenQuantized {
+            layer: Self {
+                lora: None,
+                bias: None,
+                source: None,
+                ..self.clone()
+            },
+            source,
+        };
+        Ok(x.to_dtype(candle_core::DType::F32)?
+            .contiguous()?
+            .apply_op1_arc(Arc::new(Box::new(op)))?)
+    }
+}
+
+/// The product with a frozen quantized matrix as one graph node: forward
+/// through the layer's kernels, backward `dy W` with `W` dequantized from
+/// the file's bits a slice of rows at a time (at most [`BACKWARD_SLICE`]
+/// bytes of f32), summed into the input's gradient.
+struct FrozenQuantized {
+    /// The layer without its bias or adapter (both stay in the graph).
+    layer: Linear,
+    source: Arc<QTensor>,
+}
+
+/// The most f32 bytes of a matrix the backward pass dequantizes at once.
+const BACKWARD_SLICE: usize = 16 << 20;
+
+impl candle_core::CustomOp1 for FrozenQuantized {
+    fn name(&self) -> &'static str {
+        "frozen-quantized-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let candle_core::CpuStorage::F32(data) = storage else {
+            candle_core::bail!("frozen-quantized-matmul: f32 input expected");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("frozen-quantized-matmul: contiguous input expected");
+        };
+        let x = Tensor::from_slice(&data[start..end], layout.shape(), &candle_core::Device::Cpu)?;
+        let y = self
+            .layer
+            .quantized_product(&x)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let shape = y.shape().clone();
+        let out = y.flatten_all()?.to_vec1::<f32>()?;
+        Ok((candle_core::CpuStorage::F32(out), shape))
+    }
+
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let (rows, cols) = self.source.shape().dims2()?;
+        let dtype = self.source.dtype();
+        let row_bytes = cols / dtype.block_size() * dtype.type_size();
+        let bits = self.source.data()?;
+        let m = grad_res.elem_count() / rows;
+        let grad = grad_res.reshape((m, rows))?;
+        let slice = (BACKWARD_SLICE / (cols * 4)).clamp(1, rows);
+        let mut total: Option<Tensor> = None;
+        for first in (0..rows).step_by(slice) {
+            let n = slice.min(rows - first);
+            let w = candle_core::quantized::ggml_file::qtensor_from_ggml(
+                dtype,
+                &bits[first * row_bytes..(first + n) * row_bytes],
+                vec![n, cols],
+                &candle_core::Device::Cpu,
+            )?
+            .dequantize(&candle_core::Device::Cpu)?;
+            let part = grad.narrow(1, first, n)?.contiguous()?.matmul(&w)?;
+            total = Some(match total {
+                Some(t) => (t + part)?,
+                None => part,
+            });
+        }
+        let total = total.expect("a matrix has rows");
+        Ok(Some(total.reshape(arg.shape())?))
     }
 }
 

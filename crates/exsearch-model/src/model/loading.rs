@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::gguf_file;
+use candle_core::quantized::{gguf_file, QTensor};
 use candle_core::{DType, Device, Tensor};
 
 use super::config::{
-    sliding_layers, Activation, Family, ModelConfig, RopeStyle, SlidingWindow, GEMMA3_PATTERN,
+    sliding_layers, Activation, Family, ModelConfig, SlidingWindow, GEMMA3_PATTERN,
 };
 use super::decoder::{Attention, Block, Decoder, Embedding, Mlp, QuantizedRows, RmsNorm};
 use super::linear::Linear;
@@ -315,10 +315,6 @@ impl Gguf {
             head_dim,
             rms_norm_eps: self.required(&key("attention.layer_norm_rms_epsilon"))?,
             rope_theta: self.number(&key("rope.freq_base")).unwrap_or(10_000.0),
-            rope_style: match family {
-                Family::Llama | Family::Mistral => RopeStyle::Interleaved,
-                Family::Qwen2 | Family::Qwen3 | Family::Gemma3 => RopeStyle::Half,
-            },
             llama3_scaling: None,
             rope_freq_factors: None,
             max_position_embeddings: self
@@ -356,6 +352,12 @@ impl Gguf {
     /// Loads the weights: matrices stay quantized, norms and the embedding
     /// table are dequantized to f32.
     pub fn load(&self, device: &Device) -> Result<Decoder> {
+        self.load_with(device, false)
+    }
+
+    /// Loads the model; `trainable` keeps each matrix's file bits for the
+    /// backward pass of adapters trained over it (see [`Linear`]).
+    pub fn load_with(&self, device: &Device, trainable: bool) -> Result<Decoder> {
         let mut config = self.config()?;
         let mut file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
         let mut qtensor = |name: &str| {
@@ -448,7 +450,15 @@ impl Gguf {
                         ),
                     ));
                 }
-                Linear::from_qtensor(t, bias, device)
+                let t = match permuted_heads(c, name) {
+                    Some(heads) => unpermute_heads(t, heads, device)?,
+                    None => t,
+                };
+                if trainable {
+                    Linear::trainable_from_qtensor(t, bias, device)
+                } else {
+                    Linear::from_qtensor(t, bias, device)
+                }
             };
         // Gemma's norms multiply by 1 + w; llama.cpp's converter stored the sum.
         let rms = |norms: &mut HashMap<String, Tensor>, name: String| -> Result<RmsNorm> {
@@ -494,10 +504,53 @@ impl Gguf {
             });
         }
         let lm_head = match tied_head {
+            Some(embed_q) if trainable => Linear::trainable_from_qtensor(embed_q, None, device)?,
             Some(embed_q) => Linear::from_qtensor(embed_q, None, device)?,
             None => matrix("output.weight", c.vocab_size, h, None)?,
         };
         let final_norm = RmsNorm::from_scale(final_norm, c.rms_norm_eps, c.norm_unit_offset)?;
         Decoder::new(config, embed, blocks, final_norm, lm_head)
     }
+}
+
+/// The heads of `name` when llama.cpp's converter reordered its rows: for
+/// Llama and Mistral it stores each head's query and key rows so that rope
+/// rotates adjacent pairs.
+fn permuted_heads(c: &ModelConfig, name: &str) -> Option<usize> {
+    if !matches!(c.family, Family::Llama | Family::Mistral) {
+        return None;
+    }
+    if name.ends_with(".attn_q.weight") {
+        Some(c.num_heads)
+    } else if name.ends_with(".attn_k.weight") {
+        Some(c.num_kv_heads)
+    } else {
+        None
+    }
+}
+
+/// Puts a query or key matrix's rows back in Hugging Face's order (rope
+/// over the two halves of each head), moving whole quantized rows: the
+/// model is then the original one, so adapters trained on either line up
+/// with the other. Row `h*d + s*d/2 + i` is the file's row `h*d + 2i + s`.
+fn unpermute_heads(t: QTensor, heads: usize, device: &Device) -> Result<QTensor> {
+    let (rows, cols) = t.shape().dims2()?;
+    let dtype = t.dtype();
+    let (d, row_bytes) = (rows / heads, cols / dtype.block_size() * dtype.type_size());
+    let data = t.data()?;
+    let mut out = Vec::with_capacity(data.len());
+    for h in 0..heads {
+        for s in 0..2 {
+            for i in 0..d / 2 {
+                let src = h * d + 2 * i + s;
+                out.extend_from_slice(&data[src * row_bytes..(src + 1) * row_bytes]);
+            }
+        }
+    }
+    Ok(candle_core::quantized::ggml_file::qtensor_from_ggml(
+        dtype,
+        &out,
+        vec![rows, cols],
+        device,
+    )?)
 }

@@ -101,6 +101,22 @@ impl LoadedModel {
     /// Loads `files` onto `device`; `dtype` applies to safetensors weights
     /// (GGUF matrices stay quantized and activations are f32).
     pub fn load(files: &ModelFiles, device: &Device, dtype: DType) -> Result<Self> {
+        Self::load_with(files, device, dtype, false)
+    }
+
+    /// As [`LoadedModel::load`], ready for adapters to be trained over it:
+    /// a GGUF model keeps each matrix's file bits for the backward pass
+    /// (its quantized weights held twice, never dense).
+    pub fn load_trainable(files: &ModelFiles, device: &Device, dtype: DType) -> Result<Self> {
+        Self::load_with(files, device, dtype, true)
+    }
+
+    fn load_with(
+        files: &ModelFiles,
+        device: &Device,
+        dtype: DType,
+        trainable: bool,
+    ) -> Result<Self> {
         let (decoder, codec) = match &files.weights {
             WeightFiles::Safetensors(paths) => {
                 let config_path = files.config.as_ref().ok_or_else(|| Error::Missing {
@@ -126,7 +142,7 @@ impl LoadedModel {
             }
             WeightFiles::Gguf(path) => {
                 let gguf = loading::Gguf::open(path)?;
-                let decoder = gguf.load(device)?;
+                let decoder = gguf.load_with(device, trainable)?;
                 let codec = match &files.tokenizer {
                     Some(tokenizer) => TextCodec::from_hf_files(
                         tokenizer,
