@@ -26,6 +26,7 @@ const COMMANDS: &[&str] = &[
     "model_starter",
     "training_list",
     "training_detail",
+    "training_defaults",
     "train_demo",
     "train_em",
     "train_warmup",

@@ -596,3 +596,158 @@ fn train_em_killed_at_any_moment_resumes_to_the_end() {
         "only {killed} of 3 runs were killed before they ended"
     );
 }
+
+/// Questions whose answers a passage holds, in our JSONL format: "Where was
+/// Ada born?" with Ada's page (supporting) and her city's (not).
+fn small_qa(path: &Path, n: usize) {
+    let names = [
+        "Ada", "Bel", "Cyr", "Dov", "Eli", "Fen", "Gus", "Hal", "Ivo", "Jon", "Kai", "Lev", "Mo",
+        "Ned",
+    ];
+    let cities = [
+        "Velm", "Orsk", "Tarn", "Pell", "Ruse", "Sarn", "Ubel", "Wick", "Yarn", "Zell", "Aven",
+        "Brig", "Cove", "Dale",
+    ];
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            let (name, city) = (names[i % names.len()], cities[i % cities.len()]);
+            json!({
+                "id": format!("q{i}"),
+                "question": format!("Where was {name} born?"),
+                "answers": [city],
+                "contexts": [
+                    {"title": name, "text": format!("{name} was a painter. {name} was born in {city}."), "supporting": true},
+                    {"title": city, "text": format!("{city} is a town by a river."), "supporting": false},
+                ],
+            })
+            .to_string()
+        })
+        .collect();
+    common::write(path, lines.join("\n") + "\n");
+}
+
+#[test]
+fn demo_real_trains_adapters_over_a_quantized_model_makes_the_best_active_and_resumes() {
+    use candle_core::DType;
+    use exsearch_model::fixtures;
+    use exsearch_model::model::Family;
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let home = tmp.path().join("home");
+    let model_dir = tmp.path().join("model");
+    fixtures::write_hf_model(
+        &model_dir,
+        &fixtures::tiny_config(Family::Llama),
+        7,
+        DType::F32,
+    )
+    .expect("fixture");
+    let gguf = tmp.path().join("tiny-q4_k_m.gguf");
+    fixtures::write_gguf(&model_dir, &gguf, fixtures::Quant::Q4KM).expect("gguf");
+    let data = tmp.path().join("qa.jsonl");
+    small_qa(&data, 14);
+    let config = tmp.path().join("real.json");
+    let settings = json!({
+        "warmup": 4, "train": 3, "valid": 2, "test": 3,
+        "lora": {"rank": 2, "alpha": 4.0, "dropout": 0.0,
+                 "targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]},
+        "warmup_train": {"lr": 0.001, "epochs": 2, "token_budget": 1024, "checkpoint_every": 0},
+        "rounds": 1,
+        "estep": {"samples": 2, "batch": 2},
+        "mstep": {"lr": 0.001, "epochs": 1, "token_budget": 1024, "checkpoint_every": 0},
+        "agent": {"instructions": "Search with {query}, read {search}, note {fact}, end with {finish}.",
+                  "final_request": "Answer: {question}", "k": 1, "max_steps": 2,
+                  "step_tokens": 12, "answer_tokens": 6, "passage_chars": 120}
+    });
+    common::write(&config, settings.to_string());
+    let dir = tmp.path().join("d");
+    let args = [
+        "demo",
+        "real",
+        "-m",
+        s(&gguf),
+        "--data",
+        s(&data),
+        "--config",
+        s(&config),
+        "--dir",
+        s(&dir),
+        "--json",
+    ];
+    let report = common::json(&home, &args);
+    for method in ["direct", "rag", "exsearch"] {
+        let em = report["zero_shot"][method]["em"].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=100.0).contains(&em), "{method}: {report}");
+    }
+    for key in ["warmup_em", "control_em", "final_em"] {
+        let v = report[key].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=100.0).contains(&v), "{key} = {v}");
+    }
+    assert_eq!(report["round_em"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        report["questions"],
+        json!({"warmup": 4, "train": 3, "valid": 2, "test": 3})
+    );
+    // The phase validation chose is the active adapter, in PEFT's layout
+    // with the base model's Hugging Face module names.
+    let best = report["best"]
+        .as_str()
+        .expect("a best phase")
+        .replace(' ', "-");
+    let active = format!("d.{best}");
+    assert_eq!(report["active_adapter"], active.as_str());
+    let adapters = common::json(&home, &["adapters", "list", "--json"]);
+    let listed = adapters
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|a| a["name"] == active.as_str())
+        .expect("the active adapter is listed");
+    assert_eq!(listed["active"], true);
+    let peft: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            home.join("adapters")
+                .join(&active)
+                .join("adapter_config.json"),
+        )
+        .expect("adapter_config.json"),
+    )
+    .expect("json");
+    assert_eq!(peft["peft_type"], "LORA");
+    assert!(peft["target_modules"]
+        .as_array()
+        .expect("targets")
+        .contains(&json!("q_proj")));
+    // Every phase evaluated once; run again, it reads them back.
+    let evals = |dir: &Path| -> i64 {
+        rusqlite::Connection::open(dir.join("runs.sqlite"))
+            .and_then(|db| db.query_row("SELECT COUNT(*) FROM evals", [], |r| r.get(0)))
+            .expect("evals")
+    };
+    let before = evals(&dir);
+    let again = common::json(&home, &args);
+    assert_eq!(evals(&dir), before, "nothing evaluated twice");
+    for key in [
+        "zero_shot",
+        "warmup_em",
+        "round_em",
+        "control_em",
+        "best",
+        "final_em",
+    ] {
+        assert_eq!(again[key], report[key], "{key}");
+    }
+    // Other settings in the same folder are refused, naming it.
+    common::write(&config, {
+        let mut other = settings.clone();
+        other["rounds"] = json!(2);
+        other.to_string()
+    });
+    let out = common::exsearch(&home).args(args).output().expect("runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("other settings") && err.contains(s(&dir)),
+        "{err}"
+    );
+}

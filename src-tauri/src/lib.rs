@@ -46,6 +46,7 @@ pub fn builder<R: Runtime>(shell: Shell) -> Builder<R> {
             commands::model_starter,
             training::training_list,
             training::training_detail,
+            training::training_defaults,
             training::train_demo,
             training::train_em,
             training::train_warmup,

@@ -7,22 +7,17 @@ use std::sync::Arc;
 
 use exsearch_core::Home;
 use exsearch_train::adapters::{AdapterInfo, Adapters};
-use exsearch_train::demo::{run_demo, DemoConfig, DemoReport, AGENT_FILE};
-use exsearch_train::estep::EStepOptions;
+use exsearch_train::defaults::{self, FormDefaults};
+use exsearch_train::demo::{Demo, DemoConfig, DemoReport};
 use exsearch_train::run::{EmSpec, Run, RunReport, RunSpec, Tuning, WarmupSpec};
-use exsearch_train::store::{EvalRow, RoundRow, RunStore};
-use exsearch_train::{LoraConfig, TrainConfig, TrainEvent};
+use exsearch_train::store::{EvalRow, RoundRow};
+use exsearch_train::{LoraConfig, TrainEvent};
 use serde::{Deserialize, Serialize};
 use tauri::ipc::Channel;
 
 use crate::commands::{blocking, thinned, ShellState};
 use crate::error::{CommandError, CommandResult};
 use crate::shell::Shell;
-
-/// Where the app keeps its demonstrations.
-fn demos_dir(home: &Home) -> PathBuf {
-    home.root().join("demos")
-}
 
 /// Names become folder names (the training crate's rule).
 fn check_name(name: &str) -> CommandResult<()> {
@@ -48,22 +43,27 @@ pub struct TrainingEntry {
     pub model: Option<String>,
 }
 
-fn folder(home: &Home, kind: Kind, name: &str) -> CommandResult<PathBuf> {
+/// A run's or demonstration's store, report and charts.
+fn detail(home: &Home, kind: Kind, name: &str) -> CommandResult<TrainingDetail> {
     check_name(name)?;
-    match kind {
-        Kind::Run => Ok(Run::open(home, name)?.dir),
-        Kind::Demo => {
-            let dir = demos_dir(home).join(name);
-            if dir.is_dir() {
-                Ok(dir)
-            } else {
-                Err(CommandError::new(
-                    "unknown_training",
-                    format!("no demonstration `{name}` in {}", demos_dir(home).display()),
-                ))
-            }
+    let (store, report, charts) = match kind {
+        Kind::Run => {
+            let run = Run::open(home, name)?;
+            let report = run.report()?.map(serde_json::to_value).transpose();
+            (run.store()?, report, run.charts_dir())
         }
-    }
+        Kind::Demo => {
+            let demo = Demo::open(home, name)?;
+            let report = demo.report()?.map(serde_json::to_value).transpose();
+            (demo.store()?, report, demo.charts_dir())
+        }
+    };
+    Ok(TrainingDetail {
+        evals: store.evals()?,
+        rounds: store.rounds()?,
+        report: report.map_err(|e| CommandError::new("bad_file", e.to_string()))?,
+        charts: read_charts(&charts),
+    })
 }
 
 #[tauri::command]
@@ -84,18 +84,14 @@ pub async fn training_list(shell: ShellState<'_>) -> CommandResult<Vec<TrainingE
                 model: Some(model),
             });
         }
-        if let Ok(entries) = std::fs::read_dir(demos_dir(shell.home())) {
-            let mut demos: Vec<_> = entries.flatten().filter(|e| e.path().is_dir()).collect();
-            demos.sort_by_key(|e| e.file_name());
-            for e in demos {
-                out.push(TrainingEntry {
-                    kind: Kind::Demo,
-                    name: e.file_name().to_string_lossy().into_owned(),
-                    finished: e.path().join("report.json").is_file(),
-                    dir: e.path(),
-                    model: None,
-                });
-            }
+        for demo in Demo::list(shell.home()) {
+            out.push(TrainingEntry {
+                kind: Kind::Demo,
+                finished: demo.finished(),
+                name: demo.name,
+                dir: demo.dir,
+                model: None,
+            });
         }
         Ok(out)
     })
@@ -144,20 +140,7 @@ pub async fn training_detail(
     name: String,
 ) -> CommandResult<TrainingDetail> {
     let shell = Arc::clone(&shell);
-    blocking(move || {
-        let dir = folder(shell.home(), kind, &name)?;
-        let store = RunStore::open(&dir)?;
-        let report = std::fs::read_to_string(dir.join("report.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
-        Ok(TrainingDetail {
-            evals: store.evals()?,
-            rounds: store.rounds()?,
-            report,
-            charts: read_charts(&dir.join("charts")),
-        })
-    })
-    .await
+    blocking(move || detail(shell.home(), kind, &name)).await
 }
 
 fn train_sink(channel: Channel<TrainEvent>) -> impl Fn(TrainEvent) + Send + Sync {
@@ -189,13 +172,8 @@ pub async fn train_demo(
             None => DemoConfig::default(),
         }
         .seeded(seed);
-        // A demonstration starts afresh: its world and model come from the seed.
-        let dir = demos_dir(shell.home()).join(&name);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)
-                .map_err(|e| CommandError::new("io", format!("{}: {e}", dir.display())))?;
-        }
-        Ok(run_demo(&dir, &config, &train_sink(on_event), &job.cancel)?)
+        let demo = Demo::named(shell.home(), &name)?;
+        Ok(demo.run(shell.home(), &config, &train_sink(on_event), &job.cancel)?)
     })
     .await
 }
@@ -215,33 +193,16 @@ pub struct DemoUse {
 pub async fn demo_use(shell: ShellState<'_>, name: String) -> CommandResult<DemoUse> {
     let shell = Arc::clone(&shell);
     blocking(move || {
-        let dir = folder(shell.home(), Kind::Demo, &name)?;
-        let read = |file: &str| {
-            let path = dir.join(file);
-            std::fs::read_to_string(&path).map_err(|e| {
-                CommandError::new(
-                    "unfinished",
-                    format!("{}: {e} (has the demonstration finished?)", path.display()),
-                )
-            })
-        };
-        let report: DemoReport = serde_json::from_str(&read("report.json")?)
-            .map_err(|e| CommandError::new("bad_file", format!("report.json: {e}")))?;
-        let agent = serde_json::from_str(&read(AGENT_FILE)?)
-            .map_err(|e| CommandError::new("bad_file", format!("{AGENT_FILE}: {e}")))?;
-        let checkpoint = match report.best_round {
-            0 => "warm-up".to_string(),
-            n => format!("round-{n}"),
-        };
-        let model = dir.join("checkpoints").join(checkpoint);
+        let demo = Demo::open(shell.home(), &name)?;
+        let model = demo.best_checkpoint()?;
         let mut settings = shell.settings()?;
         settings.model = Some(model.to_string_lossy().into_owned());
         settings.adapter = Some("none".into());
-        settings.agent = agent;
+        settings.agent = demo.agent_settings()?;
         shell.save_settings(&settings)?;
         Ok(DemoUse {
             model,
-            corpus: dir.join("world").join("corpus"),
+            corpus: demo.corpus(),
         })
     })
     .await
@@ -280,28 +241,14 @@ pub async fn train_em(
             Some(a) => Some(Adapters::new(shell.home()).resolve(a)?),
             None => None,
         };
-        let spec = RunSpec::Em(EmSpec {
-            model,
-            start,
-            data: absolute(&request.data)?,
-            valid: request.valid.as_deref().map(absolute).transpose()?,
-            limit: None,
-            corpus_from_contexts: false,
-            tuning: lora(request.lora_rank),
-            rounds: request.rounds,
-            patience: 1,
-            estep: EStepOptions {
-                samples: request.samples,
-                ..EStepOptions::default()
-            },
-            mstep: TrainConfig {
-                lr: request.lr,
-                epochs: 1,
-                ..TrainConfig::default()
-            },
-            temperature: 1.0,
-            agent: shell.settings()?.agent,
-        });
+        let mut spec = EmSpec::new(model, absolute(&request.data)?, shell.settings()?.agent);
+        spec.start = start;
+        spec.valid = request.valid.as_deref().map(absolute).transpose()?;
+        spec.tuning = Tuning::Lora(LoraConfig::with_rank(request.lora_rank));
+        spec.rounds = request.rounds;
+        spec.estep.samples = request.samples;
+        spec.mstep.lr = request.lr;
+        let spec = RunSpec::Em(spec);
         start_run(&shell, &request.name, &spec, &job, on_event)
     })
     .await
@@ -333,18 +280,12 @@ pub async fn train_warmup(
     let shell = Arc::clone(&shell);
     blocking(move || {
         let model = base_model(&shell, request.model)?;
-        let spec = RunSpec::Warmup(WarmupSpec {
-            model,
-            data: absolute(&request.data)?,
-            valid: request.valid.as_deref().map(absolute).transpose()?,
-            tuning: lora(request.lora_rank),
-            train: TrainConfig {
-                lr: request.lr,
-                epochs: request.epochs,
-                ..TrainConfig::default()
-            },
-            patience: 2,
-        });
+        let mut spec = WarmupSpec::new(model, absolute(&request.data)?);
+        spec.valid = request.valid.as_deref().map(absolute).transpose()?;
+        spec.tuning = Tuning::Lora(LoraConfig::with_rank(request.lora_rank));
+        spec.train.lr = request.lr;
+        spec.train.epochs = request.epochs;
+        let spec = RunSpec::Warmup(spec);
         start_run(&shell, &request.name, &spec, &job, on_event)
     })
     .await
@@ -374,12 +315,10 @@ fn absolute(path: &Path) -> CommandResult<PathBuf> {
         .map_err(|e| CommandError::new("io", format!("{}: {e}", path.display())))
 }
 
-fn lora(rank: usize) -> Tuning {
-    Tuning::Lora(LoraConfig {
-        rank,
-        alpha: 2.0 * rank as f64,
-        ..LoraConfig::default()
-    })
+/// What the Training page's forms start with.
+#[tauri::command]
+pub async fn training_defaults() -> CommandResult<FormDefaults> {
+    Ok(defaults::form())
 }
 
 /// Continues a stopped or killed run from its last checkpoint.

@@ -497,6 +497,13 @@ fn training_commands_run_a_demonstration_and_an_em_run_with_charts_and_adapters(
     let tmp = TempDir::new().expect("tmp");
     let app = app(&tmp.path().join("home"));
     assert_eq!(app.ok("training_list", json!({})), json!([]));
+    // The forms start from the same defaults as `exsearch train`.
+    let defaults = app.ok("training_defaults", json!({}));
+    assert_eq!(
+        defaults,
+        serde_json::to_value(exsearch_train::defaults::form()).expect("json")
+    );
+    assert_eq!(defaults["lora_rank"], 16, "{defaults}");
 
     let report = app.ok(
         "train_demo",

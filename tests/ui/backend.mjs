@@ -173,6 +173,8 @@ export function backend(cmd, args, ctx) {
         ...(s.demoDone ? [{ kind: "demo", name: "demo-seed1-quick", dir: "/x", finished: true, model: null }] : []),
         ...(s.brokenRun ? [{ kind: "run", name: "broken", dir: "/y", finished: false, model: null }] : []),
       ];
+    case "training_defaults":
+      return { warmup_epochs: 3, rounds: 3, samples: 4, lora_rank: 16, lr: 0.0001 };
     case "training_detail":
       if (args.name === "broken") ctx.fail("bad_file", "/y/run.sqlite: file is not a database");
       return s.demoDone ? {

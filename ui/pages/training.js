@@ -36,7 +36,18 @@ function pct(x) {
   return x === null || x === undefined ? "–" : x.toFixed(1);
 }
 
+// The shell's training defaults (one source for the CLI, the app and these forms).
+async function formDefaults() {
+  try {
+    return await invoke("training_defaults");
+  } catch (e) {
+    toast(errorMessage(e), "error");
+    return {};
+  }
+}
+
 export async function render(root) {
+  const d = await formDefaults();
   const list = h("ul", { class: "trainings", "data-testid": "trainings" });
   const detail = h("div", { class: "training-detail", "data-testid": "training-detail" });
   const live = h("div", { class: "progress-box", hidden: true, "data-testid": "training-progress" });
@@ -53,18 +64,18 @@ export async function render(root) {
     name: h("input", { type: "text", value: `em-${new Date().toISOString().slice(0, 10)}`, required: true }),
     data: h("input", { type: "text", placeholder: "/path/to/questions.jsonl", required: true }),
     valid: h("input", { type: "text", placeholder: "optional: /path/to/validation.jsonl" }),
-    rounds: h("input", { type: "number", value: 3, min: 1, max: 20 }),
-    samples: h("input", { type: "number", value: 4, min: 1, max: 32 }),
-    rank: h("input", { type: "number", value: 16, min: 1, max: 256 }),
-    lr: h("input", { type: "number", value: 0.0001, min: 0, step: "any" }),
+    rounds: h("input", { type: "number", value: d.rounds, min: 1, max: 20 }),
+    samples: h("input", { type: "number", value: d.samples, min: 1, max: 32 }),
+    rank: h("input", { type: "number", value: d.lora_rank, min: 1, max: 256 }),
+    lr: h("input", { type: "number", value: d.lr, min: 0, step: "any" }),
   };
   const w = {
     name: h("input", { type: "text", value: `warmup-${new Date().toISOString().slice(0, 10)}`, required: true }),
     data: h("input", { type: "text", placeholder: "/path/to/trajectories.jsonl", required: true }),
     valid: h("input", { type: "text", placeholder: "optional: for early stopping" }),
-    epochs: h("input", { type: "number", value: 3, min: 1, max: 100 }),
-    rank: h("input", { type: "number", value: 16, min: 1, max: 256 }),
-    lr: h("input", { type: "number", value: 0.0001, min: 0, step: "any" }),
+    epochs: h("input", { type: "number", value: d.warmup_epochs, min: 1, max: 100 }),
+    rank: h("input", { type: "number", value: d.lora_rank, min: 1, max: 256 }),
+    lr: h("input", { type: "number", value: d.lr, min: 0, step: "any" }),
   };
   const warmupForm = h("form", { class: "train-form grid", "data-testid": "warmup-form", onsubmit: (e) => { e.preventDefault(); startWarmup(); } },
     h("label", {}, "Run name", w.name), h("label", {}, "Trajectories (JSONL)", withPicker(w.data)), h("label", {}, "Validation", withPicker(w.valid)),

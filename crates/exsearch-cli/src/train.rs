@@ -8,9 +8,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use exsearch_core::Home;
 use exsearch_train::adapters::Adapters;
+use exsearch_train::defaults;
 use exsearch_train::estep::EStepOptions;
 use exsearch_train::run::{EmSpec, Run, RunReport, RunSpec, Tuning, WarmupSpec};
-use exsearch_train::{LoraConfig, TrainConfig, WeightRule};
+use exsearch_train::{LoraConfig, Phase, TrainConfig, WeightRule};
 
 use crate::output;
 
@@ -42,12 +43,12 @@ pub struct TuningArgs {
     #[arg(long)]
     full: bool,
     /// LoRA rank
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = defaults::LORA_RANK)]
     rank: usize,
-    /// LoRA alpha (scale = alpha / rank)
-    #[arg(long, default_value_t = 32.0)]
-    alpha: f64,
-    #[arg(long, default_value_t = 0.05)]
+    /// LoRA alpha (scale = alpha / rank) [default: twice the rank]
+    #[arg(long)]
+    alpha: Option<f64>,
+    #[arg(long, default_value_t = defaults::LORA_DROPOUT)]
     lora_dropout: f32,
     /// Projections with adapters, comma-separated
     #[arg(
@@ -60,7 +61,7 @@ pub struct TuningArgs {
     #[arg(long)]
     lr: Option<f64>,
     /// Padded tokens per micro-batch
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = defaults::TOKEN_BUDGET)]
     token_budget: usize,
     /// Micro-batches per optimizer step
     #[arg(long, default_value_t = 1)]
@@ -74,19 +75,17 @@ impl TuningArgs {
         if self.full {
             Tuning::Full
         } else {
-            Tuning::Lora(LoraConfig {
-                rank: self.rank,
-                alpha: self.alpha,
-                dropout: self.lora_dropout,
-                targets: self.targets.clone(),
-                rslora: false,
-            })
+            let mut config = LoraConfig::with_rank(self.rank);
+            config.alpha = self.alpha.unwrap_or(config.alpha);
+            config.dropout = self.lora_dropout;
+            config.targets = self.targets.clone();
+            Tuning::Lora(config)
         }
     }
 
     fn train(&self, epochs: usize) -> TrainConfig {
         TrainConfig {
-            lr: self.lr.unwrap_or(if self.full { 2e-5 } else { 1e-4 }),
+            lr: self.lr.unwrap_or_else(|| self.tuning().default_lr()),
             epochs,
             token_budget: self.token_budget,
             accumulation: self.accumulation,
@@ -107,10 +106,10 @@ pub struct WarmupArgs {
     /// Trajectories for the validation loss (early stopping)
     #[arg(long)]
     valid: Option<PathBuf>,
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = defaults::WARMUP_EPOCHS)]
     epochs: usize,
     /// Epochs without a better validation loss before stopping
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = defaults::WARMUP_PATIENCE)]
     patience: usize,
     /// Run name [default: warmup-<date>-<time>]
     #[arg(long)]
@@ -141,29 +140,29 @@ pub struct EmArgs {
     /// Search the questions' own paragraphs instead of the library
     #[arg(long)]
     corpus_from_contexts: bool,
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = defaults::EM_ROUNDS)]
     rounds: usize,
     /// Trajectories sampled per question (K)
-    #[arg(long = "samples", short = 'K', default_value_t = 4)]
+    #[arg(long = "samples", short = 'K', default_value_t = defaults::ESTEP_SAMPLES)]
     samples: usize,
     /// self-normalized, or reference (the reference code's c * exp(mean log p), c = 4)
     #[arg(long, default_value = "self-normalized")]
     weights: String,
     /// Sampling temperature of the E-step
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = defaults::ESTEP_TEMPERATURE)]
     temperature: f32,
     /// Leave out of the M-step the questions none of whose samples gives
     /// the whole gold answer at least this probability (0: none)
     #[arg(long, default_value_t = 0.0)]
     min_answer_prob: f64,
     /// Questions sampled together
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = defaults::ESTEP_BATCH)]
     batch: usize,
     /// M-step epochs per round
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = defaults::MSTEP_EPOCHS)]
     epochs: usize,
     /// Rounds without a better validation EM before stopping
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = defaults::EM_PATIENCE)]
     patience: usize,
     /// Run name [default: em-<date>-<time>]
     #[arg(long)]
@@ -356,14 +355,14 @@ fn status(home: &Home, name: Option<&str>, json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("run {} ({})", run.name, run.dir.display());
-    let mut phases: Vec<&str> = Vec::new();
+    let mut phases: Vec<Phase> = Vec::new();
     for (phase, _) in &steps {
-        if phases.last() != Some(&phase.as_str()) {
-            phases.push(phase);
+        if phases.last() != Some(phase) {
+            phases.push(*phase);
         }
     }
     for phase in phases {
-        let of: Vec<_> = steps.iter().filter(|(p, _)| p == phase).collect();
+        let of: Vec<_> = steps.iter().filter(|(p, _)| *p == phase).collect();
         if let Some((_, last)) = of.last() {
             println!(
                 "  {phase}: {} steps, last loss {:.3}, epoch {}",
@@ -400,7 +399,7 @@ fn status(home: &Home, name: Option<&str>, json: bool) -> Result<ExitCode> {
     match report {
         Some(r) => println!(
             "  finished; best {}; active adapter {}",
-            r.best.as_deref().unwrap_or("-"),
+            r.best.map_or_else(|| "-".into(), Phase::label),
             r.active_adapter.as_deref().unwrap_or("-")
         ),
         None => println!(

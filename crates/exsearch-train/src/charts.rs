@@ -12,6 +12,7 @@ use plotters::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::files::write_atomic;
+use crate::phase::Phase;
 use crate::store::RunStore;
 
 const SIZE: (u32, u32) = (640, 400);
@@ -37,20 +38,13 @@ struct Series {
     ess: Vec<(f64, f64)>,
 }
 
-fn round_of(phase: &str) -> Option<usize> {
-    match phase {
-        "warm-up" | "start" => Some(0),
-        p => p.strip_prefix("round ")?.parse().ok(),
-    }
-}
-
 fn read(store: &RunStore) -> Result<Series> {
     let evals = store.evals()?;
     let em_of = |split: &str| -> Vec<(f64, f64)> {
         let mut v: Vec<(f64, f64)> = evals
             .iter()
             .filter(|e| e.split == split)
-            .filter_map(|e| Some((round_of(&e.phase)? as f64, e.em)))
+            .filter_map(|e| Some((e.phase.round_axis()? as f64, e.em)))
             .collect();
         v.sort_by(|a, b| a.0.total_cmp(&b.0));
         v
@@ -59,7 +53,7 @@ fn read(store: &RunStore) -> Result<Series> {
     let mut loss: Vec<(usize, Vec<(f64, f64)>)> = Vec::new();
     let mut x = 0.0;
     for (phase, r) in store.steps(None)? {
-        let Some(round) = round_of(&phase).filter(|&r| r > 0) else {
+        let Some(round) = phase.round() else {
             continue;
         };
         if loss.last().is_none_or(|(r, _)| *r != round) {
@@ -79,7 +73,7 @@ fn read(store: &RunStore) -> Result<Series> {
             .collect(),
         control_em: evals
             .iter()
-            .find(|e| e.phase == "control" && e.split == "test")
+            .find(|e| e.phase == Phase::Control && e.split == "test")
             .map(|e| e.em),
         loss,
         bound: rounds

@@ -10,24 +10,27 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor};
 use exsearch_agent::eval::EvalSummary;
-use exsearch_agent::generator::{Local, Oracle, OracleAnswer};
-use exsearch_agent::{Agent, AgentEvent, AgentSettings, Method, Question, Trajectory};
+use exsearch_agent::generator::{Local, OracleAnswer};
+use exsearch_agent::{Agent, AgentSettings, Trajectory};
 use exsearch_core::{CancelToken, EventSink, Home, Library, Quiet, SyncOptions};
 use exsearch_model::model::ModelConfig;
 use exsearch_model::{LoadedModel, ModelHandle, ModelSource};
 use serde::{Deserialize, Serialize};
 
-use crate::adapters::write_model_folder;
+use crate::adapters::AdapterNote;
+use crate::em::{Rounds, RoundsConfig};
 use crate::error::{Error, Result};
-use crate::estep::{e_step, example_of, m_step_examples, EStepOptions, EStepSummary};
-use crate::events::{Recorder, TrainEvent};
+use crate::estep::{example_of, EStepOptions, EStepSummary};
+use crate::events::{Recorder, TrainEvent, CHARTS_DIR};
 use crate::files::write_atomic;
 use crate::init::{init_model, InitConfig};
+use crate::phase::Phase;
 use crate::run::{evaluate_into, evaluated};
 use crate::supervised::{encode, Encoded};
-use crate::trainer::{evaluate_loss, Params, TrainConfig, Trainer};
+use crate::trainer::{evaluate_loss, TrainConfig, Trainer};
+use crate::tuned::{Outputs, Tuned};
 use crate::world::{World, WorldConfig, WorldQuestion};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -227,7 +230,8 @@ struct Bench {
     library: Library,
     local: Local,
     decoder: exsearch_model::model::Decoder,
-    vars: Vec<(String, Var)>,
+    /// From scratch, every weight trains.
+    tuned: Tuned,
     files: exsearch_model::ModelFiles,
 }
 
@@ -241,217 +245,333 @@ impl Bench {
     }
 
     fn snapshot(&self) -> Result<HashMap<String, Tensor>> {
-        self.vars
+        self.tuned
+            .vars()
             .iter()
             .map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?)))
             .collect()
     }
 
     fn restore(&self, snapshot: &HashMap<String, Tensor>) -> Result<()> {
-        for (n, v) in &self.vars {
-            v.set(&snapshot[n])?;
+        for (n, v) in self.tuned.vars() {
+            v.set(&snapshot[&n])?;
         }
         Ok(())
     }
 }
 
 /// The agent settings a demonstration's models were trained with, in its folder.
-pub const AGENT_FILE: &str = "agent.json";
+const AGENT_FILE: &str = "agent.json";
+const REPORT_FILE: &str = "report.json";
 
-/// Runs the whole demonstration under `dir`.
-pub fn run_demo(
-    dir: &Path,
-    config: &DemoConfig,
-    events: &dyn EventSink<TrainEvent>,
-    cancel: &CancelToken,
-) -> Result<DemoReport> {
-    let started = Instant::now();
-    let recorder = Recorder::open(dir, events)?;
-    let events: &dyn EventSink<TrainEvent> = &recorder;
-    let charts = dir.join("charts");
-    // The prompts and search settings the demo's models are trained with:
-    // asking them anything needs the same ones.
-    let agent = serde_json::to_string_pretty(&config.agent)
-        .map_err(|e| Error::InvalidSetting(e.to_string()))?;
-    write_atomic(&dir.join(AGENT_FILE), agent.as_bytes())?;
-    let phase = |name: &str| {
-        events.emit(TrainEvent::Phase {
+/// A demonstration's folder: its world, index, model, trajectories,
+/// `runs.sqlite`, charts, a checkpoint per phase and `report.json`.
+#[derive(Clone, Debug)]
+pub struct Demo {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl Demo {
+    /// Where the app and `exsearch demo em` keep demonstrations.
+    pub fn root(home: &Home) -> PathBuf {
+        home.root().join("demos")
+    }
+
+    /// Demonstration `name` in the home, which need not exist yet.
+    pub fn named(home: &Home, name: &str) -> Result<Self> {
+        crate::files::check_name("demonstration", name)?;
+        Ok(Self {
             name: name.to_string(),
+            dir: Self::root(home).join(name),
         })
-    };
-    phase("world");
-    let world = World::generate(&config.world)?;
-    let files = world.write(&dir.join("world"))?;
-    let mut library = Library::open(&Home::at(dir.join("library")))?;
-    if library.status()?.folders.is_empty() {
-        library.add_folders(
-            std::slice::from_ref(&files.corpus),
-            &SyncOptions::default(),
-            &Quiet,
-            cancel,
-        )?;
-    }
-    let model_dir = dir.join("model");
-    phase("model init");
-    let settings = &config.agent;
-    init_demo_model(&model_dir, config, &world)?;
-    let bench = load_bench(&model_dir, library, config)?;
-
-    if config.reading.questions > 0 {
-        phase("reading");
-        read_other_world(&bench, config, events, cancel)?;
     }
 
-    // Warm-up data: the real agent, driven by an oracle that knows each
-    // question's sub-queries and evidence, over the real index.
-    phase("warm-up trajectories");
-    let warm = oracle_trajectories(&bench, settings, &world.warmup, cancel)?;
-    write_jsonl(&dir.join("warmup-trajectories.jsonl"), &warm)?;
-    // The validation loss is measured on the same teacher's trajectories,
-    // slips included, for questions held out of training: the warm-up fits
-    // the teacher it is given, as it would on a real teacher's data (a
-    // clean validation set would stop it early, before it follows the
-    // teacher's habits, and flatter the warmed-up model).
-    let held = if warm.len() >= 2 {
-        (warm.len() / 20).max(1)
-    } else {
-        0
-    };
-    let (warm, valid_warm) = warm.split_at(warm.len() - held);
-    let codec = bench.local.handle().codec().clone();
-    let encode_all = |ts: &[Trajectory]| -> Result<Vec<Encoded>> {
-        ts.iter().map(|t| encode(&codec, &example_of(t))).collect()
-    };
-    let warm_data = encode_all(warm)?;
-    let valid_data = encode_all(valid_warm)?;
+    /// An existing demonstration of the home.
+    pub fn open(home: &Home, name: &str) -> Result<Self> {
+        let demo = Self::named(home, name)?;
+        if !demo.dir.is_dir() {
+            return Err(Error::UnknownTraining {
+                what: "demonstration",
+                name: name.to_string(),
+                dir: Self::root(home),
+            });
+        }
+        Ok(demo)
+    }
 
-    phase("warm-up");
-    let (warmup_epochs, warmup_steps) =
-        warm_up(&bench, config, &warm_data, &valid_data, events, cancel)?;
-    let after_warmup = bench.snapshot()?;
-    save_checkpoint(&bench, &dir.join("checkpoints").join("warm-up"))?;
-    // Read back from the files a user can open: what is evaluated is what
-    // they see.
-    let test = exsearch_agent::eval::load(&files.test)?;
-    let valid = exsearch_agent::eval::load(&files.valid)?;
-    let train = exsearch_agent::eval::load(&files.train)?;
-    let eval = |name: &str, split: &str| -> Result<EvalSummary> {
-        let items = if split == "test" { &test } else { &valid };
-        let out = dir
-            .join("evals")
-            .join(format!("{}-{split}.jsonl", name.replace(' ', "-")));
-        let s = evaluate_into(&bench.agent(settings), items, out, cancel)?;
-        events.emit(evaluated(name, split, &s));
-        Ok(s)
-    };
-    let warm_eval = eval("warm-up", "test")?;
-    eval("warm-up", "valid")?;
-    recorder.charts(&charts)?;
+    /// A demonstration in any folder (`exsearch demo em --dir`).
+    pub fn in_dir(dir: PathBuf) -> Self {
+        let name = dir
+            .file_name()
+            .map_or_else(|| "demo".into(), |n| n.to_string_lossy().into_owned());
+        Self { name, dir }
+    }
 
-    // The EM rounds.
-    let mut sampling = settings.clone();
-    sampling.sampling.temperature = config.estep_temperature;
-    let mut rounds = Vec::new();
-    let mut em_steps = 0;
-    let mut snapshots = Vec::new();
-    for round in 1..=config.rounds {
-        phase(&format!("round {round}: E-step"));
-        let (questions, summary) = e_step(
-            &bench.agent(&sampling),
-            &bench.local,
-            &train,
-            &config.estep,
-            &mut |done, total| events.emit(TrainEvent::Sampled { round, done, total }),
+    /// The home's demonstrations, by name.
+    pub fn list(home: &Home) -> Vec<Self> {
+        let mut demos: Vec<Self> = std::fs::read_dir(Self::root(home))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| Self::in_dir(e.path()))
+            .collect();
+        demos.sort_by(|a, b| a.name.cmp(&b.name));
+        demos
+    }
+
+    pub fn finished(&self) -> bool {
+        self.dir.join(REPORT_FILE).is_file()
+    }
+
+    /// The report, once the demonstration has finished.
+    pub fn report(&self) -> Result<Option<DemoReport>> {
+        let path = self.dir.join(REPORT_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| Error::bad_file(&path, e.to_string())),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn finished_report(&self) -> Result<DemoReport> {
+        self.report()?.ok_or_else(|| Error::Unfinished {
+            what: format!("demonstration `{}`", self.name),
+            dir: self.dir.clone(),
+        })
+    }
+
+    /// The model folder of the phase validation chose: the best round, or
+    /// the warm-up when no round beat it.
+    pub fn best_checkpoint(&self) -> Result<PathBuf> {
+        let phase = match self.finished_report()?.best_round {
+            0 => Phase::Warmup,
+            n => Phase::Round(n),
+        };
+        Ok(self.checkpoint(phase))
+    }
+
+    /// The model folder saved at the end of `phase`.
+    pub fn checkpoint(&self, phase: Phase) -> PathBuf {
+        self.dir.join("checkpoints").join(phase.folder())
+    }
+
+    /// The search settings its models were trained with: asking them
+    /// anything needs the same ones.
+    pub fn agent_settings(&self) -> Result<AgentSettings> {
+        let path = self.dir.join(AGENT_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::bad_file(&path, e.to_string()))
+    }
+
+    /// The world's documents, for a library.
+    pub fn corpus(&self) -> PathBuf {
+        self.world_dir().join("corpus")
+    }
+
+    fn world_dir(&self) -> PathBuf {
+        self.dir.join("world")
+    }
+
+    pub fn charts_dir(&self) -> PathBuf {
+        self.dir.join(CHARTS_DIR)
+    }
+
+    pub fn store(&self) -> Result<crate::store::RunStore> {
+        crate::store::RunStore::open(&self.dir)
+    }
+
+    /// Runs the whole demonstration, afresh: its world and model come from
+    /// the seed, so a folder of that name is replaced.
+    pub fn run(
+        &self,
+        home: &Home,
+        config: &DemoConfig,
+        events: &dyn EventSink<TrainEvent>,
+        cancel: &CancelToken,
+    ) -> Result<DemoReport> {
+        if self.dir.exists() {
+            std::fs::remove_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
+        }
+        let started = Instant::now();
+        let dir = &self.dir;
+        let recorder = Recorder::open(dir, events)?;
+        let events: &dyn EventSink<TrainEvent> = &recorder;
+        let agent = serde_json::to_string_pretty(&config.agent)
+            .map_err(|e| Error::InvalidSetting(e.to_string()))?;
+        write_atomic(&dir.join(AGENT_FILE), agent.as_bytes())?;
+        let phase = |name: &str| {
+            events.emit(TrainEvent::Phase {
+                name: name.to_string(),
+            })
+        };
+        phase("world");
+        let world = World::generate(&config.world)?;
+        let files = world.write(&self.world_dir())?;
+        let mut library = Library::open(&Home::at(dir.join("library")))?;
+        if library.status()?.folders.is_empty() {
+            library.add_folders(
+                std::slice::from_ref(&files.corpus),
+                &SyncOptions::default(),
+                &Quiet,
+                cancel,
+            )?;
+        }
+        let model_dir = dir.join("model");
+        phase("model init");
+        let settings = &config.agent;
+        init_demo_model(&model_dir, config, &world)?;
+        let bench = load_bench(&model_dir, library, config)?;
+        let base = model_dir.to_string_lossy().into_owned();
+        let outputs = Outputs {
+            home,
+            name: &self.name,
+            dir,
+            files: &bench.files,
+            base: &base,
+        };
+
+        if config.reading.questions > 0 {
+            phase(&Phase::Reading.label());
+            read_other_world(&bench, config, events, cancel)?;
+        }
+
+        // Warm-up data: the real agent, driven by an oracle that knows each
+        // question's sub-queries and evidence, over the real index.
+        phase("warm-up trajectories");
+        let warm = oracle_trajectories(&bench, settings, &world.warmup, cancel)?;
+        write_jsonl(&dir.join("warmup-trajectories.jsonl"), &warm)?;
+        // The validation loss is measured on the same teacher's trajectories,
+        // slips included, for questions held out of training: the warm-up
+        // fits the teacher it is given, as it would on a real teacher's data
+        // (a clean validation set would stop it early, before it follows the
+        // teacher's habits, and flatter the warmed-up model).
+        let held = if warm.len() >= 2 {
+            (warm.len() / 20).max(1)
+        } else {
+            0
+        };
+        let (warm, valid_warm) = warm.split_at(warm.len() - held);
+        let codec = bench.local.handle().codec().clone();
+        let encode_all = |ts: &[Trajectory]| -> Result<Vec<Encoded>> {
+            ts.iter().map(|t| encode(&codec, &example_of(t))).collect()
+        };
+        let warm_data = encode_all(warm)?;
+        let valid_data = encode_all(valid_warm)?;
+
+        phase(&Phase::Warmup.label());
+        let (warmup_epochs, warmup_steps) =
+            warm_up(&bench, config, &warm_data, &valid_data, events, cancel)?;
+        let after_warmup = bench.snapshot()?;
+        bench
+            .tuned
+            .save(&outputs, Phase::Warmup, &AdapterNote::default())?;
+        // Read back from the files a user can open: what is evaluated is
+        // what they see.
+        let test = exsearch_agent::eval::load(&files.test)?;
+        let valid = exsearch_agent::eval::load(&files.valid)?;
+        let train = exsearch_agent::eval::load(&files.train)?;
+        let eval = |phase: Phase, split: &str| -> Result<EvalSummary> {
+            let items = if split == "test" { &test } else { &valid };
+            let out = dir
+                .join("evals")
+                .join(format!("{}-{split}.jsonl", phase.folder()));
+            let s = evaluate_into(&bench.agent(settings), items, out, cancel)?;
+            events.emit(evaluated(phase, split, &s));
+            Ok(s)
+        };
+        let warm_eval = eval(Phase::Warmup, "test")?;
+        let warm_valid = eval(Phase::Warmup, "valid")?;
+        recorder.charts()?;
+
+        // The EM rounds, each evaluated on the validation and test questions.
+        let mut sampling = settings.clone();
+        sampling.sampling.temperature = config.estep_temperature;
+        let sampler = bench.agent(&sampling);
+        let rounds = Rounds {
+            dir,
+            sampler: &sampler,
+            local: &bench.local,
+            decoder: &bench.decoder,
+            tuned: &bench.tuned,
+            outputs: &outputs,
+            recorder: &recorder,
             cancel,
+        };
+        let mut tests: HashMap<usize, EvalSummary> = HashMap::new();
+        let outcome = rounds.run(
+            &RoundsConfig {
+                questions: &train,
+                rounds: config.rounds,
+                patience: 0,
+                estep: &config.estep,
+                mstep: &config.mstep,
+            },
+            Some(warm_valid.em),
+            &mut |phase| {
+                let valid = eval(phase, "valid")?;
+                tests.insert(phase.round().unwrap_or(0), eval(phase, "test")?);
+                Ok(Some(valid.em))
+            },
         )?;
-        events.emit(TrainEvent::Round {
-            round,
-            estep: summary.clone(),
-        });
-        phase(&format!("round {round}: M-step"));
-        let examples = m_step_examples(&questions, config.estep.rule);
-        let data: Vec<Encoded> = examples
+        let em_steps: usize = outcome.rounds.iter().map(|r| r.steps).sum();
+
+        // The control: the warmed-up model, the same number of optimizer
+        // steps spent on more warm-up epochs.
+        phase(&Phase::Control.label());
+        bench.restore(&after_warmup)?;
+        let control_steps = more_warm_up(&bench, config, &warm_data, em_steps, events, cancel)?;
+        let control_eval = eval(Phase::Control, "test")?;
+        recorder.charts()?;
+
+        let summaries = recorder.with_store(|s| s.rounds())?;
+        let rounds: Vec<RoundReport> = outcome
+            .rounds
             .iter()
-            .map(|e| encode(&codec, e))
-            .collect::<Result<_>>()?;
-        let mut trainer = Trainer::new(
-            &bench.decoder,
-            Params::Full(bench.vars.clone()),
-            TrainConfig {
-                seed: config.mstep.seed + round as u64,
-                ..config.mstep.clone()
-            },
-            None,
-        )?;
-        let phase_name = format!("round {round}");
-        let records = trainer.run(
-            &data,
-            &mut |r| {
-                events.emit(TrainEvent::Step {
-                    phase: phase_name.clone(),
-                    record: r.clone(),
+            .filter_map(|r| {
+                let round = r.phase.round()?;
+                let test = tests.get(&round)?;
+                Some(RoundReport {
+                    round,
+                    estep: summaries
+                        .iter()
+                        .find(|s| s.round == round)
+                        .map(|s| s.summary.clone())
+                        .unwrap_or_default(),
+                    mstep_steps: r.steps,
+                    mstep_loss: r.last_loss.unwrap_or(0.0),
+                    valid_em: r.valid_em.unwrap_or(0.0),
+                    test_em: test.em,
+                    test_recall: test.recall,
                 })
-            },
-            cancel,
-        )?;
-        em_steps += records.len();
-        let valid_eval = eval(&format!("round {round}"), "valid")?;
-        let test_eval = eval(&format!("round {round}"), "test")?;
-        recorder.charts(&charts)?;
-        snapshots.push(bench.snapshot()?);
-        save_checkpoint(
-            &bench,
-            &dir.join("checkpoints").join(format!("round-{round}")),
-        )?;
-        rounds.push(RoundReport {
-            round,
-            estep: summary,
-            mstep_steps: records.len(),
-            mstep_loss: records.last().map_or(0.0, |r| r.loss),
-            valid_em: valid_eval.em,
-            test_em: test_eval.em,
-            test_recall: test_eval.recall,
-        });
+            })
+            .collect();
+        let best = outcome
+            .best
+            .and_then(|b| rounds.iter().find(|r| r.round == b));
+        let report = DemoReport {
+            seed: config.world.seed,
+            dir: dir.to_path_buf(),
+            warmup_epochs,
+            warmup_steps,
+            warmup_em: warm_eval.em,
+            warmup_recall: warm_eval.recall,
+            control_steps,
+            control_em: control_eval.em,
+            control_recall: control_eval.recall,
+            round_em: rounds.iter().map(|r| r.test_em).collect(),
+            best_round: best.map_or(0, |r| r.round),
+            final_em: best.map_or(warm_eval.em, |r| r.test_em),
+            final_recall: best.map_or(warm_eval.recall, |r| r.test_recall),
+            rounds,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        let text = serde_json::to_string_pretty(&report).unwrap_or_default();
+        write_atomic(&dir.join(REPORT_FILE), text.as_bytes())?;
+        Ok(report)
     }
-    let best = rounds
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.valid_em.total_cmp(&b.1.valid_em).then(b.0.cmp(&a.0)))
-        .map(|(i, _)| i);
-
-    // The control: the warmed-up model, the same number of optimizer steps
-    // spent on more warm-up epochs.
-    phase("control");
-    bench.restore(&after_warmup)?;
-    let control_steps = more_warm_up(&bench, config, &warm_data, em_steps, events, cancel)?;
-    let control_eval = eval("control", "test")?;
-    recorder.charts(&charts)?;
-    if let Some(i) = best {
-        bench.restore(&snapshots[i])?;
-    }
-    let (final_em, final_recall) = best.map_or((warm_eval.em, warm_eval.recall), |i| {
-        (rounds[i].test_em, rounds[i].test_recall)
-    });
-    let report = DemoReport {
-        seed: config.world.seed,
-        dir: dir.to_path_buf(),
-        warmup_epochs,
-        warmup_steps,
-        warmup_em: warm_eval.em,
-        warmup_recall: warm_eval.recall,
-        control_steps,
-        control_em: control_eval.em,
-        control_recall: control_eval.recall,
-        round_em: rounds.iter().map(|r| r.test_em).collect(),
-        best_round: best.map_or(0, |i| i + 1),
-        rounds,
-        final_em,
-        final_recall,
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-    write_atomic(&dir.join("report.json"), text.as_bytes())?;
-    Ok(report)
 }
 
 /// Creates the demonstration's model in `dir`: `config.model`'s shape, a
@@ -466,13 +586,6 @@ pub fn init_demo_model(dir: &Path, config: &DemoConfig, world: &World) -> Result
         }
     }
     init_model(dir, &model, world.text().chain(agent_text(&config.agent)))
-}
-
-/// Writes the current weights as a model folder (the base's config and
-/// tokenizer files beside them), loadable with `-m FOLDER`.
-fn save_checkpoint(bench: &Bench, out: &Path) -> Result<()> {
-    let weights = bench.decoder.named_weights()?.into_iter().collect();
-    write_model_folder(weights, &bench.files, out)
 }
 
 fn load_bench(model_dir: &Path, library: Library, config: &DemoConfig) -> Result<Bench> {
@@ -497,7 +610,7 @@ fn load_bench(model_dir: &Path, library: Library, config: &DemoConfig) -> Result
         library,
         local: Local::new(handle),
         decoder,
-        vars,
+        tuned: Tuned::Full(vars),
         files,
     })
 }
@@ -515,7 +628,7 @@ fn warm_up(
     let steps = std::cell::Cell::new(0);
     let mut trainer = Trainer::new(
         &bench.decoder,
-        Params::Full(bench.vars.clone()),
+        bench.tuned.params(),
         config.warmup.clone(),
         None,
     )?;
@@ -524,14 +637,14 @@ fn warm_up(
         &mut |r| {
             steps.set(r.step);
             events.emit(TrainEvent::Step {
-                phase: "warm-up".into(),
+                phase: Phase::Warmup,
                 record: r.clone(),
             })
         },
         &mut |epoch| {
             let loss = evaluate_loss(&bench.decoder, valid, config.warmup.token_budget)?;
             events.emit(TrainEvent::Epoch {
-                phase: "warm-up".into(),
+                phase: Phase::Warmup,
                 epoch,
                 valid_loss: loss,
             });
@@ -579,7 +692,7 @@ fn read_other_world(
         .collect::<Result<Vec<_>>>()?;
     let mut trainer = Trainer::new(
         &bench.decoder,
-        Params::Full(bench.vars.clone()),
+        bench.tuned.params(),
         config.reading.train.clone(),
         None,
     )?;
@@ -587,7 +700,7 @@ fn read_other_world(
         &data,
         &mut |r| {
             events.emit(TrainEvent::Step {
-                phase: "reading".into(),
+                phase: Phase::Reading,
                 record: r.clone(),
             })
         },
@@ -610,7 +723,7 @@ fn more_warm_up(
         .max(1);
     let mut trainer = Trainer::new(
         &bench.decoder,
-        Params::Full(bench.vars.clone()),
+        bench.tuned.params(),
         TrainConfig {
             epochs: steps.div_ceil(per_epoch).max(1),
             max_steps: steps.max(1),
@@ -622,7 +735,7 @@ fn more_warm_up(
         data,
         &mut |r| {
             events.emit(TrainEvent::Step {
-                phase: "control".into(),
+                phase: Phase::Control,
                 record: r.clone(),
             })
         },
@@ -637,36 +750,19 @@ fn oracle_trajectories(
     questions: &[WorldQuestion],
     cancel: &CancelToken,
 ) -> Result<Vec<Trajectory>> {
-    let oracle = Oracle::new(
-        settings.tags.clone(),
-        questions.iter().map(|q| {
-            (
-                q.question.clone(),
-                OracleAnswer {
-                    queries: q.queries.clone(),
-                    facts: q.facts.clone(),
-                    // The teacher answers what it noted.
-                    answer: q.facts.last().cloned().unwrap_or_default(),
-                },
-            )
-        }),
-    );
-    let agent = Agent {
-        generator: &oracle,
-        retriever: &bench.library,
-        settings,
-    };
-    let asked: Vec<Question> = questions
+    let known = questions
         .iter()
-        .map(|q| Question::new(&q.question))
+        .map(|q| {
+            let answer = OracleAnswer {
+                queries: q.queries.clone(),
+                facts: q.facts.clone(),
+                // The teacher answers what it noted.
+                answer: q.facts.last().cloned().unwrap_or_default(),
+            };
+            (q.question.clone(), answer)
+        })
         .collect();
-    Ok(agent.run(
-        &asked,
-        1,
-        Method::Exsearch,
-        &Quiet as &dyn EventSink<AgentEvent>,
-        cancel,
-    )?)
+    crate::plan::oracle_trajectories(known, &bench.library, settings, cancel)
 }
 
 /// The fixed texts of the agent's prompts, as often as the world's own

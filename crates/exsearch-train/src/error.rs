@@ -22,6 +22,16 @@ pub enum Error {
     },
     #[error("{path}: {message}")]
     BadFile { path: PathBuf, message: String },
+    /// No run or demonstration of that name.
+    #[error("no {what} `{name}` in {}", dir.display())]
+    UnknownTraining {
+        what: &'static str,
+        name: String,
+        dir: PathBuf,
+    },
+    /// A run or demonstration asked for a result it has not produced yet.
+    #[error("{}: {what} has not finished", dir.display())]
+    Unfinished { what: String, dir: PathBuf },
     #[error("invalid setting: {0}")]
     InvalidSetting(String),
     #[error("cancelled")]
@@ -62,6 +72,8 @@ impl Error {
             Self::Tensor(_) => "training",
             Self::Io { .. } => "io",
             Self::BadFile { .. } => "bad_file",
+            Self::UnknownTraining { .. } => "unknown_training",
+            Self::Unfinished { .. } => "unfinished",
             Self::InvalidSetting(_) => "invalid_setting",
             Self::Cancelled => "cancelled",
         }

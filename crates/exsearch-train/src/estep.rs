@@ -37,10 +37,10 @@ pub struct EStepOptions {
 impl Default for EStepOptions {
     fn default() -> Self {
         Self {
-            samples: 4,
+            samples: crate::defaults::ESTEP_SAMPLES,
             rule: WeightRule::SelfNormalized,
             max_empty_evidence: 2,
-            batch: 8,
+            batch: crate::defaults::ESTEP_BATCH,
             min_answer_prob: 0.0,
         }
     }

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::charts::draw_all;
 use crate::error::{Error, Result};
 use crate::estep::EStepSummary;
+use crate::phase::Phase;
 use crate::store::{EvalRow, RunStore};
 use crate::trainer::StepRecord;
 
@@ -26,11 +27,11 @@ pub enum TrainEvent {
         what: String,
     },
     Step {
-        phase: String,
+        phase: Phase,
         record: StepRecord,
     },
     Epoch {
-        phase: String,
+        phase: Phase,
         epoch: usize,
         valid_loss: f64,
     },
@@ -40,7 +41,7 @@ pub enum TrainEvent {
         total: usize,
     },
     Evaluated {
-        phase: String,
+        phase: Phase,
         split: String,
         em: f64,
         f1: f64,
@@ -54,7 +55,7 @@ pub enum TrainEvent {
     },
     /// An adapter or checkpoint written.
     Saved {
-        phase: String,
+        phase: Phase,
         path: PathBuf,
     },
     Charts {
@@ -62,9 +63,14 @@ pub enum TrainEvent {
     },
 }
 
+/// The charts' folder in a run's or demonstration's folder.
+pub const CHARTS_DIR: &str = "charts";
+
 /// Passes events on and records them in the run's store.
 pub(crate) struct Recorder<'a> {
     events: &'a dyn EventSink<TrainEvent>,
+    /// Where the charts are drawn.
+    charts: PathBuf,
     store: Mutex<RunStore>,
     error: Mutex<Option<Error>>,
 }
@@ -73,6 +79,7 @@ impl<'a> Recorder<'a> {
     pub(crate) fn open(dir: &Path, events: &'a dyn EventSink<TrainEvent>) -> Result<Self> {
         Ok(Self {
             events,
+            charts: dir.join(CHARTS_DIR),
             store: Mutex::new(RunStore::open(dir)?),
             error: Mutex::new(None),
         })
@@ -81,12 +88,12 @@ impl<'a> Recorder<'a> {
     fn record(&self, event: &TrainEvent) -> Result<()> {
         let store = self.store.lock().map_err(|_| Error::Cancelled)?;
         match event {
-            TrainEvent::Step { phase, record } => store.add_step(phase, record),
+            TrainEvent::Step { phase, record } => store.add_step(*phase, record),
             TrainEvent::Epoch {
                 phase,
                 epoch,
                 valid_loss,
-            } => store.add_epoch(phase, *epoch, *valid_loss),
+            } => store.add_epoch(*phase, *epoch, *valid_loss),
             TrainEvent::Evaluated {
                 phase,
                 split,
@@ -96,7 +103,7 @@ impl<'a> Recorder<'a> {
                 recall,
                 questions,
             } => store.add_eval(&EvalRow {
-                phase: phase.clone(),
+                phase: *phase,
                 split: split.clone(),
                 em: *em,
                 f1: *f1,
@@ -118,9 +125,9 @@ impl<'a> Recorder<'a> {
         f(&store)
     }
 
-    /// Redraws the charts into `dir`.
-    pub(crate) fn charts(&self, dir: &Path) -> Result<()> {
-        let files = self.with_store(|store| draw_all(store, dir))?;
+    /// Redraws the charts (into the folder's `charts/`).
+    pub(crate) fn charts(&self) -> Result<()> {
+        let files = self.with_store(|store| draw_all(store, &self.charts))?;
         self.events.emit(TrainEvent::Charts { files });
         Ok(())
     }

@@ -15,15 +15,22 @@
 //! - [`charts`]: the convergence charts (plotters, SVG and PNG).
 //! - [`adapters`]: the person's adapters under `<home>/adapters`, the active
 //!   one, merging into a base model.
+//! - [`em`]: the EM rounds, one loop for runs and demonstrations.
+//! - [`plan`]: warm-up trajectories planned from known supporting passages.
+//! - [`phase`]: the phases (warm-up, round n, control) by one name each.
+//! - [`defaults`]: every training default, once.
 //! - [`run`]: training runs a person starts (`exsearch train`): warm-up and
 //!   EM rounds over their own library, resumable after a kill.
+//! - [`real`]: the real-model demonstration (`exsearch demo real`).
 //! - [`world`]: synthetic multi-hop worlds for the end-to-end proof.
 //! - [`init`]: a new small model with a tokenizer trained on a corpus.
 //! - [`files`]: whole-file writes and names safe as folder names.
 
 pub mod adapters;
 pub mod charts;
+pub mod defaults;
 pub mod demo;
+mod em;
 pub mod error;
 pub mod estep;
 pub mod events;
@@ -32,6 +39,9 @@ pub mod importance;
 pub mod init;
 pub mod lora;
 pub mod optim;
+pub mod phase;
+pub mod plan;
+pub mod real;
 pub mod run;
 pub mod store;
 pub mod supervised;
@@ -43,5 +53,6 @@ pub use error::{Error, Result};
 pub use events::TrainEvent;
 pub use importance::{importance_weights, AnswerScore, WeightRule, Weighted};
 pub use lora::{Lora, LoraConfig};
+pub use phase::Phase;
 pub use supervised::{encode, pack, Encoded, Example};
 pub use trainer::{evaluate_loss, weighted_loss, Params, StepRecord, TrainConfig, Trainer};

@@ -19,6 +19,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::defaults::{LORA_ALPHA_PER_RANK, LORA_DROPOUT, LORA_RANK};
 use crate::error::{Error, Result};
 use crate::files::write_atomic;
 
@@ -42,9 +43,9 @@ pub struct LoraConfig {
 impl Default for LoraConfig {
     fn default() -> Self {
         Self {
-            rank: 16,
-            alpha: 32.0,
-            dropout: 0.05,
+            rank: LORA_RANK,
+            alpha: LORA_ALPHA_PER_RANK * LORA_RANK as f64,
+            dropout: LORA_DROPOUT,
             targets: PROJECTIONS.iter().map(|s| s.to_string()).collect(),
             rslora: false,
         }
@@ -52,6 +53,15 @@ impl Default for LoraConfig {
 }
 
 impl LoraConfig {
+    /// The default adapter at rank `rank` (its scale unchanged).
+    pub fn with_rank(rank: usize) -> Self {
+        Self {
+            rank,
+            alpha: LORA_ALPHA_PER_RANK * rank as f64,
+            ..Self::default()
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         if self.rank == 0 {
             return Err(Error::InvalidSetting("LoRA rank must be at least 1".into()));

@@ -25,14 +25,17 @@ use exsearch_model::{ChatMessage, LoadedModel, ModelFiles, ModelHandle, ModelSou
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::AdapterNote;
+use crate::defaults;
+use crate::em::{Rounds, RoundsConfig};
 use crate::error::{Error, Result};
-use crate::estep::{e_step, m_step_examples, summarize, EStepOptions, QuestionSamples};
-use crate::events::{Recorder, TrainEvent};
+use crate::estep::EStepOptions;
+use crate::events::{Recorder, TrainEvent, CHARTS_DIR};
 use crate::files::write_atomic;
 use crate::lora::LoraConfig;
+use crate::phase::Phase;
 use crate::supervised::{encode, Encoded, Example};
 use crate::trainer::{evaluate_loss, TrainConfig, Trainer};
-use crate::tuned::Tuned;
+use crate::tuned::{Outputs, Tuned};
 
 const SPEC_FILE: &str = "run.json";
 const REPORT_FILE: &str = "report.json";
@@ -45,6 +48,23 @@ pub enum Tuning {
     Lora(LoraConfig),
     /// Every weight (needs safetensors weights).
     Full,
+}
+
+impl Default for Tuning {
+    /// LoRA adapters, at the default rank.
+    fn default() -> Self {
+        Self::Lora(LoraConfig::default())
+    }
+}
+
+impl Tuning {
+    /// The default peak learning rate for what is trained.
+    pub fn default_lr(&self) -> f64 {
+        match self {
+            Self::Lora(_) => defaults::LORA_LR,
+            Self::Full => defaults::FULL_LR,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -60,6 +80,26 @@ pub struct WarmupSpec {
     pub train: TrainConfig,
     /// Epochs without a better validation loss before stopping (0: never).
     pub patience: usize,
+}
+
+impl WarmupSpec {
+    /// A warm-up of `model` on the trajectories in `data`, every other
+    /// setting at its default.
+    pub fn new(model: String, data: PathBuf) -> Self {
+        let tuning = Tuning::default();
+        Self {
+            model,
+            data,
+            valid: None,
+            train: TrainConfig {
+                lr: tuning.default_lr(),
+                epochs: defaults::WARMUP_EPOCHS,
+                ..TrainConfig::default()
+            },
+            tuning,
+            patience: defaults::WARMUP_PATIENCE,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,6 +125,33 @@ pub struct EmSpec {
     pub agent: AgentSettings,
 }
 
+impl EmSpec {
+    /// EM rounds for `model` on the questions in `data`, searched with
+    /// `agent`'s settings, every other setting at its default.
+    pub fn new(model: String, data: PathBuf, agent: AgentSettings) -> Self {
+        let tuning = Tuning::default();
+        Self {
+            model,
+            start: None,
+            data,
+            valid: None,
+            limit: None,
+            corpus_from_contexts: false,
+            rounds: defaults::EM_ROUNDS,
+            patience: defaults::EM_PATIENCE,
+            estep: EStepOptions::default(),
+            mstep: TrainConfig {
+                lr: tuning.default_lr(),
+                epochs: defaults::MSTEP_EPOCHS,
+                ..TrainConfig::default()
+            },
+            tuning,
+            temperature: defaults::ESTEP_TEMPERATURE,
+            agent,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 // Built once per run and read from `run.json`; its size does not matter.
@@ -95,9 +162,9 @@ pub enum RunSpec {
 }
 
 /// One phase's outcome, as `report.json` and `status` show it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PhaseResult {
-    pub phase: String,
+    pub phase: Phase,
     pub steps: usize,
     pub last_loss: Option<f64>,
     pub valid_loss: Option<f64>,
@@ -111,7 +178,7 @@ pub struct RunReport {
     pub name: String,
     pub phases: Vec<PhaseResult>,
     /// The phase whose result is kept (best validation), if any.
-    pub best: Option<String>,
+    pub best: Option<Phase>,
     /// The adapter made active.
     pub active_adapter: Option<String>,
 }
@@ -212,7 +279,22 @@ impl Run {
     }
 
     pub fn charts_dir(&self) -> PathBuf {
-        self.dir.join("charts")
+        self.dir.join(CHARTS_DIR)
+    }
+
+    /// Where an EM run that searches its questions' own paragraphs indexes them.
+    pub fn corpus_dir(&self) -> PathBuf {
+        self.dir.join("corpus")
+    }
+
+    fn outputs<'a>(&'a self, home: &'a Home, files: &'a ModelFiles, base: &'a str) -> Outputs<'a> {
+        Outputs {
+            home,
+            name: &self.name,
+            dir: &self.dir,
+            files,
+            base,
+        }
     }
 
     /// Runs (or resumes) the run to its end.
@@ -239,12 +321,13 @@ impl Run {
         recorder: &Recorder<'_>,
         cancel: &CancelToken,
     ) -> Result<RunReport> {
-        let phase = "warm-up";
+        let phase = Phase::Warmup;
         recorder.emit(TrainEvent::Phase {
             name: "loading".into(),
         });
         let files = resolve(&spec.model)?;
-        let mut model = LoadedModel::load(&files, &Device::Cpu, DType::F32)?;
+        let outputs = self.outputs(home, &files, &spec.model);
+        let mut model = LoadedModel::load_trainable(&files, &Device::Cpu, DType::F32)?;
         let tuned = Tuned::create(&mut model.decoder, &spec.tuning, spec.train.seed)?;
         let codec = model.codec.clone();
         let encode_file = |path: &Path| -> Result<Vec<Encoded>> {
@@ -259,35 +342,28 @@ impl Run {
             &model.decoder,
             tuned.params(),
             spec.train.clone(),
-            Some(&self.dir.join("warm-up").join("trainer")),
+            Some(&self.dir.join(phase.folder()).join("trainer")),
         )?;
         if trainer.steps_taken() > 0 {
             recorder.emit(TrainEvent::Resumed {
-                what: format!("warm-up from step {}", trainer.steps_taken() + 1),
+                what: format!("{phase} from step {}", trainer.steps_taken() + 1),
             });
         }
-        recorder.emit(TrainEvent::Phase { name: phase.into() });
+        recorder.emit(TrainEvent::Phase {
+            name: phase.label(),
+        });
         // The best epoch so far, including those of a killed earlier attempt.
         let mut best = recorder.with_store(|s| s.epochs(phase))?.into_iter().fold(
             (f64::INFINITY, 0usize),
             |b, (epoch, loss)| if loss < b.0 { (loss, epoch) } else { b },
         );
         let mut saved = None;
-        let save = |tuned: &Tuned| -> Result<PathBuf> {
-            tuned.save(
-                self,
-                home,
-                &files,
-                &spec.model,
-                phase,
-                &AdapterNote::default(),
-            )
-        };
+        let save = |tuned: &Tuned| tuned.save(&outputs, phase, &AdapterNote::default());
         let records = trainer.run_until(
             &data,
             &mut |r| {
                 recorder.emit(TrainEvent::Step {
-                    phase: phase.into(),
+                    phase,
                     record: r.clone(),
                 })
             },
@@ -297,7 +373,7 @@ impl Run {
                 };
                 let loss = evaluate_loss(&model.decoder, valid, spec.train.token_budget)?;
                 recorder.emit(TrainEvent::Epoch {
-                    phase: phase.into(),
+                    phase,
                     epoch,
                     valid_loss: loss,
                 });
@@ -313,26 +389,26 @@ impl Run {
         // the best one was saved before), the result is the last state.
         let saved = match saved {
             Some(path) => path,
-            None if valid.is_some() && best.1 > 0 => tuned.saved_path(self, home, phase),
+            None if valid.is_some() && best.1 > 0 => tuned.saved_path(&outputs, phase),
             None => save(&tuned)?,
         };
         recorder.emit(TrainEvent::Saved {
-            phase: phase.into(),
+            phase,
             path: saved.clone(),
         });
-        recorder.charts(&self.charts_dir())?;
-        let active = tuned.activate(self, home, phase)?;
+        recorder.charts()?;
+        let active = tuned.activate(&outputs, phase)?;
         Ok(RunReport {
             name: self.name.clone(),
             phases: vec![PhaseResult {
-                phase: phase.into(),
+                phase,
                 steps: trainer.steps_taken(),
                 last_loss: records.last().map(|r| r.loss),
                 valid_loss: best.0.is_finite().then_some(best.0),
                 valid_em: None,
                 saved,
             }],
-            best: Some(phase.into()),
+            best: Some(phase),
             active_adapter: active,
         })
     }
@@ -365,20 +441,16 @@ impl Run {
                 .chain(valid.iter().flatten())
                 .cloned()
                 .collect();
-            exsearch_agent::eval::corpus_from_contexts(
-                &all,
-                &self.dir.join("corpus"),
-                &Quiet,
-                cancel,
-            )?
+            exsearch_agent::eval::corpus_from_contexts(&all, &self.corpus_dir(), &Quiet, cancel)?
         } else {
             Library::open(home)?
         };
         let files = resolve(&spec.model)?;
+        let outputs = self.outputs(home, &files, &spec.model);
         let batch = (spec.estep.batch * spec.estep.samples).max(8);
         let load_files = files.clone();
         let handle = Arc::new(ModelHandle::spawn(
-            move || LoadedModel::load(&load_files, &Device::Cpu, DType::F32),
+            move || LoadedModel::load_trainable(&load_files, &Device::Cpu, DType::F32),
             batch,
         )?);
         // The engine's decoder and the trainer's clone share the trained
@@ -393,7 +465,6 @@ impl Run {
             tuned.restore(start)?;
         }
         let local = Local::new(handle);
-        let codec = local.handle().codec().clone();
         let mut greedy = spec.agent.clone();
         greedy.sampling.temperature = 0.0;
         let mut sampling = spec.agent.clone();
@@ -403,12 +474,12 @@ impl Run {
             retriever: &library,
             settings: &greedy,
         };
-        let sampling_agent = Agent {
+        let sampler = Agent {
             generator: &local,
             retriever: &library,
             settings: &sampling,
         };
-        let validate = |phase: &str| -> Result<Option<f64>> {
+        let mut validate = |phase: Phase| -> Result<Option<f64>> {
             let Some(valid) = &valid else {
                 return Ok(None);
             };
@@ -418,220 +489,56 @@ impl Run {
             let out = self
                 .dir
                 .join("evals")
-                .join(format!("{}.jsonl", phase.replace(' ', "-")));
+                .join(format!("{}.jsonl", phase.folder()));
             let s = evaluate_into(&greedy_agent, valid, out, cancel)?;
             recorder.emit(evaluated(phase, "valid", &s));
             Ok(Some(s.em))
         };
-        let mut phases = Vec::new();
-        let start_em = validate("start")?;
-        // The best round so far by validation EM, and the best EM including
-        // the starting model's (what early stopping compares against).
-        let mut best: Option<(f64, usize)> = None;
-        let mut best_em = start_em;
-        for round in 1..=spec.rounds {
-            let phase = format!("round {round}");
-            let dir = self.dir.join(format!("round-{round}"));
-            let done_path = dir.join("done.json");
-            if let Ok(text) = std::fs::read_to_string(&done_path) {
-                let done: PhaseResult = serde_json::from_str(&text)
-                    .map_err(|e| Error::bad_file(&done_path, e.to_string()))?;
-                tuned.restore(&done.saved)?;
-                recorder.emit(TrainEvent::Resumed {
-                    what: format!("{phase} (finished before)"),
-                });
-                track_best(&mut best, &mut best_em, done.valid_em, round);
-                phases.push(done);
-                continue;
-            }
-            if spec.patience > 0 && best_em.is_some() {
-                // Rounds since the validation EM last rose (0 = the start).
-                let last_rise = best.filter(|b| Some(b.0) >= start_em).map_or(0, |b| b.1);
-                if round - 1 - last_rise >= spec.patience {
-                    break;
-                }
-            }
-            recorder.emit(TrainEvent::Phase {
-                name: format!("{phase}: E-step"),
-            });
-            let sampling_started = std::time::Instant::now();
-            let samples = self.e_step(
-                &sampling_agent,
-                &local,
-                &items,
-                spec,
-                round,
-                &dir,
-                recorder,
-                cancel,
-            )?;
-            recorder.emit(TrainEvent::Round {
-                round,
-                estep: summarize(&samples, sampling_started.elapsed().as_secs_f64()),
-            });
-            recorder.emit(TrainEvent::Phase {
-                name: format!("{phase}: M-step"),
-            });
-            let data: Vec<Encoded> = m_step_examples(&samples, spec.estep.rule)
-                .iter()
-                .map(|e| encode(&codec, e))
-                .collect::<Result<_>>()?;
-            let mut trainer = Trainer::new(
-                &decoder,
-                tuned.params(),
-                TrainConfig {
-                    seed: spec.mstep.seed + round as u64,
-                    ..spec.mstep.clone()
-                },
-                Some(&dir.join("trainer")),
-            )?;
-            if trainer.steps_taken() > 0 {
-                recorder.emit(TrainEvent::Resumed {
-                    what: format!("{phase} M-step from step {}", trainer.steps_taken() + 1),
-                });
-            }
-            let records = trainer.run(
-                &data,
-                &mut |r| {
-                    recorder.emit(TrainEvent::Step {
-                        phase: phase.clone(),
-                        record: r.clone(),
-                    })
-                },
-                cancel,
-            )?;
-            let valid_em = validate(&phase)?;
-            let note = AdapterNote {
-                run: Some(self.name.clone()),
-                phase: Some(phase.clone()),
-                valid_em,
-                valid_loss: None,
-            };
-            let saved = tuned.save(self, home, &files, &spec.model, &phase, &note)?;
-            recorder.emit(TrainEvent::Saved {
-                phase: phase.clone(),
-                path: saved.clone(),
-            });
-            recorder.charts(&self.charts_dir())?;
-            let done = PhaseResult {
-                phase: phase.clone(),
-                steps: trainer.steps_taken(),
-                last_loss: records.last().map(|r| r.loss),
-                valid_loss: None,
-                valid_em,
-                saved,
-            };
-            let text = serde_json::to_string_pretty(&done).unwrap_or_default();
-            write_atomic(&done_path, text.as_bytes())?;
-            track_best(&mut best, &mut best_em, valid_em, round);
-            phases.push(done);
-        }
-        // The best round by validation EM; without validation, the last.
-        // A round is kept only if it is at least as good as the start.
-        let best_round = match (&valid, best) {
-            (Some(_), Some((em, round))) if start_em.is_none_or(|s| em >= s) => Some(round),
-            (Some(_), _) => None,
-            (None, _) => (!phases.is_empty()).then_some(phases.len()),
+        let start_em = validate(Phase::Start)?;
+        let rounds = Rounds {
+            dir: &self.dir,
+            sampler: &sampler,
+            local: &local,
+            decoder: &decoder,
+            tuned: &tuned,
+            outputs: &outputs,
+            recorder,
+            cancel,
         };
-        let active = match best_round {
-            Some(round) => tuned.activate(self, home, &format!("round {round}"))?,
+        let outcome = rounds.run(
+            &RoundsConfig {
+                questions: &items,
+                rounds: spec.rounds,
+                patience: spec.patience,
+                estep: &spec.estep,
+                mstep: &spec.mstep,
+            },
+            start_em,
+            &mut validate,
+        )?;
+        let best = outcome.best.map(Phase::Round);
+        let active = match best {
+            Some(phase) => tuned.activate(&outputs, phase)?,
             None => None,
         };
         Ok(RunReport {
             name: self.name.clone(),
-            phases,
-            best: best_round.map(|r| format!("round {r}")),
+            phases: outcome.rounds,
+            best,
             active_adapter: active,
         })
     }
-
-    /// Samples the round's trajectories, a batch at a time, appending each
-    /// batch to `round-N/samples.jsonl` so a killed E-step keeps its work.
-    #[allow(clippy::too_many_arguments)]
-    fn e_step(
-        &self,
-        agent: &Agent<'_>,
-        local: &Local,
-        items: &[QaItem],
-        spec: &EmSpec,
-        round: usize,
-        dir: &Path,
-        recorder: &Recorder<'_>,
-        cancel: &CancelToken,
-    ) -> Result<Vec<QuestionSamples>> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let path = dir.join("samples.jsonl");
-        let mut samples: Vec<QuestionSamples> = Vec::new();
-        // The lines already written are kept verbatim; a line cut by the
-        // kill ends them, and its questions are sampled again.
-        let mut text = String::new();
-        if let Ok(old) = std::fs::read_to_string(&path) {
-            for line in old.lines() {
-                let Ok(s) = serde_json::from_str(line) else {
-                    break;
-                };
-                samples.push(s);
-                text.push_str(line);
-                text.push('\n');
-            }
-        }
-        if !samples.is_empty() {
-            recorder.emit(TrainEvent::Resumed {
-                what: format!(
-                    "round {round} E-step after {} sampled questions",
-                    samples.len()
-                ),
-            });
-        }
-        let done: std::collections::HashSet<&str> = samples.iter().map(|q| q.id.as_str()).collect();
-        let todo: Vec<QaItem> = items
-            .iter()
-            .filter(|i| !done.contains(i.id.as_str()))
-            .cloned()
-            .collect();
-        for chunk in todo.chunks(spec.estep.batch.max(1)) {
-            let (batch, _) = e_step(agent, local, chunk, &spec.estep, &mut |_, _| {}, cancel)?;
-            for s in &batch {
-                text.push_str(&serde_json::to_string(s).unwrap_or_default());
-                text.push('\n');
-            }
-            write_atomic(&path, text.as_bytes())?;
-            samples.extend(batch);
-            recorder.emit(TrainEvent::Sampled {
-                round,
-                done: samples.len(),
-                total: items.len(),
-            });
-        }
-        Ok(samples)
-    }
 }
 
-fn track_best(
-    best: &mut Option<(f64, usize)>,
-    best_em: &mut Option<f64>,
-    em: Option<f64>,
-    round: usize,
-) {
-    if let Some(em) = em {
-        if best.is_none_or(|b| em > b.0) {
-            *best = Some((em, round));
-        }
-        if best_em.is_none_or(|b| em > b) {
-            *best_em = Some(em);
-        }
-    }
-}
-
-fn resolve(spec: &str) -> Result<ModelFiles> {
+pub(crate) fn resolve(spec: &str) -> Result<ModelFiles> {
     let source: ModelSource = spec.parse()?;
     Ok(source.resolve(&HubCache::from_env())?)
 }
 
 /// The evaluation event of `summary`.
-pub(crate) fn evaluated(phase: &str, split: &str, s: &EvalSummary) -> TrainEvent {
+pub(crate) fn evaluated(phase: Phase, split: &str, s: &EvalSummary) -> TrainEvent {
     TrainEvent::Evaluated {
-        phase: phase.to_string(),
+        phase,
         split: split.to_string(),
         em: s.em,
         f1: s.f1,
@@ -641,11 +548,23 @@ pub(crate) fn evaluated(phase: &str, split: &str, s: &EvalSummary) -> TrainEvent
     }
 }
 
-/// Evaluates `agent` on `items` with the agent's harness, writing the
-/// per-question results to `out`.
+/// Evaluates `agent` on `items` with the agent's harness (ExSearch),
+/// writing the per-question results to `out`.
 pub(crate) fn evaluate_into(
     agent: &Agent<'_>,
     items: &[QaItem],
+    out: PathBuf,
+    cancel: &CancelToken,
+) -> Result<EvalSummary> {
+    evaluate_method(agent, items, Method::Exsearch, out, cancel)
+}
+
+/// Evaluates `agent` answering by `method` on `items`, writing the
+/// per-question results to `out`.
+pub(crate) fn evaluate_method(
+    agent: &Agent<'_>,
+    items: &[QaItem],
+    method: Method,
     out: PathBuf,
     cancel: &CancelToken,
 ) -> Result<EvalSummary> {
@@ -653,7 +572,7 @@ pub(crate) fn evaluate_into(
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
     let options = EvalOptions {
-        method: Method::Exsearch,
+        method,
         limit: None,
         batch: 32,
         out: Some(out),

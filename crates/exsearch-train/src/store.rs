@@ -6,11 +6,13 @@
 use std::path::{Path, PathBuf};
 
 use exsearch_core::sqlite::{self, Schema};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::estep::EStepSummary;
+use crate::phase::Phase;
 use crate::trainer::StepRecord;
 
 /// The store's migrations (append new steps, never edit one that shipped).
@@ -44,8 +46,7 @@ CREATE TABLE IF NOT EXISTS epochs (
 /// One evaluation of the model at some point of the run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EvalRow {
-    /// `warm-up`, `round 2`, `control`, ...
-    pub phase: String,
+    pub phase: Phase,
     /// `valid` or `test`.
     pub split: String,
     pub em: f64,
@@ -78,7 +79,7 @@ impl RunStore {
         store_error(&self.path, e)
     }
 
-    pub fn add_step(&self, phase: &str, r: &StepRecord) -> Result<()> {
+    pub fn add_step(&self, phase: Phase, r: &StepRecord) -> Result<()> {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO steps VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -96,7 +97,7 @@ impl RunStore {
         Ok(())
     }
 
-    pub fn add_epoch(&self, phase: &str, epoch: usize, valid_loss: f64) -> Result<()> {
+    pub fn add_epoch(&self, phase: Phase, epoch: usize, valid_loss: f64) -> Result<()> {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO epochs VALUES (?1, ?2, ?3)",
@@ -146,7 +147,7 @@ impl RunStore {
     }
 
     /// Every step of `phase` in order (all phases when `None`), with its phase.
-    pub fn steps(&self, phase: Option<&str>) -> Result<Vec<(String, StepRecord)>> {
+    pub fn steps(&self, phase: Option<Phase>) -> Result<Vec<(Phase, StepRecord)>> {
         let mut stmt = self
             .conn
             .prepare(
@@ -157,7 +158,7 @@ impl RunStore {
         let rows = stmt
             .query_map(params![phase], |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
+                    r.get::<_, Phase>(0)?,
                     StepRecord {
                         step: r.get::<_, i64>(1)? as usize,
                         total_steps: 0,
@@ -198,7 +199,7 @@ impl RunStore {
             .map_err(|e| self.fail(e))
     }
 
-    pub fn eval(&self, phase: &str, split: &str) -> Result<Option<EvalRow>> {
+    pub fn eval(&self, phase: Phase, split: &str) -> Result<Option<EvalRow>> {
         Ok(self
             .evals()?
             .into_iter()
@@ -234,7 +235,7 @@ impl RunStore {
     }
 
     /// The validation losses of `phase`'s epochs.
-    pub fn epochs(&self, phase: &str) -> Result<Vec<(usize, f64)>> {
+    pub fn epochs(&self, phase: Phase) -> Result<Vec<(usize, f64)>> {
         let mut stmt = self
             .conn
             .prepare("SELECT epoch, valid_loss FROM epochs WHERE phase = ?1 ORDER BY epoch")
@@ -249,7 +250,7 @@ impl RunStore {
     }
 
     /// The last step recorded for `phase`, if any.
-    pub fn last_step(&self, phase: &str) -> Result<Option<usize>> {
+    pub fn last_step(&self, phase: Phase) -> Result<Option<usize>> {
         self.conn
             .query_row(
                 "SELECT MAX(step) FROM steps WHERE phase = ?1",
@@ -259,6 +260,21 @@ impl RunStore {
             .optional()
             .map(|v| v.flatten().map(|s| s as usize))
             .map_err(|e| self.fail(e))
+    }
+}
+
+/// Phases are stored by their labels ("round 2").
+impl ToSql for Phase {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.label()))
+    }
+}
+
+impl FromSql for Phase {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let label = value.as_str()?;
+        Phase::parse(label)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown training phase `{label}`").into()))
     }
 }
 

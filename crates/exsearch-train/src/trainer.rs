@@ -50,11 +50,11 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
-            lr: 1e-4,
+            lr: crate::defaults::LORA_LR,
             min_lr_ratio: 0.1,
             warmup_ratio: 0.1,
             epochs: 2,
-            token_budget: 4096,
+            token_budget: crate::defaults::TOKEN_BUDGET,
             accumulation: 1,
             clip: 1.0,
             seed: 0,

@@ -11,7 +11,8 @@ use exsearch_model::ModelFiles;
 use crate::adapters::{write_model_folder, AdapterNote, Adapters};
 use crate::error::{Error, Result};
 use crate::lora::{Lora, WEIGHTS_FILE};
-use crate::run::{Run, Tuning};
+use crate::phase::Phase;
+use crate::run::Tuning;
 use crate::trainer::Params;
 
 const MODEL_WEIGHTS: &str = "model.safetensors";
@@ -44,40 +45,37 @@ impl Tuned {
         }
     }
 
-    /// Where phase `phase` of `run` is saved.
-    pub(crate) fn saved_path(&self, run: &Run, home: &Home, phase: &str) -> PathBuf {
+    /// Where phase `phase`'s result is saved.
+    pub(crate) fn saved_path(&self, out: &Outputs<'_>, phase: Phase) -> PathBuf {
         match self {
-            Self::Lora(_) => Adapters::new(home)
+            Self::Lora(_) => Adapters::new(out.home)
                 .dir()
-                .join(adapter_name(&run.name, phase)),
-            Self::Full(_) => run.dir.join("checkpoints").join(phase.replace(' ', "-")),
+                .join(adapter_name(out.name, phase)),
+            Self::Full(_) => out.dir.join("checkpoints").join(phase.folder()),
         }
     }
 
     /// Saves the current weights as phase `phase`'s result.
     pub(crate) fn save(
         &self,
-        run: &Run,
-        home: &Home,
-        files: &ModelFiles,
-        base: &str,
-        phase: &str,
+        out: &Outputs<'_>,
+        phase: Phase,
         note: &AdapterNote,
     ) -> Result<PathBuf> {
         match self {
             Self::Lora(lora) => {
                 let note = AdapterNote {
-                    run: Some(run.name.clone()),
-                    phase: Some(phase.to_string()),
+                    run: Some(out.name.to_string()),
+                    phase: Some(phase.label()),
                     ..note.clone()
                 };
-                Adapters::new(home).save(&adapter_name(&run.name, phase), lora, base, &note)
+                Adapters::new(out.home).save(&adapter_name(out.name, phase), lora, out.base, &note)
             }
             Self::Full(vars) => {
-                let out = self.saved_path(run, home, phase);
+                let dir = self.saved_path(out, phase);
                 let weights = vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone()));
-                write_model_folder(weights.collect(), files, &out)?;
-                Ok(out)
+                write_model_folder(weights.collect(), out.files, &dir)?;
+                Ok(dir)
             }
         }
     }
@@ -111,11 +109,11 @@ impl Tuned {
     }
 
     /// Makes phase `phase`'s adapter the active one (LoRA only).
-    pub(crate) fn activate(&self, run: &Run, home: &Home, phase: &str) -> Result<Option<String>> {
+    pub(crate) fn activate(&self, out: &Outputs<'_>, phase: Phase) -> Result<Option<String>> {
         match self {
             Self::Lora(_) => {
-                let name = adapter_name(&run.name, phase);
-                Adapters::new(home).set_active(Some(&name))?;
+                let name = adapter_name(out.name, phase);
+                Adapters::new(out.home).set_active(Some(&name))?;
                 Ok(Some(name))
             }
             Self::Full(_) => Ok(None),
@@ -124,6 +122,20 @@ impl Tuned {
 }
 
 /// `<run>.warm-up`, `<run>.round-2`.
-pub fn adapter_name(run: &str, phase: &str) -> String {
-    format!("{run}.{}", phase.replace(' ', "-"))
+pub fn adapter_name(run: &str, phase: Phase) -> String {
+    format!("{run}.{}", phase.folder())
+}
+
+/// Where a run's or a demonstration's results go: LoRA adapters into the
+/// home's adapters as `<name>.<phase>`, every weight as a model folder
+/// under `<dir>/checkpoints/<phase>`.
+pub(crate) struct Outputs<'a> {
+    pub home: &'a Home,
+    /// The run's or demonstration's name.
+    pub name: &'a str,
+    pub dir: &'a Path,
+    /// The base model's files (a full checkpoint copies its config and tokenizer).
+    pub files: &'a ModelFiles,
+    /// The base model as the person named it, kept in adapters' notes.
+    pub base: &'a str,
 }

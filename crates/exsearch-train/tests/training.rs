@@ -560,12 +560,16 @@ fn the_run_store_keeps_every_metric_and_the_charts_are_drawn_from_it() {
     use exsearch_train::charts::draw_all;
     use exsearch_train::estep::EStepSummary;
     use exsearch_train::store::{EvalRow, RunStore};
-    use exsearch_train::StepRecord;
+    use exsearch_train::{Phase, StepRecord};
 
     let dir = tempfile::tempdir().expect("tmp");
     {
         let store = RunStore::open(dir.path()).expect("store");
-        for (phase, n) in [("warm-up", 5), ("round 1", 4), ("round 2", 4)] {
+        for (phase, n) in [
+            (Phase::Warmup, 5),
+            (Phase::Round(1), 4),
+            (Phase::Round(2), 4),
+        ] {
             for step in 1..=n {
                 let record = StepRecord {
                     step,
@@ -580,14 +584,14 @@ fn the_run_store_keeps_every_metric_and_the_charts_are_drawn_from_it() {
             }
         }
         for (phase, split, em) in [
-            ("warm-up", "test", 10.0),
-            ("round 1", "test", 30.0),
-            ("round 2", "test", 45.0),
-            ("round 1", "valid", 28.0),
-            ("control", "test", 12.0),
+            (Phase::Warmup, "test", 10.0),
+            (Phase::Round(1), "test", 30.0),
+            (Phase::Round(2), "test", 45.0),
+            (Phase::Round(1), "valid", 28.0),
+            (Phase::Control, "test", 12.0),
         ] {
             let row = EvalRow {
-                phase: phase.into(),
+                phase,
                 split: split.into(),
                 em,
                 f1: em,
@@ -609,20 +613,23 @@ fn the_run_store_keeps_every_metric_and_the_charts_are_drawn_from_it() {
             };
             store.add_round(round, &summary).expect("round");
         }
-        store.add_epoch("warm-up", 1, 2.5).expect("epoch");
+        store.add_epoch(Phase::Warmup, 1, 2.5).expect("epoch");
     }
     // Reopened: nothing lost.
     let store = RunStore::open(dir.path()).expect("store");
     assert_eq!(store.steps(None).expect("steps").len(), 13);
-    assert_eq!(store.steps(Some("round 2")).expect("steps").len(), 4);
-    assert_eq!(store.last_step("warm-up").expect("last"), Some(5));
+    assert_eq!(store.steps(Some(Phase::Round(2))).expect("steps").len(), 4);
+    assert_eq!(store.last_step(Phase::Warmup).expect("last"), Some(5));
     assert_eq!(store.rounds().expect("rounds")[1].summary.bound, -2.5);
     assert_eq!(store.rounds().expect("rounds")[1].summary.failed, 1);
     assert_eq!(
-        store.eval("control", "test").expect("eval").map(|e| e.em),
+        store
+            .eval(Phase::Control, "test")
+            .expect("eval")
+            .map(|e| e.em),
         Some(12.0)
     );
-    assert_eq!(store.epochs("warm-up").expect("epochs"), vec![(1, 2.5)]);
+    assert_eq!(store.epochs(Phase::Warmup).expect("epochs"), vec![(1, 2.5)]);
 
     let files = draw_all(&store, &dir.path().join("charts")).expect("charts");
     // Each chart as SVG and PNG: em, loss, bound, ess, convergence.
