@@ -626,15 +626,14 @@ fn small_qa(path: &Path, n: usize) {
     common::write(path, lines.join("\n") + "\n");
 }
 
-#[test]
-fn demo_real_trains_adapters_over_a_quantized_model_makes_the_best_active_and_resumes() {
+/// A tiny Llama as a Q4_K_M GGUF file, 14 questions and settings small
+/// enough for a test: the model file, the QA file and the config file.
+fn real_demo_inputs(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     use candle_core::DType;
     use exsearch_model::fixtures;
     use exsearch_model::model::Family;
 
-    let tmp = tempfile::tempdir().expect("tmp");
-    let home = tmp.path().join("home");
-    let model_dir = tmp.path().join("model");
+    let model_dir = dir.join("model");
     fixtures::write_hf_model(
         &model_dir,
         &fixtures::tiny_config(Family::Llama),
@@ -642,38 +641,65 @@ fn demo_real_trains_adapters_over_a_quantized_model_makes_the_best_active_and_re
         DType::F32,
     )
     .expect("fixture");
-    let gguf = tmp.path().join("tiny-q4_k_m.gguf");
+    let gguf = dir.join("tiny-q4_k_m.gguf");
     fixtures::write_gguf(&model_dir, &gguf, fixtures::Quant::Q4KM).expect("gguf");
-    let data = tmp.path().join("qa.jsonl");
+    let data = dir.join("qa.jsonl");
     small_qa(&data, 14);
-    let config = tmp.path().join("real.json");
-    let settings = json!({
+    let config = dir.join("real.json");
+    common::write(&config, real_demo_settings().to_string());
+    (gguf, data, config)
+}
+
+fn real_demo_settings() -> Value {
+    json!({
         "warmup": 4, "train": 3, "valid": 2, "test": 3,
         "lora": {"rank": 2, "alpha": 4.0, "dropout": 0.0,
                  "targets": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]},
-        "warmup_train": {"lr": 0.001, "epochs": 2, "token_budget": 1024, "checkpoint_every": 0},
+        "warmup_train": {"lr": 0.001, "epochs": 2, "token_budget": 1024, "checkpoint_every": 1},
         "rounds": 1,
         "estep": {"samples": 2, "batch": 2},
-        "mstep": {"lr": 0.001, "epochs": 1, "token_budget": 1024, "checkpoint_every": 0},
+        "mstep": {"lr": 0.001, "epochs": 1, "token_budget": 1024, "checkpoint_every": 1},
         "agent": {"instructions": "Search with {query}, read {search}, note {fact}, end with {finish}.",
                   "final_request": "Answer: {question}", "k": 1, "max_steps": 2,
                   "step_tokens": 12, "answer_tokens": 6, "passage_chars": 120}
-    });
-    common::write(&config, settings.to_string());
-    let dir = tmp.path().join("d");
-    let args = [
+    })
+}
+
+fn demo_real_args<'a>(
+    gguf: &'a Path,
+    data: &'a Path,
+    config: &'a Path,
+    dir: &'a Path,
+) -> Vec<&'a str> {
+    vec![
         "demo",
         "real",
         "-m",
-        s(&gguf),
+        s(gguf),
         "--data",
-        s(&data),
+        s(data),
         "--config",
-        s(&config),
+        s(config),
         "--dir",
-        s(&dir),
+        s(dir),
         "--json",
-    ];
+    ]
+}
+
+fn evals_recorded(dir: &Path) -> i64 {
+    rusqlite::Connection::open(dir.join("runs.sqlite"))
+        .and_then(|db| db.query_row("SELECT COUNT(*) FROM evals", [], |r| r.get(0)))
+        .expect("evals")
+}
+
+#[test]
+fn demo_real_trains_adapters_over_a_quantized_model_makes_the_best_active_and_resumes() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let home = tmp.path().join("home");
+    let (gguf, data, config) = real_demo_inputs(tmp.path());
+    let settings = real_demo_settings();
+    let dir = tmp.path().join("d");
+    let args = demo_real_args(&gguf, &data, &config, &dir);
     let report = common::json(&home, &args);
     for method in ["direct", "rag", "exsearch"] {
         let em = report["zero_shot"][method]["em"].as_f64().unwrap_or(-1.0);
@@ -718,15 +744,40 @@ fn demo_real_trains_adapters_over_a_quantized_model_makes_the_best_active_and_re
         .as_array()
         .expect("targets")
         .contains(&json!("q_proj")));
-    // Every phase evaluated once; run again, it reads them back.
-    let evals = |dir: &Path| -> i64 {
-        rusqlite::Connection::open(dir.join("runs.sqlite"))
-            .and_then(|db| db.query_row("SELECT COUNT(*) FROM evals", [], |r| r.get(0)))
-            .expect("evals")
+    // `eval` with the base model answers through the active adapter and
+    // searches as it was trained to; `--adapter none` leaves both off.
+    let eval = |extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "-m",
+            s(&gguf),
+            "--data",
+            s(&data),
+            "--corpus-from-contexts",
+            "--limit",
+            "2",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        // Questions the tiny model cannot fit in its context fail alone
+        // (exit 2); what is said on stderr is what matters here.
+        let out = common::exsearch(&home).args(&args).output().expect("runs");
+        String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    let before = evals(&dir);
+    let err = eval(&[]);
+    assert!(
+        err.contains(&format!("adapter: {active}")) && err.contains("k = 1, at most 2 searches"),
+        "{err}"
+    );
+    let err = eval(&["--adapter", "none"]);
+    assert!(
+        !err.contains("adapter") && !err.contains("searching as"),
+        "{err}"
+    );
+    // Every phase evaluated once; run again, it reads them back.
+    let before = evals_recorded(&dir);
     let again = common::json(&home, &args);
-    assert_eq!(evals(&dir), before, "nothing evaluated twice");
+    assert_eq!(evals_recorded(&dir), before, "nothing evaluated twice");
     for key in [
         "zero_shot",
         "warmup_em",
@@ -743,11 +794,96 @@ fn demo_real_trains_adapters_over_a_quantized_model_makes_the_best_active_and_re
         other["rounds"] = json!(2);
         other.to_string()
     });
-    let out = common::exsearch(&home).args(args).output().expect("runs");
+    let out = common::exsearch(&home).args(&args).output().expect("runs");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("other settings") && err.contains(s(&dir)),
         "{err}"
+    );
+}
+
+#[test]
+fn demo_real_killed_at_any_moment_resumes_to_the_end() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::time::Duration;
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let home = tmp.path().join("home");
+    let (gguf, data, config) = real_demo_inputs(tmp.path());
+    // An unbroken run, for what it records.
+    let whole = tmp.path().join("whole");
+    let report = common::json(&home, &demo_real_args(&gguf, &data, &config, &whole));
+    let evals = evals_recorded(&whole);
+    assert_eq!(report["round_em"].as_array().map(Vec::len), Some(1));
+
+    // Killed while the baselines are measured, while the warm-up trains,
+    // and during the EM round.
+    let steps = |dir: &Path, phase: &str| -> i64 {
+        rusqlite::Connection::open(dir.join("runs.sqlite"))
+            .and_then(|db| {
+                db.query_row(
+                    "SELECT COUNT(*) FROM steps WHERE phase = ?1",
+                    [phase],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap_or(0)
+    };
+    type Moment = Box<dyn Fn(&Path) -> bool>;
+    let moments: [(&str, Moment); 3] = [
+        ("a baseline", Box::new(|d: &Path| d.join("evals").is_dir())),
+        (
+            "the warm-up",
+            Box::new(move |d: &Path| steps(d, "warm-up") > 0),
+        ),
+        (
+            "the EM round",
+            Box::new(|d: &Path| d.join("round-1/samples.jsonl").is_file()),
+        ),
+    ];
+    let mut killed = 0;
+    for (i, (moment, reached)) in moments.iter().enumerate() {
+        let dir = tmp.path().join(format!("killed-{i}"));
+        let mut child = common::exsearch(&home)
+            .args(demo_real_args(&gguf, &data, &config, &dir))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        while !reached(&dir) && child.try_wait().expect("poll").is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child.kill().expect("SIGKILL");
+        if child.wait().expect("reap").signal() != Some(9) {
+            continue; // it finished first: nothing to resume
+        }
+        killed += 1;
+        // The same command continues it to the end.
+        let resumed = common::json(&home, &demo_real_args(&gguf, &data, &config, &dir));
+        assert_eq!(
+            resumed["round_em"].as_array().map(Vec::len),
+            Some(1),
+            "killed during {moment}: {resumed}"
+        );
+        assert_eq!(
+            evals_recorded(&dir),
+            evals,
+            "killed during {moment}: every phase evaluated once"
+        );
+        let active = resumed["active_adapter"]
+            .as_str()
+            .expect("an active adapter");
+        assert!(
+            home.join("adapters")
+                .join(active)
+                .join("adapter_model.safetensors")
+                .is_file(),
+            "killed during {moment}: {active}"
+        );
+    }
+    assert!(
+        killed >= 2,
+        "only {killed} of 3 runs were killed before they ended"
     );
 }

@@ -34,7 +34,8 @@ pub struct AskArgs {
 }
 
 pub fn run(home: &Home, args: AskArgs) -> Result<ExitCode> {
-    let settings = args.agent.settings()?;
+    let trained = crate::backend::trained_settings(home, &args.backend)?;
+    let settings = args.agent.settings_with(trained)?;
     let question = args.question.join(" ");
     let library = Library::open(home)?;
     let chats = ChatStore::open(home)?;

@@ -91,7 +91,7 @@ pub struct SearchArgs {
 impl SearchArgs {
     /// The settings file (or the defaults) with `-k` and `--max-steps` applied.
     pub(crate) fn settings(&self) -> Result<AgentSettings> {
-        let mut s = match &self.settings {
+        let s = match &self.settings {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading {}", path.display()))?;
@@ -99,19 +99,30 @@ impl SearchArgs {
             }
             None => AgentSettings::default(),
         };
+        Ok(self.overridden(s))
+    }
+
+    /// `s` with `-k` and `--max-steps` applied.
+    fn overridden(&self, mut s: AgentSettings) -> AgentSettings {
         if let Some(k) = self.k {
             s.k = k;
         }
         if let Some(n) = self.max_steps {
             s.max_steps = n;
         }
-        Ok(s)
+        s
     }
 }
 
 impl AgentArgs {
-    pub(crate) fn settings(&self) -> Result<AgentSettings> {
-        let mut s = self.search.settings()?;
+    /// The settings: a settings file when given, else the ones the
+    /// answering adapter was trained with (`trained`), else the defaults;
+    /// the command's options applied over them.
+    pub(crate) fn settings_with(&self, trained: Option<AgentSettings>) -> Result<AgentSettings> {
+        let mut s = match (&self.search.settings, trained) {
+            (None, Some(trained)) => self.search.overridden(trained),
+            _ => self.search.settings()?,
+        };
         if let Some(t) = self.temperature {
             s.sampling.temperature = t;
         }
@@ -122,6 +133,25 @@ impl AgentArgs {
         s.validate()?;
         Ok(s)
     }
+}
+
+/// The search settings the adapter that will answer was trained with, if
+/// a local model answers with such an adapter; says so on stderr.
+pub(crate) fn trained_settings(home: &Home, args: &BackendArgs) -> Result<Option<AgentSettings>> {
+    let (None, Some(spec)) = (&args.endpoint, &args.model) else {
+        return Ok(None);
+    };
+    let chosen =
+        exsearch_train::adapters::Adapters::new(home).choose(spec, args.adapter.as_deref())?;
+    let Some((name, agent)) = chosen.and_then(|a| Some((a.name, a.note.agent?))) else {
+        return Ok(None);
+    };
+    eprintln!(
+        "searching as adapter {name} was trained to (k = {}, at most {} searches; \
+         --settings FILE to choose)",
+        agent.k, agent.max_steps
+    );
+    Ok(Some(agent))
 }
 
 pub(crate) fn generator(home: &Home, args: &BackendArgs) -> Result<Box<dyn Generator>> {

@@ -45,7 +45,11 @@ pub struct EvalArgs {
 }
 
 pub fn run(home: &Home, args: EvalArgs) -> Result<ExitCode> {
-    let settings = args.agent.settings()?;
+    let trained = match args.oracle {
+        true => None,
+        false => crate::backend::trained_settings(home, &args.backend)?,
+    };
+    let settings = args.agent.settings_with(trained)?;
     let items = eval::load(&args.data)?;
     let cancel = crate::cancel_on_ctrl_c("stopping after the questions in flight")?;
     let library = if args.corpus_from_contexts {

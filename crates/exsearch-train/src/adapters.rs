@@ -34,6 +34,11 @@ pub struct AdapterNote {
     /// Validation EM after this phase, when the run had validation data.
     pub valid_em: Option<f64>,
     pub valid_loss: Option<f64>,
+    /// The search settings it was trained with (EM rounds and real-model
+    /// demonstrations): `ask` and `eval` search with them unless given a
+    /// settings file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<exsearch_agent::AgentSettings>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

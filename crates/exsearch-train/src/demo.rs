@@ -431,6 +431,7 @@ impl Demo {
             dir,
             files: &bench.files,
             base: &base,
+            agent: Some(&config.agent),
         };
 
         if config.reading.questions > 0 {

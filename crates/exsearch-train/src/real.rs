@@ -75,14 +75,24 @@ pub struct RealConfig {
     pub mstep: TrainConfig,
     /// Sampling temperature of the E-step (evaluations are greedy).
     pub temperature: f32,
-    /// How the model searches: the app's and the CLI's defaults, so the
-    /// adapter made active answers as it was trained.
+    /// How the model searches while it trains and is measured.
     pub agent: AgentSettings,
 }
 
 impl Default for RealConfig {
+    /// Sized for a 135M model on two CPU cores: three passages of at most
+    /// 400 characters per search and four searches keep a trajectory near
+    /// 1,000 tokens, which bounds the memory of the training graph (its
+    /// attention is quadratic in the length); greedy evaluation.
     fn default() -> Self {
-        let mut agent = AgentSettings::default();
+        let mut agent = AgentSettings {
+            k: 3,
+            passage_chars: 400,
+            max_steps: 4,
+            step_tokens: 48,
+            answer_tokens: 24,
+            ..AgentSettings::default()
+        };
         agent.sampling.temperature = 0.0;
         Self {
             seed: 0,
@@ -94,7 +104,7 @@ impl Default for RealConfig {
             warmup_train: TrainConfig {
                 lr: 2e-4,
                 epochs: 4,
-                token_budget: 2048,
+                token_budget: 1024,
                 ..TrainConfig::default()
             },
             patience: 1,
@@ -104,7 +114,7 @@ impl Default for RealConfig {
             mstep: TrainConfig {
                 lr: 1e-4,
                 epochs: defaults::MSTEP_EPOCHS,
-                token_budget: 2048,
+                token_budget: 1024,
                 ..TrainConfig::default()
             },
             temperature: 0.7,
@@ -254,6 +264,7 @@ impl RealDemo {
             dir,
             files: &files,
             base: model,
+            agent: Some(&config.agent),
         };
         let batch = (config.estep.batch * config.estep.samples).max(8);
         let load_files = files.clone();

@@ -287,13 +287,20 @@ impl Run {
         self.dir.join("corpus")
     }
 
-    fn outputs<'a>(&'a self, home: &'a Home, files: &'a ModelFiles, base: &'a str) -> Outputs<'a> {
+    fn outputs<'a>(
+        &'a self,
+        home: &'a Home,
+        files: &'a ModelFiles,
+        base: &'a str,
+        agent: Option<&'a AgentSettings>,
+    ) -> Outputs<'a> {
         Outputs {
             home,
             name: &self.name,
             dir: &self.dir,
             files,
             base,
+            agent,
         }
     }
 
@@ -326,7 +333,7 @@ impl Run {
             name: "loading".into(),
         });
         let files = resolve(&spec.model)?;
-        let outputs = self.outputs(home, &files, &spec.model);
+        let outputs = self.outputs(home, &files, &spec.model, None);
         let mut model = LoadedModel::load_trainable(&files, &Device::Cpu, DType::F32)?;
         let tuned = Tuned::create(&mut model.decoder, &spec.tuning, spec.train.seed)?;
         let codec = model.codec.clone();
@@ -446,7 +453,7 @@ impl Run {
             Library::open(home)?
         };
         let files = resolve(&spec.model)?;
-        let outputs = self.outputs(home, &files, &spec.model);
+        let outputs = self.outputs(home, &files, &spec.model, Some(&spec.agent));
         let batch = (spec.estep.batch * spec.estep.samples).max(8);
         let load_files = files.clone();
         let handle = Arc::new(ModelHandle::spawn(

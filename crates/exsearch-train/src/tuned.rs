@@ -67,6 +67,7 @@ impl Tuned {
                 let note = AdapterNote {
                     run: Some(out.name.to_string()),
                     phase: Some(phase.label()),
+                    agent: note.agent.clone().or_else(|| out.agent.cloned()),
                     ..note.clone()
                 };
                 Adapters::new(out.home).save(&adapter_name(out.name, phase), lora, out.base, &note)
@@ -138,4 +139,7 @@ pub(crate) struct Outputs<'a> {
     pub files: &'a ModelFiles,
     /// The base model as the person named it, kept in adapters' notes.
     pub base: &'a str,
+    /// The search settings the phases are trained and measured with, kept
+    /// in adapters' notes (none for warm-up on written trajectories).
+    pub agent: Option<&'a exsearch_agent::AgentSettings>,
 }
