@@ -327,13 +327,7 @@ impl Demo {
 
     /// The report, once the demonstration has finished.
     pub fn report(&self) -> Result<Option<DemoReport>> {
-        let path = self.dir.join(REPORT_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| Error::bad_file(&path, e.to_string())),
-            Err(_) => Ok(None),
-        }
+        crate::files::read_json(&self.dir.join(REPORT_FILE))
     }
 
     fn finished_report(&self) -> Result<DemoReport> {

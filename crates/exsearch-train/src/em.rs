@@ -248,12 +248,7 @@ impl Rounds<'_> {
 
 /// A finished phase's record (`done.json`), if it finished.
 pub(crate) fn read_done(path: &Path) -> Result<Option<PhaseResult>> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| Error::bad_file(path, e.to_string())),
-        Err(_) => Ok(None),
-    }
+    crate::files::read_json(path)
 }
 
 /// Records that a phase finished: written last, so a phase is redone or

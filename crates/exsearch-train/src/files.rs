@@ -12,6 +12,21 @@ pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
+/// Reads the JSON file `path` as a `T`, or `None` when there is no such
+/// file (a report or record not written yet); a file that does not parse
+/// is an error naming it.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+) -> Result<Option<T>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::bad_file(path, e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
 /// A name that becomes a folder (a run, an adapter, a demonstration):
 /// letters, digits, `-`, `_` and `.`, not starting with a dot.
 pub fn check_name(kind: &str, name: &str) -> Result<()> {

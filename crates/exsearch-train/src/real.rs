@@ -18,15 +18,11 @@
 //! phase continues from its last checkpoint.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
-use candle_core::{DType, Device};
 use exsearch_agent::eval::{corpus_from_contexts, EvalSummary, QaItem};
-use exsearch_agent::generator::Local;
 use exsearch_agent::{Agent, AgentSettings, Method, Trajectory};
 use exsearch_core::{CancelToken, EventSink, Home, Quiet};
-use exsearch_model::{LoadedModel, ModelHandle};
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::AdapterNote;
@@ -42,7 +38,7 @@ use crate::plan::planned_trajectories;
 use crate::run::{evaluate_method, evaluated, resolve, PhaseResult, Tuning};
 use crate::supervised::{encode, Encoded};
 use crate::trainer::{evaluate_loss, TrainConfig, Trainer};
-use crate::tuned::{Outputs, Tuned};
+use crate::tuned::{spawn_trainable, Outputs, Tuned};
 
 /// What a real-model demonstration was started with, in its folder: the
 /// same command continues it; other settings are refused.
@@ -213,13 +209,7 @@ impl RealDemo {
 
     /// The report, once finished.
     pub fn report(&self) -> Result<Option<RealReport>> {
-        let path = self.dir.join(REPORT_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| Error::bad_file(&path, e.to_string())),
-            Err(_) => Ok(None),
-        }
+        crate::files::read_json(&self.dir.join(REPORT_FILE))
     }
 
     /// Runs the demonstration of `model` on the QA file `data`, or resumes
@@ -266,20 +256,8 @@ impl RealDemo {
             base: model,
             agent: Some(&config.agent),
         };
-        let batch = (config.estep.batch * config.estep.samples).max(8);
-        let load_files = files.clone();
-        let handle = Arc::new(ModelHandle::spawn(
-            move || LoadedModel::load_trainable(&load_files, &Device::Cpu, DType::F32),
-            batch,
-        )?);
         let tuning = Tuning::Lora(config.lora.clone());
-        let seed = config.seed;
-        let (decoder, tuned) = handle.with_engine(move |engine| -> Result<_> {
-            let decoder = &mut engine.model_mut().decoder;
-            let tuned = Tuned::create(decoder, &tuning, seed)?;
-            Ok((decoder.clone(), tuned))
-        })??;
-        let local = Local::new(handle);
+        let (local, decoder, tuned) = spawn_trainable(&files, &tuning, config.seed, &config.estep)?;
         let greedy = Agent {
             generator: &local,
             retriever: &library,

@@ -13,15 +13,13 @@
 //! end of the EM rounds the best round's adapter is made active.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use candle_core::{DType, Device};
 use exsearch_agent::eval::{evaluate, EvalOptions, EvalSummary, QaItem};
-use exsearch_agent::generator::Local;
 use exsearch_agent::{Agent, AgentSettings, Method, Trajectory};
 use exsearch_core::{CancelToken, EventSink, Home, Library, Quiet};
 use exsearch_model::hub::HubCache;
-use exsearch_model::{ChatMessage, LoadedModel, ModelFiles, ModelHandle, ModelSource};
+use exsearch_model::{ChatMessage, LoadedModel, ModelFiles, ModelSource};
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::AdapterNote;
@@ -30,12 +28,12 @@ use crate::em::{Rounds, RoundsConfig};
 use crate::error::{Error, Result};
 use crate::estep::EStepOptions;
 use crate::events::{Recorder, TrainEvent, CHARTS_DIR};
-use crate::files::write_atomic;
+use crate::files::{read_json, write_atomic};
 use crate::lora::LoraConfig;
 use crate::phase::Phase;
 use crate::supervised::{encode, Encoded, Example};
 use crate::trainer::{evaluate_loss, TrainConfig, Trainer};
-use crate::tuned::{Outputs, Tuned};
+use crate::tuned::{spawn_trainable, Outputs, Tuned};
 
 const SPEC_FILE: &str = "run.json";
 const REPORT_FILE: &str = "report.json";
@@ -265,13 +263,7 @@ impl Run {
 
     /// The final report, once the run has finished.
     pub fn report(&self) -> Result<Option<RunReport>> {
-        let path = self.dir.join(REPORT_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| Error::bad_file(&path, e.to_string())),
-            Err(_) => Ok(None),
-        }
+        read_json(&self.dir.join(REPORT_FILE))
     }
 
     pub fn store(&self) -> Result<crate::store::RunStore> {
@@ -454,24 +446,11 @@ impl Run {
         };
         let files = resolve(&spec.model)?;
         let outputs = self.outputs(home, &files, &spec.model, Some(&spec.agent));
-        let batch = (spec.estep.batch * spec.estep.samples).max(8);
-        let load_files = files.clone();
-        let handle = Arc::new(ModelHandle::spawn(
-            move || LoadedModel::load_trainable(&load_files, &Device::Cpu, DType::F32),
-            batch,
-        )?);
-        // The engine's decoder and the trainer's clone share the trained
-        // variables, so each update reaches generation at once.
-        let (tuning, seed) = (spec.tuning.clone(), spec.mstep.seed);
-        let (decoder, tuned) = handle.with_engine(move |engine| -> Result<_> {
-            let decoder = &mut engine.model_mut().decoder;
-            let tuned = Tuned::create(decoder, &tuning, seed)?;
-            Ok((decoder.clone(), tuned))
-        })??;
+        let (local, decoder, tuned) =
+            spawn_trainable(&files, &spec.tuning, spec.mstep.seed, &spec.estep)?;
         if let Some(start) = &spec.start {
             tuned.restore(start)?;
         }
-        let local = Local::new(handle);
         let mut greedy = spec.agent.clone();
         greedy.sampling.temperature = 0.0;
         let mut sampling = spec.agent.clone();

@@ -2,11 +2,13 @@
 //! each phase's result is saved and restored from.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use candle_core::{Device, Var};
+use candle_core::{DType, Device, Var};
+use exsearch_agent::generator::Local;
 use exsearch_core::Home;
 use exsearch_model::model::Decoder;
-use exsearch_model::ModelFiles;
+use exsearch_model::{LoadedModel, ModelFiles, ModelHandle};
 
 use crate::adapters::{write_model_folder, AdapterNote, Adapters};
 use crate::error::{Error, Result};
@@ -142,4 +144,30 @@ pub(crate) struct Outputs<'a> {
     /// The search settings the phases are trained and measured with, kept
     /// in adapters' notes (none for warm-up on written trajectories).
     pub agent: Option<&'a exsearch_agent::AgentSettings>,
+}
+
+/// A model loaded for training on its own engine thread, `tuning`'s
+/// variables installed: generation and scoring go through the returned
+/// `Local`, the trainer through the returned decoder, and both share the
+/// variables, so each optimizer step reaches generation at once. The
+/// engine batches as many rows as an E-step samples together.
+pub(crate) fn spawn_trainable(
+    files: &ModelFiles,
+    tuning: &Tuning,
+    seed: u64,
+    estep: &crate::estep::EStepOptions,
+) -> Result<(Local, Decoder, Tuned)> {
+    let batch = (estep.batch * estep.samples).max(8);
+    let load_files = files.clone();
+    let handle = Arc::new(ModelHandle::spawn(
+        move || LoadedModel::load_trainable(&load_files, &Device::Cpu, DType::F32),
+        batch,
+    )?);
+    let tuning = tuning.clone();
+    let (decoder, tuned) = handle.with_engine(move |engine| -> Result<_> {
+        let decoder = &mut engine.model_mut().decoder;
+        let tuned = Tuned::create(decoder, &tuning, seed)?;
+        Ok((decoder.clone(), tuned))
+    })??;
+    Ok((Local::new(handle), decoder, tuned))
 }

@@ -5,28 +5,8 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::load;
-use exsearch_model::ChatMessage;
-use exsearch_train::{encode, Encoded, Example, Lora, LoraConfig};
-
-/// A search trajectory in the agent's wire format.
-fn trajectory(answer: &str) -> Example {
-    Example {
-        messages: vec![
-            ChatMessage::user(
-                "Answer by searching. <USER QUERY> Where was Ada born?  Your Output:",
-            ),
-            ChatMessage::assistant("<QUERY> Ada birthplace"),
-            ChatMessage::user("<SEARCH> [1] Title: Ada. Content: Ada was born in Velm."),
-            ChatMessage::assistant("<FACT> Ada was born in Velm\n<FINAL>"),
-            ChatMessage::user(
-                "please give the final answer to the input question: Where was Ada born?",
-            ),
-            ChatMessage::assistant(answer),
-        ],
-        weight: 1.0,
-    }
-}
+use common::{load, trajectory};
+use exsearch_train::{encode, Encoded, Lora, LoraConfig};
 
 /// LoRA over a quantized GGUF model (as QLoRA trains): the frozen products
 /// pass the gradient back from the file's bits, so every adapter gets the

@@ -8,32 +8,13 @@ mod common;
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
-use common::{load, tiny};
+use common::{load, tiny, trajectory};
 use exsearch_core::CancelToken;
 use exsearch_model::model::Decoder;
 use exsearch_model::ChatMessage;
 use exsearch_train::{
-    encode, evaluate_loss, Encoded, Example, Lora, LoraConfig, Params, TrainConfig, Trainer,
+    encode, evaluate_loss, Encoded, Lora, LoraConfig, Params, TrainConfig, Trainer,
 };
-
-/// A search trajectory in the agent's wire format.
-fn trajectory(answer: &str) -> Example {
-    Example {
-        messages: vec![
-            ChatMessage::user(
-                "Answer by searching. <USER QUERY> Where was Ada born?  Your Output:",
-            ),
-            ChatMessage::assistant("<QUERY> Ada birthplace"),
-            ChatMessage::user("<SEARCH> [1] Title: Ada. Content: Ada was born in Velm."),
-            ChatMessage::assistant("<FACT> Ada was born in Velm\n<FINAL>"),
-            ChatMessage::user(
-                "please give the final answer to the input question: Where was Ada born?",
-            ),
-            ChatMessage::assistant(answer),
-        ],
-        weight: 1.0,
-    }
-}
 
 fn logits(decoder: &Decoder, tokens: &[u32]) -> Vec<Vec<f32>> {
     let ids = Tensor::new(tokens, decoder.device())

@@ -10,8 +10,9 @@ use candle_core::{DType, Device};
 use exsearch_core::{CancelToken, Home, Library, Quiet, SyncOptions};
 use exsearch_model::fixtures;
 use exsearch_model::model::Family;
-use exsearch_model::{LoadedModel, ModelSource};
+use exsearch_model::{ChatMessage, LoadedModel, ModelSource};
 use exsearch_train::world::{World, WorldConfig, WorldFiles};
+use exsearch_train::Example;
 
 pub fn load(dir: &Path) -> LoadedModel {
     let source: ModelSource = dir.to_str().expect("utf-8 path").parse().expect("a folder");
@@ -57,4 +58,23 @@ pub fn indexed_world(dir: &Path, seed: u64, train: usize, valid: usize) -> (Worl
         )
         .expect("indexes");
     (files, library)
+}
+
+/// A search trajectory in the agent's wire format.
+pub fn trajectory(answer: &str) -> Example {
+    Example {
+        messages: vec![
+            ChatMessage::user(
+                "Answer by searching. <USER QUERY> Where was Ada born?  Your Output:",
+            ),
+            ChatMessage::assistant("<QUERY> Ada birthplace"),
+            ChatMessage::user("<SEARCH> [1] Title: Ada. Content: Ada was born in Velm."),
+            ChatMessage::assistant("<FACT> Ada was born in Velm\n<FINAL>"),
+            ChatMessage::user(
+                "please give the final answer to the input question: Where was Ada born?",
+            ),
+            ChatMessage::assistant(answer),
+        ],
+        weight: 1.0,
+    }
 }
