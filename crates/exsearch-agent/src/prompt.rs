@@ -102,10 +102,20 @@ pub fn direct_turn(settings: &AgentSettings, question: &str) -> String {
 }
 
 pub fn rerank_turn(settings: &AgentSettings, query: &str, hits: &[Hit]) -> String {
+    rerank_turn_at(settings, query, hits, Detail::Full)
+}
+
+/// The re-ranking request with its passages at `detail`.
+pub fn rerank_turn_at(
+    settings: &AgentSettings,
+    query: &str,
+    hits: &[Hit],
+    detail: Detail,
+) -> String {
     settings
         .rerank_prompt
         .replace("{query}", query)
-        .replace("{passages}", &passages(settings, hits))
+        .replace("{passages}", &passages_at(settings, hits, detail))
 }
 
 /// `[1] Title: t. Content: text` lines, numbered from 1.

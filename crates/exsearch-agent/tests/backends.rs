@@ -384,27 +384,30 @@ fn a_search_that_outgrows_the_server_s_context_is_trimmed_then_answered() {
     assert!(t.steps.iter().all(|s| s.passages.len() == 5));
 }
 
-#[test]
-fn a_local_model_s_context_is_never_exceeded() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let library = long_library(dir.path());
-    // A model whose context is too small for five whole passages.
-    let model_dir = dir.path().join("model");
+/// A tiny local model with a 1,024-token context, too small for five whole
+/// passages of the long library.
+fn small_context_model(dir: &std::path::Path) -> Local {
+    let model_dir = dir.join("model");
     let mut config = fixtures::tiny_config(Family::Qwen2);
     config["max_position_embeddings"] = serde_json::json!(1024);
     fixtures::write_hf_model(&model_dir, &config, 11, DType::F32).expect("fixture");
     let source: ModelSource = model_dir.to_str().expect("utf-8").parse().expect("folder");
     let files = source
-        .resolve(&exsearch_model::hub::HubCache::new(
-            dir.path().join("no-cache"),
-        ))
+        .resolve(&exsearch_model::hub::HubCache::new(dir.join("no-cache")))
         .expect("files");
     let handle = ModelHandle::spawn(
         move || LoadedModel::load(&files, &Device::Cpu, DType::F32),
         8,
     )
     .expect("model thread");
-    let local = Local::new(Arc::new(handle));
+    Local::new(Arc::new(handle))
+}
+
+#[test]
+fn a_local_model_s_context_is_never_exceeded() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let library = long_library(dir.path());
+    let local = small_context_model(dir.path());
     let settings = AgentSettings {
         answer_tokens: 6,
         ..AgentSettings::default()
@@ -472,4 +475,100 @@ fn a_server_that_stalls_is_given_up_on_and_asked_again() {
         "the stalled request was not waited out: {:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn a_long_conversation_leaves_out_its_oldest_exchanges_to_fit() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let library = long_library(dir.path());
+    let local = small_context_model(dir.path());
+    let settings = AgentSettings {
+        answer_tokens: 6,
+        history_turns: 3,
+        ..AgentSettings::default()
+    };
+    let agent = Agent {
+        generator: &local,
+        retriever: &library,
+        settings: &settings,
+    };
+    // Three earlier exchanges whose answers alone fill the context.
+    let mut question = Question::new("What does lorem say?");
+    question.history = (0..3)
+        .map(|i| exsearch_agent::Exchange {
+            question: format!("What did the notes say, part {i}?"),
+            answer: "lorem ipsum dolor sit amet ".repeat(60),
+        })
+        .collect();
+    let t = agent
+        .answer(&question, Method::Rag, &Quiet, &CancelToken::new())
+        .expect("answers");
+    assert_eq!(t.end, EndReason::Finished, "{:?}", t.error);
+    assert!(
+        t.history_turns < 6,
+        "the oldest exchanges were left out: {} history turns kept",
+        t.history_turns
+    );
+    assert!(t.context_trims >= 1);
+    // What was kept is the newest part of the conversation.
+    assert!(t.transcript[..t.history_turns]
+        .iter()
+        .all(|m| !m.content.contains("part 0")));
+}
+
+#[test]
+fn a_rerank_request_is_fitted_to_the_server_s_context() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let library = long_library(dir.path());
+    let server = FakeOpenAi::serve_by(|body| {
+        let messages = body["messages"].as_array().cloned().unwrap_or_default();
+        let last = messages
+            .last()
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or("");
+        if last.starts_with("Which of the passages") {
+            "[2] > [1]".into()
+        } else if last.starts_with("Please give the final answer") {
+            "Oslo".into()
+        } else if messages.len() > 1 {
+            "<FACT> lorem facts\n<FINAL>".into()
+        } else {
+            "<QUERY> lorem".into()
+        }
+    })
+    .with_context(1000);
+    let openai = OpenAi::new(&server.endpoint, "m", None).with_retry(fast(1));
+    let settings = AgentSettings {
+        rerank: true,
+        ..AgentSettings::default()
+    };
+    let whole = exsearch_agent::prompt::rerank_turn(
+        &settings,
+        "lorem",
+        &library.search("lorem", settings.k).expect("search"),
+    );
+    assert!(
+        whole.len() / 3 > 1000,
+        "the whole passages would not fit: {} bytes",
+        whole.len()
+    );
+    let agent = Agent {
+        generator: &openai,
+        retriever: &library,
+        settings: &settings,
+    };
+    let t = agent
+        .answer(
+            &Question::new("What does lorem say?"),
+            Method::Exsearch,
+            &Quiet,
+            &CancelToken::new(),
+        )
+        .expect("answered");
+    assert_eq!(server.refused(), 0, "no request over the server's context");
+    assert_eq!(t.answer, "Oslo");
+    // The ranking was asked for with shortened passages, and used.
+    let asked = &t.side_calls[0].prompt[0].content;
+    assert!(asked.len() < whole.len(), "{} bytes", asked.len());
+    assert_eq!(t.steps[0].rerank.as_deref(), Some(&[1, 0][..]));
 }

@@ -1,5 +1,6 @@
 //! Context budgets: a run's conversation kept within the model's context
-//! by re-rendering its passage blocks shorter, oldest first.
+//! by re-rendering its passage blocks shorter, oldest first, then by
+//! leaving out the conversation's oldest exchanges.
 
 use exsearch_core::Hit;
 use exsearch_model::ChatMessage;
@@ -27,8 +28,9 @@ impl Agent<'_> {
     /// Shortens `run`'s passage blocks until its conversation and a reply
     /// of `reply` tokens fit `context`: the least shortened block first,
     /// oldest first (passages cut short, then to their titles), sparing the
-    /// newest block when `keep_last`. `Err(tokens needed)` when nothing
-    /// more can be cut.
+    /// newest block when `keep_last`; then leaves out the earlier
+    /// exchanges of the conversation, oldest first. `Err(tokens needed)`
+    /// when nothing more can be cut.
     pub(super) fn fit(
         &self,
         run: &mut Run,
@@ -51,7 +53,17 @@ impl Agent<'_> {
                 .filter(|b| b.detail < Detail::Titles)
                 .min_by_key(|b| (b.detail, b.message))
             else {
-                return Ok(Err(needed));
+                if run.history_turns < 2 {
+                    return Ok(Err(needed));
+                }
+                // The oldest exchange (its question and answer) goes.
+                run.messages.drain(..2);
+                run.history_turns -= 2;
+                for block in &mut run.blocks {
+                    block.message -= 2;
+                }
+                run.context_trims += 1;
+                continue;
             };
             block.detail = match block.detail {
                 Detail::Full => Detail::Short,

@@ -36,14 +36,16 @@ impl Agent<'_> {
         }
         let mut orders: Vec<Option<Vec<usize>>> = vec![None; pending.len()];
         if settings.rerank {
-            let which: Vec<usize> = (0..pending.len()).filter(|&i| found[i].len() > 1).collect();
-            let prompts: Vec<Prompt> = which
-                .iter()
-                .map(|&i| {
-                    let turn = prompt::rerank_turn(settings, &pending[i].query, &found[i]);
-                    Prompt::new(vec![ChatMessage::user(turn)])
-                })
-                .collect();
+            // Each request fits the model's context, its passages shortened
+            // if need be; one that cannot keeps the retriever's order.
+            let mut which = Vec::new();
+            let mut prompts = Vec::new();
+            for i in (0..pending.len()).filter(|&i| found[i].len() > 1) {
+                if let Some(prompt) = self.rerank_prompt(&pending[i].query, &found[i])? {
+                    which.push(i);
+                    prompts.push(prompt);
+                }
+            }
             let owners: Vec<usize> = which.iter().map(|&i| pending[i].run).collect();
             let replies = if prompts.is_empty() {
                 Vec::new()
@@ -106,5 +108,28 @@ impl Agent<'_> {
             });
         }
         Ok(())
+    }
+}
+
+impl Agent<'_> {
+    /// The re-ranking request for `hits`, with whole passages, else short
+    /// ones, else titles, whichever first fits the model's context with
+    /// room for the reply; `None` when none does.
+    fn rerank_prompt(&self, query: &str, hits: &[Hit]) -> Result<Option<Prompt>> {
+        let settings = self.settings;
+        for detail in [Detail::Full, Detail::Short, Detail::Titles] {
+            let turn = prompt::rerank_turn_at(settings, query, hits, detail);
+            let prompt = Prompt::new(vec![ChatMessage::user(turn)]);
+            let fits = match self.generator.context_tokens() {
+                Some(context) => {
+                    self.generator.prompt_tokens(&prompt)? + settings.answer_tokens <= context
+                }
+                None => true,
+            };
+            if fits {
+                return Ok(Some(prompt));
+            }
+        }
+        Ok(None)
     }
 }
