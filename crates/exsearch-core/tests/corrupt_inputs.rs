@@ -1,4 +1,4 @@
-//! Damaged files never take the indexer down: real PDFs, DOCX and HTML with
+//! Damaged files never take the indexer down: real PDFs, DOCX, EPUB, ODP and HTML with
 //! bytes flipped or cut short are either extracted or refused with a reason.
 
 use exsearch_core::corpus::{extract, DocumentKind};
@@ -103,4 +103,56 @@ fn damaged_docx_is_extracted_or_refused() {
     let (_, reasons) = survive(DocumentKind::Docx, &buf.into_inner(), 200);
     assert!(!reasons.is_empty());
     assert!(reasons.iter().all(|r| r.contains("DOCX")), "{reasons:?}");
+}
+
+/// A zip archive of `(name, content)` parts, stored so that flipped bytes
+/// reach the parsers.
+fn stored_zip(parts: &[(&str, String)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut buf = std::io::Cursor::new(Vec::new());
+    {
+        let mut zip = zip::ZipWriter::new(&mut buf);
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        for (name, content) in parts {
+            zip.start_file(*name, opts).expect("zip");
+            zip.write_all(content.as_bytes()).expect("zip");
+        }
+        zip.finish().expect("zip");
+    }
+    buf.into_inner()
+}
+
+#[test]
+fn damaged_epub_and_opendocument_are_extracted_or_refused_by_name() {
+    let chapter = format!(
+        "<html><body>{}</body></html>",
+        "<p>A chapter of some length.</p>".repeat(30)
+    );
+    let epub = stored_zip(&[
+        ("mimetype", "application/epub+zip".into()),
+        (
+            "META-INF/container.xml",
+            r#"<container><rootfiles><rootfile full-path="book.opf"/></rootfiles></container>"#.into(),
+        ),
+        (
+            "book.opf",
+            r#"<package><metadata><title>B</title></metadata><manifest><item id="a" href="a.xhtml"/></manifest><spine><itemref idref="a"/></spine></package>"#.into(),
+        ),
+        ("a.xhtml", chapter),
+    ]);
+    let (_, reasons) = survive(DocumentKind::Epub, &epub, 200);
+    assert!(!reasons.is_empty());
+    assert!(reasons.iter().all(|r| r.contains("EPUB")), "{reasons:?}");
+
+    let body = "<text:p>Slide text &amp; more.</text:p>".repeat(30);
+    let odp = stored_zip(&[(
+        "content.xml",
+        format!(
+            r#"<office:document-content xmlns:office="o" xmlns:text="t" xmlns:draw="d"><office:body><office:presentation><draw:page>{body}</draw:page></office:presentation></office:body></office:document-content>"#
+        ),
+    )]);
+    let (_, reasons) = survive(DocumentKind::Odp, &odp, 200);
+    assert!(!reasons.is_empty());
+    assert!(reasons.iter().all(|r| r.contains("ODP")), "{reasons:?}");
 }

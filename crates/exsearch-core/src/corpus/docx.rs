@@ -2,39 +2,22 @@
 //! with `quick-xml`'s streaming reader. That is all a text extractor needs;
 //! the full DOCX object-model crates parse styles and layout we would discard.
 
-use std::io::{Cursor, Read};
-
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
+use super::archive::{self, Archive};
 use super::{clean_line, ExtractedDocument, Section, Skip};
 
-/// Guards against zip bombs: XML compresses about 10x, so a part that
-/// expands past this ratio of the whole file (or 256 MiB) is refused.
-const MAX_EXPANSION: u64 = 64;
-const MAX_XML_BYTES: u64 = 256 * 1024 * 1024;
-
 fn corrupt(detail: impl ToString) -> Skip {
-    Skip::Corrupt {
-        kind: "DOCX",
-        detail: detail.to_string(),
-    }
+    archive::corrupt("DOCX", detail)
 }
 
 pub(super) fn extract(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
-    if bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]) {
-        // An OLE container: Office wraps password-protected documents so.
-        return Err(Skip::Corrupt {
-            kind: "DOCX",
-            detail: "an OLE container, not a zip archive (password-protected or legacy .doc)"
-                .into(),
-        });
-    }
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(corrupt)?;
-    let limit = (bytes.len() as u64 * MAX_EXPANSION).clamp(1 << 20, MAX_XML_BYTES);
-    let body = read_part(&mut archive, "word/document.xml", limit)?
+    let mut archive = Archive::open(bytes, "DOCX")?;
+    let body = archive
+        .read_string("word/document.xml")?
         .ok_or_else(|| corrupt("no word/document.xml in the archive"))?;
-    let title = match read_part(&mut archive, "docProps/core.xml", limit) {
+    let title = match archive.read_string("docProps/core.xml") {
         Ok(Some(core)) => core_title(&core),
         _ => None,
     };
@@ -45,28 +28,6 @@ pub(super) fn extract(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
             text: body_text(&body)?,
         }],
     })
-}
-
-fn read_part(
-    archive: &mut zip::ZipArchive<Cursor<&[u8]>>,
-    name: &str,
-    limit: u64,
-) -> Result<Option<String>, Skip> {
-    let file = match archive.by_name(name) {
-        Ok(f) => f,
-        Err(zip::result::ZipError::FileNotFound) => return Ok(None),
-        Err(e) => return Err(corrupt(e)),
-    };
-    let mut xml = String::new();
-    file.take(limit + 1)
-        .read_to_string(&mut xml)
-        .map_err(|e| corrupt(format!("{name}: {e}")))?;
-    if xml.len() as u64 > limit {
-        return Err(corrupt(format!(
-            "{name} expands past {limit} bytes (a zip bomb?)"
-        )));
-    }
-    Ok(Some(xml))
 }
 
 fn body_text(xml: &str) -> Result<String, Skip> {
@@ -101,7 +62,9 @@ fn body_text(xml: &str) -> Result<String, Skip> {
     Ok(out.trim().to_owned())
 }
 
-fn core_title(xml: &str) -> Option<String> {
+/// The text of the first `<title>` element (Dublin Core's `dc:title` in
+/// DOCX core properties, EPUB packages and OpenDocument metadata).
+pub(super) fn core_title(xml: &str) -> Option<String> {
     let mut reader = Reader::from_str(xml);
     let mut in_title = false;
     loop {
@@ -118,7 +81,7 @@ fn core_title(xml: &str) -> Option<String> {
 /// Builds a minimal valid DOCX, for tests here and in other modules.
 #[cfg(test)]
 pub(crate) fn tiny_docx(title: &str, paragraphs: &[&str]) -> Vec<u8> {
-    use std::io::Write;
+    use std::io::{Cursor, Write};
     let mut buf = Cursor::new(Vec::new());
     {
         let mut zip = zip::ZipWriter::new(&mut buf);

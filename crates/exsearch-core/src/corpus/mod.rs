@@ -5,12 +5,17 @@
 //! parser is a large third-party codebase, so calls into it also run under
 //! `catch_unwind` (see [`pdf`]).
 
+mod archive;
 mod docx;
+mod epub;
 mod html;
 mod markdown;
+mod odf;
 pub mod passages;
 mod pdf;
+mod pptx;
 mod text;
+mod xlsx;
 
 pub(crate) use pdf::panic_message;
 
@@ -27,6 +32,11 @@ pub enum DocumentKind {
     Html,
     Pdf,
     Docx,
+    Epub,
+    Odt,
+    Odp,
+    Pptx,
+    Xlsx,
 }
 
 impl DocumentKind {
@@ -37,6 +47,11 @@ impl DocumentKind {
             "html" | "htm" | "xhtml" => Self::Html,
             "pdf" => Self::Pdf,
             "docx" => Self::Docx,
+            "epub" => Self::Epub,
+            "odt" => Self::Odt,
+            "odp" => Self::Odp,
+            "pptx" => Self::Pptx,
+            "xlsx" => Self::Xlsx,
             e if TEXT_EXTENSIONS.contains(&e) => Self::Text,
             _ => return None,
         })
@@ -49,6 +64,11 @@ impl DocumentKind {
             Self::Html => "html",
             Self::Pdf => "pdf",
             Self::Docx => "docx",
+            Self::Epub => "epub",
+            Self::Odt => "odt",
+            Self::Odp => "odp",
+            Self::Pptx => "pptx",
+            Self::Xlsx => "xlsx",
         }
     }
 }
@@ -169,8 +189,6 @@ pub enum Skip {
     Corrupt { kind: &'static str, detail: String },
     #[error("binary content in a text file (NUL byte at offset {offset})")]
     Binary { offset: usize },
-    #[error("not valid UTF-8 text (invalid byte at offset {offset}); convert the file to UTF-8")]
-    NotUtf8 { offset: usize },
     #[error("empty file")]
     Empty,
     #[error("no text (the file holds only whitespace or markup)")]
@@ -192,7 +210,6 @@ impl Skip {
             Skip::NoTextLayer => "no_text_layer",
             Skip::Corrupt { .. } => "corrupt",
             Skip::Binary { .. } => "binary",
-            Skip::NotUtf8 { .. } => "not_utf8",
             Skip::Empty => "empty",
             Skip::NoText => "no_text",
             Skip::TooLarge { .. } => "too_large",
@@ -204,8 +221,13 @@ impl Skip {
 
     /// Whether retrying the same bytes could succeed (the file's content is
     /// not the cause), so `sync` tries again even when size and mtime match.
+    /// Also `not_utf8`, which earlier versions gave files in legacy
+    /// encodings that are now decoded.
     pub fn is_transient(code: &str) -> bool {
-        matches!(code, "unreadable" | "symlink_loop" | "too_large")
+        matches!(
+            code,
+            "unreadable" | "symlink_loop" | "too_large" | "not_utf8"
+        )
     }
 }
 
@@ -220,6 +242,11 @@ pub fn extract(kind: DocumentKind, bytes: &[u8]) -> Result<ExtractedDocument, Sk
         DocumentKind::Html => html::extract(bytes)?,
         DocumentKind::Pdf => pdf::extract(bytes)?,
         DocumentKind::Docx => docx::extract(bytes)?,
+        DocumentKind::Epub => epub::extract(bytes)?,
+        DocumentKind::Odt => odf::extract(bytes, "ODT")?,
+        DocumentKind::Odp => odf::extract(bytes, "ODP")?,
+        DocumentKind::Pptx => pptx::extract(bytes)?,
+        DocumentKind::Xlsx => xlsx::extract(bytes)?,
     };
     if doc.sections.iter().all(|s| s.text.trim().is_empty()) {
         return Err(if kind == DocumentKind::Pdf {

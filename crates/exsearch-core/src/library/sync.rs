@@ -157,7 +157,12 @@ fn extract_passages(
             .file_stem()
             .map_or_else(|| path.to_owned(), |s| s.to_string_lossy().into_owned())
     });
-    let pages = (kind == DocumentKind::Pdf).then_some(doc.sections.len() as u32);
+    let pages = match kind {
+        DocumentKind::Pdf => Some(doc.sections.len() as u32),
+        // Empty slides leave no section: the last slide's number counts them.
+        DocumentKind::Odp | DocumentKind::Pptx => doc.sections.iter().filter_map(|s| s.page).max(),
+        _ => None,
+    };
     let mut out = Vec::new();
     for section in &doc.sections {
         for chunk in passages::split(&section.text) {

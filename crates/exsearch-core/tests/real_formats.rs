@@ -1,0 +1,99 @@
+//! Documents written by the tools people use (pandoc's EPUB and PPTX,
+//! LibreOffice's ODT, ODP and XLSX; rebuilt by
+//! scripts/make-format-fixtures.sh) read as a reader would see them.
+
+use exsearch_core::corpus::{extract, DocumentKind};
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn words(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn a_pandoc_epub_reads_chapter_by_chapter_in_order() {
+    let doc = extract(DocumentKind::Epub, &fixture("voyage.epub")).expect("epub");
+    assert_eq!(doc.title.as_deref(), Some("The Voyage of the Esperança"));
+    let texts: Vec<String> = doc.sections.iter().map(|s| words(&s.text)).collect();
+    let departure = texts
+        .iter()
+        .position(|t| {
+            t.contains("The caravel left Lisbon at dawn, bound for the Cape of Good Hope.")
+        })
+        .expect("chapter one");
+    let arrival = texts
+        .iter()
+        .position(|t| t.contains("The pilot named the bay Angra dos Vaqueiros."))
+        .expect("chapter two");
+    assert!(departure < arrival, "{texts:?}");
+    assert!(doc.sections.iter().all(|s| s.page.is_none()));
+}
+
+#[test]
+fn a_libreoffice_text_document_reads_as_its_paragraphs() {
+    let doc = extract(DocumentKind::Odt, &fixture("ohm.odt")).expect("odt");
+    assert_eq!(
+        doc.title.as_deref(),
+        Some("Field notes on Ohm\u{2019}s law")
+    );
+    let text = &doc.sections[0].text;
+    assert!(
+        text.contains("Voltage equals current times resistance: V = I × R. Georg Ohm published it in 1827.\n\n"),
+        "{text:?}"
+    );
+    assert!(
+        text.contains("the unit named after him, the ohm."),
+        "{text:?}"
+    );
+}
+
+/// The same show, as pandoc wrote it (PPTX) and as LibreOffice converted
+/// it (ODP).
+#[test]
+fn presentations_read_slide_by_slide_with_their_notes() {
+    for (kind, name) in [
+        (DocumentKind::Pptx, "quarterly.pptx"),
+        (DocumentKind::Odp, "quarterly.odp"),
+    ] {
+        slides_of(kind, name);
+    }
+}
+
+fn slides_of(kind: DocumentKind, name: &str) {
+    let doc = extract(kind, &fixture(name)).expect(name);
+    let slide = |needle: &str| {
+        doc.sections
+            .iter()
+            .find(|s| words(&s.text).contains(needle))
+            .and_then(|s| s.page)
+            .unwrap_or_else(|| panic!("{name}: no slide says {needle:?}: {:?}", doc.sections))
+    };
+    let results = slide("Revenue grew by twelve percent in the third quarter.");
+    assert_eq!(slide("Mention the growth in the northern region."), results);
+    let outlook = slide("Hiring continues in Porto and Tallinn.");
+    assert_eq!(outlook, results + 1, "{name}");
+    // Slide numbers (fields on the notes page) are not text.
+    assert!(
+        doc.sections
+            .iter()
+            .all(|s| !s.text.contains(&format!("\n{results}"))),
+        "{name}: {:?}",
+        doc.sections
+    );
+}
+
+#[test]
+fn a_libreoffice_workbook_reads_as_rows_of_cells_under_the_sheet_name() {
+    let doc = extract(DocumentKind::Xlsx, &fixture("cities.xlsx")).expect("xlsx");
+    assert_eq!(doc.sections.len(), 1);
+    assert_eq!(
+        doc.sections[0].text,
+        "cities\n\nCity\tCountry\tPopulation\nLisbon\tPortugal\t545923\n\
+         Tallinn\tEstonia\t438341\nPorto\tPortugal\t231800"
+    );
+}
