@@ -6,7 +6,11 @@
 #
 #   bash scripts/build-llama-bench.sh [TARGET...]   (default llama-bench;
 #   llama-server for scripts/bench-llama-server.sh)
-# Needs curl, Python 3 with pip (for cmake and ninja) and a C++ compiler.
+#   LLAMA_CUDA=ARCH bash scripts/build-llama-bench.sh   (CUDA build for one
+#   architecture, e.g. 90 on an H100/H200, without the FlashAttention
+#   kernels, which take most of the compile; into target/llama.cpp/build-cuda)
+# Needs curl (first run), cmake and ninja (else Python 3 with pip fetches
+# them) and a C++ compiler; nvcc for LLAMA_CUDA.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
@@ -26,12 +30,21 @@ print(next(f["url"] for f in files if f["packagetype"] == "sdist"))' "$VERSION")
     mv "$WORK/llama_cpp_python-$VERSION/vendor/llama.cpp" "$SRC"
     rm -rf "$WORK"
 fi
-python3 -m venv target/llama.cpp-venv
-target/llama.cpp-venv/bin/pip install -q cmake ninja
-export PATH="$PWD/target/llama.cpp-venv/bin:$PATH"
-cmake -S "$SRC" -B "$SRC/build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+if ! command -v cmake > /dev/null || ! command -v ninja > /dev/null; then
+    python3 -m venv target/llama.cpp-venv
+    target/llama.cpp-venv/bin/pip install -q cmake ninja
+    export PATH="$PWD/target/llama.cpp-venv/bin:$PATH"
+fi
+BUILD="$SRC/build"
+extra=()
+if [ -n "${LLAMA_CUDA:-}" ]; then
+    BUILD="$SRC/build-cuda"
+    extra=(-DGGML_CUDA=ON "-DCMAKE_CUDA_ARCHITECTURES=$LLAMA_CUDA" -DGGML_CUDA_FA=OFF
+        -DGGML_CUDA_NCCL=OFF)
+fi
+cmake -S "$SRC" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
-    -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON
+    -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON "${extra[@]}"
 targets=("${@:-llama-bench}")
-ninja -C "$SRC/build" "${targets[@]}"
-echo "built ${targets[*]} in $SRC/build/bin"
+ninja -C "$BUILD" "${targets[@]}"
+echo "built ${targets[*]} in $BUILD/bin"

@@ -18,6 +18,8 @@
 //! - `EXSEARCH_BENCH_THREADS` (default: all cores), `EXSEARCH_BENCH_PP` (256),
 //!   `EXSEARCH_BENCH_TG` (64), `EXSEARCH_BENCH_BATCH` (`1,4,8,16`; `none`
 //!   skips batched sampling)
+//! - `EXSEARCH_BENCH_DEVICE` (`cpu`; `cuda` in a build with `--features cuda`,
+//!   where llama-bench, built with CUDA, offloads every layer: `-ngl 99`)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -81,12 +83,12 @@ fn weights(format: &str) -> PathBuf {
     }
 }
 
-fn load(path: &Path, dtype: DType) -> LoadedModel {
+fn load(path: &Path, device: &Device, dtype: DType) -> LoadedModel {
     let source: ModelSource = path.to_str().expect("utf-8").parse().expect("model path");
     let files = source
         .resolve(&exsearch_model::hub::HubCache::new(bench_dir()))
         .expect("files");
-    LoadedModel::load(&files, &Device::Cpu, dtype).expect("load")
+    LoadedModel::load(&files, device, dtype).expect("load")
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -138,6 +140,51 @@ fn ours(model: &LoadedModel, pp: usize, tg: usize) -> (f64, f64) {
     (median(pps), median(tgs))
 }
 
+/// Teacher-forced logits at every position of `tokens`, one row each.
+fn logits_rows(model: &LoadedModel, tokens: &[u32]) -> Vec<Vec<f32>> {
+    let d = &model.decoder;
+    let ids = Tensor::new(tokens, d.device())
+        .and_then(|t| t.unsqueeze(0))
+        .expect("ids");
+    let pos: Vec<u32> = (0..tokens.len() as u32).collect();
+    let pos = Tensor::new(pos, d.device())
+        .and_then(|t| t.unsqueeze(0))
+        .expect("pos");
+    let mut cache = KvCache::new(d.config().num_layers);
+    let h = d
+        .forward(&ids, &pos, None, Some(&mut cache))
+        .expect("forward");
+    let logits = d.logits(&h).expect("logits");
+    logits
+        .squeeze(0)
+        .and_then(|l| l.to_vec2::<f32>())
+        .expect("rows")
+}
+
+/// How the accelerator's logits compare with the CPU's on the same file:
+/// top-1 agreement over `n` teacher-forced positions, and the largest
+/// difference against the largest logit.
+fn against_cpu(model: &LoadedModel, path: &Path, dtype: DType, n: usize) -> String {
+    let vocab = model.decoder.config().vocab_size as u32;
+    let tokens: Vec<u32> = (0..n as u32).map(|i| (i * 7919 + 13) % vocab).collect();
+    let ours = logits_rows(model, &tokens);
+    let cpu = logits_rows(&load(path, &Device::Cpu, dtype), &tokens);
+    let argmax = |r: &[f32]| exsearch_model::engine::sampling::argmax(r);
+    let same = ours
+        .iter()
+        .zip(&cpu)
+        .filter(|(a, b)| argmax(a.as_slice()) == argmax(b.as_slice()))
+        .count();
+    let (mut diff, mut scale) = (0f32, 0f32);
+    for (a, b) in ours.iter().zip(&cpu) {
+        for (x, y) in a.iter().zip(b) {
+            diff = diff.max((x - y).abs());
+            scale = scale.max(y.abs());
+        }
+    }
+    format!("top-1 {same}/{n} as on the CPU; max |diff| {diff:.4} (largest logit {scale:.2})")
+}
+
 fn llama_bench() -> Option<PathBuf> {
     let candidates = [
         std::env::var_os("LLAMA_BENCH").map(PathBuf::from),
@@ -155,12 +202,20 @@ fn llama_bench() -> Option<PathBuf> {
 /// fails: llama-cpp-python 0.3.36's llama.cpp repacks weights for AMX, which
 /// dies with an illegal instruction in the prefill of every file here while
 /// its decode runs. The second value says whether the fallback was taken.
-fn peer_rate(bin: &Path, gguf: &Path, threads: usize, pp: usize, tg: usize) -> Option<(f64, bool)> {
+fn peer_rate(
+    bin: &Path,
+    gguf: &Path,
+    gpu: bool,
+    threads: usize,
+    pp: usize,
+    tg: usize,
+) -> Option<(f64, bool)> {
     let run = |extra: &[&str]| {
         let out = Command::new(bin)
             .args(["-m", gguf.to_str()?])
             .args(["-p", &pp.to_string(), "-n", &tg.to_string()])
             .args(["-t", &threads.to_string(), "-r", "3", "-o", "json"])
+            .args(["-ngl", if gpu { "99" } else { "0" }])
             .args(extra)
             .output()
             .ok()?;
@@ -235,6 +290,11 @@ fn main() {
     let pp: usize = env_or("EXSEARCH_BENCH_PP", "256").parse().expect("PP");
     let tg: usize = env_or("EXSEARCH_BENCH_TG", "64").parse().expect("TG");
     let formats = env_or("EXSEARCH_BENCH_FORMATS", "q8_0,q4_k_m,f32,bf16");
+    let device = match env_or("EXSEARCH_BENCH_DEVICE", "cpu").as_str() {
+        "cpu" => Device::Cpu,
+        other => exsearch_model::model::parse_device(other).expect("EXSEARCH_BENCH_DEVICE"),
+    };
+    let gpu = !device.is_cpu();
     let batches: Vec<usize> = match env_or("EXSEARCH_BENCH_BATCH", "1,4,8,16").as_str() {
         "none" => Vec::new(),
         list => list
@@ -244,6 +304,9 @@ fn main() {
     };
     let peer_bin = llama_bench();
     let (copy_bw, read_bw) = bandwidth(threads);
+    if gpu {
+        println!("device {device:?}; llama-bench offloads every layer (-ngl 99)");
+    }
     println!("threads {threads}; prompt {pp} tokens; decode {tg} tokens; memory bandwidth: copy {copy_bw:.1} GB/s, read {read_bw:.1} GB/s");
     println!(
         "simd: avx2 {} avx512f {} fma {} (compile-time)",
@@ -258,6 +321,7 @@ fn main() {
     println!();
     println!("| format | ours prefill tok/s | llama.cpp prefill | ratio | ours decode tok/s | llama.cpp decode | ratio | decode / bandwidth limit |");
     println!("|---|---|---|---|---|---|---|---|");
+    let mut parity = Vec::new();
     for format in formats.split(',').map(str::trim).filter(|f| !f.is_empty()) {
         let path = weights(format);
         let dtype = if format == "bf16" {
@@ -265,8 +329,14 @@ fn main() {
         } else {
             DType::F32
         };
-        let model = load(&path, dtype);
+        let model = load(&path, &device, dtype);
         let (pp_ours, tg_ours) = ours(&model, pp, tg);
+        if gpu {
+            parity.push(format!(
+                "{format}: {}",
+                against_cpu(&model, &path, dtype, 64)
+            ));
+        }
         let params = model.decoder.config().parameter_count();
         drop(model);
         let peer_file = match format {
@@ -278,10 +348,11 @@ fn main() {
             peer_bin
                 .as_ref()
                 .zip(peer_file.as_ref())
-                .and_then(|(bin, file)| peer_rate(bin, file, threads, pp, tg))
+                .and_then(|(bin, file)| peer_rate(bin, file, gpu, threads, pp, tg))
         };
         let (pp_peer, tg_peer) = (theirs(pp, 0), theirs(0, tg));
         let bytes = weight_bytes(format, &path, params);
+        // The host's bandwidth bounds a CPU's decode only.
         let limit = read_bw * 1e9 / bytes;
         let cell = |x: Option<(f64, bool)>| {
             x.map_or("-".to_string(), |(v, plain)| {
@@ -292,21 +363,31 @@ fn main() {
             b.map_or("-".to_string(), |(b, _)| format!("{:.2}x", a / b))
         };
         println!(
-            "| {format} | {pp_ours:.1} | {} | {} | {tg_ours:.1} | {} | {} | {:.0}% of {limit:.1} tok/s ({:.0} MB/token) |",
+            "| {format} | {pp_ours:.1} | {} | {} | {tg_ours:.1} | {} | {} | {} |",
             cell(pp_peer),
             ratio(pp_ours, pp_peer),
             cell(tg_peer),
             ratio(tg_ours, tg_peer),
-            100.0 * tg_ours / limit,
-            bytes / 1e6
+            if gpu {
+                format!("- ({:.0} MB/token)", bytes / 1e6)
+            } else {
+                format!(
+                    "{:.0}% of {limit:.1} tok/s ({:.0} MB/token)",
+                    100.0 * tg_ours / limit,
+                    bytes / 1e6
+                )
+            }
         );
     }
     println!();
+    for line in &parity {
+        println!("logits on {device:?} against the CPU, 64 teacher-forced positions, {line}");
+    }
     if batches.is_empty() {
         return;
     }
     let batch_format = env_or("EXSEARCH_BENCH_BATCH_FORMAT", "q8_0");
-    let model = load(&weights(&batch_format), DType::F32);
+    let model = load(&weights(&batch_format), &device, DType::F32);
     let vocab = model.decoder.config().vocab_size as u32;
     let engine = Engine::new(model);
     let prompt: Vec<u32> = (0..64u32).map(|i| (i * 104_729) % vocab).collect();
