@@ -61,9 +61,14 @@ fn every_format_is_indexed_and_every_bad_file_is_listed_with_its_reason() {
     .expect("copy pdf");
     let fixtures =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../exsearch-core/tests/fixtures");
-    for name in ["voyage.epub", "quarterly.pptx"] {
+    for name in ["voyage.epub", "quarterly.pptx", "memo.rtf"] {
         std::fs::copy(fixtures.join(name), docs.join(name)).expect("copy fixture");
     }
+    write(
+        &docs.join("mail/offsite.eml"),
+        "From: Ann <ann@example.org>\r\nSubject: Offsite in Sintra\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nThe offsite moves to Sintra in June.\r\n",
+    );
     // Bad input, one of each kind.
     write(&docs.join("binary.txt"), b"GIF89a\x00\x01\x02 not text");
     // Not UTF-8: Windows-1252, detected.
@@ -99,10 +104,10 @@ fn every_format_is_indexed_and_every_bad_file_is_listed_with_its_reason() {
         &["library", "add", docs_arg, "--max-file-mb", "1", "--json"],
     );
     let report: Value = serde_json::from_slice(&out.stdout).expect("report json");
-    assert_eq!(report["indexed"], 9, "{report}");
+    assert_eq!(report["indexed"], 11, "{report}");
 
     let status = status(&home);
-    assert_eq!(status["documents"], 9, "{status}");
+    assert_eq!(status["documents"], 11, "{status}");
     assert!(status["passages"].as_u64().expect("passages") >= 6);
     let failed = failed_reasons(&status);
     assert!(reason_for(&failed, "binary.txt").contains("binary"));
@@ -124,6 +129,8 @@ fn every_format_is_indexed_and_every_bad_file_is_listed_with_its_reason() {
         ("crème brûlée", "latin1.txt"),
         ("caravel lisbon", "voyage.epub"),
         ("tallinn hiring", "quarterly.pptx"),
+        ("zürich relocation", "memo.rtf"),
+        ("offsite sintra", "offsite.eml"),
     ] {
         let hits = search(&home, query);
         assert_eq!(
@@ -138,6 +145,7 @@ fn every_format_is_indexed_and_every_bad_file_is_listed_with_its_reason() {
         search(&home, "caravel")[0]["title"],
         "The Voyage of the Esperança"
     );
+    assert_eq!(search(&home, "sintra")[0]["title"], "Offsite in Sintra");
     // Legacy text shows as written.
     let creme = search(&home, "brûlée");
     assert!(

@@ -1,5 +1,5 @@
 //! Documents written by the tools people use (pandoc's EPUB and PPTX,
-//! LibreOffice's ODT, ODP and XLSX; rebuilt by
+//! LibreOffice's ODT, ODP, XLSX and RTF; rebuilt by
 //! scripts/make-format-fixtures.sh) read as a reader would see them.
 
 use exsearch_core::corpus::{extract, DocumentKind};
@@ -96,4 +96,22 @@ fn a_libreoffice_workbook_reads_as_rows_of_cells_under_the_sheet_name() {
         "cities\n\nCity\tCountry\tPopulation\nLisbon\tPortugal\t545923\n\
          Tallinn\tEstonia\t438341\nPorto\tPortugal\t231800"
     );
+}
+
+#[test]
+fn a_libreoffice_rtf_file_reads_as_its_paragraphs_in_every_script() {
+    let doc = extract(DocumentKind::Rtf, &fixture("memo.rtf")).expect("rtf");
+    assert_eq!(doc.title.as_deref(), Some("Memo on the Zürich office"));
+    let text = words(&doc.sections[0].text);
+    for sentence in [
+        "Relocation",
+        "The team moves to Zürich in März. Café breaks stay at ten o’clock — as agreed.",
+        "Contacts: Zoë Brontë, François Lefèvre, and 山田太郎.",
+    ] {
+        assert!(text.contains(sentence), "{sentence:?} in {text:?}");
+    }
+    // Nothing from the font table, styles or document properties.
+    for noise in ["Times New Roman", "Heading", "Normal", "StarSymbol"] {
+        assert!(!text.contains(noise), "{noise:?} in {text:?}");
+    }
 }

@@ -7,6 +7,7 @@
 
 mod archive;
 mod docx;
+mod email;
 mod epub;
 mod html;
 mod markdown;
@@ -14,6 +15,7 @@ mod odf;
 pub mod passages;
 mod pdf;
 mod pptx;
+mod rtf;
 mod text;
 mod xlsx;
 
@@ -37,6 +39,9 @@ pub enum DocumentKind {
     Odp,
     Pptx,
     Xlsx,
+    Rtf,
+    Eml,
+    Mbox,
 }
 
 impl DocumentKind {
@@ -52,6 +57,9 @@ impl DocumentKind {
             "odp" => Self::Odp,
             "pptx" => Self::Pptx,
             "xlsx" => Self::Xlsx,
+            "rtf" => Self::Rtf,
+            "eml" => Self::Eml,
+            "mbox" | "mbx" => Self::Mbox,
             e if TEXT_EXTENSIONS.contains(&e) => Self::Text,
             _ => return None,
         })
@@ -69,6 +77,9 @@ impl DocumentKind {
             Self::Odp => "odp",
             Self::Pptx => "pptx",
             Self::Xlsx => "xlsx",
+            Self::Rtf => "rtf",
+            Self::Eml => "eml",
+            Self::Mbox => "mbox",
         }
     }
 }
@@ -247,6 +258,9 @@ pub fn extract(kind: DocumentKind, bytes: &[u8]) -> Result<ExtractedDocument, Sk
         DocumentKind::Odp => odf::extract(bytes, "ODP")?,
         DocumentKind::Pptx => pptx::extract(bytes)?,
         DocumentKind::Xlsx => xlsx::extract(bytes)?,
+        DocumentKind::Rtf => rtf::extract(bytes)?,
+        DocumentKind::Eml => email::extract_eml(bytes)?,
+        DocumentKind::Mbox => email::extract_mbox(bytes)?,
     };
     if doc.sections.iter().all(|s| s.text.trim().is_empty()) {
         return Err(if kind == DocumentKind::Pdf {
