@@ -1,5 +1,6 @@
-//! Zip containers (DOCX, EPUB, OpenDocument): parts read with a cap on how
-//! far they may expand, and errors that name the format.
+//! Zip containers (DOCX, EPUB, OpenDocument, PPTX, XLSX): parts read with
+//! a cap on how far they may expand, errors that name the format, Office
+//! package relationships, and the XML helpers the readers share.
 
 use std::io::{Cursor, Read};
 
@@ -37,6 +38,16 @@ pub(super) fn corrupt(kind: &'static str, detail: impl ToString) -> Skip {
     Skip::Corrupt {
         kind,
         detail: detail.to_string(),
+    }
+}
+
+/// Appends the text of the XML entity reference `&name;`, or the reference
+/// as written when it names no entity XML predefines.
+pub(super) fn push_entity(out: &mut String, name: &str) {
+    let entity = format!("&{name};");
+    match quick_xml::escape::unescape(&entity) {
+        Ok(text) => out.push_str(&text),
+        Err(_) => out.push_str(&entity),
     }
 }
 

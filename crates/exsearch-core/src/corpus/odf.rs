@@ -8,7 +8,7 @@
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
-use super::archive::{attribute, Archive};
+use super::archive::{attribute, push_entity, Archive};
 use super::docx::core_title;
 use super::{ExtractedDocument, Section, Skip};
 
@@ -85,11 +85,7 @@ fn body_sections(xml: &str) -> Result<Vec<Section>, quick_xml::Error> {
                 push_collapsed(&mut out, &t.xml10_content())
             }
             Event::GeneralRef(r) if in_para > 0 && hidden == 0 => {
-                let entity = format!("&{};", r.xml10_content());
-                match quick_xml::escape::unescape(&entity) {
-                    Ok(text) => out.push_str(&text),
-                    Err(_) => out.push_str(&entity),
-                }
+                push_entity(&mut out, &r.xml10_content())
             }
             Event::Eof => break,
             _ => {}

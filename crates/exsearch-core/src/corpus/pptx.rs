@@ -8,7 +8,7 @@
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-use super::archive::{relationships, Archive};
+use super::archive::{push_entity, relationships, Archive};
 use super::docx::core_title;
 use super::{ExtractedDocument, Section, Skip};
 
@@ -104,11 +104,7 @@ fn slide_text(xml: &str) -> Result<String, quick_xml::Error> {
             Event::Empty(e) if e.local_name().as_ref() == "br" => out.push('\n'),
             Event::Text(t) if in_text && in_field == 0 => out.push_str(&t.xml10_content()),
             Event::GeneralRef(r) if in_text && in_field == 0 => {
-                let entity = format!("&{};", r.xml10_content());
-                match quick_xml::escape::unescape(&entity) {
-                    Ok(text) => out.push_str(&text),
-                    Err(_) => out.push_str(&entity),
-                }
+                push_entity(&mut out, &r.xml10_content())
             }
             Event::Eof => break,
             _ => {}

@@ -9,7 +9,7 @@
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-use super::archive::{attribute, relationships, Archive};
+use super::archive::{attribute, push_entity, relationships, Archive};
 use super::docx::core_title;
 use super::{ExtractedDocument, Section, Skip};
 
@@ -106,14 +106,6 @@ fn shared_strings(xml: &str) -> Result<Vec<String>, quick_xml::Error> {
         }
     }
     Ok(out)
-}
-
-fn push_entity(out: &mut String, name: &str) {
-    let entity = format!("&{name};");
-    match quick_xml::escape::unescape(&entity) {
-        Ok(text) => out.push_str(&text),
-        Err(_) => out.push_str(&entity),
-    }
 }
 
 /// The sheet's rows, one line each, cells apart by tabs.
