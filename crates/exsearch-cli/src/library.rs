@@ -1,11 +1,13 @@
-//! `exsearch library ...`: add, sync, remove, status, check.
+//! `exsearch library ...`: add, sync, watch, remove, status, check.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use exsearch_core::{CancelToken, EventSink, Home, Library, LibraryEvent, SyncOptions, SyncReport};
+use exsearch_core::{
+    CancelToken, EventSink, Home, Library, LibraryEvent, SyncOptions, SyncReport, WatchEvent,
+};
 
 use crate::output;
 
@@ -20,6 +22,16 @@ pub enum LibraryCommand {
     },
     /// Rescan every folder: index new and changed files, drop deleted ones
     Sync {
+        #[command(flatten)]
+        opts: SyncArgs,
+    },
+    /// Keep the index current: sync now, then whenever files in the
+    /// library's folders are created, changed, renamed or deleted (Ctrl-C
+    /// stops)
+    Watch {
+        /// Wait for this many milliseconds of quiet after a change before syncing
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=600_000))]
+        debounce_ms: u64,
         #[command(flatten)]
         opts: SyncArgs,
     },
@@ -64,6 +76,7 @@ pub fn run(home: &Home, cmd: LibraryCommand) -> Result<ExitCode> {
                 library.sync(options, sink, cancel)
             })
         }
+        LibraryCommand::Watch { debounce_ms, opts } => watch(home, debounce_ms, &opts),
         LibraryCommand::Remove { dir } => {
             let mut library = Library::open(home)?;
             let removed = library.remove_folder(&dir)?;
@@ -113,6 +126,17 @@ pub fn run(home: &Home, cmd: LibraryCommand) -> Result<ExitCode> {
     }
 }
 
+fn sync_options(args: &SyncArgs) -> SyncOptions {
+    let mut options = SyncOptions {
+        max_file_bytes: args.max_file_mb.map(|mb| mb * 1024 * 1024),
+        ..SyncOptions::default()
+    };
+    if let Some(t) = args.threads {
+        options.threads = t;
+    }
+    options
+}
+
 /// Runs an add or sync with a progress bar on stderr and Ctrl-C wired to
 /// cancel, then prints the report.
 fn with_progress(
@@ -123,13 +147,7 @@ fn with_progress(
         &CancelToken,
     ) -> exsearch_core::Result<SyncReport>,
 ) -> Result<ExitCode> {
-    let mut options = SyncOptions {
-        max_file_bytes: args.max_file_mb.map(|mb| mb * 1024 * 1024),
-        ..SyncOptions::default()
-    };
-    if let Some(t) = args.threads {
-        options.threads = t;
-    }
+    let options = sync_options(args);
     let cancel = crate::cancel_on_ctrl_c(
         "cancelling: finishing the files in flight and committing (Ctrl-C again to quit now)",
     )?;
@@ -149,4 +167,73 @@ fn with_progress(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `library watch`: a line (or a JSON object with `--json`) per event.
+fn watch(home: &Home, debounce_ms: u64, args: &SyncArgs) -> Result<ExitCode> {
+    let mut library = Library::open(home)?;
+    let options = sync_options(args);
+    let cancel = crate::cancel_on_ctrl_c("stopping the watch after the sync in flight")?;
+    let progress = output::Progress::new();
+    let sink = output::sync_progress(&progress);
+    let json = args.json;
+    let mut report = |event: WatchEvent<'_>| {
+        progress.bar.finish_and_clear();
+        let value = match event {
+            WatchEvent::Watching(folders) => {
+                if !json {
+                    let names: Vec<_> = folders.iter().map(|f| f.display().to_string()).collect();
+                    println!("watching {}", names.join(", "));
+                }
+                serde_json::json!({"event": "watching", "folders": folders})
+            }
+            WatchEvent::Unwatched { folder, reason } => {
+                if !json {
+                    println!("not watching {}: {reason}", folder.display());
+                }
+                serde_json::json!({"event": "unwatched", "folder": folder, "reason": reason})
+            }
+            WatchEvent::Missed(reason) => {
+                if !json {
+                    println!("changes may have been missed ({reason}); syncing everything");
+                }
+                serde_json::json!({"event": "missed", "reason": reason})
+            }
+            WatchEvent::Changed { paths, more } => {
+                if !json {
+                    let names: Vec<_> = paths.iter().map(|p| p.display().to_string()).collect();
+                    let more = if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    };
+                    println!("changed: {}{more}", names.join(", "));
+                }
+                serde_json::json!({"event": "changed", "paths": paths, "more": more})
+            }
+            WatchEvent::Synced(r) => {
+                if !json {
+                    output::print_report(r);
+                }
+                serde_json::json!({"event": "synced", "report": r})
+            }
+            WatchEvent::SyncFailed(e) => {
+                if !json {
+                    println!("sync failed: {e}; trying again at the next change");
+                }
+                serde_json::json!({"event": "sync_failed", "error": e.to_string()})
+            }
+        };
+        if json {
+            println!("{value}");
+        }
+    };
+    library.watch(
+        &options,
+        std::time::Duration::from_millis(debounce_ms),
+        &sink,
+        &mut report,
+        &cancel,
+    )?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -32,5 +32,6 @@ pub use index::{Hit, PassageId};
 pub use jobs::{CancelToken, EventSink, Quiet};
 pub use library::{
     Library, LibraryEvent, LibraryStatus, PassageContext, SyncOptions, SyncProgress, SyncReport,
+    WatchEvent,
 };
 pub use store::DocumentEntry;

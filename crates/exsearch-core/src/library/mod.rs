@@ -5,6 +5,7 @@
 
 mod scan;
 mod sync;
+mod watch;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub use sync::{SyncProgress, SyncReport};
+pub use watch::WatchEvent;
 
 use crate::corpus::{self, DocumentKind};
 use crate::error::{Error, Result};
