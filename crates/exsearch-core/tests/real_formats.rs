@@ -1,5 +1,5 @@
 //! Documents written by the tools people use (pandoc's EPUB and PPTX,
-//! LibreOffice's ODT, ODP, XLSX and RTF; rebuilt by
+//! LibreOffice's ODT, ODP, ODS, XLSX and RTF; rebuilt by
 //! scripts/make-format-fixtures.sh) read as a reader would see them.
 
 use exsearch_core::corpus::{extract, DocumentKind};
@@ -87,15 +87,22 @@ fn slides_of(kind: DocumentKind, name: &str) {
     );
 }
 
+/// The same sheet as LibreOffice writes it in both formats.
 #[test]
-fn a_libreoffice_workbook_reads_as_rows_of_cells_under_the_sheet_name() {
-    let doc = extract(DocumentKind::Xlsx, &fixture("cities.xlsx")).expect("xlsx");
-    assert_eq!(doc.sections.len(), 1);
-    assert_eq!(
-        doc.sections[0].text,
-        "cities\n\nCity\tCountry\tPopulation\nLisbon\tPortugal\t545923\n\
-         Tallinn\tEstonia\t438341\nPorto\tPortugal\t231800"
-    );
+fn libreoffice_workbooks_read_as_rows_of_cells_under_the_sheet_name() {
+    for (kind, name) in [
+        (DocumentKind::Xlsx, "cities.xlsx"),
+        (DocumentKind::Ods, "cities.ods"),
+    ] {
+        let doc = extract(kind, &fixture(name)).expect(name);
+        assert_eq!(doc.sections.len(), 1, "{name}");
+        assert_eq!(
+            doc.sections[0].text,
+            "cities\n\nCity\tCountry\tPopulation\nLisbon\tPortugal\t545923\n\
+             Tallinn\tEstonia\t438341\nPorto\tPortugal\t231800",
+            "{name}"
+        );
+    }
 }
 
 #[test]
