@@ -51,9 +51,7 @@ impl PassageIndex {
             .collect();
         let query = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
-        let top = searcher
-            .search(&query, &TopDocs::with_limit(k).order_by_score())
-            .map_err(|e| self.error(e))?;
+        let top = self.top_k(&searcher, &query, k)?;
         let f = &self.fields;
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
@@ -81,6 +79,56 @@ impl PassageIndex {
         Ok(hits)
     }
 }
+
+impl PassageIndex {
+    /// The `k` best hits, equal scores ranked by passage id. tantivy breaks
+    /// ties by where a passage sits in the index, which multi-threaded
+    /// indexing and merges make differ from one build of the same corpus to
+    /// the next; ties are common (short queries, passages of similar
+    /// length), so the same question over the same documents could retrieve
+    /// different passages. Hits past the cut are fetched while they tie with
+    /// it (up to [`MAX_TIE_WINDOW`]), and the ties are settled by id.
+    fn top_k(
+        &self,
+        searcher: &tantivy::Searcher,
+        query: &BooleanQuery,
+        k: usize,
+    ) -> Result<Vec<(f32, tantivy::DocAddress)>> {
+        let total = self.num_passages() as usize;
+        let mut limit = (k + 8).min(total);
+        let top = loop {
+            let top = searcher
+                .search(query, &TopDocs::with_limit(limit).order_by_score())
+                .map_err(|e| self.error(e))?;
+            let cut = top.get(k - 1).map(|(score, _)| *score);
+            let open = top.len() == limit
+                && limit < total.min(MAX_TIE_WINDOW)
+                && cut.is_some_and(|c| top.last().is_some_and(|(s, _)| *s == c));
+            if !open {
+                break top;
+            }
+            limit = (limit * 4).min(total).min(MAX_TIE_WINDOW);
+        };
+        let cut = top.get(k - 1).map_or(f32::MIN, |(score, _)| *score);
+        let mut ranked = Vec::with_capacity(top.len());
+        for (score, address) in top.into_iter().filter(|(s, _)| *s >= cut) {
+            let ids = searcher
+                .segment_reader(address.segment_ord)
+                .fast_fields()
+                .u64("passage_id")
+                .map_err(|e| self.error(e))?
+                .first_or_default_col(0);
+            ranked.push((score, ids.get_val(address.doc_id), address));
+        }
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        ranked.truncate(k);
+        Ok(ranked.into_iter().map(|(s, _, a)| (s, a)).collect())
+    }
+}
+
+/// How far past the cut [`PassageIndex::top_k`] looks for hits tied with
+/// it: beyond, ties among so many equal passages are left to the index.
+const MAX_TIE_WINDOW: usize = 4096;
 
 /// The distinct index terms of `text`.
 pub(crate) fn analyze(text: &str) -> BTreeSet<String> {
@@ -132,5 +180,56 @@ mod tests {
             .map(|[a, b]| chars[*a..*b].iter().collect())
             .collect();
         assert_eq!(words, ["runs", "Café"]);
+    }
+
+    /// Builds an index of `ids` (identical passages: every search ties
+    /// them all), one commit (segment) per `chunk` passages, in that order.
+    fn tied_index(dir: &std::path::Path, ids: &[u64], chunk: usize) -> PassageIndex {
+        let index = PassageIndex::open(dir).expect("index");
+        {
+            let mut writer = index.writer(1).expect("writer");
+            for group in ids.chunks(chunk) {
+                for &id in group {
+                    writer
+                        .add(&super::super::IndexedPassage {
+                            id: PassageId(id),
+                            doc_id: id,
+                            path: "/same.txt",
+                            title: "Same",
+                            page: None,
+                            char_start: 0,
+                            char_end: 10,
+                            text: "The okapi lives in the rainforest.",
+                        })
+                        .expect("add");
+                }
+                writer.commit().expect("commit");
+            }
+            writer.finish().expect("finish");
+        }
+        index.refresh().expect("refresh");
+        index
+    }
+
+    #[test]
+    fn equal_scores_rank_by_passage_id_whatever_the_index_layout() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let ids: Vec<u64> = (1..=40).map(|i| i * 7919 % 1000 + 1).collect();
+        let mut reversed = ids.clone();
+        reversed.reverse();
+        let mut smallest = ids.clone();
+        smallest.sort_unstable();
+        for (name, order, chunk) in [("a", &ids, 40), ("b", &reversed, 3), ("c", &ids, 7)] {
+            let index = tied_index(&tmp.path().join(name), order, chunk);
+            for k in [1, 3, 10] {
+                let got: Vec<u64> = index
+                    .search("okapi", k)
+                    .expect("search")
+                    .iter()
+                    .map(|h| h.passage_id.0)
+                    .collect();
+                assert_eq!(got, smallest[..k], "layout {name}, k {k}");
+            }
+        }
     }
 }
