@@ -110,15 +110,22 @@ impl PassageIndex {
             limit = (limit * 4).min(total).min(MAX_TIE_WINDOW);
         };
         let cut = top.get(k - 1).map_or(f32::MIN, |(score, _)| *score);
+        // Each segment's id column is opened once, not once per hit.
+        let mut columns = vec![None; searcher.segment_readers().len()];
         let mut ranked = Vec::with_capacity(top.len());
         for (score, address) in top.into_iter().filter(|(s, _)| *s >= cut) {
-            let ids = searcher
-                .segment_reader(address.segment_ord)
-                .fast_fields()
-                .u64("passage_id")
-                .map_err(|e| self.error(e))?
-                .first_or_default_col(0);
-            ranked.push((score, ids.get_val(address.doc_id), address));
+            let column = match &mut columns[address.segment_ord as usize] {
+                Some(column) => column,
+                slot => slot.insert(
+                    searcher
+                        .segment_reader(address.segment_ord)
+                        .fast_fields()
+                        .u64("passage_id")
+                        .map_err(|e| self.error(e))?
+                        .first_or_default_col(0),
+                ),
+            };
+            ranked.push((score, column.get_val(address.doc_id), address));
         }
         ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         ranked.truncate(k);
