@@ -8,6 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+# The sentence encoder hybrid search uses, fetched once before tests that
+# index in parallel would each start the download.
+python3 scripts/fetch_real_models.py minilm-l6-v2 > /dev/null
 cargo test --workspace --locked "$@"
 # The frontend in Chromium with the shell's IPC scripted.
 (cd tests/ui && npm ci --no-audit --no-fund --loglevel=error && npm test)

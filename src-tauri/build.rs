@@ -12,6 +12,7 @@ const COMMANDS: &[&str] = &[
     "library_sync",
     "library_remove",
     "library_search",
+    "library_set_retrieval",
     "passage_context",
     "open_document",
     "pick_folder",

@@ -22,6 +22,10 @@ fn spawn_add(home: &Path, docs: &Path) -> Child {
             docs.to_str().expect("utf8"),
             "--threads",
             "2",
+            // The passage index is what is crashed here; embedding 1,500
+            // files would add minutes per run.
+            "--retrieval",
+            "bm25",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -43,7 +47,10 @@ fn assert_recovers(home: &Path, docs: &Path, label: &str) {
         "{label}: the crash came after the work was done"
     );
     let docs = docs.to_str().expect("utf8");
-    let report = json(home, &["library", "add", docs, "--json"]);
+    let report = json(
+        home,
+        &["library", "add", docs, "--json", "--retrieval", "bm25"],
+    );
     assert_eq!(
         report["unchanged"].as_u64(),
         Some(settled),
@@ -93,7 +100,13 @@ fn crash_between_the_two_commits_is_repaired() {
     for point in ["after_catalog_commit", "after_index_commit"] {
         let home = tmp.path().join(point);
         let out = exsearch(&home)
-            .args(["library", "add", docs.to_str().expect("utf8")])
+            .args([
+                "library",
+                "add",
+                docs.to_str().expect("utf8"),
+                "--retrieval",
+                "bm25",
+            ])
             .env("EXSEARCH_CRASH_AT", point)
             .output()
             .expect("run");
@@ -123,7 +136,13 @@ fn a_full_disk_at_the_index_commit_is_named_and_the_next_sync_completes() {
     prose_corpus(&docs, FILES, 3000);
     let home = tmp.path().join("home");
     let out = exsearch(&home)
-        .args(["library", "add", docs.to_str().expect("utf8")])
+        .args([
+            "library",
+            "add",
+            docs.to_str().expect("utf8"),
+            "--retrieval",
+            "bm25",
+        ])
         .env("EXSEARCH_FAIL_AT", "index_commit")
         .output()
         .expect("run");

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 fn reason_for<'a>(failed: &'a [(String, String)], name: &str) -> &'a str {
     failed
@@ -356,6 +356,9 @@ fn a_file_that_cannot_be_reread_keeps_its_indexed_version_and_is_listed() {
             docs.to_str().expect("utf8"),
             "--max-file-mb",
             "1",
+            // 2 MB of passages to embed would take minutes; not the point.
+            "--retrieval",
+            "bm25",
         ],
     );
     write(&docs.join("log.txt"), "albatross ".repeat(200_000)); // 2 MB
@@ -375,4 +378,78 @@ fn a_file_that_cannot_be_reread_keeps_its_indexed_version_and_is_listed() {
     ok(&home, &["library", "sync", "--max-file-mb", "4"]);
     assert!(failed_reasons(&status(&home)).is_empty());
     assert!(search(&home, "entry").is_empty());
+}
+
+#[test]
+fn hybrid_search_finds_passages_by_meaning_and_follows_the_library() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (home, docs) = (tmp.path().join("home"), tmp.path().join("docs"));
+    write(
+        &docs.join("okapi.txt"),
+        "The okapi is a giraffid mammal native to the rainforests of the Democratic Republic of the Congo.",
+    );
+    write(
+        &docs.join("paris.txt"),
+        "Paris is the capital and most populous city of France, on the Seine.",
+    );
+    write(
+        &docs.join("rust.txt"),
+        "Rust is a systems programming language focused on memory safety and speed.",
+    );
+    let docs_arg = docs.to_str().expect("utf8");
+    let report = json(&home, &["library", "add", docs_arg, "--json"]);
+    assert_eq!(report["embedding"]["embedded"], 3, "{report}");
+    assert_eq!(report["embedding"]["encoder"], "all-MiniLM-L6-v2");
+    let s = status(&home);
+    assert_eq!(
+        (&s["retrieval"], &s["vectors"]),
+        (&json!("hybrid"), &json!(3)),
+        "{s}"
+    );
+
+    // None of the question's words is in the passage: BM25 finds nothing,
+    // hybrid (the default) finds it first by meaning.
+    let question = "which animal is related to giraffes";
+    assert!(search(&home, question).is_empty());
+    let hits = json(&home, &["search", question, "-k", "3", "--json"]);
+    let first = &hits[0];
+    assert!(
+        first["path"].as_str().unwrap_or("").ends_with("okapi.txt"),
+        "{hits}"
+    );
+    let score = first["score"].as_f64().unwrap_or(0.0);
+    assert!(score > 0.0 && score <= 1.0, "a fused score: {score}");
+
+    // A deleted file's vector goes with its passage at the next sync.
+    std::fs::remove_file(docs.join("paris.txt")).expect("rm");
+    let report = json(&home, &["library", "sync", "--json"]);
+    assert_eq!(report["embedding"]["dropped"], 1, "{report}");
+    assert_eq!(status(&home)["vectors"], 2);
+
+    // BM25 alone is saved with the library: syncs stop embedding, and
+    // searches rank by words unless one asks for hybrid.
+    write(
+        &docs.join("tea.txt"),
+        "Green tea is made from the unoxidized leaves of Camellia sinensis.",
+    );
+    let report = json(&home, &["library", "sync", "--retrieval", "bm25", "--json"]);
+    assert!(report["embedding"].is_null(), "{report}");
+    let s = status(&home);
+    assert_eq!(
+        (&s["retrieval"], &s["vectors"]),
+        (&json!("bm25"), &json!(2))
+    );
+    let plain = json(&home, &["search", question, "--json"]);
+    assert_eq!(plain, json!([]));
+    let hybrid = json(
+        &home,
+        &["search", question, "--retrieval", "hybrid", "--json"],
+    );
+    assert!(
+        hybrid[0]["path"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("okapi.txt"),
+        "{hybrid}"
+    );
 }

@@ -22,7 +22,17 @@ fn real_world_pdfs_are_all_processed() {
         }
     }
     assert!(total >= 31, "{total} PDFs");
-    ok(&home, &["library", "add", pdfs.to_str().expect("utf8")]);
+    // What is tested is the text; embedding thousands of pages is not.
+    ok(
+        &home,
+        &[
+            "library",
+            "add",
+            pdfs.to_str().expect("utf8"),
+            "--retrieval",
+            "bm25",
+        ],
+    );
     let status = status(&home);
     let failed = failed_reasons(&status);
     let indexed = status["documents"].as_u64().expect("documents") as usize;

@@ -12,7 +12,7 @@ use exsearch_agent::{
 };
 use exsearch_core::{
     CancelToken, DocumentEntry, EventSink, Hit, Library, LibraryEvent, LibraryStatus,
-    PassageContext, SyncOptions, SyncReport,
+    PassageContext, Retrieval, SyncOptions, SyncReport,
 };
 use exsearch_model::hub::recommended::{Recommended, RECOMMENDED};
 use exsearch_model::hub::{
@@ -156,7 +156,15 @@ async fn index(
     blocking(move || {
         let job = shell.begin_job(&job)?;
         let mut library = Library::open(shell.home())?;
-        let sink = thinned(channel, |e| matches!(e, LibraryEvent::Progress(_)));
+        let sink = thinned(channel, |e| {
+            matches!(
+                e,
+                LibraryEvent::Progress(_)
+                    | LibraryEvent::Embedding { .. }
+                    | LibraryEvent::Fetching { .. }
+            )
+        });
+        attach_encoder(&mut library, &sink, &job.cancel);
         // Present while the job runs: if the app closes first, the next
         // start finds it and resumes with a rescan.
         let marker = shell.indexing_marker();
@@ -164,6 +172,59 @@ async fn index(
         let report = work(&mut library, &sink, &job.cancel);
         let _ = std::fs::remove_file(&marker);
         Ok(report?)
+    })
+    .await
+}
+
+/// With hybrid retrieval, the sentence encoder for the sync to embed new
+/// passages with: fetched once per machine (its download shown as
+/// `Fetching` events); when it cannot be, the library stays searchable
+/// with BM25 and a `Warning` says why.
+fn attach_encoder(library: &mut Library, sink: &dyn EventSink<LibraryEvent>, cancel: &CancelToken) {
+    if library.retrieval() != Retrieval::Hybrid {
+        return;
+    }
+    let what = hub::EMBEDDER.name;
+    let pull = |event: PullEvent| {
+        if let PullEvent::Progress {
+            downloaded, total, ..
+        } = event
+        {
+            sink.emit(LibraryEvent::Fetching {
+                what: what.to_string(),
+                bytes_done: downloaded,
+                bytes_total: total,
+            });
+        }
+    };
+    match exsearch_agent::encoder::fetch(&pull, cancel) {
+        Ok((encoder, _)) => library.set_embedder(encoder),
+        Err(e) => sink.emit(LibraryEvent::Warning {
+            message: format!("hybrid search is off until the sentence encoder {what} can be fetched ({e}); searching with BM25"),
+        }),
+    }
+}
+
+/// The library for a search or an answer: with the sentence encoder when
+/// its retrieval is hybrid and the encoder is on this machine.
+fn library_for_search(shell: &Shell) -> CommandResult<Library> {
+    let mut library = Library::open(shell.home())?;
+    exsearch_agent::encoder::attach_local(&mut library)?;
+    Ok(library)
+}
+
+/// Saves how the library ranks passages (`hybrid` or `bm25`); the next
+/// sync embeds what hybrid needs.
+#[tauri::command]
+pub async fn library_set_retrieval(
+    shell: ShellState<'_>,
+    retrieval: Retrieval,
+) -> CommandResult<LibraryStatus> {
+    let shell = Arc::clone(&shell);
+    blocking(move || {
+        let mut library = Library::open(shell.home())?;
+        library.set_retrieval(retrieval)?;
+        Ok(library.status()?)
     })
     .await
 }
@@ -211,7 +272,7 @@ pub async fn library_search(
     k: usize,
 ) -> CommandResult<Vec<Hit>> {
     let shell = Arc::clone(&shell);
-    blocking(move || Ok(Library::open(shell.home())?.search(&query, k.clamp(1, 100))?)).await
+    blocking(move || Ok(library_for_search(&shell)?.search(&query, k.clamp(1, 100))?)).await
 }
 
 /// A cited passage with the text around it, read from the file; refused
@@ -334,7 +395,7 @@ pub async fn ask(
     blocking(move || {
         let job = shell.begin_job(&job)?;
         let settings = shell.settings()?;
-        let library = Library::open(shell.home())?;
+        let library = library_for_search(&shell)?;
         let chats = ChatStore::open(shell.home())?;
         if let Some(id) = conversation {
             chats.history(id)?; // an unknown conversation fails before the model loads

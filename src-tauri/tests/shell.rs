@@ -172,6 +172,29 @@ fn library_commands_index_list_search_and_show_a_passage_in_context() {
         "{hits}"
     );
 
+    // Hybrid retrieval is the default: the sync fetched the sentence
+    // encoder and embedded every passage, and scores are fused ranks.
+    let status = app.ok("library_status", json!({}));
+    assert_eq!(status["retrieval"], "hybrid", "{status}");
+    assert_eq!(status["encoder"], "all-MiniLM-L6-v2", "{status}");
+    assert_eq!(status["vectors"], status["passages"], "{status}");
+    let fused = hit["score"].as_f64().unwrap_or(2.0);
+    assert!(fused <= 1.0, "a fused score is at most 1: {fused}");
+    // The switch is saved; BM25 alone still finds it, with BM25's score.
+    let bm25 = app.ok("library_set_retrieval", json!({"retrieval": "bm25"}));
+    assert_eq!(bm25["retrieval"], "bm25");
+    assert_eq!(app.ok("library_status", json!({}))["retrieval"], "bm25");
+    let lexical = app.ok(
+        "library_search",
+        json!({"query": "silver moss unicorn", "k": 5}),
+    );
+    assert_eq!(lexical[0]["passage_id"], hit["passage_id"], "{lexical}");
+    assert!(
+        lexical[0]["score"].as_f64().unwrap_or(0.0) > 1.0,
+        "{lexical}"
+    );
+    app.ok("library_set_retrieval", json!({"retrieval": "hybrid"}));
+
     // A citation opens the passage in its file, with the text around it.
     let context = app.ok(
         "passage_context",

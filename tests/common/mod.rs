@@ -44,8 +44,13 @@ pub fn status(home: &Path) -> Value {
     json(home, &["library", "status", "--json"])
 }
 
+/// BM25 hits: what the index holds, word for word (hybrid search also
+/// returns passages near in meaning, so it can never come back empty).
 pub fn search(home: &Path, query: &str) -> Vec<Value> {
-    match json(home, &["search", query, "-k", "10", "--json"]) {
+    match json(
+        home,
+        &["search", query, "-k", "10", "--json", "--retrieval", "bm25"],
+    ) {
         Value::Array(hits) => hits,
         other => panic!("search printed {other}"),
     }

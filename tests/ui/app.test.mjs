@@ -125,6 +125,24 @@ test("adding a folder shows counts, ETA and skipped files, and Pause stops it", 
   await page.getByTestId("folders").getByText("/home/ada/Notes").waitFor();
 });
 
+test("hybrid search is a switch: off saves BM25; on again embeds what lacks a vector, with progress", async () => {
+  const { page, calls } = await open({ hash: "#library", state: { slowEmbedding: true } });
+  const box = page.getByTestId("hybrid");
+  await page.getByTestId("hybrid-note").getByText("(14 passages embedded)").waitFor();
+  assert.equal(await box.isChecked(), true, "hybrid by default");
+  await box.uncheck();
+  await page.waitForFunction(() => document.querySelector("[data-testid=hybrid-note]").textContent === "");
+  await box.check();
+  const progress = page.getByTestId("progress");
+  await progress.getByText(/Embedding passages for hybrid search: \d+ of 5/).waitFor();
+  await page.getByText(/Indexing finished: .*5 passages embedded/).waitFor();
+  await page.getByTestId("hybrid-note").getByText("(14 passages embedded)").waitFor();
+  const log = await calls();
+  const switches = log.filter((c) => c.cmd === "library_set_retrieval").map((c) => c.args.retrieval);
+  assert.deepEqual(switches, ["bm25", "hybrid"]);
+  assert.ok(log.some((c) => c.cmd === "library_sync"), "turning hybrid on syncs");
+});
+
 test("passage search lists hits that open in context", async () => {
   const { page } = await open({ hash: "#library" });
   await page.getByTestId("search").fill("Velcora founder");

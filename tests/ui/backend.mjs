@@ -36,6 +36,8 @@ export function backend(cmd, args, ctx) {
   const status = () => ({
     home: "/home/ada/.local/share/exsearch", folders: s.folders, documents: s.folders.length ? 2 : 0,
     passages: s.folders.length ? 14 : 0, pending: 0, bytes: 48213, max_file_bytes: 104857600, schema_version: 1,
+    retrieval: s.retrieval ?? "hybrid", encoder: s.folders.length ? "all-MiniLM-L6-v2" : null,
+    vectors: s.folders.length ? (s.embedded ?? 14) : 0,
     failed: s.folders.length ? [{ path: "/home/ada/Papers/scan.pdf", code: "no_text_layer", reason: "no text layer (image-only PDF: scanned pages need OCR, which exsearch does not do)" }] : [],
   });
   switch (cmd) {
@@ -105,6 +107,11 @@ export function backend(cmd, args, ctx) {
       ] : [];
     case "library_search":
       return args.query.includes("nothing") ? [] : [velcora, trent];
+    case "library_set_retrieval":
+      s.retrieval = args.retrieval;
+      // Passages indexed while hybrid was off have no vector yet.
+      if (args.retrieval === "bm25") s.embedded = 9;
+      return status();
     case "pick_folder":
       return "/home/ada/Notes";
     case "pick_file":
@@ -128,8 +135,19 @@ export function backend(cmd, args, ctx) {
         ctx.send(ch, { event: "progress", ...progress(done) });
       }
       if (cmd === "library_add") s.folders.push({ id: 2, path: args.paths[0] });
+      // Hybrid retrieval: the passages without a vector are embedded after.
+      let embedding = null;
+      if (!s.cancelled && (s.retrieval ?? "hybrid") === "hybrid") {
+        const missing = 14 - (s.embedded ?? 14);
+        for (let d = 0; d <= missing; d += 1) {
+          ctx.send(ch, { event: "embedding", done: d, total: missing });
+          await ctx.sleep(s.slowEmbedding ? 300 : 10);
+        }
+        s.embedded = 14;
+        embedding = { encoder: "all-MiniLM-L6-v2", embedded: missing, dropped: 0, vectors: 14, elapsed_secs: 0.5, cancelled: false };
+      }
       return { indexed: done - 1, unchanged: 0, touched: 0, removed: 0, failed: 1, ignored: 0, passages_added: done * 3,
-        bytes_read: done * 1000, elapsed_secs: done / 10, missing_folders: [], cancelled: s.cancelled };
+        bytes_read: done * 1000, elapsed_secs: done / 10, missing_folders: [], cancelled: s.cancelled, embedding };
     })();
     case "library_remove":
       s.folders = s.folders.filter((f) => f.path !== args.path);

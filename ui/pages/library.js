@@ -1,5 +1,6 @@
-// Library: folders, indexing with progress, the documents and the files
-// skipped with their reasons, and plain passage search.
+// Library: folders, indexing with progress (then embedding, for hybrid
+// search), the documents and the files skipped with their reasons, passage
+// search, and the hybrid/BM25 switch.
 import { invoke, errorMessage } from "../ipc.js";
 import { jobs } from "../jobs.js";
 import { h, clear, fmtBytes, fmtDuration, highlighted, fileName, toast } from "../util.js";
@@ -17,14 +18,18 @@ export async function runSync(command, args) {
   }
   try {
     const report = await indexing.run(command, args, {
-      state: { progress: null, skipped: [] },
+      state: { progress: null, skipped: [], embedding: null, fetching: null },
       onEvent: (e, state) => {
         if (e.event === "started" || e.event === "progress") state.progress = e;
         else if (e.event === "skipped") state.skipped.push(e);
+        else if (e.event === "embedding") state.embedding = e;
+        else if (e.event === "fetching") state.fetching = e;
+        else if (e.event === "warning") toast(e.message, "error");
       },
     });
     const parts = [`${report.indexed} indexed`, `${report.failed} skipped`];
     if (report.removed) parts.push(`${report.removed} removed`);
+    if (report.embedding && report.embedding.embedded) parts.push(`${report.embedding.embedded} passages embedded`);
     toast(report.cancelled ? `Indexing stopped: ${parts.join(", ")} so far; Resume picks up the rest`
       : `Indexing finished: ${parts.join(", ")}`);
   } catch (e) {
@@ -38,6 +43,12 @@ export async function render(root, { refreshInfo }) {
   const docs = h("tbody", {});
   const skipped = h("ul", { class: "skipped", "data-testid": "skipped" });
   const summary = h("p", { class: "summary", "data-testid": "library-summary" });
+  const hybridBox = h("input", { type: "checkbox", "data-testid": "hybrid" });
+  const hybridNote = h("span", { class: "muted", "data-testid": "hybrid-note" });
+  const hybrid = h("label", {
+    class: "switch",
+    title: "Rank passages by BM25 fused with a sentence encoder (all-MiniLM-L6-v2, fetched once, about 90 MB), so a question finds passages that say the same thing in other words. Off: BM25 only.",
+  }, hybridBox, " Hybrid search (keywords + meaning) ", hybridNote);
   const query = h("input", { type: "search", placeholder: "Search passages…", "aria-label": "Search passages", "data-testid": "search" });
   const results = h("div", { class: "results", "data-testid": "results" });
   const addBtn = h("button", { class: "primary", "data-testid": "add-folder" }, "Add folder…");
@@ -54,7 +65,7 @@ export async function render(root, { refreshInfo }) {
 
   root.append(
     h("header", { class: "page-head" }, h("h1", {}, "Library"), h("div", { class: "actions" }, addBtn, syncBtn)),
-    summary, progress,
+    summary, hybrid, progress,
     h("section", {}, h("h2", {}, "Folders"), folders, pathForm),
     h("section", {},
       h("h2", {}, "Search"),
@@ -73,6 +84,22 @@ export async function render(root, { refreshInfo }) {
     if (path) runSync("library_add", { paths: [path] });
   });
   syncBtn.addEventListener("click", () => runSync("library_sync", {}));
+  hybridBox.addEventListener("change", async () => {
+    const retrieval = hybridBox.checked ? "hybrid" : "bm25";
+    try {
+      const status = await invoke("library_set_retrieval", { retrieval });
+      drawRetrieval(status);
+      // Turning hybrid on: the sync embeds the passages that lack a vector.
+      if (retrieval === "hybrid" && status.vectors < status.passages) runSync("library_sync", {});
+    } catch (e) { toast(errorMessage(e), "error"); hybridBox.checked = !hybridBox.checked; }
+  });
+
+  function drawRetrieval(status) {
+    hybridBox.checked = status.retrieval === "hybrid";
+    hybridNote.textContent = status.retrieval !== "hybrid" ? ""
+      : status.vectors >= status.passages ? `(${status.vectors} passages embedded)`
+      : `(${status.vectors} of ${status.passages} passages embedded; Rescan embeds the rest)`;
+  }
 
   // Built once and updated in place, so Pause stays under the pointer.
   const progressLabel = h("div", { class: "progress-label" });
@@ -91,12 +118,20 @@ export async function render(root, { refreshInfo }) {
     syncBtn.disabled = busy;
     progress.hidden = !busy;
     if (!busy) return;
-    const p = indexing.state.progress;
-    progressBar.value = p && p.bytes_total ? p.bytes_done / p.bytes_total : 0;
-    progressLabel.textContent = p
-      ? `${p.files_done} of ${p.files_total} files · ${fmtBytes(p.bytes_done)} of ${fmtBytes(p.bytes_total)}`
-        + ` · ${p.passages} passages · ${p.failed} skipped · ETA ${fmtDuration(p.eta_secs)}`
-      : "Scanning folders…";
+    const { progress: p, embedding: em, fetching: f } = indexing.state;
+    if (em) {
+      progressBar.value = em.total ? em.done / em.total : 0;
+      progressLabel.textContent = `Embedding passages for hybrid search: ${em.done} of ${em.total}`;
+    } else if (f && !p) {
+      progressBar.value = f.bytes_total ? f.bytes_done / f.bytes_total : 0;
+      progressLabel.textContent = `Fetching the sentence encoder ${f.what} (once): ${fmtBytes(f.bytes_done)} of ${fmtBytes(f.bytes_total)}`;
+    } else {
+      progressBar.value = p && p.bytes_total ? p.bytes_done / p.bytes_total : 0;
+      progressLabel.textContent = p
+        ? `${p.files_done} of ${p.files_total} files · ${fmtBytes(p.bytes_done)} of ${fmtBytes(p.bytes_total)}`
+          + ` · ${p.passages} passages · ${p.failed} skipped · ETA ${fmtDuration(p.eta_secs)}`
+        : "Scanning folders…";
+    }
     pauseBtn.disabled = indexing.stopping;
     pauseBtn.textContent = indexing.stopping ? "Stopping…" : "Pause";
   }
@@ -106,6 +141,7 @@ export async function render(root, { refreshInfo }) {
       const [status, documents] = await Promise.all([invoke("library_status"), invoke("library_documents")]);
       summary.textContent = `${status.documents} documents indexed · ${status.passages} passages · ${fmtBytes(status.bytes)}`
         + (status.pending ? ` · ${status.pending} waiting to be read again` : "");
+      drawRetrieval(status);
       clear(folders);
       if (!status.folders.length) folders.append(h("li", { class: "empty" }, "No folders yet. Add one to start."));
       for (const f of status.folders) {
@@ -150,7 +186,7 @@ export async function render(root, { refreshInfo }) {
         results.append(h("div", { class: "hit", "data-testid": "hit" },
           h("div", { class: "hit-head" },
             h("button", { class: "link title", onclick: () => openPassage(hit) }, hit.title || fileName(hit.path)),
-            h("span", { class: "where" }, fileName(hit.path), hit.page ? ` · page ${hit.page}` : "", ` · ${hit.score.toFixed(2)}`)),
+            h("span", { class: "where" }, fileName(hit.path), hit.page ? ` · page ${hit.page}` : "", ` · ${hit.score.toPrecision(3)}`)),
           h("p", {}, highlighted(hit.text, hit.highlights))));
       }
     } catch (e) { toast(errorMessage(e), "error"); }

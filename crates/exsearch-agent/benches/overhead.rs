@@ -37,6 +37,7 @@ fn main() -> anyhow::Result<()> {
     let library = eval::corpus_from_contexts(
         &items,
         &dir.path().join("corpus"),
+        None,
         &Quiet,
         &CancelToken::new(),
     )?;

@@ -12,6 +12,7 @@
 mod agent;
 pub mod chats;
 mod citations;
+pub mod encoder;
 mod error;
 pub mod eval;
 pub mod generator;

@@ -57,13 +57,13 @@ fn a_run_over_a_small_file_is_scored_and_written_per_question() {
     let items = eval::load(&data).expect("loads");
     assert_eq!(items.len(), 3);
     let corpus = dir.path().join("corpus");
-    let library =
-        eval::corpus_from_contexts(&items, &corpus, &Quiet, &CancelToken::new()).expect("corpus");
+    let library = eval::corpus_from_contexts(&items, &corpus, None, &Quiet, &CancelToken::new())
+        .expect("corpus");
     assert_eq!(library.status().expect("status").documents, 4);
     drop(library);
     // Built once: a second call reopens it.
-    let library =
-        eval::corpus_from_contexts(&items, &corpus, &Quiet, &CancelToken::new()).expect("reopened");
+    let library = eval::corpus_from_contexts(&items, &corpus, None, &Quiet, &CancelToken::new())
+        .expect("reopened");
     assert_eq!(library.status().expect("status").documents, 4);
 
     let settings = AgentSettings::default();

@@ -27,6 +27,10 @@ pub struct AskArgs {
     /// Print the whole trajectory as JSON
     #[arg(long)]
     json: bool,
+    /// Rank passages with `hybrid` (BM25 fused with the sentence encoder)
+    /// or `bm25` alone, for this question [default: the library's setting]
+    #[arg(long)]
+    retrieval: Option<exsearch_core::Retrieval>,
     #[command(flatten)]
     backend: BackendArgs,
     #[command(flatten)]
@@ -37,7 +41,8 @@ pub fn run(home: &Home, args: AskArgs) -> Result<ExitCode> {
     let trained = crate::backend::trained_settings(home, &args.backend)?;
     let settings = args.agent.settings_with(trained)?;
     let question = args.question.join(" ");
-    let library = Library::open(home)?;
+    let mut library = Library::open(home)?;
+    crate::retrieval::prepare_for_search(&mut library, args.retrieval)?;
     let chats = ChatStore::open(home)?;
     let conversation = match (args.chat, args.continue_latest) {
         (Some(id), _) => Some(id),

@@ -9,7 +9,7 @@ use clap::Args;
 use exsearch_agent::eval::{self, EvalEvent, EvalOptions, QuestionResult};
 use exsearch_agent::generator::Oracle;
 use exsearch_agent::{Agent, EndReason, Generator, Method};
-use exsearch_core::{Home, Library};
+use exsearch_core::{Home, Library, Retrieval};
 
 use crate::backend::{AgentArgs, BackendArgs};
 use crate::output;
@@ -25,6 +25,11 @@ pub struct EvalArgs {
     /// Search a corpus made of the file's own paragraphs instead of the library
     #[arg(long)]
     corpus_from_contexts: bool,
+    /// Rank passages with `hybrid` (BM25 fused with the sentence encoder)
+    /// or `bm25` alone, for this run [default: the library's setting; hybrid
+    /// for --corpus-from-contexts]
+    #[arg(long)]
+    retrieval: Option<Retrieval>,
     /// Replace the model by an oracle that searches for the gold supporting
     /// titles (measures the retrieval side of multi-hop search)
     #[arg(long, conflicts_with_all = ["model", "endpoint"])]
@@ -56,11 +61,16 @@ pub fn run(home: &Home, args: EvalArgs) -> Result<ExitCode> {
         let dir = eval::corpus_dir(home, &args.data)?;
         let progress = output::Progress::new();
         let sink = output::sync_progress(&progress);
-        let library = eval::corpus_from_contexts(&items, &dir, &sink, &cancel);
+        let encoder = crate::retrieval::encoder_for(args.retrieval, &cancel);
+        let library = eval::corpus_from_contexts(&items, &dir, encoder, &sink, &cancel);
         progress.bar.finish_and_clear();
-        library?
+        let mut library = library?;
+        library.use_retrieval(args.retrieval.unwrap_or_default());
+        library
     } else {
-        Library::open(home)?
+        let mut library = Library::open(home)?;
+        crate::retrieval::prepare_for_search(&mut library, args.retrieval)?;
+        library
     };
     let generator: Box<dyn Generator> = if args.oracle {
         Box::new(Oracle::for_items(settings.tags.clone(), &items))

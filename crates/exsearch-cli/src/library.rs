@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use exsearch_core::{
-    CancelToken, EventSink, Home, Library, LibraryEvent, SyncOptions, SyncReport, WatchEvent,
+    CancelToken, EventSink, Home, Library, LibraryEvent, Retrieval, SyncOptions, SyncReport,
+    WatchEvent,
 };
 
 use crate::output;
@@ -60,6 +61,11 @@ pub struct SyncArgs {
     /// Print the final report as JSON
     #[arg(long)]
     json: bool,
+    /// Rank passages with `hybrid` (BM25 fused with the all-MiniLM-L6-v2
+    /// sentence encoder, fetched once; new passages are embedded after each
+    /// sync) or `bm25` alone; saved with the library [default: hybrid]
+    #[arg(long)]
+    retrieval: Option<Retrieval>,
 }
 
 pub fn run(home: &Home, cmd: LibraryCommand) -> Result<ExitCode> {
@@ -67,12 +73,14 @@ pub fn run(home: &Home, cmd: LibraryCommand) -> Result<ExitCode> {
         LibraryCommand::Add { dirs, opts } => {
             let mut library = Library::open(home)?;
             with_progress(&opts, |options, sink, cancel| {
+                crate::retrieval::prepare_for_indexing(&mut library, opts.retrieval, cancel)?;
                 library.add_folders(&dirs, options, sink, cancel)
             })
         }
         LibraryCommand::Sync { opts } => {
             let mut library = Library::open(home)?;
             with_progress(&opts, |options, sink, cancel| {
+                crate::retrieval::prepare_for_indexing(&mut library, opts.retrieval, cancel)?;
                 library.sync(options, sink, cancel)
             })
         }
@@ -174,6 +182,7 @@ fn watch(home: &Home, debounce_ms: u64, args: &SyncArgs) -> Result<ExitCode> {
     let mut library = Library::open(home)?;
     let options = sync_options(args);
     let cancel = crate::cancel_on_ctrl_c("stopping the watch after the sync in flight")?;
+    crate::retrieval::prepare_for_indexing(&mut library, args.retrieval, &cancel)?;
     let progress = output::Progress::new();
     let sink = output::sync_progress(&progress);
     let json = args.json;

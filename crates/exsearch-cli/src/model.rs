@@ -70,7 +70,10 @@ pub fn run(cmd: ModelCommand) -> Result<ExitCode> {
 
 /// Prints download events on `progress` (a bar, or plain lines off a
 /// terminal); `what` names the download.
-fn show_pull<'a>(progress: &'a output::Progress, what: &'a str) -> impl Fn(PullEvent) + 'a {
+pub(crate) fn show_pull<'a>(
+    progress: &'a output::Progress,
+    what: &'a str,
+) -> impl Fn(PullEvent) + 'a {
     let bar = &progress.bar;
     move |event: PullEvent| match event {
         PullEvent::Resolved {

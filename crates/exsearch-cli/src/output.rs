@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use exsearch_agent::Citation;
-use exsearch_core::{Hit, LibraryEvent, LibraryStatus, SyncReport};
+use exsearch_core::{Hit, LibraryEvent, LibraryStatus, Retrieval, SyncReport};
 use exsearch_train::TrainEvent;
 
 const BOLD_YELLOW: &str = "\x1b[1;33m";
@@ -97,6 +97,16 @@ pub fn print_status(s: &LibraryStatus) {
     for f in &s.failed {
         println!("  skipped {}: {}", f.path, f.reason);
     }
+    match (&s.retrieval, &s.encoder) {
+        (Retrieval::Hybrid, Some(encoder)) => println!(
+            "retrieval: hybrid (BM25 + {encoder}), {} of {} passages embedded",
+            s.vectors, s.passages
+        ),
+        (Retrieval::Hybrid, None) => {
+            println!("retrieval: hybrid, no passage embedded yet (the next sync embeds them)")
+        }
+        (Retrieval::Bm25, _) => println!("retrieval: bm25"),
+    }
 }
 
 pub fn print_report(r: &SyncReport) {
@@ -111,6 +121,20 @@ pub fn print_report(r: &SyncReport) {
         bytes(r.bytes_read),
         duration(r.elapsed_secs)
     );
+    if let Some(e) = &r.embedding {
+        println!(
+            "{} passages embedded by {} in {}, {} vectors in all{}",
+            e.embedded,
+            e.encoder.as_deref().unwrap_or("the encoder"),
+            duration(e.elapsed_secs),
+            e.vectors,
+            if e.dropped > 0 {
+                format!(", {} dropped with their passages", e.dropped)
+            } else {
+                String::new()
+            }
+        );
+    }
     for f in &r.missing_folders {
         println!("folder {f} is missing (unplugged drive?): its documents were kept");
     }
@@ -220,7 +244,23 @@ pub(crate) fn sync_progress(progress: &Progress) -> impl Fn(LibraryEvent) + Send
         LibraryEvent::Skipped { path, reason } => {
             bar.suspend(|| eprintln!("skipped {path}: {reason}"));
         }
-        LibraryEvent::Committed { .. } => {}
+        LibraryEvent::Committed { .. } | LibraryEvent::Fetching { .. } => {}
+        LibraryEvent::Warning { message } => bar.suspend(|| eprintln!("warning: {message}")),
+        LibraryEvent::Embedding { done, total } => {
+            progress.plain_line(|| format!("{done}/{total} passages embedded"));
+            if done == 0 {
+                bar.set_position(0);
+                bar.set_length(total);
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} eta {eta} {msg}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                bar.set_message("passages embedded (hybrid search)");
+            }
+            bar.set_position(done);
+        }
     }
 }
 

@@ -1,10 +1,11 @@
-//! `exsearch search`: the library's passages for a query (BM25).
+//! `exsearch search`: the library's passages for a query (hybrid: BM25
+//! fused with the sentence encoder, or BM25 alone).
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Args;
-use exsearch_core::{Home, Library};
+use exsearch_core::{Home, Library, Retrieval};
 
 use crate::output;
 
@@ -19,13 +20,23 @@ pub struct SearchArgs {
     /// Print a JSON list instead of text
     #[arg(long)]
     json: bool,
+    /// Rank with `hybrid` (BM25 fused with the sentence encoder) or `bm25`
+    /// alone, for this search [default: the library's setting]
+    #[arg(long)]
+    retrieval: Option<Retrieval>,
 }
 
 pub fn run(home: &Home, args: SearchArgs) -> Result<ExitCode> {
-    let SearchArgs { query, k, json } = args;
+    let SearchArgs {
+        query,
+        k,
+        json,
+        retrieval,
+    } = args;
     let query = query.join(" ");
     let query = query.as_str();
-    let library = Library::open(home)?;
+    let mut library = Library::open(home)?;
+    crate::retrieval::prepare_for_search(&mut library, retrieval)?;
     let hits = library.search(query, k)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&hits)?);

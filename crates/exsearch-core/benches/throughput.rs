@@ -226,6 +226,80 @@ fn query_phase(data: &Path) {
         percentile(&fts_ms, 0.5) / percentile(&ours_ms, 0.5),
         percentile(&fts_ms, 0.99) / percentile(&ours_ms, 0.99)
     );
+    hybrid_latency(
+        data,
+        &questions[..peer_queries.min(questions.len())],
+        &fts_ms,
+    );
+}
+
+/// Hybrid search latency at the same size: every passage gets a vector
+/// (the real encoder's vectors of a sample of the corpus's passages, reused
+/// round the ids: embedding a million passages on this machine's two
+/// cores would take hours, and exact search costs the same whatever the
+/// vectors say), then BM25 + encoder(query) + a scan of every vector +
+/// fusion + fetching the fused hits, question by question.
+fn hybrid_latency(data: &Path, questions: &[String], fts_ms: &[f64]) {
+    use exsearch_core::dense::VectorStore;
+    use exsearch_core::{Embedder, PassageId, Retrieval};
+    let home = Home::at(data.join("ours-big"));
+    let mut library = Library::open(&home).expect("open");
+    let encoder = std::sync::Arc::new(common::Encoder::real());
+    let ids = library.check().expect("ids").index_passages;
+    let mut store = VectorStore::open(&home.vectors_path()).expect("vector store");
+    if store.count().expect("count") != ids {
+        store
+            .use_encoder(encoder.name(), encoder.dim())
+            .expect("encoder");
+        let index = exsearch_core::index::PassageIndex::open(&home.index_dir()).expect("index");
+        let mut all = index.passage_ids().expect("ids");
+        all.sort_unstable();
+        let sample: Vec<PassageId> = all.iter().step_by(all.len() / 2000 + 1).copied().collect();
+        let texts = index.passage_texts(&sample).expect("texts");
+        let texts: Vec<&str> = texts.iter().map(|(_, _, t)| t.as_str()).collect();
+        let t = Instant::now();
+        let vectors = encoder.embed(&texts).expect("embed");
+        eprintln!(
+            "embedded {} sample passages in {:.1} s",
+            texts.len(),
+            t.elapsed().as_secs_f64()
+        );
+        for chunk in all.chunks(10_000) {
+            let ids: Vec<u64> = chunk.iter().map(|id| id.0).collect();
+            let rows: Vec<Vec<f32>> = ids
+                .iter()
+                .map(|id| vectors[*id as usize % vectors.len()].clone())
+                .collect();
+            store.insert(&ids, &rows).expect("insert");
+        }
+    }
+    library.set_embedder(encoder);
+    for q in questions.iter().take(5) {
+        library.search_with(q, 10, Retrieval::Hybrid).expect("warm");
+    }
+    let mut hybrid_ms = Vec::new();
+    for q in questions {
+        let t = Instant::now();
+        let hits = library
+            .search_with(q, 10, Retrieval::Hybrid)
+            .expect("search");
+        hybrid_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(hits.len(), 10);
+    }
+    hybrid_ms.sort_by(f64::total_cmp);
+    println!(
+        "{:<34}{:>10.2}{:>10.2}{:>10.2}",
+        format!("exsearch hybrid, first {}", questions.len()),
+        percentile(&hybrid_ms, 0.5),
+        percentile(&hybrid_ms, 0.99),
+        hybrid_ms.iter().sum::<f64>() / hybrid_ms.len() as f64
+    );
+    println!(
+        "{:<34}{:>10.1}{:>10.1}",
+        "hybrid speedup vs FTS5",
+        percentile(fts_ms, 0.5) / percentile(&hybrid_ms, 0.5),
+        percentile(fts_ms, 0.99) / percentile(&hybrid_ms, 0.99)
+    );
 }
 
 fn child(engine: &str, corpus: &Path, out: &Path) -> IndexRun {

@@ -59,6 +59,8 @@ pub enum Error {
     NoSuchPage { path: PathBuf, page: u32 },
     #[error("{0}")]
     InvalidOption(String),
+    #[error("sentence encoder: {0}")]
+    Embedder(String),
 }
 
 impl Error {
@@ -79,6 +81,7 @@ impl Error {
             Error::Unreadable { .. } => "unreadable",
             Error::NoSuchPage { .. } => "no_such_page",
             Error::InvalidOption(_) => "invalid_option",
+            Error::Embedder(_) => "embedder",
         }
     }
 }

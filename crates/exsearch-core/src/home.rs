@@ -43,6 +43,11 @@ impl Home {
         self.root.join("catalog.sqlite")
     }
 
+    /// The passages' sentence vectors (hybrid retrieval).
+    pub fn vectors_path(&self) -> PathBuf {
+        self.root.join("vectors.sqlite")
+    }
+
     pub fn index_dir(&self) -> PathBuf {
         self.root.join("index")
     }

@@ -14,6 +14,7 @@
 //! ```
 
 pub mod corpus;
+pub mod dense;
 mod error;
 #[doc(hidden)]
 pub mod failpoint;
@@ -26,6 +27,7 @@ pub mod library;
 pub mod sqlite;
 pub mod store;
 
+pub use dense::{EmbedReport, Embedder, Retrieval};
 pub use error::{Error, Result};
 pub use home::Home;
 pub use index::{Hit, PassageId};

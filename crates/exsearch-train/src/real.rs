@@ -244,7 +244,7 @@ impl RealDemo {
             .flatten()
             .cloned()
             .collect();
-        let library = corpus_from_contexts(&all, &dir.join("corpus"), &Quiet, cancel)?;
+        let library = corpus_from_contexts(&all, &dir.join("corpus"), None, &Quiet, cancel)?;
 
         phase_event("loading".into());
         let files = resolve(model)?;

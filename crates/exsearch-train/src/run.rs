@@ -440,7 +440,13 @@ impl Run {
                 .chain(valid.iter().flatten())
                 .cloned()
                 .collect();
-            exsearch_agent::eval::corpus_from_contexts(&all, &self.corpus_dir(), &Quiet, cancel)?
+            exsearch_agent::eval::corpus_from_contexts(
+                &all,
+                &self.corpus_dir(),
+                None,
+                &Quiet,
+                cancel,
+            )?
         } else {
             Library::open(home)?
         };

@@ -9,9 +9,12 @@ pub mod metrics;
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
-use exsearch_core::{CancelToken, EventSink, Home, Library, LibraryEvent, Quiet, SyncOptions};
+use exsearch_core::{
+    CancelToken, Embedder, EventSink, Home, Library, LibraryEvent, Quiet, Retrieval, SyncOptions,
+};
 use serde::{Deserialize, Serialize};
 
 pub use data::{load, Context, QaItem};
@@ -262,6 +265,7 @@ pub fn evaluate(
 pub fn corpus_from_contexts(
     items: &[QaItem],
     dir: &Path,
+    encoder: Option<Arc<dyn Embedder>>,
     events: &dyn EventSink<LibraryEvent>,
     cancel: &CancelToken,
 ) -> Result<Library> {
@@ -280,8 +284,24 @@ pub fn corpus_from_contexts(
         ));
     }
     let expected = paragraphs.len().to_string();
+    let open = || -> Result<Library> {
+        let mut library = Library::open(&home)?;
+        if let Some(encoder) = &encoder {
+            library.set_embedder(encoder.clone());
+        }
+        Ok(library)
+    };
     if std::fs::read_to_string(&marker).ok().as_deref() == Some(expected.as_str()) {
-        return Ok(Library::open(&home)?);
+        let mut library = open()?;
+        // Built before the encoder was attached, or cut short: the passages
+        // without a vector get one (nothing to do otherwise).
+        if encoder.is_some() && library.retrieval() == Retrieval::Hybrid {
+            library.embed(events, cancel)?;
+            if cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+        }
+        return Ok(library);
     }
     std::fs::create_dir_all(&docs).map_err(|e| Error::io(&docs, e))?;
     for c in &paragraphs {
@@ -289,7 +309,7 @@ pub fn corpus_from_contexts(
         let body = format!("# {}\n\n{}\n", c.title.trim(), c.text.trim());
         std::fs::write(&path, body).map_err(|e| Error::io(&path, e))?;
     }
-    let mut library = Library::open(&home)?;
+    let mut library = open()?;
     if library.status()?.folders.is_empty() {
         library.add_folders(&[docs], &SyncOptions::default(), events, cancel)?;
     } else {

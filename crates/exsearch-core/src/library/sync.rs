@@ -67,6 +67,9 @@ pub struct SyncReport {
     pub missing_folders: Vec<String>,
     /// True when the job was cancelled; what was committed stays.
     pub cancelled: bool,
+    /// The sentence vectors given to new passages (hybrid retrieval with
+    /// an encoder attached).
+    pub embedding: Option<crate::dense::EmbedReport>,
 }
 
 struct ReadyPassage {
