@@ -61,14 +61,22 @@ fn minilm_matches_the_reference_alone_and_batched() {
             .collect();
         let alone = encoder.encode(&sentences[i..=i]).expect("encode one");
         for got in [&alone[0], &batched[i]] {
-            let max = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
-            assert!(max < 2e-4, "{:?}: max |diff| {max}", sentences[i]);
+            // 8-bit matrices (on CPUs with AVX512-VNNI) stay within a
+            // cosine of 0.999 of the float64 reference (0.9994 at worst here).
+            let cosine = dot(got, &want);
+            assert!(cosine > 0.999, "{:?}: cosine {cosine}", sentences[i]);
             assert!((dot(got, got) - 1.0).abs() < 1e-4, "unit length");
         }
+        let spread = alone[0]
+            .iter()
+            .zip(&batched[i])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            spread < 1e-4,
+            "{:?}: batching moved it by {spread}",
+            sentences[i]
+        );
     }
     // What retrieval relies on: the paraphrase is far closer than the rest.
     let close = dot(&batched[0], &batched[1]);

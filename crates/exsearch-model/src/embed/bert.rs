@@ -6,11 +6,13 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{Embedding, LayerNorm, Linear};
+use candle_nn::{Embedding, LayerNorm};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::model::{cpu_ops, packed, Linear};
 
 /// The fields of a Hugging Face `config.json` a BERT encoder needs.
 #[derive(Clone, Debug, Deserialize)]
@@ -72,6 +74,9 @@ struct Weights<'a> {
     tensors: HashMap<String, Tensor>,
     prefix: &'static str,
     file: &'a Path,
+    /// Matrices as Q8_0 for our 8-bit kernels (a CPU with AVX512-VNNI).
+    quantize: bool,
+    device: Device,
 }
 
 impl Weights<'_> {
@@ -91,10 +96,14 @@ impl Weights<'_> {
     }
 
     fn linear(&self, name: &str, out: usize, inp: usize) -> Result<Linear> {
-        Ok(Linear::new(
-            self.get(&format!("{name}.weight"), &[out, inp])?,
-            Some(self.get(&format!("{name}.bias"), &[out])?),
-        ))
+        let weight = self.get(&format!("{name}.weight"), &[out, inp])?;
+        let bias = Some(self.get(&format!("{name}.bias"), &[out])?);
+        if self.quantize {
+            let q = QTensor::quantize(&weight, GgmlDType::Q8_0)?;
+            Linear::from_qtensor(q, bias, &self.device)
+        } else {
+            Linear::dense(weight, bias)
+        }
     }
 
     fn norm(&self, name: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
@@ -140,10 +149,16 @@ impl Bert {
         } else {
             ""
         };
+        let quantize = device.is_cpu()
+            && packed::available()
+            && config.hidden_size.is_multiple_of(32)
+            && config.intermediate_size.is_multiple_of(32);
         let w = Weights {
             tensors,
             prefix,
             file: weights,
+            quantize,
+            device: device.clone(),
         };
         let (h, eps) = (config.hidden_size, config.layer_norm_eps);
         let token_type = w
@@ -207,8 +222,12 @@ impl Bert {
             .broadcast_add(&self.token_type)?
             .reshape((batch * len, hidden))?;
         x = self.embedding_norm.forward(&x)?;
-        // 0 where a key is a real token, a large negative where it is padding.
-        let bias = ((mask - 1.0)? * 1e9)?.reshape((batch, 1, 1, len))?;
+        // 0 where a key is a real token, a large negative where it is
+        // padding; one row per query position, as the fused softmax takes.
+        let bias = ((mask - 1.0)? * 1e9)?
+            .reshape((batch, 1, 1, len))?
+            .broadcast_as((batch, 1, len, len))?
+            .contiguous()?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let split = |t: Tensor| -> Result<Tensor> {
             Ok(t.reshape((batch, len, self.heads, self.head_dim))?
@@ -216,18 +235,24 @@ impl Bert {
                 .contiguous()?)
         };
         for layer in &self.layers {
-            let q = split((layer.query.forward(&x)? * scale)?)?;
+            let q = split(layer.query.forward(&x)?)?;
             let k = split(layer.key.forward(&x)?)?;
             let v = split(layer.value.forward(&x)?)?;
-            let scores = q.matmul(&k.t()?)?.broadcast_add(&bias)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let scores = q.matmul(&k.t()?)?;
+            let probs =
+                match cpu_ops::scaled_masked_softmax(&scores, scale as f32, Some(&bias), len)? {
+                    Some(probs) => probs,
+                    None => {
+                        candle_nn::ops::softmax_last_dim(&(scores * scale)?.broadcast_add(&bias)?)?
+                    }
+                };
             let context = probs
                 .matmul(&v)?
                 .transpose(1, 2)?
                 .reshape((batch * len, hidden))?;
             let attended = layer.attention_out.forward(&context)?;
             x = layer.attention_norm.forward(&(x + attended)?)?;
-            let inner = layer.intermediate.forward(&x)?.gelu_erf()?;
+            let inner = cpu_ops::gelu_erf(&layer.intermediate.forward(&x)?)?;
             let out = layer.output.forward(&inner)?;
             x = layer.output_norm.forward(&(x + out)?)?;
         }
