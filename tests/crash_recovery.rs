@@ -7,26 +7,30 @@ mod common;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 
 const FILES: usize = 1500;
 
+/// `library add DOCS` with BM25 alone: the passage index is what is
+/// crashed here, and embedding 1,500 files would add minutes per run.
+fn add(home: &Path, docs: &Path) -> Command {
+    let mut cmd = exsearch(home);
+    cmd.args([
+        "library",
+        "add",
+        docs.to_str().expect("utf8"),
+        "--retrieval",
+        "bm25",
+    ]);
+    cmd
+}
+
 fn spawn_add(home: &Path, docs: &Path) -> Child {
-    exsearch(home)
-        .args([
-            "library",
-            "add",
-            docs.to_str().expect("utf8"),
-            "--threads",
-            "2",
-            // The passage index is what is crashed here; embedding 1,500
-            // files would add minutes per run.
-            "--retrieval",
-            "bm25",
-        ])
+    add(home, docs)
+        .args(["--threads", "2"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -99,14 +103,7 @@ fn crash_between_the_two_commits_is_repaired() {
     prose_corpus(&docs, FILES, 3000);
     for point in ["after_catalog_commit", "after_index_commit"] {
         let home = tmp.path().join(point);
-        let out = exsearch(&home)
-            .args([
-                "library",
-                "add",
-                docs.to_str().expect("utf8"),
-                "--retrieval",
-                "bm25",
-            ])
+        let out = add(&home, &docs)
             .env("EXSEARCH_CRASH_AT", point)
             .output()
             .expect("run");
@@ -135,14 +132,7 @@ fn a_full_disk_at_the_index_commit_is_named_and_the_next_sync_completes() {
     let docs = tmp.path().join("docs");
     prose_corpus(&docs, FILES, 3000);
     let home = tmp.path().join("home");
-    let out = exsearch(&home)
-        .args([
-            "library",
-            "add",
-            docs.to_str().expect("utf8"),
-            "--retrieval",
-            "bm25",
-        ])
+    let out = add(&home, &docs)
         .env("EXSEARCH_FAIL_AT", "index_commit")
         .output()
         .expect("run");
@@ -206,4 +196,51 @@ fn send_signal(pid: i32, signal: &str) -> i32 {
         .args([format!("-{signal}"), pid.to_string()])
         .status()
         .map_or(-1, |s| s.code().unwrap_or(-1))
+}
+
+#[test]
+fn kill_9_while_embedding_keeps_every_stored_batch_and_the_next_sync_finishes() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (home, docs) = (tmp.path().join("home"), tmp.path().join("docs"));
+    // About 600 passages: several seconds of embedding, 128 a batch.
+    prose_corpus(&docs, 60, 1000);
+    let mut child = exsearch(&home)
+        .args(["library", "add", docs.to_str().expect("utf8")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn exsearch");
+    // Kill once a batch of vectors is reported stored.
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut log = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).expect("read stderr") == 0 {
+            panic!("exsearch ended before embedding anything:\n{log}");
+        }
+        log.push_str(&line);
+        if line.contains(" passages embedded") && !line.starts_with("progress: 0/") {
+            break;
+        }
+    }
+    assert_eq!(send_signal(child.id() as i32, "KILL"), 0);
+    let exit = child.wait().expect("wait");
+    assert_eq!(exit.signal(), Some(9), "finished before the kill:\n{log}");
+
+    let check = json(&home, &["library", "check", "--json"]);
+    assert_eq!(check["consistent"], true, "{check}");
+    let before = status(&home);
+    let (passages, kept) = (
+        before["passages"].as_u64().expect("passages"),
+        before["vectors"].as_u64().expect("vectors"),
+    );
+    assert!(
+        kept > 0 && kept < passages && kept % 128 == 0,
+        "whole batches stay: {kept} of {passages}"
+    );
+    // The next sync reads no file again and embeds only what is missing.
+    let report = json(&home, &["library", "sync", "--json"]);
+    assert_eq!(report["indexed"], 0, "{report}");
+    assert_eq!(report["embedding"]["embedded"], passages - kept, "{report}");
+    assert_eq!(status(&home)["vectors"], passages);
 }

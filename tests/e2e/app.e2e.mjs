@@ -247,8 +247,17 @@ async function main() {
       return r;
     };
     const big = bigFolder(INDEX_MB);
+    // BM25 alone for this one: embedding 200 MB for hybrid search takes
+    // hours on two cores (see the README), and the load is the indexing.
+    const retrieval = (mode) => s.asyncScript(`
+      const done = arguments[arguments.length - 1];
+      window.__TAURI__.core.invoke("library_set_retrieval", { retrieval: arguments[0] })
+        .then((st) => done(st.retrieval), (e) => done("error: " + (e.message || e)));
+    `, [mode]);
+    assert.equal(await retrieval("bm25"), "bm25");
     log(`indexing ${(big.bytes / 1e6).toFixed(0)} MB under load`);
     results.indexing_load = await underLoad(`indexing ${(big.bytes / 1e6).toFixed(0)} MB`, "library_add", { paths: [big.dir] });
+    assert.equal(await retrieval("hybrid"), "hybrid");
     results.training_load = await underLoad("a training round runs", "train_em", {
       request: { name: "e2e-load", model: null, adapter: null, data: join(demoDir, "world", "train.jsonl"),
                  valid: null, rounds: 1, samples: 2, lora_rank: 4, lr: 0.001 },

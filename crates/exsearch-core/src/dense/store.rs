@@ -86,24 +86,31 @@ impl VectorStore {
         if self.encoder()?.is_some_and(|(n, d)| n == name && d == dim) {
             return Ok(());
         }
-        let path = self.path.clone();
-        let err = |source| Error::Database {
-            what: SCHEMA.what,
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        tx.execute("DELETE FROM vectors", []).map_err(err)?;
-        for (key, value) in [("encoder", name.to_string()), ("dim", dim.to_string())] {
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![key, value],
-            )
-            .map_err(err)?;
-        }
-        Self::bump(&tx).map_err(err)?;
-        tx.commit().map_err(err)
+        self.write(|tx| {
+            tx.execute("DELETE FROM vectors", [])?;
+            for (key, value) in [("encoder", name.to_string()), ("dim", dim.to_string())] {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                     ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    params![key, value],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `f` in one transaction that also bumps the generation.
+    fn write(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>,
+    ) -> Result<()> {
+        let result = (|| {
+            let tx = self.conn.transaction()?;
+            f(&tx)?;
+            Self::bump(&tx)?;
+            tx.commit()
+        })();
+        result.map_err(|e| self.err(e))
     }
 
     pub fn count(&self) -> Result<u64> {
@@ -128,36 +135,25 @@ impl VectorStore {
     /// Stores `vectors` (unit length) for `ids` in one transaction.
     pub fn insert(&mut self, ids: &[u64], vectors: &[Vec<f32>]) -> Result<()> {
         let dim = self.encoder()?.map_or(0, |(_, d)| d);
-        let path = self.path.clone();
-        let err = |source| Error::Database {
-            what: SCHEMA.what,
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        {
-            let mut stmt = tx
-                .prepare(
-                    "INSERT INTO vectors (passage_id, scale, codes) VALUES (?1, ?2, ?3)
-                     ON CONFLICT(passage_id) DO UPDATE
-                     SET scale = excluded.scale, codes = excluded.codes",
-                )
-                .map_err(err)?;
+        if let Some(v) = vectors.iter().find(|v| v.len() != dim) {
+            return Err(Error::Embedder(format!(
+                "the encoder returned a vector of length {}, expected {dim}",
+                v.len()
+            )));
+        }
+        self.write(|tx| {
+            let mut stmt = tx.prepare(
+                "INSERT INTO vectors (passage_id, scale, codes) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(passage_id) DO UPDATE
+                 SET scale = excluded.scale, codes = excluded.codes",
+            )?;
             for (id, vector) in ids.iter().zip(vectors) {
-                if vector.len() != dim {
-                    return Err(Error::Embedder(format!(
-                        "the encoder returned a vector of length {}, expected {dim}",
-                        vector.len()
-                    )));
-                }
                 let (scale, codes) = quantize(vector);
                 let codes: Vec<u8> = codes.iter().map(|c| *c as u8).collect();
-                stmt.execute(params![*id as i64, f64::from(scale), codes])
-                    .map_err(err)?;
+                stmt.execute(params![*id as i64, f64::from(scale), codes])?;
             }
-        }
-        Self::bump(&tx).map_err(err)?;
-        tx.commit().map_err(err)
+            Ok(())
+        })
     }
 
     /// Drops the vectors of `ids`.
@@ -165,23 +161,13 @@ impl VectorStore {
         if ids.is_empty() {
             return Ok(());
         }
-        let path = self.path.clone();
-        let err = |source| Error::Database {
-            what: SCHEMA.what,
-            path: path.clone(),
-            source,
-        };
-        let tx = self.conn.transaction().map_err(err)?;
-        {
-            let mut stmt = tx
-                .prepare("DELETE FROM vectors WHERE passage_id = ?1")
-                .map_err(err)?;
+        self.write(|tx| {
+            let mut stmt = tx.prepare("DELETE FROM vectors WHERE passage_id = ?1")?;
             for id in ids {
-                stmt.execute([*id as i64]).map_err(err)?;
+                stmt.execute([*id as i64])?;
             }
-        }
-        Self::bump(&tx).map_err(err)?;
-        tx.commit().map_err(err)
+            Ok(())
+        })
     }
 
     /// Every vector, for searching; shared by every caller in the process
