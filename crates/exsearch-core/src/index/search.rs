@@ -35,6 +35,32 @@ impl PassageIndex {
     /// searchable words.
     pub fn search(&self, query: &str, k: usize) -> Result<Vec<Hit>> {
         let terms = analyze(query);
+        let searcher = self.reader.searcher();
+        let top = self.ranked(&searcher, &terms, k)?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, _, address) in top {
+            let doc: TantivyDocument = searcher.doc(address).map_err(|e| self.error(e))?;
+            hits.push(self.hit(&doc, score, &terms));
+        }
+        Ok(hits)
+    }
+
+    /// The ids and BM25 scores of the `k` best passages for `query`, read
+    /// from the index's columns alone (no stored text): what fusion needs.
+    pub fn ranked_ids(&self, query: &str, k: usize) -> Result<Vec<(PassageId, f32)>> {
+        let searcher = self.reader.searcher();
+        let top = self.ranked(&searcher, &analyze(query), k)?;
+        Ok(top.into_iter().map(|(score, id, _)| (id, score)).collect())
+    }
+
+    /// BM25's `k` best for the disjunction of `terms`; empty when there is
+    /// no term.
+    fn ranked(
+        &self,
+        searcher: &tantivy::Searcher,
+        terms: &BTreeSet<String>,
+        k: usize,
+    ) -> Result<Vec<(f32, PassageId, tantivy::DocAddress)>> {
         // tantivy reserves room for k hits up front: never more than exist.
         let k = k.min(self.num_passages() as usize);
         if terms.is_empty() || k == 0 {
@@ -49,15 +75,7 @@ impl PassageIndex {
                 (Occur::Should, q)
             })
             .collect();
-        let query = BooleanQuery::new(clauses);
-        let searcher = self.reader.searcher();
-        let top = self.top_k(&searcher, &query, k)?;
-        let mut hits = Vec::with_capacity(top.len());
-        for (score, address) in top {
-            let doc: TantivyDocument = searcher.doc(address).map_err(|e| self.error(e))?;
-            hits.push(self.hit(&doc, score, &terms));
-        }
-        Ok(hits)
+        self.top_k(searcher, &BooleanQuery::new(clauses), k)
     }
 
     /// The passages `scored` names, as hits with the given scores and the
@@ -150,7 +168,7 @@ impl PassageIndex {
         searcher: &tantivy::Searcher,
         query: &BooleanQuery,
         k: usize,
-    ) -> Result<Vec<(f32, tantivy::DocAddress)>> {
+    ) -> Result<Vec<(f32, PassageId, tantivy::DocAddress)>> {
         let total = self.num_passages() as usize;
         let mut limit = (k + 8).min(total);
         let top = loop {
@@ -186,7 +204,10 @@ impl PassageIndex {
         }
         ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         ranked.truncate(k);
-        Ok(ranked.into_iter().map(|(s, _, a)| (s, a)).collect())
+        Ok(ranked
+            .into_iter()
+            .map(|(s, id, a)| (s, PassageId(id), a))
+            .collect())
     }
 }
 

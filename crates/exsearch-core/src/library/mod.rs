@@ -7,7 +7,7 @@ mod scan;
 mod sync;
 mod watch;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -456,35 +456,24 @@ impl Library {
             return self.index.search(query, k);
         }
         let depth = dense::FUSION_DEPTH.max(k);
-        let lexical = self.index.search(query, depth)?;
+        let lexical: Vec<(u64, f32)> = self
+            .index
+            .ranked_ids(query, depth)?
+            .into_iter()
+            .map(|(id, score)| (id.0, score))
+            .collect();
         let vector = embedder
             .embed(&[query])
             .map_err(Error::Embedder)?
             .pop()
             .ok_or_else(|| Error::Embedder("no vector for the query".into()))?;
         let semantic = matrix.top_k(&vector, depth);
-        let lexical_scores: Vec<(u64, f32)> =
-            lexical.iter().map(|h| (h.passage_id.0, h.score)).collect();
-        let fused = dense::fuse(&lexical_scores, &semantic, k);
-        let mut known: HashMap<u64, Hit> =
-            lexical.into_iter().map(|h| (h.passage_id.0, h)).collect();
-        let unknown: Vec<(PassageId, f32)> = fused
-            .iter()
-            .filter(|(id, _)| !known.contains_key(id))
-            .map(|(id, score)| (PassageId(*id), *score))
-            .collect();
-        for hit in self.index.hits_by_id(&unknown, query)? {
-            known.insert(hit.passage_id.0, hit);
-        }
-        Ok(fused
+        // Only the fused top k are read from the index's stored text.
+        let fused: Vec<(PassageId, f32)> = dense::fuse(&lexical, &semantic, k)
             .into_iter()
-            .filter_map(|(id, score)| {
-                known.remove(&id).map(|mut hit| {
-                    hit.score = score;
-                    hit
-                })
-            })
-            .collect())
+            .map(|(id, score)| (PassageId(id), score))
+            .collect();
+        self.index.hits_by_id(&fused, query)
     }
 
     /// Every document with its status, ordered by path.
