@@ -87,7 +87,7 @@ impl VectorStore {
             return Ok(());
         }
         self.write(|tx| {
-            tx.execute("DELETE FROM vectors", [])?;
+            let removed = tx.execute("DELETE FROM vectors", [])?;
             for (key, value) in [("encoder", name.to_string()), ("dim", dim.to_string())] {
                 tx.execute(
                     "INSERT INTO meta (key, value) VALUES (?1, ?2)
@@ -95,29 +95,48 @@ impl VectorStore {
                     params![key, value],
                 )?;
             }
-            Ok(())
+            Ok(-(removed as i64))
         })
     }
 
     /// Runs `f` in one transaction that also bumps the generation.
+    /// Runs `f` in one transaction that also bumps the generation and
+    /// moves the stored count by the rows `f` says it added (negative when
+    /// it removed).
     fn write(
         &mut self,
-        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<i64>,
     ) -> Result<()> {
         let result = (|| {
             let tx = self.conn.transaction()?;
-            f(&tx)?;
+            // Counted once, the first time (a scan); kept since.
+            tx.execute(
+                "INSERT INTO meta (key, value) SELECT 'count', (SELECT count(*) FROM vectors)
+                 WHERE NOT EXISTS (SELECT 1 FROM meta WHERE key = 'count')",
+                [],
+            )?;
+            let added = f(&tx)?;
+            tx.execute(
+                "UPDATE meta SET value = CAST(value AS INTEGER) + ?1 WHERE key = 'count'",
+                [added],
+            )?;
             Self::bump(&tx)?;
             tx.commit()
         })();
         result.map_err(|e| self.err(e))
     }
 
+    /// Vectors stored, without a scan (`library status` asks often, and
+    /// counting a million rows reads every page of the table).
     pub fn count(&self) -> Result<u64> {
-        self.conn
-            .query_row("SELECT count(*) FROM vectors", [], |r| r.get::<_, i64>(0))
-            .map(|n| n as u64)
-            .map_err(|e| self.err(e))
+        match self.meta("count")?.and_then(|n| n.parse::<u64>().ok()) {
+            Some(n) => Ok(n),
+            None => self
+                .conn
+                .query_row("SELECT count(*) FROM vectors", [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(|e| self.err(e)),
+        }
     }
 
     pub fn ids(&self) -> Result<HashSet<u64>> {
@@ -142,17 +161,19 @@ impl VectorStore {
             )));
         }
         self.write(|tx| {
-            let mut stmt = tx.prepare(
-                "INSERT INTO vectors (passage_id, scale, codes) VALUES (?1, ?2, ?3)
-                 ON CONFLICT(passage_id) DO UPDATE
-                 SET scale = excluded.scale, codes = excluded.codes",
-            )?;
+            // A vector already stored is replaced: it does not count twice.
+            let mut drop_old = tx.prepare("DELETE FROM vectors WHERE passage_id = ?1")?;
+            let mut add =
+                tx.prepare("INSERT INTO vectors (passage_id, scale, codes) VALUES (?1, ?2, ?3)")?;
+            let mut added = 0i64;
             for (id, vector) in ids.iter().zip(vectors) {
                 let (scale, codes) = quantize(vector);
                 let codes: Vec<u8> = codes.iter().map(|c| *c as u8).collect();
-                stmt.execute(params![*id as i64, f64::from(scale), codes])?;
+                let replaced = drop_old.execute([*id as i64])?;
+                add.execute(params![*id as i64, f64::from(scale), codes])?;
+                added += 1 - replaced as i64;
             }
-            Ok(())
+            Ok(added)
         })
     }
 
@@ -163,10 +184,11 @@ impl VectorStore {
         }
         self.write(|tx| {
             let mut stmt = tx.prepare("DELETE FROM vectors WHERE passage_id = ?1")?;
+            let mut removed = 0i64;
             for id in ids {
-                stmt.execute([*id as i64])?;
+                removed += stmt.execute([*id as i64])? as i64;
             }
-            Ok(())
+            Ok(-removed)
         })
     }
 
@@ -307,6 +329,8 @@ mod tests {
             unit(&[0.0, 0.0, 1.0]),
         ];
         store.insert(&[30, 10, 20], &vectors).expect("insert");
+        // Storing a passage's vector again replaces it.
+        store.insert(&[20], &vectors[2..]).expect("again");
         let generation = store.generation().expect("generation");
         drop(store);
 
