@@ -27,13 +27,21 @@ pub fn encoder_dir() -> PathBuf {
     }
 }
 
-/// The encoder, if its files are on this machine.
+/// The encoder, if its files are on this machine: in its folder (the
+/// package-index copy, or `$EXSEARCH_ENCODER`), or in the hub cache where a
+/// fetch from the hub left them.
 pub fn local() -> Result<Option<Arc<dyn Embedder>>> {
     let dir = encoder_dir();
-    if !dir.join("model.safetensors").is_file() {
+    if dir.join(hub::EMBEDDER.file).is_file() {
+        return Ok(Some(shared(&dir)?));
+    }
+    if std::env::var_os("EXSEARCH_ENCODER").is_some_and(|d| !d.is_empty()) {
         return Ok(None);
     }
-    Ok(Some(shared(&dir)?))
+    match hub::hub_cached(&hub::EMBEDDER, &Hub::from_env()) {
+        Some(path) => Ok(Some(shared(path.parent().unwrap_or(&dir))?)),
+        None => Ok(None),
+    }
 }
 
 /// The encoder, fetched into the cache first when it is missing (only the

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use candle_core::{DType, Device};
 use exsearch_jobs::CancelToken;
 use exsearch_model::fixtures::{self, Quant};
-use exsearch_model::hub::{fetch_starter, Hub, HubCache, PullEvent, StarterModel, StarterSource};
+use exsearch_model::hub::{
+    fetch_starter, hub_cached, Hub, HubCache, PullEvent, StarterModel, StarterSource,
+};
 use exsearch_model::model::Family;
 use exsearch_model::{Error, LoadedModel, ModelSource};
 use fake_hub::{FakeHub, Faults};
@@ -221,6 +223,8 @@ fn the_hub_copy_is_used_when_the_hub_answers_and_found_again_without_a_download(
         fetch_starter(&spec, &hub, &closed_endpoint(), dir.path(), &sink, &cancel).expect("again");
     assert_eq!(again.source, StarterSource::Cached);
     assert_eq!(again.path, report.path);
+    // What a search finds without fetching (the encoder's `local`).
+    assert_eq!(hub_cached(&spec, &hub), Some(report.path.clone()));
     assert_eq!(
         hub_server.log().len(),
         requests,

