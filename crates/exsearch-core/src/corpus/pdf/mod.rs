@@ -1,7 +1,12 @@
-//! PDF text layers through `pdf-extract` (on `lopdf`): pure Rust, no system
-//! library, page by page so every passage keeps its page number. A page the
-//! parser cannot read is left empty and the others are kept; a crash inside
-//! the parser is caught and reported as this file's skip reason.
+//! PDF text layers through `pdf-extract`'s content interpreter (on `lopdf`):
+//! pure Rust, no system library, page by page so every passage keeps its
+//! page number. Our own [`layout`] turns the glyphs it places into words and
+//! lines. What the parser cannot read of a page is left out and the rest
+//! kept; a crash inside the parser is caught and reported as this file's
+//! skip reason when nothing at all could be read.
+
+mod fonts;
+mod layout;
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -51,29 +56,28 @@ fn extract_unguarded(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
         // restrictions); those open for reading like any other.
         doc.decrypt("").map_err(|_| Skip::Encrypted)?;
     }
+    fonts::mend(&mut doc);
     let title = info_title(&doc);
     let pages = doc.get_pages();
     let mut sections = Vec::with_capacity(pages.len());
     let mut first_failure: Option<String> = None;
     for &page in pages.keys() {
-        let mut text = String::new();
+        let mut out = layout::PageText::default();
         let page_result = catch_unwind(AssertUnwindSafe(|| {
-            let mut out = pdf_extract::PlainTextOutput::new(&mut text);
             pdf_extract::output_doc_page(&doc, &mut out, page)
         }));
         match page_result {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 first_failure.get_or_insert_with(|| format!("page {page}: {e}"));
-                text.clear();
             }
             Err(panic) => {
                 first_failure.get_or_insert_with(|| {
                     format!("page {page}: {}", panic_message(panic.as_ref()))
                 });
-                text.clear();
             }
         }
+        let text = out.finish();
         sections.push(Section {
             page: Some(page),
             text,
