@@ -4,8 +4,8 @@
 # used by the Ctrl-C test), the WebKitGTK stack the desktop app is built on,
 # Chromium, Node, Xvfb and WebKitWebDriver for its tests, Python 3 (the
 # real-model tests fetch their GGUF files with it) and, when missing or older
-# than the workspace's rust-version, Rust through rustup. Also poppler-utils,
-# for one test.
+# than the workspace's rust-version, Rust through rustup. Also Tesseract, for
+# OCR, and poppler-utils, for one test.
 set -euo pipefail
 
 MIN_RUST=1.89
@@ -37,6 +37,9 @@ for pkg in libwebkit2gtk-4.1-dev libgtk-3-dev librsvg2-dev libayatana-appindicat
   libxdo-dev libssl-dev file chromium xvfb xauth webkit2gtk-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
+# Tesseract with English: OCR of images and scanned PDF pages (the product
+# runs it as a program; without it those files are listed as needing OCR).
+command -v tesseract >/dev/null || missing+=(tesseract-ocr tesseract-ocr-eng)
 # poppler's pdftotext: the reference the PDF text test measures word recall
 # against (tests only; the product reads PDFs itself).
 command -v pdftotext >/dev/null || missing+=(poppler-utils)

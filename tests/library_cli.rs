@@ -96,7 +96,8 @@ fn every_format_is_indexed_and_every_bad_file_is_listed_with_its_reason() {
         &docs.join(".hidden/secret.txt"),
         "hidden files are not indexed",
     );
-    write(&docs.join("photo.jpg"), b"\xff\xd8\xff not indexed");
+    // An image is read by OCR (on by default): this one is broken.
+    write(&docs.join("photo.jpg"), b"\xff\xd8\xff not a whole JPEG");
 
     let docs_arg = docs.to_str().expect("utf8 path");
     let out = ok(
@@ -118,7 +119,8 @@ fn every_format_is_indexed_and_every_bad_file_is_listed_with_its_reason() {
     assert!(reason_for(&failed, "locked.pdf").contains("password"));
     assert!(reason_for(&failed, "loop").contains("loop"));
     assert!(reason_for(&failed, "dangling.txt").contains("broken symbolic link"));
-    assert_eq!(failed.len(), 8, "{failed:?}");
+    assert!(reason_for(&failed, "photo.jpg").contains("image"));
+    assert_eq!(failed.len(), 9, "{failed:?}");
 
     for (query, file) in [
         ("aardvark termites", "notes.txt"),
@@ -451,5 +453,84 @@ fn hybrid_search_finds_passages_by_meaning_and_follows_the_library() {
             .unwrap_or("")
             .ends_with("okapi.txt"),
         "{hybrid}"
+    );
+}
+
+#[test]
+fn scans_are_searchable_through_ocr_and_the_switch_is_saved() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (home, docs) = (tmp.path().join("home"), tmp.path().join("docs"));
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../exsearch-core/tests/fixtures");
+    for name in ["scan.pdf", "receipt.png", "fax.tiff"] {
+        write(
+            &docs.join(name),
+            std::fs::read(fixtures.join(name)).expect("fixture"),
+        );
+    }
+    write(&docs.join("notes.txt"), "Plain notes about the harbour.");
+    let docs_arg = docs.to_str().expect("utf8 path");
+
+    // Off: the scan has no text layer, and images are not looked at.
+    ok(
+        &home,
+        &[
+            "library",
+            "add",
+            docs_arg,
+            "--ocr",
+            "off",
+            "--retrieval",
+            "bm25",
+        ],
+    );
+    let off = status(&home);
+    assert_eq!(off["ocr"], false, "{off}");
+    assert_eq!(off["documents"], 1, "{off}");
+    let failed = failed_reasons(&off);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        reason_for(&failed, "scan.pdf").contains("OCR"),
+        "{failed:?}"
+    );
+    assert!(search(&home, "salted herring").is_empty());
+
+    // On (and saved): the next sync reads what it passed over, unchanged
+    // files included.
+    ok(&home, &["library", "sync", "--ocr", "on"]);
+    let on = status(&home);
+    assert_eq!(on["ocr"], true, "{on}");
+    assert_eq!(on["documents"], 4, "{on}");
+    assert!(failed_reasons(&on).is_empty(), "{on}");
+    let herring = search(&home, "salted herring");
+    assert_eq!(paths(&herring)[0], "scan.pdf", "{herring:?}");
+    assert_eq!(herring[0]["page"], 2);
+    assert_eq!(
+        herring[0]["ocr"], true,
+        "OCR passages are marked: {herring:?}"
+    );
+    let receipt = search(&home, "fountain pen");
+    assert_eq!(paths(&receipt)[0], "receipt.png", "{receipt:?}");
+    let ferry = search(&home, "ferry timetable");
+    assert_eq!(paths(&ferry)[0], "fax.tiff", "{ferry:?}");
+    assert_eq!(ferry[0]["page"], 2, "a TIFF's pages are cited");
+    let notes = search(&home, "harbour notes");
+    assert_eq!(paths(&notes)[0], "notes.txt");
+    assert!(
+        notes[0].get("ocr").is_none(),
+        "text passages are not marked"
+    );
+
+    let out = ok(&home, &["library", "status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("OCR: on"), "{text}");
+    let hits = ok(&home, &["search", "salted herring", "--retrieval", "bm25"]);
+    assert!(String::from_utf8_lossy(&hits.stdout).contains("read by OCR"));
+    assert_eq!(
+        String::from_utf8_lossy(&ok(&home, &["library", "check"]).stdout)
+            .trim_end()
+            .lines()
+            .last(),
+        Some("consistent")
     );
 }

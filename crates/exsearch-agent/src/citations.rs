@@ -122,6 +122,7 @@ mod tests {
             char_end: text.len(),
             text: text.into(),
             highlights: Vec::new(),
+            ocr: false,
         }
     }
 

@@ -66,12 +66,33 @@ pub struct SyncArgs {
     /// sync) or `bm25` alone; saved with the library [default: hybrid]
     #[arg(long)]
     retrieval: Option<Retrieval>,
+    /// Read images (PNG, JPEG, TIFF...) and the scanned pages of PDFs with
+    /// OCR (Tesseract): `on` or `off`; saved with the library [default: on]
+    #[arg(long)]
+    ocr: Option<Switch>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl SyncArgs {
+    /// Saves the settings given on the command line with the library.
+    fn save(&self, library: &mut Library) -> exsearch_core::Result<()> {
+        if let Some(ocr) = self.ocr {
+            library.set_ocr(ocr == Switch::On)?;
+        }
+        Ok(())
+    }
 }
 
 pub fn run(home: &Home, cmd: LibraryCommand) -> Result<ExitCode> {
     match cmd {
         LibraryCommand::Add { dirs, opts } => {
             let mut library = Library::open(home)?;
+            opts.save(&mut library)?;
             with_progress(&opts, |options, sink, cancel| {
                 crate::retrieval::prepare_for_indexing(&mut library, opts.retrieval, cancel)?;
                 library.add_folders(&dirs, options, sink, cancel)
@@ -79,6 +100,7 @@ pub fn run(home: &Home, cmd: LibraryCommand) -> Result<ExitCode> {
         }
         LibraryCommand::Sync { opts } => {
             let mut library = Library::open(home)?;
+            opts.save(&mut library)?;
             with_progress(&opts, |options, sink, cancel| {
                 crate::retrieval::prepare_for_indexing(&mut library, opts.retrieval, cancel)?;
                 library.sync(options, sink, cancel)
@@ -180,6 +202,7 @@ fn with_progress(
 /// `library watch`: a line (or a JSON object with `--json`) per event.
 fn watch(home: &Home, debounce_ms: u64, args: &SyncArgs) -> Result<ExitCode> {
     let mut library = Library::open(home)?;
+    args.save(&mut library)?;
     let options = sync_options(args);
     let cancel = crate::cancel_on_ctrl_c("stopping the watch after the sync in flight")?;
     crate::retrieval::prepare_for_indexing(&mut library, args.retrieval, &cancel)?;

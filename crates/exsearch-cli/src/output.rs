@@ -27,9 +27,10 @@ pub fn print_hits(hits: &[Hit]) {
     let color = color();
     for (rank, hit) in hits.iter().enumerate() {
         let page = hit.page.map_or_else(String::new, |p| format!(", page {p}"));
+        let ocr = if hit.ocr { "; read by OCR" } else { "" };
         let (dim, reset) = if color { (DIM, RESET) } else { ("", "") };
         println!(
-            "{}. {} {dim}({}{page}; score {:.2}; passage {}){reset}",
+            "{}. {} {dim}({}{page}{ocr}; score {:.2}; passage {}){reset}",
             rank + 1,
             hit.title,
             hit.path,
@@ -106,6 +107,11 @@ pub fn print_status(s: &LibraryStatus) {
             println!("retrieval: hybrid, no passage embedded yet (the next sync embeds them)")
         }
         (Retrieval::Bm25, _) => println!("retrieval: bm25"),
+    }
+    match (s.ocr, &s.ocr_unavailable) {
+        (false, _) => println!("OCR: off"),
+        (true, None) => println!("OCR: on (images and scanned pages are read)"),
+        (true, Some(why)) => println!("OCR: on, but cannot run: {why}"),
     }
 }
 

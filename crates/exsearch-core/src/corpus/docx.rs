@@ -24,6 +24,7 @@ pub(super) fn extract(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
     Ok(ExtractedDocument {
         title,
         sections: vec![Section {
+            ocr: false,
             page: None,
             text: body_text(&body)?,
         }],

@@ -25,6 +25,7 @@ pub(super) fn extract_eml(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
     Ok(ExtractedDocument {
         title: message.subject().and_then(clean_line),
         sections: vec![Section {
+            ocr: false,
             page: None,
             text: message_text(&message),
         }],
@@ -44,6 +45,7 @@ pub(super) fn extract_mbox(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
             let entry = entry.ok()?;
             let message = parser.parse(entry.contents())?;
             Some(Section {
+                ocr: false,
                 page: None,
                 text: message_text(&message),
             })

@@ -104,6 +104,7 @@ pub(super) fn extract(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
     Ok(ExtractedDocument {
         title: title.or(first_h1),
         sections: vec![Section {
+            ocr: false,
             page: None,
             text: out.trim().to_owned(),
         }],

@@ -8,7 +8,11 @@ pub(super) fn extract(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
     let text = text::decode(bytes)?;
     Ok(ExtractedDocument {
         title: title(&text),
-        sections: vec![Section { page: None, text }],
+        sections: vec![Section {
+            page: None,
+            text,
+            ocr: false,
+        }],
     })
 }
 

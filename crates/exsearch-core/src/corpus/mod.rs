@@ -11,6 +11,7 @@ mod email;
 mod epub;
 mod html;
 mod markdown;
+mod ocr;
 mod odf;
 pub mod passages;
 mod pdf;
@@ -19,6 +20,7 @@ mod rtf;
 mod text;
 mod xlsx;
 
+pub use ocr::Ocr;
 pub(crate) use pdf::panic_message;
 
 use std::path::Path;
@@ -43,6 +45,8 @@ pub enum DocumentKind {
     Rtf,
     Eml,
     Mbox,
+    /// A scan or photograph (PNG, JPEG, TIFF...): read by OCR.
+    Image,
 }
 
 impl DocumentKind {
@@ -62,6 +66,8 @@ impl DocumentKind {
             "rtf" => Self::Rtf,
             "eml" => Self::Eml,
             "mbox" | "mbx" => Self::Mbox,
+            "png" | "jpg" | "jpeg" | "tif" | "tiff" | "bmp" | "gif" | "webp" | "jp2" | "pnm"
+            | "pbm" | "pgm" | "ppm" => Self::Image,
             e if TEXT_EXTENSIONS.contains(&e) => Self::Text,
             _ => return None,
         })
@@ -83,7 +89,13 @@ impl DocumentKind {
             Self::Rtf => "rtf",
             Self::Eml => "eml",
             Self::Mbox => "mbox",
+            Self::Image => "image",
         }
+    }
+
+    /// Whether only OCR can read files of this kind.
+    pub fn needs_ocr(self) -> bool {
+        self == Self::Image
     }
 }
 
@@ -177,9 +189,11 @@ const TEXT_EXTENSIONS: &[&str] = &[
 /// other format. Passage offsets count characters into `text`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Section {
-    /// 1-based page number, for PDFs.
+    /// 1-based page number, for PDFs (and slides, and the pages of a TIFF).
     pub page: Option<u32>,
     pub text: String,
+    /// Read from a scanned image by OCR, not from the file's text.
+    pub ocr: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -197,8 +211,14 @@ pub struct ExtractedDocument {
 pub enum Skip {
     #[error("password-protected PDF (encrypted); remove the password to index it")]
     Encrypted,
-    #[error("no text layer (image-only PDF: scanned pages need OCR, which exsearch does not do)")]
+    #[error("no text layer (image-only PDF: turn OCR on, with Tesseract installed, to read its scanned pages)")]
     NoTextLayer,
+    #[error("no text found by OCR (a picture without writing, or too blurred to read)")]
+    NoTextFound,
+    #[error("no text layer, and no page image large enough to be a scan (drawings or icons only)")]
+    NoScannedPage,
+    #[error("an image: OCR reads it, and OCR is unavailable: {0}")]
+    NeedsOcr(String),
     #[error("corrupt or unsupported {kind}: {detail}")]
     Corrupt { kind: &'static str, detail: String },
     #[error("binary content in a text file (NUL byte at offset {offset})")]
@@ -222,6 +242,9 @@ impl Skip {
         match self {
             Skip::Encrypted => "encrypted",
             Skip::NoTextLayer => "no_text_layer",
+            Skip::NoTextFound => "no_text_found",
+            Skip::NoScannedPage => "no_scanned_page",
+            Skip::NeedsOcr(_) => "needs_ocr",
             Skip::Corrupt { .. } => "corrupt",
             Skip::Binary { .. } => "binary",
             Skip::Empty => "empty",
@@ -231,6 +254,12 @@ impl Skip {
             Skip::SymlinkLoop(_) => "symlink_loop",
             Skip::ParserCrashed { .. } => "parser_crashed",
         }
+    }
+
+    /// Whether OCR could read what this failure left unread: worth another
+    /// try once OCR is on.
+    pub fn wants_ocr(code: &str) -> bool {
+        matches!(code, "no_text_layer" | "needs_ocr")
     }
 
     /// Whether retrying the same bytes could succeed (the file's content is
@@ -245,8 +274,39 @@ impl Skip {
     }
 }
 
-/// Extracts the text of a file whose bytes are already read.
+/// Extracts the text of a file whose bytes are already read, without OCR.
 pub fn extract(kind: DocumentKind, bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
+    extract_with(kind, bytes, None)
+}
+
+/// Extracts the text of a file whose bytes are already read; with `ocr`,
+/// images and the scanned pages of PDFs are read too.
+pub fn extract_with(
+    kind: DocumentKind,
+    bytes: &[u8],
+    ocr: Option<&Ocr>,
+) -> Result<ExtractedDocument, Skip> {
+    extract_inner(kind, bytes, ocr, None)
+}
+
+/// As [`extract_with`], reading by OCR only page `page` of a PDF (the
+/// others come back as their text layer alone): what showing one page
+/// needs, without OCR of the whole file.
+pub fn extract_page_with(
+    kind: DocumentKind,
+    bytes: &[u8],
+    ocr: Option<&Ocr>,
+    page: Option<u32>,
+) -> Result<ExtractedDocument, Skip> {
+    extract_inner(kind, bytes, ocr, page)
+}
+
+fn extract_inner(
+    kind: DocumentKind,
+    bytes: &[u8],
+    ocr: Option<&Ocr>,
+    ocr_page: Option<u32>,
+) -> Result<ExtractedDocument, Skip> {
     if bytes.is_empty() {
         return Err(Skip::Empty);
     }
@@ -254,7 +314,8 @@ pub fn extract(kind: DocumentKind, bytes: &[u8]) -> Result<ExtractedDocument, Sk
         DocumentKind::Text => text::extract(bytes)?,
         DocumentKind::Markdown => markdown::extract(bytes)?,
         DocumentKind::Html => html::extract(bytes)?,
-        DocumentKind::Pdf => pdf::extract(bytes)?,
+        DocumentKind::Pdf => pdf::extract(bytes, ocr, ocr_page)?,
+        DocumentKind::Image => image(bytes, ocr)?,
         DocumentKind::Docx => docx::extract(bytes)?,
         DocumentKind::Epub => epub::extract(bytes)?,
         DocumentKind::Odt => odf::extract(bytes, "ODT")?,
@@ -267,13 +328,35 @@ pub fn extract(kind: DocumentKind, bytes: &[u8]) -> Result<ExtractedDocument, Sk
         DocumentKind::Mbox => email::extract_mbox(bytes)?,
     };
     if doc.sections.iter().all(|s| s.text.trim().is_empty()) {
-        return Err(if kind == DocumentKind::Pdf {
-            Skip::NoTextLayer
-        } else {
-            Skip::NoText
+        return Err(match kind {
+            DocumentKind::Pdf if ocr.is_none() => Skip::NoTextLayer,
+            DocumentKind::Pdf | DocumentKind::Image => Skip::NoTextFound,
+            _ => Skip::NoText,
         });
     }
     Ok(doc)
+}
+
+/// An image file's text, a section per page (a TIFF may hold many).
+fn image(bytes: &[u8], ocr: Option<&Ocr>) -> Result<ExtractedDocument, Skip> {
+    let ocr = ocr.ok_or_else(|| Skip::NeedsOcr("OCR is off".into()))?;
+    let pages = ocr.recognize(bytes).map_err(|detail| Skip::Corrupt {
+        kind: "image",
+        detail,
+    })?;
+    let many = pages.len() > 1;
+    Ok(ExtractedDocument {
+        title: None,
+        sections: pages
+            .into_iter()
+            .enumerate()
+            .map(|(i, text)| Section {
+                page: many.then_some(i as u32 + 1),
+                ocr: !text.is_empty(),
+                text,
+            })
+            .collect(),
+    })
 }
 
 /// Collapses runs of whitespace into one space and trims, for titles.
@@ -300,7 +383,11 @@ mod tests {
             DocumentKind::from_path(Path::new("notes.md")),
             Some(DocumentKind::Markdown)
         );
-        assert_eq!(DocumentKind::from_path(Path::new("photo.jpg")), None);
+        assert_eq!(
+            DocumentKind::from_path(Path::new("scan.TIFF")),
+            Some(DocumentKind::Image)
+        );
+        assert_eq!(DocumentKind::from_path(Path::new("clip.mp4")), None);
         assert_eq!(DocumentKind::from_path(Path::new("Makefile")), None);
     }
 

@@ -100,6 +100,7 @@ fn body_sections(xml: &str) -> Result<Vec<Section>, quick_xml::Error> {
     finish(&mut sections, &mut out, last);
     if sections.is_empty() {
         sections.push(Section {
+            ocr: false,
             page: None,
             text: String::new(),
         });
@@ -126,6 +127,7 @@ fn finish(sections: &mut Vec<Section>, out: &mut String, page: Option<u32>) {
     let text = out.trim();
     if !text.is_empty() {
         sections.push(Section {
+            ocr: false,
             page,
             text: text.to_owned(),
         });
@@ -185,6 +187,7 @@ fn sheet_sections(xml: &str) -> Result<Vec<Section>, quick_xml::Error> {
                     let text = rows.trim_end();
                     if !text.is_empty() {
                         sections.push(Section {
+                            ocr: false,
                             page: None,
                             text: format!("{name}\n\n{text}"),
                         });

@@ -46,6 +46,7 @@ pub(super) fn extract(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
         let text = text.trim();
         if !text.is_empty() {
             sections.push(Section {
+                ocr: false,
                 page: Some(n as u32 + 1),
                 text: text.to_owned(),
             });

@@ -90,6 +90,7 @@ pub(super) fn extract(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
     Ok(ExtractedDocument {
         title: clean_line(&reader.title),
         sections: vec![Section {
+            ocr: false,
             page: None,
             text: tidy(&reader.out),
         }],

@@ -20,6 +20,7 @@ pub(super) fn extract(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
     Ok(ExtractedDocument {
         title: None,
         sections: vec![Section {
+            ocr: false,
             page: None,
             text: decode(bytes)?,
         }],

@@ -39,6 +39,7 @@ pub(super) fn extract(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
             sheet_rows(&xml, &strings).map_err(|e| archive.corrupt(format!("{path}: {e}")))?;
         if !rows.is_empty() {
             sections.push(Section {
+                ocr: false,
                 page: None,
                 text: format!("{name}\n\n{rows}"),
             });

@@ -28,6 +28,10 @@ pub struct Hit {
     pub text: String,
     /// Char ranges in `text` of words that matched the query.
     pub highlights: Vec<[usize; 2]>,
+    /// Read by OCR from a scanned page or an image (the library marks it;
+    /// the index alone leaves it false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ocr: bool,
 }
 
 impl PassageIndex {
@@ -151,6 +155,7 @@ impl PassageIndex {
             char_end: u64_of(f.char_end).unwrap_or_default() as usize,
             highlights: highlights(&text, terms),
             text,
+            ocr: false,
         }
     }
 }

@@ -17,7 +17,7 @@ use serde::Serialize;
 pub use sync::{SyncProgress, SyncReport};
 pub use watch::WatchEvent;
 
-use crate::corpus::{self, DocumentKind};
+use crate::corpus::{self, DocumentKind, Ocr};
 use crate::dense::{self, EmbedReport, Embedder, Retrieval, VectorStore};
 use crate::error::{Error, Result};
 use crate::home::Home;
@@ -29,6 +29,9 @@ use crate::store::{Catalog, DocumentEntry, FailedDocument, Folder};
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
 const MAX_FILE_SETTING: &str = "max_file_bytes";
 const RETRIEVAL_SETTING: &str = "retrieval";
+/// "on" (the default) or "off": whether syncs read images and the scanned
+/// pages of PDFs by OCR.
+const OCR_SETTING: &str = "ocr";
 /// Passages per encoder call and per vector-store transaction.
 const EMBED_BATCH: usize = 128;
 
@@ -108,6 +111,10 @@ pub struct LibraryStatus {
     pub encoder: Option<String>,
     /// Passages with a sentence vector (of `passages`).
     pub vectors: u64,
+    /// Whether syncs read images and scanned pages (the setting).
+    pub ocr: bool,
+    /// Why OCR cannot run although it is on (Tesseract missing).
+    pub ocr_unavailable: Option<String>,
 }
 
 /// A passage in its surroundings, as a citation shows it.
@@ -147,6 +154,7 @@ pub struct Library {
     vectors: VectorStore,
     embedder: Option<Arc<dyn Embedder>>,
     retrieval: Retrieval,
+    ocr: bool,
 }
 
 impl Library {
@@ -161,6 +169,7 @@ impl Library {
             Some(value) => value.parse().map_err(Error::InvalidOption)?,
             None => Retrieval::default(),
         };
+        let ocr = catalog.setting(OCR_SETTING)?.is_none_or(|v| v != "off");
         let mut library = Self {
             home: home.clone(),
             catalog,
@@ -168,6 +177,7 @@ impl Library {
             vectors,
             embedder: None,
             retrieval,
+            ocr,
         };
         if !library.catalog.dirty_documents()?.is_empty() {
             match library.index.writer(1) {
@@ -209,6 +219,44 @@ impl Library {
             .set_setting(RETRIEVAL_SETTING, retrieval.as_str())?;
         self.retrieval = retrieval;
         Ok(())
+    }
+
+    /// Whether syncs read images and the scanned pages of PDFs by OCR
+    /// (saved with the library; on unless turned off).
+    pub fn ocr(&self) -> bool {
+        self.ocr
+    }
+
+    /// Turns OCR on or off for this library's syncs. Turned on, the next
+    /// sync reads the images and image-only PDFs it passed over.
+    pub fn set_ocr(&mut self, on: bool) -> Result<()> {
+        self.catalog
+            .set_setting(OCR_SETTING, if on { "on" } else { "off" })?;
+        self.ocr = on;
+        Ok(())
+    }
+
+    /// The OCR engine syncs use: `None` when OCR is off; an error when it
+    /// is on and Tesseract cannot run.
+    fn ocr_engine(&self) -> std::result::Result<Option<&'static Ocr>, String> {
+        if self.ocr {
+            Ocr::detect().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The engine for a sync, telling the user once when OCR is on but
+    /// cannot run.
+    fn ocr_for_sync(&self, sink: &dyn EventSink<LibraryEvent>) -> Option<&'static Ocr> {
+        self.ocr_engine().unwrap_or_else(|why| {
+            sink.emit(LibraryEvent::Warning {
+                message: format!(
+                    "OCR is on but cannot run, so images and scanned pages are not read: {why}"
+                ),
+            });
+            None
+        })
     }
 
     /// Drops from the index every passage of a dirty document, then resets
@@ -258,7 +306,9 @@ impl Library {
                 self.catalog.absorb_folder(folder.id, child.id)?;
             }
         }
-        let mut report = Self::sync_locked(&mut self.catalog, &mut writer, options, sink, cancel)?;
+        let ocr = self.ocr_for_sync(sink);
+        let mut report =
+            Self::sync_locked(&mut self.catalog, &mut writer, options, ocr, sink, cancel)?;
         writer.finish()?;
         self.embed_after_sync(&mut report, sink, cancel)?;
         Ok(report)
@@ -274,7 +324,9 @@ impl Library {
         cancel: &CancelToken,
     ) -> Result<SyncReport> {
         let mut writer = self.index.writer(options.threads)?;
-        let mut report = Self::sync_locked(&mut self.catalog, &mut writer, options, sink, cancel)?;
+        let ocr = self.ocr_for_sync(sink);
+        let mut report =
+            Self::sync_locked(&mut self.catalog, &mut writer, options, ocr, sink, cancel)?;
         writer.finish()?;
         self.embed_after_sync(&mut report, sink, cancel)?;
         Ok(report)
@@ -371,6 +423,7 @@ impl Library {
         catalog: &mut Catalog,
         writer: &mut PassageWriter<'_>,
         options: &SyncOptions,
+        ocr: Option<&Ocr>,
         sink: &dyn EventSink<LibraryEvent>,
         cancel: &CancelToken,
     ) -> Result<SyncReport> {
@@ -387,8 +440,12 @@ impl Library {
             ..options.clone()
         };
         Self::recover(catalog, writer)?;
-        let plan = scan::plan(&catalog.folders()?, &catalog.known_documents()?);
-        sync::run(catalog, writer, plan, &options, sink, cancel)
+        let plan = scan::plan(
+            &catalog.folders()?,
+            &catalog.known_documents()?,
+            ocr.is_some(),
+        );
+        sync::run(catalog, writer, plan, &options, ocr, sink, cancel)
     }
 
     /// Unregisters a folder and removes its documents from the index.
@@ -428,6 +485,8 @@ impl Library {
             retrieval: self.retrieval,
             encoder: self.vectors.encoder()?.map(|(name, _)| name),
             vectors: self.vectors.count()?,
+            ocr: self.ocr,
+            ocr_unavailable: self.ocr_engine().err(),
         })
     }
 
@@ -443,6 +502,16 @@ impl Library {
     /// or no passage has a vector of it yet. A hybrid hit's score is its
     /// fused score, in [0, 1].
     pub fn search_with(&self, query: &str, k: usize, retrieval: Retrieval) -> Result<Vec<Hit>> {
+        let mut hits = self.ranked(query, k, retrieval)?;
+        let ids: Vec<i64> = hits.iter().map(|h| h.passage_id.0 as i64).collect();
+        let ocr = self.catalog.ocr_passages(&ids)?;
+        for hit in &mut hits {
+            hit.ocr = ocr.contains(&(hit.passage_id.0 as i64));
+        }
+        Ok(hits)
+    }
+
+    fn ranked(&self, query: &str, k: usize, retrieval: Retrieval) -> Result<Vec<Hit>> {
         let embedder = match (&self.embedder, retrieval) {
             (Some(embedder), Retrieval::Hybrid) => embedder,
             _ => return self.index.search(query, k),
@@ -517,8 +586,10 @@ impl Library {
             path: path.to_owned(),
             source,
         })?;
-        let document =
-            corpus::extract(kind, &bytes).map_err(|skip| unreadable(skip.to_string()))?;
+        // A scanned page is read again the way it was indexed.
+        let ocr = self.ocr_engine().ok().flatten();
+        let document = corpus::extract_page_with(kind, &bytes, ocr, page)
+            .map_err(|skip| unreadable(skip.to_string()))?;
         let pages = document.sections.len();
         let section = document
             .sections

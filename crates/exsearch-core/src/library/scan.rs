@@ -62,7 +62,10 @@ impl Plan {
     }
 }
 
-pub(super) fn plan(folders: &[Folder], known: &HashMap<String, KnownDocument>) -> Plan {
+/// What a sync must do. With `ocr`, image files are read and files skipped
+/// for want of OCR are tried again; without it, images not yet in the
+/// catalog are passed over as files exsearch does not read.
+pub(super) fn plan(folders: &[Folder], known: &HashMap<String, KnownDocument>, ocr: bool) -> Plan {
     let mut plan = Plan::default();
     let mut seen: HashSet<String> = HashSet::new();
     let mut walked_folders: HashSet<i64> = HashSet::new();
@@ -72,7 +75,7 @@ pub(super) fn plan(folders: &[Folder], known: &HashMap<String, KnownDocument>) -
             continue;
         }
         walked_folders.insert(folder.id);
-        walk(folder, known, &mut seen, &mut plan);
+        walk(folder, known, ocr, &mut seen, &mut plan);
     }
     let registered: HashSet<i64> = folders.iter().map(|f| f.id).collect();
     // Files under a folder the walk could not enter are unknown, not gone.
@@ -95,6 +98,7 @@ pub(super) fn plan(folders: &[Folder], known: &HashMap<String, KnownDocument>) -
 fn walk(
     folder: &Folder,
     known: &HashMap<String, KnownDocument>,
+    ocr: bool,
     seen: &mut HashSet<String>,
     plan: &mut Plan,
 ) {
@@ -129,7 +133,9 @@ fn walk(
         if !entry.file_type().is_file() {
             continue;
         }
-        let Some(kind) = DocumentKind::from_path(entry.path()) else {
+        let Some(kind) = DocumentKind::from_path(entry.path()).filter(|kind| {
+            ocr || !kind.needs_ocr() || entry.path().to_str().is_some_and(|p| known.contains_key(p))
+        }) else {
             plan.ignored += 1;
             continue;
         };
@@ -157,7 +163,10 @@ fn walk(
         if let Some(doc) = previous {
             // A failure caused outside the file (unreadable, too large...)
             // is retried every sync, even on an indexed document.
-            let transient = doc.error_code.as_deref().is_some_and(Skip::is_transient);
+            let transient = doc
+                .error_code
+                .as_deref()
+                .is_some_and(|code| Skip::is_transient(code) || (ocr && Skip::wants_ocr(code)));
             let settled = (doc.status == "indexed" || doc.status == "failed") && !transient;
             // "Racy clean", as git calls it: a file written within a
             // timestamp tick of being recorded may have changed again
@@ -179,7 +188,9 @@ fn walk(
             kind,
             size,
             mtime_ns,
+            // A file retried for OCR has the same bytes: read it anyway.
             known_hash: previous
+                .filter(|d| !(ocr && d.error_code.as_deref().is_some_and(Skip::wants_ocr)))
                 .and_then(|d| (d.status != "pending").then(|| d.hash.clone()).flatten()),
             known_id: previous.map(|d| d.id),
             known_indexed: previous.is_some_and(|d| d.status == "indexed"),

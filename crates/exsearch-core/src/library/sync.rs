@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::scan::{Plan, Work};
 use super::{LibraryEvent, SyncOptions};
-use crate::corpus::{self, passages, DocumentKind, Skip};
+use crate::corpus::{self, passages, DocumentKind, Ocr, Skip};
 use crate::error::{Error, Result};
 use crate::failpoint::{crash_point, write_fault};
 use crate::index::{IndexedPassage, PassageId, PassageWriter};
@@ -79,6 +79,8 @@ struct ReadyPassage {
     char_end: usize,
     words: usize,
     text: String,
+    /// Read by OCR from a scanned page or an image.
+    ocr: bool,
 }
 
 enum Outcome {
@@ -102,7 +104,7 @@ struct Processed {
 }
 
 /// Reads and processes one file; never panics.
-fn process(work: &Work, max_file_bytes: u64) -> Outcome {
+fn process(work: &Work, max_file_bytes: u64, ocr: Option<&Ocr>) -> Outcome {
     if work.size > max_file_bytes {
         return Outcome::Failed {
             skip: Skip::TooLarge {
@@ -127,7 +129,7 @@ fn process(work: &Work, max_file_bytes: u64) -> Outcome {
     }
     let kind = work.kind;
     match catch_unwind(AssertUnwindSafe(|| {
-        extract_passages(&work.path, kind, &bytes)
+        extract_passages(&work.path, kind, &bytes, ocr)
     })) {
         Ok(Ok((title, pages, passages))) => Outcome::Indexed {
             title,
@@ -153,8 +155,9 @@ fn extract_passages(
     path: &str,
     kind: DocumentKind,
     bytes: &[u8],
+    ocr: Option<&Ocr>,
 ) -> Result<(String, Option<u32>, Vec<ReadyPassage>), Skip> {
-    let doc = corpus::extract(kind, bytes)?;
+    let doc = corpus::extract_with(kind, bytes, ocr)?;
     let title = doc.title.unwrap_or_else(|| {
         Path::new(path)
             .file_stem()
@@ -162,6 +165,7 @@ fn extract_passages(
     });
     let pages = match kind {
         DocumentKind::Pdf => Some(doc.sections.len() as u32),
+        DocumentKind::Image => doc.sections.iter().filter_map(|s| s.page).max(),
         // Empty slides leave no section: the last slide's number counts them.
         DocumentKind::Odp | DocumentKind::Pptx => doc.sections.iter().filter_map(|s| s.page).max(),
         _ => None,
@@ -176,18 +180,21 @@ fn extract_passages(
                 char_end: chunk.char_end,
                 words: chunk.words,
                 text: chunk.text,
+                ocr: section.ocr,
             });
         }
     }
     Ok((title, pages, out))
 }
 
-/// Runs `plan` to completion or cancellation.
+/// Runs `plan` to completion or cancellation; `ocr` reads images and
+/// scanned pages.
 pub(super) fn run(
     catalog: &mut Catalog,
     writer: &mut PassageWriter<'_>,
     plan: Plan,
     options: &SyncOptions,
+    ocr: Option<&Ocr>,
     sink: &dyn EventSink<LibraryEvent>,
     cancel: &CancelToken,
 ) -> Result<SyncReport> {
@@ -275,7 +282,7 @@ pub(super) fn run(
                     .name(format!("exsearch-extract-{i}"))
                     .stack_size(EXTRACTOR_STACK_BYTES)
                     .spawn_scoped(scope, move || {
-                        extractor(work_rx, done_tx, max_file_bytes, cancel)
+                        extractor(work_rx, done_tx, max_file_bytes, ocr, cancel)
                     })
                     .map_err(Error::Thread)?;
             }
@@ -331,13 +338,14 @@ fn extractor(
     work: Receiver<Work>,
     done: Sender<Processed>,
     max_file_bytes: u64,
+    ocr: Option<&Ocr>,
     cancel: &CancelToken,
 ) {
     for w in work {
         if cancel.is_cancelled() {
             return;
         }
-        let outcome = process(&w, max_file_bytes);
+        let outcome = process(&w, max_file_bytes, ocr);
         if done.send(Processed { work: w, outcome }).is_err() {
             return; // the writer stopped on an error
         }
@@ -414,6 +422,7 @@ fn apply(
                     char_start: p.char_start,
                     char_end: p.char_end,
                     words: p.words,
+                    ocr: p.ocr,
                 })
                 .collect();
             let id = catalog.put_document(&row, &rows)?;

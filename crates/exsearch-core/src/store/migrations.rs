@@ -54,4 +54,8 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     "#,
+    // 2: passages read by OCR from scanned pages and images are marked.
+    r#"
+    ALTER TABLE passages ADD COLUMN ocr INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];

@@ -71,6 +71,8 @@ pub struct PassageRow {
     pub char_start: usize,
     pub char_end: usize,
     pub words: usize,
+    /// Read by OCR from a scanned page or an image.
+    pub ocr: bool,
 }
 
 /// One document as the library page lists it.
@@ -303,8 +305,8 @@ impl Catalog {
         let mut insert = self
             .conn
             .prepare_cached(
-                "INSERT INTO passages (id, document_id, ordinal, page, char_start, char_end, words)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO passages (id, document_id, ordinal, page, char_start, char_end, words, ocr)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .map_err(|e| self.err(e))?;
         for p in passages {
@@ -316,11 +318,31 @@ impl Catalog {
                     p.page,
                     p.char_start as i64,
                     p.char_end as i64,
-                    p.words as i64
+                    p.words as i64,
+                    p.ocr
                 ])
                 .map_err(|e| self.err(e))?;
         }
         Ok(id)
+    }
+
+    /// Which of `ids` were read by OCR.
+    pub fn ocr_passages(&self, ids: &[i64]) -> Result<std::collections::HashSet<i64>> {
+        let mut found = std::collections::HashSet::new();
+        let mut query = self
+            .conn
+            .prepare_cached("SELECT ocr FROM passages WHERE id = ?1")
+            .map_err(|e| self.err(e))?;
+        for &id in ids {
+            let ocr: Option<bool> = query
+                .query_row([id], |row| row.get(0))
+                .optional()
+                .map_err(|e| self.err(e))?;
+            if ocr == Some(true) {
+                found.insert(id);
+            }
+        }
+        Ok(found)
     }
 
     /// Records a new size and mtime for a file whose content hash did not
@@ -523,6 +545,7 @@ mod tests {
             char_start: 0,
             char_end: 5,
             words: 1,
+            ocr: false,
         }
     }
 

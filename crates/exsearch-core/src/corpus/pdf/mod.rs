@@ -6,6 +6,7 @@
 //! skip reason when nothing at all could be read.
 
 mod fonts;
+mod images;
 mod layout;
 
 use std::collections::BTreeMap;
@@ -13,7 +14,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use lopdf::{Document, Object};
 
-use super::{clean_line, ExtractedDocument, Section, Skip};
+use super::{clean_line, ExtractedDocument, Ocr, Section, Skip};
 
 fn corrupt(detail: impl ToString) -> Skip {
     Skip::Corrupt {
@@ -22,8 +23,14 @@ fn corrupt(detail: impl ToString) -> Skip {
     }
 }
 
-pub(super) fn extract(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
-    match catch_unwind(AssertUnwindSafe(|| extract_unguarded(bytes))) {
+/// The text of every page; with `ocr`, a page that has no text but a
+/// scanned image is read from the image (only page `ocr_page`, when given).
+pub(super) fn extract(
+    bytes: &[u8],
+    ocr: Option<&Ocr>,
+    ocr_page: Option<u32>,
+) -> Result<ExtractedDocument, Skip> {
+    match catch_unwind(AssertUnwindSafe(|| extract_unguarded(bytes, ocr, ocr_page))) {
         Ok(result) => result,
         Err(panic) => Err(Skip::ParserCrashed {
             kind: "PDF",
@@ -32,7 +39,11 @@ pub(super) fn extract(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
     }
 }
 
-fn extract_unguarded(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
+fn extract_unguarded(
+    bytes: &[u8],
+    ocr: Option<&Ocr>,
+    ocr_page: Option<u32>,
+) -> Result<ExtractedDocument, Skip> {
     if !bytes.starts_with(b"%PDF")
         && !bytes[..bytes.len().min(1024)]
             .windows(4)
@@ -61,7 +72,8 @@ fn extract_unguarded(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
     let pages = doc.get_pages();
     let mut sections = Vec::with_capacity(pages.len());
     let mut first_failure: Option<String> = None;
-    for &page in pages.keys() {
+    let mut scans = 0;
+    for (&page, &page_id) in &pages {
         let mut out = layout::PageText::default();
         let page_result = catch_unwind(AssertUnwindSafe(|| {
             pdf_extract::output_doc_page(&doc, &mut out, page)
@@ -77,20 +89,40 @@ fn extract_unguarded(bytes: &[u8]) -> Result<ExtractedDocument, Skip> {
                 });
             }
         }
-        let text = out.finish();
+        let mut text = out.finish();
+        let mut from_ocr = false;
+        let wanted = ocr_page.is_none_or(|p| p == page);
+        if let Some(ocr) = ocr.filter(|_| wanted && !text.chars().any(char::is_alphanumeric)) {
+            if let Some(image) = images::page_image(&doc, page_id) {
+                scans += 1;
+                match ocr.recognize(&image) {
+                    Ok(pages) => {
+                        text = pages.into_iter().next().unwrap_or_default();
+                        from_ocr = !text.is_empty();
+                    }
+                    Err(e) => {
+                        first_failure.get_or_insert_with(|| format!("page {page}: {e}"));
+                    }
+                }
+            }
+        }
         sections.push(Section {
             page: Some(page),
             text,
+            ocr: from_ocr,
         });
     }
     if sections.is_empty() {
         return Err(corrupt("no pages"));
     }
-    if let Some(failure) = first_failure {
+    if sections.iter().all(|s| s.text.trim().is_empty()) {
         // Only when nothing at all could be read; otherwise keep the rest.
-        if sections.iter().all(|s| s.text.trim().is_empty()) {
-            return Err(corrupt(format!("no page could be read ({failure})")));
-        }
+        return Err(match (first_failure, ocr) {
+            (Some(failure), _) => corrupt(format!("no page could be read ({failure})")),
+            (None, None) => Skip::NoTextLayer,
+            (None, Some(_)) if scans > 0 => Skip::NoTextFound,
+            (None, Some(_)) => Skip::NoScannedPage,
+        });
     }
     Ok(ExtractedDocument { title, sections })
 }
@@ -299,9 +331,12 @@ mod tests {
 
     #[test]
     fn garbage_and_truncated_pdfs_are_corrupt_not_panics() {
-        assert!(matches!(extract(b"hello"), Err(Skip::Corrupt { .. })));
         assert!(matches!(
-            extract(b"%PDF-1.7\n1 0 obj << /Type /Catalog"),
+            extract(b"hello", None, None),
+            Err(Skip::Corrupt { .. })
+        ));
+        assert!(matches!(
+            extract(b"%PDF-1.7\n1 0 obj << /Type /Catalog", None, None),
             Err(Skip::Corrupt { .. } | Skip::ParserCrashed { .. })
         ));
     }
@@ -319,7 +354,7 @@ mod tests {
             Document::load_mem(body.as_bytes()).is_err(),
             "the fixture must be broken"
         );
-        let doc = extract(body.as_bytes()).expect("repaired");
+        let doc = extract(body.as_bytes(), None, None).expect("repaired");
         assert_eq!(doc.sections.len(), 1);
         assert!(
             doc.sections[0].text.contains("Hello repair"),
