@@ -13,6 +13,7 @@ const COMMANDS: &[&str] = &[
     "library_remove",
     "library_search",
     "library_set_retrieval",
+    "library_set_ocr",
     "passage_context",
     "open_document",
     "pick_folder",

@@ -229,6 +229,19 @@ pub async fn library_set_retrieval(
     .await
 }
 
+/// Turns OCR of images and scanned pages on or off for the library's syncs
+/// (saved); turned on, the next sync reads the scans it passed over.
+#[tauri::command]
+pub async fn library_set_ocr(shell: ShellState<'_>, on: bool) -> CommandResult<LibraryStatus> {
+    let shell = Arc::clone(&shell);
+    blocking(move || {
+        let mut library = Library::open(shell.home())?;
+        library.set_ocr(on)?;
+        Ok(library.status()?)
+    })
+    .await
+}
+
 /// Registers `paths` and indexes them. Cancelling keeps every committed
 /// batch; `library_sync` later picks up the rest.
 #[tauri::command]

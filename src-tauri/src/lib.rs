@@ -33,6 +33,7 @@ pub fn builder<R: Runtime>(shell: Shell) -> Builder<R> {
             commands::library_remove,
             commands::library_search,
             commands::library_set_retrieval,
+            commands::library_set_ocr,
             commands::passage_context,
             commands::open_document,
             commands::pick_folder,

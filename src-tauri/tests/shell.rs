@@ -194,6 +194,12 @@ fn library_commands_index_list_search_and_show_a_passage_in_context() {
         "{lexical}"
     );
     app.ok("library_set_retrieval", json!({"retrieval": "hybrid"}));
+    // OCR is on unless turned off, and the switch is saved.
+    assert_eq!(status["ocr"], true, "{status}");
+    let off = app.ok("library_set_ocr", json!({"on": false}));
+    assert_eq!(off["ocr"], false, "{off}");
+    assert_eq!(app.ok("library_status", json!({}))["ocr"], false);
+    assert_eq!(app.ok("library_set_ocr", json!({"on": true}))["ocr"], true);
 
     // A citation opens the passage in its file, with the text around it.
     let context = app.ok(

@@ -107,7 +107,7 @@ test("adding a folder shows counts, ETA and skipped files, and Pause stops it", 
   const { page, calls } = await open({ hash: "#library" });
   await page.getByTestId("documents").locator("tbody tr").nth(2).waitFor();
   assert.match(await page.getByTestId("library-summary").textContent(), /2 documents indexed · 14 passages/);
-  assert.match(await page.getByTestId("skipped").textContent(), /scan\.pdf.*no text layer/);
+  assert.match(await page.getByTestId("skipped").textContent(), /scan\.pdf.*no text found by OCR/);
   assert.equal(await page.locator("tr.failed").count(), 1);
 
   await page.getByTestId("add-folder").click();
@@ -141,6 +141,24 @@ test("hybrid search is a switch: off saves BM25; on again embeds what lacks a ve
   const switches = log.filter((c) => c.cmd === "library_set_retrieval").map((c) => c.args.retrieval);
   assert.deepEqual(switches, ["bm25", "hybrid"]);
   assert.ok(log.some((c) => c.cmd === "library_sync"), "turning hybrid on syncs");
+});
+
+test("OCR is a switch: on again rescans, and a missing Tesseract is named", async () => {
+  const { page, calls } = await open({ hash: "#library" });
+  const box = page.getByTestId("ocr");
+  await page.getByTestId("skipped").getByText(/no text found by OCR/).waitFor();
+  assert.equal(await box.isChecked(), true, "on by default");
+  await box.uncheck();
+  await page.waitForFunction(() => !document.querySelector("[data-testid=ocr]").checked);
+  await box.check();
+  await page.getByText(/Indexing finished/).waitFor();
+  assert.equal(await box.isChecked(), true);
+  const log = await calls();
+  assert.deepEqual(log.filter((c) => c.cmd === "library_set_ocr").map((c) => c.args.on), [false, true]);
+  assert.ok(log.some((c) => c.cmd === "library_sync"), "turning OCR on rescans");
+
+  const missing = await open({ hash: "#library", state: { noTesseract: true } });
+  await missing.page.getByTestId("ocr-note").getByText(/cannot run: Tesseract is not installed/).waitFor();
 });
 
 test("passage search lists hits that open in context", async () => {

@@ -35,10 +35,11 @@ export function backend(cmd, args, ctx) {
   });
   const status = () => ({
     home: "/home/ada/.local/share/exsearch", folders: s.folders, documents: s.folders.length ? 2 : 0,
-    passages: s.folders.length ? 14 : 0, pending: 0, bytes: 48213, max_file_bytes: 104857600, schema_version: 1,
+    passages: s.folders.length ? 14 : 0, pending: 0, bytes: 48213, max_file_bytes: 104857600, schema_version: 2,
     retrieval: s.retrieval ?? "hybrid", encoder: s.folders.length ? "all-MiniLM-L6-v2" : null,
     vectors: s.folders.length ? (s.embedded ?? 14) : 0,
-    failed: s.folders.length ? [{ path: "/home/ada/Papers/scan.pdf", code: "no_text_layer", reason: "no text layer (image-only PDF: scanned pages need OCR, which exsearch does not do)" }] : [],
+    ocr: s.ocr ?? true, ocr_unavailable: s.noTesseract && (s.ocr ?? true) ? "Tesseract is not installed (tesseract not found; on Debian or Ubuntu: apt-get install tesseract-ocr)" : null,
+    failed: s.folders.length ? [{ path: "/home/ada/Papers/scan.pdf", code: "no_text_found", reason: "no text found by OCR (a picture without writing, or too blurred to read)" }] : [],
   });
   switch (cmd) {
     case "app_info":
@@ -111,6 +112,9 @@ export function backend(cmd, args, ctx) {
       s.retrieval = args.retrieval;
       // Passages indexed while hybrid was off have no vector yet.
       if (args.retrieval === "bm25") s.embedded = 9;
+      return status();
+    case "library_set_ocr":
+      s.ocr = args.on;
       return status();
     case "pick_folder":
       return "/home/ada/Notes";

@@ -1,6 +1,6 @@
 // Library: folders, indexing with progress (then embedding, for hybrid
 // search), the documents and the files skipped with their reasons, passage
-// search, and the hybrid/BM25 switch.
+// search, and the hybrid/BM25 and OCR switches.
 import { invoke, errorMessage } from "../ipc.js";
 import { jobs } from "../jobs.js";
 import { h, clear, fmtBytes, fmtDuration, highlighted, fileName, toast } from "../util.js";
@@ -49,6 +49,12 @@ export async function render(root, { refreshInfo }) {
     class: "switch",
     title: "Rank passages by BM25 fused with a sentence encoder (all-MiniLM-L6-v2, fetched once, about 90 MB), so a question finds passages that say the same thing in other words. Off: BM25 only.",
   }, hybridBox, " Hybrid search (keywords + meaning) ", hybridNote);
+  const ocrBox = h("input", { type: "checkbox", "data-testid": "ocr" });
+  const ocrNote = h("span", { class: "muted", "data-testid": "ocr-note" });
+  const ocr = h("label", {
+    class: "switch",
+    title: "Read images (PNG, JPEG, TIFF...) and the scanned pages of PDFs with OCR (Tesseract). Off: they are passed over.",
+  }, ocrBox, " Read scans and images (OCR) ", ocrNote);
   const query = h("input", { type: "search", placeholder: "Search passages…", "aria-label": "Search passages", "data-testid": "search" });
   const results = h("div", { class: "results", "data-testid": "results" });
   const addBtn = h("button", { class: "primary", "data-testid": "add-folder" }, "Add folder…");
@@ -65,7 +71,7 @@ export async function render(root, { refreshInfo }) {
 
   root.append(
     h("header", { class: "page-head" }, h("h1", {}, "Library"), h("div", { class: "actions" }, addBtn, syncBtn)),
-    summary, hybrid, progress,
+    summary, hybrid, ocr, progress,
     h("section", {}, h("h2", {}, "Folders"), folders, pathForm),
     h("section", {},
       h("h2", {}, "Search"),
@@ -93,6 +99,20 @@ export async function render(root, { refreshInfo }) {
       if (retrieval === "hybrid" && status.vectors < status.passages) runSync("library_sync", {});
     } catch (e) { toast(errorMessage(e), "error"); hybridBox.checked = !hybridBox.checked; }
   });
+
+  ocrBox.addEventListener("change", async () => {
+    try {
+      const status = await invoke("library_set_ocr", { on: ocrBox.checked });
+      drawOcr(status);
+      // Turned on: the sync reads the scans and images it passed over.
+      if (status.ocr && !status.ocr_unavailable && status.folders.length) runSync("library_sync", {});
+    } catch (e) { toast(errorMessage(e), "error"); ocrBox.checked = !ocrBox.checked; }
+  });
+
+  function drawOcr(status) {
+    ocrBox.checked = status.ocr;
+    ocrNote.textContent = status.ocr && status.ocr_unavailable ? `(cannot run: ${status.ocr_unavailable})` : "";
+  }
 
   function drawRetrieval(status) {
     hybridBox.checked = status.retrieval === "hybrid";
@@ -142,6 +162,7 @@ export async function render(root, { refreshInfo }) {
       summary.textContent = `${status.documents} documents indexed · ${status.passages} passages · ${fmtBytes(status.bytes)}`
         + (status.pending ? ` · ${status.pending} waiting to be read again` : "");
       drawRetrieval(status);
+      drawOcr(status);
       clear(folders);
       if (!status.folders.length) folders.append(h("li", { class: "empty" }, "No folders yet. Add one to start."));
       for (const f of status.folders) {
@@ -186,7 +207,9 @@ export async function render(root, { refreshInfo }) {
         results.append(h("div", { class: "hit", "data-testid": "hit" },
           h("div", { class: "hit-head" },
             h("button", { class: "link title", onclick: () => openPassage(hit) }, hit.title || fileName(hit.path)),
-            h("span", { class: "where" }, fileName(hit.path), hit.page ? ` · page ${hit.page}` : "", ` · ${hit.score.toPrecision(3)}`)),
+            h("span", { class: "where" }, fileName(hit.path), hit.page ? ` · page ${hit.page}` : "",
+              hit.ocr ? h("span", { class: "tag", title: "Read from a scanned image by OCR" }, " · OCR") : "",
+              ` · ${hit.score.toPrecision(3)}`)),
           h("p", {}, highlighted(hit.text, hit.highlights))));
       }
     } catch (e) { toast(errorMessage(e), "error"); }
