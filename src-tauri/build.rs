@@ -14,6 +14,8 @@ const COMMANDS: &[&str] = &[
     "library_search",
     "library_set_retrieval",
     "library_set_ocr",
+    "library_set_watch",
+    "library_watch",
     "passage_context",
     "open_document",
     "pick_folder",

@@ -2,7 +2,7 @@
 import { invoke, errorMessage } from "./ipc.js";
 import { clear, toast } from "./util.js";
 import { leavePage } from "./jobs.js";
-import { runSync } from "./pages/library.js";
+import { runSync, startWatching } from "./pages/library.js";
 import * as chat from "./pages/chat.js";
 import * as library from "./pages/library.js";
 import * as models from "./pages/models.js";
@@ -68,5 +68,6 @@ window.addEventListener("DOMContentLoaded", async () => {
   const info = await refreshInfo();
   await show();
   resumeInterrupted(info);
+  if (info && info.library.watch) startWatching();
   document.body.dataset.ready = "true";
 });

@@ -67,6 +67,9 @@ export const jobs = {
   indexing: new JobSlot("index"),
   download: new JobSlot("download"),
   training: new JobSlot("train"),
+  // The folder watch: runs while the app is open (unless turned off) and
+  // asks for a rescan when files change.
+  watch: new JobSlot("watch"),
 };
 
 /** The page on screen is leaving: its listeners go with it. */

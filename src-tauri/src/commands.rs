@@ -11,8 +11,8 @@ use exsearch_agent::{
     Agent, AgentEvent, Asked, ChatStore, Conversation, ConversationSummary, Method,
 };
 use exsearch_core::{
-    CancelToken, DocumentEntry, EventSink, Hit, Library, LibraryEvent, LibraryStatus,
-    PassageContext, Retrieval, SyncOptions, SyncReport,
+    CancelToken, DocumentEntry, EventSink, FolderWatcher, Hit, Library, LibraryEvent,
+    LibraryStatus, PassageContext, Retrieval, SyncOptions, SyncReport,
 };
 use exsearch_model::hub::recommended::{Recommended, RECOMMENDED};
 use exsearch_model::hub::{
@@ -238,6 +238,87 @@ pub async fn library_set_ocr(shell: ShellState<'_>, on: bool) -> CommandResult<L
         let mut library = Library::open(shell.home())?;
         library.set_ocr(on)?;
         Ok(library.status()?)
+    })
+    .await
+}
+
+/// Saves whether the app watches the library's folders while it runs.
+#[tauri::command]
+pub async fn library_set_watch(shell: ShellState<'_>, on: bool) -> CommandResult<LibraryStatus> {
+    let shell = Arc::clone(&shell);
+    blocking(move || {
+        let mut library = Library::open(shell.home())?;
+        library.set_watch(on)?;
+        Ok(library.status()?)
+    })
+    .await
+}
+
+/// What the folder watch reports to the page.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum WatchUpdate {
+    /// Watching these folders (again whenever the set changes).
+    Watching { folders: Vec<PathBuf> },
+    /// A folder that cannot be watched (gone, or the system's limit on
+    /// watches reached).
+    Unwatched { folder: PathBuf, reason: String },
+    /// Files changed, then the folders were quiet for a moment: time to
+    /// sync. `missed` when the watcher may have dropped events.
+    Changed {
+        paths: Vec<PathBuf>,
+        more: usize,
+        missed: bool,
+    },
+}
+
+/// How long the folders must be quiet after a change before it is reported.
+const WATCH_DEBOUNCE: Duration = Duration::from_millis(1500);
+/// How often the watch looks for folders added or removed meanwhile.
+const WATCH_REFRESH: Duration = Duration::from_secs(3);
+
+/// Watches the library's folders until cancelled, reporting each quiet
+/// spell after changes. It holds no lock and never syncs: the page starts
+/// the ordinary indexing job on `Changed`, so syncs show their progress
+/// and never collide with one the person started.
+#[tauri::command]
+pub async fn library_watch(
+    shell: ShellState<'_>,
+    job: String,
+    on_event: Channel<WatchUpdate>,
+) -> CommandResult<()> {
+    let shell = Arc::clone(&shell);
+    blocking(move || {
+        let job = shell.begin_job(&job)?;
+        let mut watcher = FolderWatcher::new(shell.home().root())?;
+        let mut failed_before: Vec<PathBuf> = Vec::new();
+        while !job.cancel.is_cancelled() {
+            let folders = Library::registered_folders(shell.home())?;
+            let (changed, failed) = watcher.set_folders(&folders);
+            if changed {
+                let _ = on_event.send(WatchUpdate::Watching {
+                    folders: watcher.watched().to_vec(),
+                });
+            }
+            // A folder that cannot be watched is said once, not every refresh.
+            for (folder, reason) in &failed {
+                if !failed_before.contains(folder) {
+                    let _ = on_event.send(WatchUpdate::Unwatched {
+                        folder: folder.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+            }
+            failed_before = failed.into_iter().map(|(f, _)| f).collect();
+            if let Some(changes) = watcher.wait(WATCH_DEBOUNCE, Some(WATCH_REFRESH), &job.cancel)? {
+                let _ = on_event.send(WatchUpdate::Changed {
+                    paths: changes.paths,
+                    more: changes.more,
+                    missed: changes.missed.is_some(),
+                });
+            }
+        }
+        Ok(())
     })
     .await
 }

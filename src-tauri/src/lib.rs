@@ -34,6 +34,8 @@ pub fn builder<R: Runtime>(shell: Shell) -> Builder<R> {
             commands::library_search,
             commands::library_set_retrieval,
             commands::library_set_ocr,
+            commands::library_set_watch,
+            commands::library_watch,
             commands::passage_context,
             commands::open_document,
             commands::pick_folder,

@@ -3,7 +3,7 @@
 //! over a real library, settings file and chat store in a temp directory.
 
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 use candle_core::DType;
 use exsearch_core::Home;
@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tauri::ipc::{CallbackFn, InvokeBody};
 use tauri::test::{get_ipc_response, MockRuntime};
 use tauri::webview::InvokeRequest;
-use tauri::WebviewWindow;
+use tauri::{Manager, WebviewWindow};
 use tempfile::TempDir;
 
 #[path = "../../tests/common/fake_hub.rs"]
@@ -420,6 +420,64 @@ fn a_question_is_answered_by_a_local_model_and_kept_as_a_conversation() {
         .unwrap_or("")
         .contains(&conversation.to_string()));
     app.shapes.check("chat");
+}
+
+#[test]
+fn the_folder_watch_runs_beside_syncs_and_stops_when_cancelled() {
+    let tmp = TempDir::new().expect("tmp");
+    let app = app(&tmp.path().join("home"));
+    let docs = documents(tmp.path());
+    app.ok(
+        "library_add",
+        json!({"paths": [docs], "job": "i", "onEvent": channel(1)}),
+    );
+    assert_eq!(
+        app.ok("library_status", json!({}))["watch"],
+        true,
+        "on by default"
+    );
+    let off = app.ok("library_set_watch", json!({"on": false}));
+    assert_eq!(off["watch"], false);
+    assert_eq!(
+        app.ok("library_set_watch", json!({"on": true}))["watch"],
+        true
+    );
+
+    // While the watch runs, a file changes and a sync runs beside it (the
+    // watch holds no lock), then the watch is cancelled and returns.
+    let shell = Arc::clone(&*app.app.state::<Arc<Shell>>());
+    let home = Home::at(&app.home);
+    let side = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        std::fs::write(
+            docs.join("new.md"),
+            "# Walrus\n\nThe walrus lives on ice floes.\n",
+        )
+        .expect("write");
+        let mut library = exsearch_core::Library::open(&home).expect("open");
+        let report = library
+            .sync(
+                &exsearch_core::SyncOptions::default(),
+                &exsearch_core::Quiet,
+                &exsearch_core::CancelToken::new(),
+            )
+            .expect("a sync runs while the watch does");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(shell.cancel("watch-1"), "the watch is a running job");
+        report.indexed
+    });
+    let started = std::time::Instant::now();
+    let done = app.ok(
+        "library_watch",
+        json!({"job": "watch-1", "onEvent": channel(7)}),
+    );
+    assert_eq!(done, Value::Null);
+    assert_eq!(side.join().expect("side thread"), 1);
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "cancel ends the watch promptly"
+    );
+    app.shapes.check("watch");
 }
 
 #[test]

@@ -161,6 +161,27 @@ test("OCR is a switch: on again rescans, and a missing Tesseract is named", asyn
   await missing.page.getByTestId("ocr-note").getByText(/cannot run: Tesseract is not installed/).waitFor();
 });
 
+test("the app watches the folders: a change rescans quietly; the switch stops and restarts the watch", async () => {
+  const { page, calls } = await open({ hash: "#library", state: { watchChanges: 1 } });
+  await page.getByTestId("watch-note").getByText("(watching 1 folder)").waitFor();
+  assert.equal(await page.getByTestId("watch").isChecked(), true, "on by default");
+  // The change started a rescan through the ordinary indexing job.
+  await page.waitForFunction(() => document.querySelector("[data-testid=progress]").hidden === false);
+  await page.getByTestId("progress").waitFor({ state: "hidden" });
+  let log = await calls();
+  const watchJob = log.find((c) => c.cmd === "library_watch").args.job;
+  assert.equal(log.filter((c) => c.cmd === "library_sync").length, 1, "one change, one rescan");
+  await page.getByTestId("watch").uncheck();
+  await page.waitForFunction(() => document.querySelector("[data-testid=watch-note]").textContent === "");
+  log = await calls();
+  assert.ok(log.some((c) => c.cmd === "job_cancel" && c.args.job === watchJob), "turning it off stops the watch");
+  assert.deepEqual(log.filter((c) => c.cmd === "library_set_watch").map((c) => c.args.on), [false]);
+  await page.getByTestId("watch").check();
+  await page.getByTestId("watch-note").getByText("(watching 1 folder)").waitFor();
+  log = await calls();
+  assert.equal(log.filter((c) => c.cmd === "library_watch").length, 2, "on again watches again");
+});
+
 test("passage search lists hits that open in context", async () => {
   const { page } = await open({ hash: "#library" });
   await page.getByTestId("search").fill("Velcora founder");

@@ -38,7 +38,7 @@ export function backend(cmd, args, ctx) {
     passages: s.folders.length ? 14 : 0, pending: 0, bytes: 48213, max_file_bytes: 104857600, schema_version: 2,
     retrieval: s.retrieval ?? "hybrid", encoder: s.folders.length ? "all-MiniLM-L6-v2" : null,
     vectors: s.folders.length ? (s.embedded ?? 14) : 0,
-    ocr: s.ocr ?? true, ocr_unavailable: s.noTesseract && (s.ocr ?? true) ? "Tesseract is not installed (tesseract not found; on Debian or Ubuntu: apt-get install tesseract-ocr)" : null,
+    watch: s.watch ?? true, ocr: s.ocr ?? true, ocr_unavailable: s.noTesseract && (s.ocr ?? true) ? "Tesseract is not installed (tesseract not found; on Debian or Ubuntu: apt-get install tesseract-ocr)" : null,
     failed: s.folders.length ? [{ path: "/home/ada/Papers/scan.pdf", code: "no_text_found", reason: "no text found by OCR (a picture without writing, or too blurred to read)" }] : [],
   });
   switch (cmd) {
@@ -90,6 +90,10 @@ export function backend(cmd, args, ctx) {
       return { conversation: id, turn: 1, trajectory: t };
     })();
     case "job_cancel":
+      if (args.job === s.watchJob) {
+        s.watchJob = null;
+        return true;
+      }
       s.cancelled = true;
       s.cancelledJob = args.job;
       return true;
@@ -116,6 +120,24 @@ export function backend(cmd, args, ctx) {
     case "library_set_ocr":
       s.ocr = args.on;
       return status();
+    case "library_set_watch":
+      s.watch = args.on;
+      return status();
+    case "library_watch": return (async () => {
+      // Reports its folders, then (when the test asks) a change in them.
+      const ch = args.onEvent;
+      s.watchJob = args.job;
+      ctx.send(ch, { event: "watching", folders: s.folders.map((f) => f.path) });
+      let changes = s.watchChanges || 0;
+      while (s.watchJob === args.job) {
+        await ctx.sleep(50);
+        if (changes > 0) {
+          changes -= 1;
+          ctx.send(ch, { event: "changed", paths: ["/home/ada/Papers/new.md"], more: 0, missed: false });
+        }
+      }
+      return null;
+    })();
     case "pick_folder":
       return "/home/ada/Notes";
     case "pick_file":

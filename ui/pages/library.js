@@ -1,19 +1,23 @@
 // Library: folders, indexing with progress (then embedding, for hybrid
 // search), the documents and the files skipped with their reasons, passage
-// search, and the hybrid/BM25 and OCR switches.
+// search, the hybrid/BM25 and OCR switches, and the folder watch that keeps
+// the index current while the app runs.
 import { invoke, errorMessage } from "../ipc.js";
 import { jobs } from "../jobs.js";
 import { h, clear, fmtBytes, fmtDuration, highlighted, fileName, toast } from "../util.js";
 import { openPassage } from "./chat.js";
 
 const indexing = jobs.indexing;
+const watch = jobs.watch;
+// A change seen while indexing ran: rescan once it ends.
+let rescanPending = false;
 
 // Indexing outlives the page: navigating away and back shows it again.
 // Other pages start indexing through runSync too (the Training page's
 // "Try this model", the app resuming an interrupted run).
-export async function runSync(command, args) {
+export async function runSync(command, args, { quiet = false } = {}) {
   if (indexing.running) {
-    toast("Indexing is already running", "info");
+    if (!quiet) toast("Indexing is already running", "info");
     return;
   }
   try {
@@ -30,11 +34,42 @@ export async function runSync(command, args) {
     const parts = [`${report.indexed} indexed`, `${report.failed} skipped`];
     if (report.removed) parts.push(`${report.removed} removed`);
     if (report.embedding && report.embedding.embedded) parts.push(`${report.embedding.embedded} passages embedded`);
-    toast(report.cancelled ? `Indexing stopped: ${parts.join(", ")} so far; Resume picks up the rest`
-      : `Indexing finished: ${parts.join(", ")}`);
+    // A watch-started rescan that found nothing new says nothing.
+    const changed = report.indexed + report.failed + report.removed > 0;
+    if (!quiet || changed || report.cancelled) {
+      toast(report.cancelled ? `Indexing stopped: ${parts.join(", ")} so far; Resume picks up the rest`
+        : `Indexing finished: ${parts.join(", ")}`);
+    }
   } catch (e) {
     toast(errorMessage(e), "error");
   }
+  if (rescanPending) {
+    rescanPending = false;
+    runSync("library_sync", {}, { quiet: true });
+  }
+}
+
+/** Starts watching the library's folders (the app does at start unless the
+ *  watch is off): each quiet spell after changes starts a rescan, or queues
+ *  one behind the indexing that is running. */
+export function startWatching() {
+  if (watch.running) return;
+  watch.run("library_watch", {}, {
+    state: { folders: [] },
+    onEvent: (e, state) => {
+      if (e.event === "watching") state.folders = e.folders;
+      else if (e.event === "unwatched") toast(`Cannot watch ${e.folder}: ${e.reason}`, "error");
+      else if (e.event === "changed") {
+        if (indexing.running) rescanPending = true;
+        else runSync("library_sync", {}, { quiet: true });
+      }
+    },
+  }).catch((e) => toast(`Folder watch stopped: ${errorMessage(e)}`, "error"));
+}
+
+export function stopWatching() {
+  rescanPending = false;
+  return watch.cancel();
 }
 
 export async function render(root, { refreshInfo }) {
@@ -55,6 +90,12 @@ export async function render(root, { refreshInfo }) {
     class: "switch",
     title: "Read images (PNG, JPEG, TIFF...) and the scanned pages of PDFs with OCR (Tesseract). Off: they are passed over.",
   }, ocrBox, " Read scans and images (OCR) ", ocrNote);
+  const watchBox = h("input", { type: "checkbox", "data-testid": "watch" });
+  const watchNote = h("span", { class: "muted", "data-testid": "watch-note" });
+  const watching = h("label", {
+    class: "switch",
+    title: "While the app runs, files created, changed, renamed or deleted in the library's folders are indexed a moment later (only what changed is read).",
+  }, watchBox, " Keep the index current as files change ", watchNote);
   const query = h("input", { type: "search", placeholder: "Search passages…", "aria-label": "Search passages", "data-testid": "search" });
   const results = h("div", { class: "results", "data-testid": "results" });
   const addBtn = h("button", { class: "primary", "data-testid": "add-folder" }, "Add folder…");
@@ -71,7 +112,7 @@ export async function render(root, { refreshInfo }) {
 
   root.append(
     h("header", { class: "page-head" }, h("h1", {}, "Library"), h("div", { class: "actions" }, addBtn, syncBtn)),
-    summary, hybrid, ocr, progress,
+    summary, hybrid, ocr, watching, progress,
     h("section", {}, h("h2", {}, "Folders"), folders, pathForm),
     h("section", {},
       h("h2", {}, "Search"),
@@ -108,6 +149,19 @@ export async function render(root, { refreshInfo }) {
       if (status.ocr && !status.ocr_unavailable && status.folders.length) runSync("library_sync", {});
     } catch (e) { toast(errorMessage(e), "error"); ocrBox.checked = !ocrBox.checked; }
   });
+
+  watchBox.addEventListener("change", async () => {
+    try {
+      const status = await invoke("library_set_watch", { on: watchBox.checked });
+      if (status.watch) startWatching(); else stopWatching();
+    } catch (e) { toast(errorMessage(e), "error"); watchBox.checked = !watchBox.checked; }
+  });
+
+  function drawWatch() {
+    const n = watch.state.folders ? watch.state.folders.length : 0;
+    watchNote.textContent = !watch.running ? "" : watch.stopping ? "(stopping…)"
+      : n ? `(watching ${n} folder${n === 1 ? "" : "s"})` : "(no folder to watch yet)";
+  }
 
   function drawOcr(status) {
     ocrBox.checked = status.ocr;
@@ -163,6 +217,7 @@ export async function render(root, { refreshInfo }) {
         + (status.pending ? ` · ${status.pending} waiting to be read again` : "");
       drawRetrieval(status);
       drawOcr(status);
+      watchBox.checked = status.watch;
       clear(folders);
       if (!status.folders.length) folders.append(h("li", { class: "empty" }, "No folders yet. Add one to start."));
       for (const f of status.folders) {
@@ -223,6 +278,8 @@ export async function render(root, { refreshInfo }) {
     if (wasBusy && !indexing.running) reload();
     wasBusy = indexing.running;
   });
+  watch.listen(drawWatch);
   drawProgress();
+  drawWatch();
   await reload();
 }

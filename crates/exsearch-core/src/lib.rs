@@ -33,7 +33,7 @@ pub use home::Home;
 pub use index::{Hit, PassageId};
 pub use jobs::{CancelToken, EventSink, Quiet};
 pub use library::{
-    Library, LibraryEvent, LibraryStatus, PassageContext, SyncOptions, SyncProgress, SyncReport,
-    WatchEvent,
+    Changes, FolderWatcher, Library, LibraryEvent, LibraryStatus, PassageContext, SyncOptions,
+    SyncProgress, SyncReport, WatchEvent,
 };
 pub use store::DocumentEntry;

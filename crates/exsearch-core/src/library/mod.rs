@@ -15,7 +15,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 pub use sync::{SyncProgress, SyncReport};
-pub use watch::WatchEvent;
+pub use watch::{Changes, FolderWatcher, WatchEvent};
 
 use crate::corpus::{self, DocumentKind, Ocr};
 use crate::dense::{self, EmbedReport, Embedder, Retrieval, VectorStore};
@@ -32,6 +32,9 @@ const RETRIEVAL_SETTING: &str = "retrieval";
 /// "on" (the default) or "off": whether syncs read images and the scanned
 /// pages of PDFs by OCR.
 const OCR_SETTING: &str = "ocr";
+/// "on" (the default) or "off": whether the desktop app watches the
+/// library's folders while it runs.
+const WATCH_SETTING: &str = "watch";
 /// Passages per encoder call and per vector-store transaction.
 const EMBED_BATCH: usize = 128;
 
@@ -115,6 +118,8 @@ pub struct LibraryStatus {
     pub ocr: bool,
     /// Why OCR cannot run although it is on (Tesseract missing).
     pub ocr_unavailable: Option<String>,
+    /// Whether the desktop app keeps the index current as files change.
+    pub watch: bool,
 }
 
 /// A passage in its surroundings, as a citation shows it.
@@ -234,6 +239,22 @@ impl Library {
             .set_setting(OCR_SETTING, if on { "on" } else { "off" })?;
         self.ocr = on;
         Ok(())
+    }
+
+    /// Saves whether the desktop app watches the folders while it runs.
+    pub fn set_watch(&mut self, on: bool) -> Result<()> {
+        self.catalog
+            .set_setting(WATCH_SETTING, if on { "on" } else { "off" })
+    }
+
+    /// The registered folders, read from the catalog alone (cheap enough
+    /// for a watcher to ask every few seconds).
+    pub fn registered_folders(home: &Home) -> Result<Vec<PathBuf>> {
+        Ok(Catalog::open(&home.catalog_path())?
+            .folders()?
+            .into_iter()
+            .map(|f| f.path)
+            .collect())
     }
 
     /// The OCR engine syncs use: `None` when OCR is off; an error when it
@@ -487,6 +508,10 @@ impl Library {
             vectors: self.vectors.count()?,
             ocr: self.ocr,
             ocr_unavailable: self.ocr_engine().err(),
+            watch: self
+                .catalog
+                .setting(WATCH_SETTING)?
+                .is_none_or(|v| v != "off"),
         })
     }
 

@@ -66,6 +66,139 @@ fn relevant(kind: &EventKind, path: &Path, home: &Path, folders: &[PathBuf]) -> 
     })
 }
 
+/// A quiet spell ended after these changes.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    /// The first few changed paths.
+    pub paths: Vec<PathBuf>,
+    /// How many more changed.
+    pub more: usize,
+    /// The watcher may have dropped events (its queue overflowed): a full
+    /// sync is needed to catch up.
+    pub missed: Option<String>,
+}
+
+/// Watches folders and reports their changes, debounced, without touching
+/// the library: whoever holds it decides when to sync (`Library::watch`
+/// syncs itself; the desktop app starts its indexing job).
+pub struct FolderWatcher {
+    watcher: notify::RecommendedWatcher,
+    events: mpsc::Receiver<notify::Result<notify::Event>>,
+    watched: Vec<PathBuf>,
+    home: PathBuf,
+}
+
+impl FolderWatcher {
+    /// A watcher that ignores the library home `home` (syncs write there).
+    pub fn new(home: &Path) -> Result<Self> {
+        let home = home.canonicalize().unwrap_or_else(|_| home.to_owned());
+        let (tx, events) = mpsc::channel();
+        let watcher = notify::recommended_watcher(move |event| {
+            // The receiver is gone only when the watch has ended.
+            let _ = tx.send(event);
+        })
+        .map_err(|e| Error::InvalidOption(format!("cannot watch folders: {e}")))?;
+        Ok(Self {
+            watcher,
+            events,
+            watched: Vec::new(),
+            home,
+        })
+    }
+
+    /// The folders being watched.
+    pub fn watched(&self) -> &[PathBuf] {
+        &self.watched
+    }
+
+    /// Watches exactly `folders` from now on; returns whether the set
+    /// changed, and each folder that could not be watched with the reason
+    /// (gone, unreadable, or the system's limit on watches reached).
+    pub fn set_folders(&mut self, folders: &[PathBuf]) -> (bool, Vec<(PathBuf, String)>) {
+        let mut changed = false;
+        let mut failed = Vec::new();
+        for folder in folders {
+            if self.watched.contains(folder) {
+                continue;
+            }
+            match self.watcher.watch(folder, RecursiveMode::Recursive) {
+                Ok(()) => {
+                    self.watched.push(folder.clone());
+                    changed = true;
+                }
+                Err(e) => failed.push((folder.clone(), e.to_string())),
+            }
+        }
+        for gone in self.watched.iter().filter(|w| !folders.contains(w)) {
+            let _ = self.watcher.unwatch(gone);
+            changed = true;
+        }
+        self.watched.retain(|w| folders.contains(w));
+        (changed, failed)
+    }
+
+    /// Waits for a relevant change, then for `debounce` of quiet; `None`
+    /// when `cancel` fires first, or when `give_up` passes with no change
+    /// (so the caller can look for new folders).
+    pub fn wait(
+        &mut self,
+        debounce: Duration,
+        give_up: Option<Duration>,
+        cancel: &CancelToken,
+    ) -> Result<Option<Changes>> {
+        let started = Instant::now();
+        let mut changes = Changes::default();
+        let mut last = None::<Instant>;
+        loop {
+            if cancel.is_cancelled() {
+                return Ok(None);
+            }
+            let wait = match last {
+                Some(at) => match debounce.checked_sub(at.elapsed()) {
+                    Some(left) => left.min(Duration::from_millis(200)),
+                    None => return Ok(Some(changes)),
+                },
+                None if give_up.is_some_and(|g| started.elapsed() >= g) => return Ok(None),
+                None => Duration::from_millis(200),
+            };
+            match self.events.recv_timeout(wait) {
+                Ok(Ok(event)) => {
+                    let mut hit = false;
+                    for path in &event.paths {
+                        if relevant(&event.kind, path, &self.home, &self.watched) {
+                            hit = true;
+                            if changes.paths.len() < 5 {
+                                if !changes.paths.contains(path) {
+                                    changes.paths.push(path.clone());
+                                }
+                            } else {
+                                changes.more += 1;
+                            }
+                        }
+                    }
+                    // An overflowed queue has no paths: everything may have changed.
+                    if event.need_rescan() {
+                        changes.missed.get_or_insert_with(|| "rescan needed".into());
+                    }
+                    if hit || event.need_rescan() {
+                        last = Some(Instant::now());
+                    }
+                }
+                Ok(Err(e)) => {
+                    // The watcher's own error (e.g. its queue overflowed):
+                    // a sync catches up on whatever was missed.
+                    changes.missed = Some(e.to_string());
+                    last = Some(Instant::now());
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(Error::InvalidOption("the folder watcher stopped".into()));
+                }
+            }
+        }
+    }
+}
+
 impl Library {
     /// Syncs once, then after every quiet spell of `debounce` following a
     /// change in a registered folder, until `cancel`.
@@ -77,18 +210,7 @@ impl Library {
         report: &mut dyn FnMut(WatchEvent<'_>),
         cancel: &CancelToken,
     ) -> Result<()> {
-        let home = self
-            .home
-            .root()
-            .canonicalize()
-            .unwrap_or_else(|_| self.home.root().to_owned());
-        let (tx, rx) = mpsc::channel();
-        let mut watcher = notify::recommended_watcher(move |event| {
-            // The receiver is gone only when the watch has ended.
-            let _ = tx.send(event);
-        })
-        .map_err(|e| Error::InvalidOption(format!("cannot watch folders: {e}")))?;
-        let mut watched: Vec<PathBuf> = Vec::new();
+        let mut watcher = FolderWatcher::new(self.home.root())?;
         let sync = |library: &mut Library, report: &mut dyn FnMut(WatchEvent<'_>)| match library
             .sync(options, sink, cancel)
         {
@@ -104,80 +226,25 @@ impl Library {
                 .into_iter()
                 .map(|f| f.path)
                 .collect();
-            let mut changed_set = false;
-            for folder in &folders {
-                if watched.contains(folder) {
-                    continue;
-                }
-                match watcher.watch(folder, RecursiveMode::Recursive) {
-                    Ok(()) => {
-                        watched.push(folder.clone());
-                        changed_set = true;
-                    }
-                    Err(e) => report(WatchEvent::Unwatched {
-                        folder,
-                        reason: e.to_string(),
-                    }),
-                }
+            let (changed_set, failed) = watcher.set_folders(&folders);
+            for (folder, reason) in &failed {
+                report(WatchEvent::Unwatched {
+                    folder,
+                    reason: reason.clone(),
+                });
             }
-            for gone in watched.iter().filter(|w| !folders.contains(w)) {
-                let _ = watcher.unwatch(gone);
-                changed_set = true;
-            }
-            watched.retain(|w| folders.contains(w));
             if changed_set {
-                report(WatchEvent::Watching(&watched));
+                report(WatchEvent::Watching(watcher.watched()));
             }
-            // Wait for a relevant change, then for a quiet spell.
-            let mut paths: Vec<PathBuf> = Vec::new();
-            let mut more = 0usize;
-            let mut last = None::<Instant>;
-            loop {
-                if cancel.is_cancelled() {
-                    return Ok(());
-                }
-                let wait = match last {
-                    Some(at) => match debounce.checked_sub(at.elapsed()) {
-                        Some(left) => left.min(Duration::from_millis(200)),
-                        None => break,
-                    },
-                    None => Duration::from_millis(200),
-                };
-                match rx.recv_timeout(wait) {
-                    Ok(Ok(event)) => {
-                        let mut hit = false;
-                        for path in &event.paths {
-                            if relevant(&event.kind, path, &home, &watched) {
-                                hit = true;
-                                if paths.len() < 5 {
-                                    if !paths.contains(path) {
-                                        paths.push(path.clone());
-                                    }
-                                } else {
-                                    more += 1;
-                                }
-                            }
-                        }
-                        // An overflowed queue has no paths: everything may have changed.
-                        if hit || event.need_rescan() {
-                            last = Some(Instant::now());
-                        }
-                    }
-                    Ok(Err(e)) => {
-                        // The watcher's own error (e.g. its queue overflowed):
-                        // a sync catches up on whatever was missed.
-                        report(WatchEvent::Missed(e.to_string()));
-                        last = Some(Instant::now());
-                    }
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(mpsc::RecvTimeoutError::Disconnected) => {
-                        return Err(Error::InvalidOption("the folder watcher stopped".into()));
-                    }
-                }
+            let Some(changes) = watcher.wait(debounce, None, cancel)? else {
+                return Ok(());
+            };
+            if let Some(missed) = &changes.missed {
+                report(WatchEvent::Missed(missed.clone()));
             }
             report(WatchEvent::Changed {
-                paths: &paths,
-                more,
+                paths: &changes.paths,
+                more: changes.more,
             });
             sync(self, report);
         }
