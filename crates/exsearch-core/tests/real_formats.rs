@@ -122,3 +122,37 @@ fn a_libreoffice_rtf_file_reads_as_its_paragraphs_in_every_script() {
         assert!(!text.contains(noise), "{noise:?} in {text:?}");
     }
 }
+
+#[test]
+fn cjk_pdfs_in_predefined_cmaps_read_as_text() {
+    // ReportLab's Chinese (UniGB-UCS2-H), and the same page re-encoded in
+    // GBK (GBK-EUC-H) and a Japanese one in Shift_JIS (90ms-RKSJ-H):
+    // scripts/make-cjk-fixtures.py. No font or ToUnicode map is embedded.
+    for (name, expected) in [
+        (
+            "cjk-ucs2.pdf",
+            [
+                "北京是中华人民共和国的首都。",
+                "Beijing 2008 奥运会在北京举行。",
+            ],
+        ),
+        (
+            "cjk-gbk.pdf",
+            [
+                "北京是中华人民共和国的首都。",
+                "Beijing 2008 奥运会在北京举行。",
+            ],
+        ),
+        (
+            "cjk-sjis.pdf",
+            ["東京は日本の首都です。", "Tokyo 2020 オリンピック"],
+        ),
+    ] {
+        let doc =
+            extract(DocumentKind::Pdf, &fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let text = doc.sections[0].text.clone();
+        for line in expected {
+            assert!(text.contains(line), "{name}: {line:?} not in {text:?}");
+        }
+    }
+}
