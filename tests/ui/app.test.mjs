@@ -143,14 +143,16 @@ test("hybrid search is a switch: off saves BM25; on again embeds what lacks a ve
   assert.ok(log.some((c) => c.cmd === "library_sync"), "turning hybrid on syncs");
 });
 
-test("OCR is a switch: on again rescans, and a missing Tesseract is named", async () => {
-  const { page, calls } = await open({ hash: "#library" });
+test("OCR is a switch: on again rescans, reading scans page by page, and a missing Tesseract is named", async () => {
+  const { page, calls } = await open({ hash: "#library", state: { ocrPages: true } });
   const box = page.getByTestId("ocr");
   await page.getByTestId("skipped").getByText(/no text found by OCR/).waitFor();
   assert.equal(await box.isChecked(), true, "on by default");
   await box.uncheck();
   await page.waitForFunction(() => !document.querySelector("[data-testid=ocr]").checked);
   await box.check();
+  // The rescan reads the scan page by page, and says so.
+  await page.getByTestId("progress").getByText(/OCR: scan\.pdf, page 2 of 3/).waitFor();
   await page.getByText(/Indexing finished/).waitFor();
   assert.equal(await box.isChecked(), true);
   const log = await calls();

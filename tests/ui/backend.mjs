@@ -152,6 +152,14 @@ export function backend(cmd, args, ctx) {
         passages: done * 3, failed: 1, elapsed_secs: done / 10, bytes_per_sec: 10000, eta_secs: (total - done) / 10 });
       ctx.send(ch, { event: "started", ...progress(0) });
       ctx.send(ch, { event: "skipped", path: "/home/ada/Notes/locked.pdf", reason: "password-protected PDF (encrypted); remove the password to index it" });
+      if (s.ocrPages) {
+        // A scanned PDF read page by page, seconds a page.
+        ctx.send(ch, { event: "progress", ...progress(0) });
+        for (let page = 1; page <= 3; page += 1) {
+          ctx.send(ch, { event: "ocr", path: "/home/ada/Papers/scan.pdf", page, pages: 3 });
+          await ctx.sleep(400);
+        }
+      }
       // Notes is a large folder: it indexes until paused (or a minute passes).
       const large = (args.paths || []).some((p) => p.endsWith("Notes"));
       let done = 0;

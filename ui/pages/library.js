@@ -28,6 +28,8 @@ export async function runSync(command, args, { quiet = false } = {}) {
         else if (e.event === "skipped") state.skipped.push(e);
         else if (e.event === "embedding") state.embedding = e;
         else if (e.event === "fetching") state.fetching = e;
+        // Shown until the next file is done: a scan reads for seconds a page.
+        else if (e.event === "ocr") state.ocr = { ...e, filesDone: state.progress ? state.progress.files_done : 0 };
         else if (e.event === "warning") toast(e.message, "error");
       },
     });
@@ -201,9 +203,12 @@ export async function render(root, { refreshInfo }) {
       progressLabel.textContent = `Fetching the sentence encoder ${f.what} (once): ${fmtBytes(f.bytes_done)} of ${fmtBytes(f.bytes_total)}`;
     } else {
       progressBar.value = p && p.bytes_total ? p.bytes_done / p.bytes_total : 0;
+      const ocr = indexing.state.ocr;
+      const reading = ocr && (!p || p.files_done === ocr.filesDone)
+        ? ` · OCR: ${fileName(ocr.path)}, page ${ocr.page} of ${ocr.pages}` : "";
       progressLabel.textContent = p
         ? `${p.files_done} of ${p.files_total} files · ${fmtBytes(p.bytes_done)} of ${fmtBytes(p.bytes_total)}`
-          + ` · ${p.passages} passages · ${p.failed} skipped · ETA ${fmtDuration(p.eta_secs)}`
+          + ` · ${p.passages} passages · ${p.failed} skipped · ETA ${fmtDuration(p.eta_secs)}${reading}`
         : "Scanning folders…";
     }
     pauseBtn.disabled = indexing.stopping;

@@ -252,6 +252,13 @@ pub(crate) fn sync_progress(progress: &Progress) -> impl Fn(LibraryEvent) + Send
         }
         LibraryEvent::Committed { .. } | LibraryEvent::Fetching { .. } => {}
         LibraryEvent::Warning { message } => bar.suspend(|| eprintln!("warning: {message}")),
+        LibraryEvent::Ocr { path, page, pages } => {
+            let name = std::path::Path::new(&path)
+                .file_name()
+                .map_or_else(|| path.clone(), |n| n.to_string_lossy().into_owned());
+            progress.plain_line(|| format!("OCR: {name}, page {page} of {pages}"));
+            bar.set_message(format!("OCR: {name}, page {page} of {pages}"));
+        }
         LibraryEvent::Embedding { done, total } => {
             progress.plain_line(|| format!("{done}/{total} passages embedded"));
             if done == 0 {

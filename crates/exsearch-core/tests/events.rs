@@ -117,3 +117,31 @@ fn a_cancelled_sync_keeps_nothing_half_done() {
     assert!(!report.cancelled);
     assert_eq!(library.status().expect("status").documents, 200);
 }
+
+#[test]
+fn each_scanned_page_is_announced_before_ocr_reads_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir_all(&docs).expect("mkdir");
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    std::fs::copy(fixtures.join("scan.pdf"), docs.join("scan.pdf")).expect("copy");
+    let events = Mutex::new(Vec::new());
+    let sink = |e: LibraryEvent| events.lock().expect("lock").push(e);
+    let mut library = Library::open(&Home::at(tmp.path().join("home"))).expect("open");
+    let report = library
+        .add_folders(&[docs], &SyncOptions::default(), &sink, &CancelToken::new())
+        .expect("add");
+    assert_eq!(report.indexed, 1, "{report:?}");
+    let pages: Vec<(u32, u32)> = events
+        .into_inner()
+        .expect("lock")
+        .into_iter()
+        .filter_map(|e| match e {
+            LibraryEvent::Ocr { path, page, pages } if path.ends_with("scan.pdf") => {
+                Some((page, pages))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(pages, [(1, 3), (2, 3), (3, 3)]);
+}

@@ -286,7 +286,18 @@ pub fn extract_with(
     bytes: &[u8],
     ocr: Option<&Ocr>,
 ) -> Result<ExtractedDocument, Skip> {
-    extract_inner(kind, bytes, ocr, None)
+    extract_inner(kind, bytes, ocr, None, &|_, _| {})
+}
+
+/// As [`extract_with`], calling `on_ocr(page, pages)` before each page is
+/// read by OCR (a page takes seconds; a long scan wants progress).
+pub fn extract_reporting(
+    kind: DocumentKind,
+    bytes: &[u8],
+    ocr: Option<&Ocr>,
+    on_ocr: &dyn Fn(u32, u32),
+) -> Result<ExtractedDocument, Skip> {
+    extract_inner(kind, bytes, ocr, None, on_ocr)
 }
 
 /// As [`extract_with`], reading by OCR only page `page` of a PDF (the
@@ -298,7 +309,7 @@ pub fn extract_page_with(
     ocr: Option<&Ocr>,
     page: Option<u32>,
 ) -> Result<ExtractedDocument, Skip> {
-    extract_inner(kind, bytes, ocr, page)
+    extract_inner(kind, bytes, ocr, page, &|_, _| {})
 }
 
 fn extract_inner(
@@ -306,6 +317,7 @@ fn extract_inner(
     bytes: &[u8],
     ocr: Option<&Ocr>,
     ocr_page: Option<u32>,
+    on_ocr: &dyn Fn(u32, u32),
 ) -> Result<ExtractedDocument, Skip> {
     if bytes.is_empty() {
         return Err(Skip::Empty);
@@ -314,8 +326,13 @@ fn extract_inner(
         DocumentKind::Text => text::extract(bytes)?,
         DocumentKind::Markdown => markdown::extract(bytes)?,
         DocumentKind::Html => html::extract(bytes)?,
-        DocumentKind::Pdf => pdf::extract(bytes, ocr, ocr_page)?,
-        DocumentKind::Image => image(bytes, ocr)?,
+        DocumentKind::Pdf => pdf::extract(bytes, ocr, ocr_page, on_ocr)?,
+        DocumentKind::Image => {
+            if ocr.is_some() {
+                on_ocr(1, 1);
+            }
+            image(bytes, ocr)?
+        }
         DocumentKind::Docx => docx::extract(bytes)?,
         DocumentKind::Epub => epub::extract(bytes)?,
         DocumentKind::Odt => odf::extract(bytes, "ODT")?,

@@ -68,6 +68,13 @@ pub enum LibraryEvent {
         bytes_done: u64,
         bytes_total: u64,
     },
+    /// A page of `path` is being read by OCR (seconds a page): `page` of
+    /// the file's `pages`.
+    Ocr {
+        path: String,
+        page: u32,
+        pages: u32,
+    },
     /// Something the person should know that does not stop the job.
     Warning {
         message: String,

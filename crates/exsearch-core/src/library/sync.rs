@@ -104,7 +104,12 @@ struct Processed {
 }
 
 /// Reads and processes one file; never panics.
-fn process(work: &Work, max_file_bytes: u64, ocr: Option<&Ocr>) -> Outcome {
+fn process(
+    work: &Work,
+    max_file_bytes: u64,
+    ocr: Option<&Ocr>,
+    sink: &dyn EventSink<LibraryEvent>,
+) -> Outcome {
     if work.size > max_file_bytes {
         return Outcome::Failed {
             skip: Skip::TooLarge {
@@ -129,7 +134,14 @@ fn process(work: &Work, max_file_bytes: u64, ocr: Option<&Ocr>) -> Outcome {
     }
     let kind = work.kind;
     match catch_unwind(AssertUnwindSafe(|| {
-        extract_passages(&work.path, kind, &bytes, ocr)
+        let on_ocr = |page, pages| {
+            sink.emit(LibraryEvent::Ocr {
+                path: work.path.clone(),
+                page,
+                pages,
+            });
+        };
+        extract_passages(&work.path, kind, &bytes, ocr, &on_ocr)
     })) {
         Ok(Ok((title, pages, passages))) => Outcome::Indexed {
             title,
@@ -156,8 +168,9 @@ fn extract_passages(
     kind: DocumentKind,
     bytes: &[u8],
     ocr: Option<&Ocr>,
+    on_ocr: &dyn Fn(u32, u32),
 ) -> Result<(String, Option<u32>, Vec<ReadyPassage>), Skip> {
-    let doc = corpus::extract_with(kind, bytes, ocr)?;
+    let doc = corpus::extract_reporting(kind, bytes, ocr, on_ocr)?;
     let title = doc.title.unwrap_or_else(|| {
         Path::new(path)
             .file_stem()
@@ -282,7 +295,7 @@ pub(super) fn run(
                     .name(format!("exsearch-extract-{i}"))
                     .stack_size(EXTRACTOR_STACK_BYTES)
                     .spawn_scoped(scope, move || {
-                        extractor(work_rx, done_tx, max_file_bytes, ocr, cancel)
+                        extractor(work_rx, done_tx, max_file_bytes, ocr, sink, cancel)
                     })
                     .map_err(Error::Thread)?;
             }
@@ -339,13 +352,14 @@ fn extractor(
     done: Sender<Processed>,
     max_file_bytes: u64,
     ocr: Option<&Ocr>,
+    sink: &dyn EventSink<LibraryEvent>,
     cancel: &CancelToken,
 ) {
     for w in work {
         if cancel.is_cancelled() {
             return;
         }
-        let outcome = process(&w, max_file_bytes, ocr);
+        let outcome = process(&w, max_file_bytes, ocr, sink);
         if done.send(Processed { work: w, outcome }).is_err() {
             return; // the writer stopped on an error
         }

@@ -29,8 +29,11 @@ pub(super) fn extract(
     bytes: &[u8],
     ocr: Option<&Ocr>,
     ocr_page: Option<u32>,
+    on_ocr: &dyn Fn(u32, u32),
 ) -> Result<ExtractedDocument, Skip> {
-    match catch_unwind(AssertUnwindSafe(|| extract_unguarded(bytes, ocr, ocr_page))) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        extract_unguarded(bytes, ocr, ocr_page, on_ocr)
+    })) {
         Ok(result) => result,
         Err(panic) => Err(Skip::ParserCrashed {
             kind: "PDF",
@@ -43,6 +46,7 @@ fn extract_unguarded(
     bytes: &[u8],
     ocr: Option<&Ocr>,
     ocr_page: Option<u32>,
+    on_ocr: &dyn Fn(u32, u32),
 ) -> Result<ExtractedDocument, Skip> {
     if !bytes.starts_with(b"%PDF")
         && !bytes[..bytes.len().min(1024)]
@@ -95,6 +99,7 @@ fn extract_unguarded(
         if let Some(ocr) = ocr.filter(|_| wanted && !text.chars().any(char::is_alphanumeric)) {
             if let Some(image) = images::page_image(&doc, page_id) {
                 scans += 1;
+                on_ocr(page, pages.len() as u32);
                 match ocr.recognize(&image) {
                     Ok(pages) => {
                         text = pages.into_iter().next().unwrap_or_default();
@@ -332,11 +337,16 @@ mod tests {
     #[test]
     fn garbage_and_truncated_pdfs_are_corrupt_not_panics() {
         assert!(matches!(
-            extract(b"hello", None, None),
+            extract(b"hello", None, None, &|_, _| {}),
             Err(Skip::Corrupt { .. })
         ));
         assert!(matches!(
-            extract(b"%PDF-1.7\n1 0 obj << /Type /Catalog", None, None),
+            extract(
+                b"%PDF-1.7\n1 0 obj << /Type /Catalog",
+                None,
+                None,
+                &|_, _| {}
+            ),
             Err(Skip::Corrupt { .. } | Skip::ParserCrashed { .. })
         ));
     }
@@ -354,7 +364,7 @@ mod tests {
             Document::load_mem(body.as_bytes()).is_err(),
             "the fixture must be broken"
         );
-        let doc = extract(body.as_bytes(), None, None).expect("repaired");
+        let doc = extract(body.as_bytes(), None, None, &|_, _| {}).expect("repaired");
         assert_eq!(doc.sections.len(), 1);
         assert!(
             doc.sections[0].text.contains("Hello repair"),
