@@ -534,3 +534,43 @@ fn scans_are_searchable_through_ocr_and_the_switch_is_saved() {
         Some("consistent")
     );
 }
+
+#[test]
+fn a_mailbox_without_an_extension_is_read_and_other_extensionless_files_are_not() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (home, docs) = (tmp.path().join("home"), tmp.path().join("docs"));
+    // Thunderbird keeps a folder's mail in a file named after the folder.
+    write(
+        &docs.join("Mail/Inbox"),
+        "From - Thu Mar 05 10:00:00 2026\nX-Mozilla-Status: 0001\nFrom: Ann <ann@example.org>\n\
+         Subject: Lighthouse rota\n\nThe keeper of the Fastnet light changes on Sunday.\n\n\
+         From - Fri Mar 06 09:00:00 2026\nFrom: Bo <bo@example.org>\nSubject: Re: rota\n\n\
+         Sunday suits the relief crew.\n",
+    );
+    write(&docs.join("Mail/Inbox.msf"), "// Mork index, not mail");
+    write(
+        &docs.join("LICENSE"),
+        "From the authors, with thanks.\n\nPermission is granted.",
+    );
+    ok(
+        &home,
+        &[
+            "library",
+            "add",
+            docs.to_str().expect("utf8"),
+            "--retrieval",
+            "bm25",
+        ],
+    );
+    let status = status(&home);
+    assert_eq!(status["documents"], 1, "{status}");
+    let hits = search(&home, "Fastnet keeper");
+    assert_eq!(paths(&hits), ["Inbox"], "{hits:?}");
+    // A mailbox is titled by its folder; its messages are its sections.
+    assert_eq!(hits[0]["title"], "Inbox");
+    assert!(
+        hits[0]["text"].as_str().is_some_and(|t| t.contains("Lighthouse rota")),
+        "{hits:?}"
+    );
+    assert!(search(&home, "permission granted").is_empty());
+}

@@ -157,7 +157,7 @@ export function backend(cmd, args, ctx) {
         ctx.send(ch, { event: "progress", ...progress(0) });
         for (let page = 1; page <= 3; page += 1) {
           ctx.send(ch, { event: "ocr", path: "/home/ada/Papers/scan.pdf", page, pages: 3 });
-          await ctx.sleep(400);
+          await ctx.sleep(1500);
         }
       }
       // Notes is a large folder: it indexes until paused (or a minute passes).

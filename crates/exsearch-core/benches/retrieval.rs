@@ -1,6 +1,7 @@
 //! Retrieval quality on HotpotQA (dev, 500 questions): all 4,858 distinct
-//! paragraphs pooled into one library, one document per paragraph (a file
-//! holding its title, a blank line, its text), each question used as the
+//! paragraphs pooled into one library, one document per paragraph (a
+//! Markdown file headed by its title, as `exsearch eval
+//! --corpus-from-contexts` writes them), each question used as the
 //! query. Reports recall@2/5/10 of the gold supporting paragraphs for
 //! exsearch (the real pipeline: files on disk, `Library::add_folders`,
 //! `Library::search`) with BM25 alone and hybrid (BM25 fused with the real
@@ -35,12 +36,15 @@ fn main() {
                 .or_insert_with(|| c.text.clone());
         }
     }
-    // Files are numbered: titles may hold '/' or start with '.'.
+    // Files are numbered (titles may hold '/' or start with '.'), and each
+    // is a Markdown page headed by its title, as eval's corpus is and as a
+    // person's notes are: the title is the document's, so every passage of
+    // it carries the title, as FTS5's rows below (title and paragraph) do.
     let titles: Vec<&String> = paragraphs.keys().collect();
     let mut title_of_path: HashMap<String, &str> = HashMap::new();
     for (i, title) in titles.iter().enumerate() {
-        let path = docs.join(format!("{i:05}.txt"));
-        std::fs::write(&path, format!("{title}\n\n{}", paragraphs[*title]))
+        let path = docs.join(format!("{i:05}.md"));
+        std::fs::write(&path, format!("# {title}\n\n{}", paragraphs[*title]))
             .expect("write paragraph");
         let path = path.canonicalize().expect("canonical");
         title_of_path.insert(path.display().to_string(), title.as_str());

@@ -23,6 +23,7 @@ mod xlsx;
 pub use ocr::Ocr;
 pub(crate) use pdf::panic_message;
 
+use std::io::Read;
 use std::path::Path;
 
 use serde::Serialize;
@@ -73,6 +74,20 @@ impl DocumentKind {
         })
     }
 
+    /// The kind of the file at `path`: by extension, or, for a file with
+    /// none, by its first bytes (mail clients keep mailboxes as `Inbox`,
+    /// `Sent`...). Reads at most 4 KiB, and only of extensionless files.
+    pub fn detect(path: &Path) -> Option<Self> {
+        if path.extension().is_some() {
+            return Self::from_path(path);
+        }
+        let mut head = Vec::with_capacity(4096);
+        std::io::Read::take(std::fs::File::open(path).ok()?, 4096)
+            .read_to_end(&mut head)
+            .ok()?;
+        looks_like_mbox(&head).then_some(Self::Mbox)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Text => "text",
@@ -97,6 +112,34 @@ impl DocumentKind {
     pub fn needs_ocr(self) -> bool {
         self == Self::Image
     }
+}
+
+/// An mbox mailbox: a `From ` separator line (`From sender date`, or
+/// Thunderbird's `From - date`), then a header block in which a mail
+/// header (`From:`, `Date:`, `Subject:`, `Message-ID:`...) appears.
+fn looks_like_mbox(head: &[u8]) -> bool {
+    let Some(rest) = head.strip_prefix(b"From ") else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(rest);
+    let mut lines = text.lines();
+    let separator = lines.next().unwrap_or_default();
+    // The separator ends with a date: a year or a time.
+    if !separator.split_whitespace().any(|w| {
+        w.len() == 4 && w.chars().all(|c| c.is_ascii_digit())
+            || w.len() == 8 && w.as_bytes()[2] == b':'
+    }) {
+        return false;
+    }
+    let mut headers = lines.take_while(|l| !l.trim().is_empty());
+    headers.any(|l| {
+        let name = l.split(':').next().unwrap_or_default().to_ascii_lowercase();
+        l.contains(':')
+            && matches!(
+                name.as_str(),
+                "from" | "to" | "date" | "subject" | "message-id" | "return-path" | "received"
+            )
+    })
 }
 
 /// Plain text, notes and source code: indexed as they are.
@@ -406,6 +449,22 @@ mod tests {
         );
         assert_eq!(DocumentKind::from_path(Path::new("clip.mp4")), None);
         assert_eq!(DocumentKind::from_path(Path::new("Makefile")), None);
+    }
+
+    #[test]
+    fn extensionless_mailboxes_are_told_by_their_first_lines() {
+        assert!(looks_like_mbox(
+            b"From MAILER-DAEMON Fri Jul  8 12:08:34 2011\nReturn-Path: <a@b>\nSubject: Hi\n\nBody"
+        ));
+        assert!(looks_like_mbox(
+            b"From - Thu Jan 01 00:00:00 2020\nX-Mozilla-Status: 0001\nFrom: Ann <a@b>\n\nHi"
+        ));
+        // Prose that happens to start with "From " is not mail.
+        assert!(!looks_like_mbox(
+            b"From the authors of this book\n\nChapter 1"
+        ));
+        assert!(!looks_like_mbox(b"From here: 2020 was long\nNotes: none\n"));
+        assert!(!looks_like_mbox(b"Subject: no separator line\n"));
     }
 
     #[test]

@@ -612,7 +612,7 @@ impl Library {
             path: path.to_owned(),
             reason,
         };
-        let kind = DocumentKind::from_path(&file)
+        let kind = DocumentKind::detect(&file)
             .ok_or_else(|| unreadable("not a document type exsearch reads".into()))?;
         let bytes = std::fs::read(&file).map_err(|source| Error::Io {
             path: path.to_owned(),

@@ -133,7 +133,7 @@ fn walk(
         if !entry.file_type().is_file() {
             continue;
         }
-        let Some(kind) = DocumentKind::from_path(entry.path()).filter(|kind| {
+        let Some(kind) = DocumentKind::detect(entry.path()).filter(|kind| {
             ocr || !kind.needs_ocr() || entry.path().to_str().is_some_and(|p| known.contains_key(p))
         }) else {
             plan.ignored += 1;
