@@ -569,7 +569,9 @@ fn a_mailbox_without_an_extension_is_read_and_other_extensionless_files_are_not(
     // A mailbox is titled by its folder; its messages are its sections.
     assert_eq!(hits[0]["title"], "Inbox");
     assert!(
-        hits[0]["text"].as_str().is_some_and(|t| t.contains("Lighthouse rota")),
+        hits[0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Lighthouse rota")),
         "{hits:?}"
     );
     assert!(search(&home, "permission granted").is_empty());
