@@ -149,3 +149,38 @@ fn pdf_words_match_poppler() {
     assert!(recall >= 0.99, "word recall {recall:.4}: {report:#?}");
     assert!(token_recall >= 0.95, "token recall {token_recall:.4}");
 }
+
+fn flat(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn columns_read_in_order_with_hyphenated_words_joined() {
+    let path = dataset()
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("026-latex-multicolumn"))
+        .expect("the two-column file");
+    let doc = extract(DocumentKind::Pdf, &std::fs::read(&path).expect("read")).expect("pdf");
+    let text = flat(&doc.sections[0].text);
+    // Three lines of the left column, the first two cut by hyphens
+    // ("adip-iscing", "con-sectetuer"), read as one sentence.
+    for sentence in [
+        "Lorem ipsum dolor sit amet, consectetuer adipiscing elit. Ut purus elit, vestibulum ut, placerat ac, adipiscing vitae, felis.",
+        "Nam arcu libero, nonummy eget, consectetuer id, vulputate a, magna.",
+    ] {
+        assert!(text.contains(sentence), "{sentence:?} not in {text}");
+    }
+}
+
+#[test]
+fn bytes_before_the_header_do_not_hide_the_pdf() {
+    let path = dataset()
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("004-pdflatex-4-pages"))
+        .expect("the four-page file");
+    let mut bytes = b"HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n\r\n".to_vec();
+    bytes.extend(std::fs::read(&path).expect("read"));
+    let doc = extract(DocumentKind::Pdf, &bytes).expect("read past the junk");
+    assert_eq!(doc.sections.len(), 4);
+    assert!(flat(&doc.sections[0].text).contains("Hello, here is some text without a meaning."));
+}
