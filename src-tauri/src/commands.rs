@@ -213,6 +213,21 @@ fn library_for_search(shell: &Shell) -> CommandResult<Library> {
     Ok(library)
 }
 
+/// Opens the library, saves one of its settings with `change`, and answers
+/// its status.
+async fn save_setting(
+    shell: &Arc<Shell>,
+    change: impl FnOnce(&mut Library) -> exsearch_core::Result<()> + Send + 'static,
+) -> CommandResult<LibraryStatus> {
+    let shell = Arc::clone(shell);
+    blocking(move || {
+        let mut library = Library::open(shell.home())?;
+        change(&mut library)?;
+        Ok(library.status()?)
+    })
+    .await
+}
+
 /// Saves how the library ranks passages (`hybrid` or `bm25`); the next
 /// sync embeds what hybrid needs.
 #[tauri::command]
@@ -220,38 +235,20 @@ pub async fn library_set_retrieval(
     shell: ShellState<'_>,
     retrieval: Retrieval,
 ) -> CommandResult<LibraryStatus> {
-    let shell = Arc::clone(&shell);
-    blocking(move || {
-        let mut library = Library::open(shell.home())?;
-        library.set_retrieval(retrieval)?;
-        Ok(library.status()?)
-    })
-    .await
+    save_setting(&shell, move |library| library.set_retrieval(retrieval)).await
 }
 
 /// Turns OCR of images and scanned pages on or off for the library's syncs
 /// (saved); turned on, the next sync reads the scans it passed over.
 #[tauri::command]
 pub async fn library_set_ocr(shell: ShellState<'_>, on: bool) -> CommandResult<LibraryStatus> {
-    let shell = Arc::clone(&shell);
-    blocking(move || {
-        let mut library = Library::open(shell.home())?;
-        library.set_ocr(on)?;
-        Ok(library.status()?)
-    })
-    .await
+    save_setting(&shell, move |library| library.set_ocr(on)).await
 }
 
 /// Saves whether the app watches the library's folders while it runs.
 #[tauri::command]
 pub async fn library_set_watch(shell: ShellState<'_>, on: bool) -> CommandResult<LibraryStatus> {
-    let shell = Arc::clone(&shell);
-    blocking(move || {
-        let mut library = Library::open(shell.home())?;
-        library.set_watch(on)?;
-        Ok(library.status()?)
-    })
-    .await
+    save_setting(&shell, move |library| library.set_watch(on)).await
 }
 
 /// What the folder watch reports to the page.

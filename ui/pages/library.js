@@ -74,30 +74,32 @@ export function stopWatching() {
   return watch.cancel();
 }
 
+/** A labelled checkbox for one saved setting, with a note beside it. */
+function settingSwitch(id, text, title) {
+  const box = h("input", { type: "checkbox", "data-testid": id });
+  const note = h("span", { class: "muted", "data-testid": `${id}-note` });
+  return { box, note, label: h("label", { class: "switch", title }, box, ` ${text} `, note) };
+}
+
+/** Saves the box's state through `save` when it changes, then `then(status)`; a refusal puts the box back. */
+function onToggle(box, save, then) {
+  box.addEventListener("change", async () => {
+    try { then(await save(box.checked)); } catch (e) { toast(errorMessage(e), "error"); box.checked = !box.checked; }
+  });
+}
+
 export async function render(root, { refreshInfo }) {
   const folders = h("ul", { class: "folders", "data-testid": "folders" });
   const progress = h("div", { class: "progress-box", "data-testid": "progress", hidden: true });
   const docs = h("tbody", {});
   const skipped = h("ul", { class: "skipped", "data-testid": "skipped" });
   const summary = h("p", { class: "summary", "data-testid": "library-summary" });
-  const hybridBox = h("input", { type: "checkbox", "data-testid": "hybrid" });
-  const hybridNote = h("span", { class: "muted", "data-testid": "hybrid-note" });
-  const hybrid = h("label", {
-    class: "switch",
-    title: "Rank passages by BM25 fused with a sentence encoder (all-MiniLM-L6-v2, fetched once, about 90 MB), so a question finds passages that say the same thing in other words. Off: BM25 only.",
-  }, hybridBox, " Hybrid search (keywords + meaning) ", hybridNote);
-  const ocrBox = h("input", { type: "checkbox", "data-testid": "ocr" });
-  const ocrNote = h("span", { class: "muted", "data-testid": "ocr-note" });
-  const ocr = h("label", {
-    class: "switch",
-    title: "Read images (PNG, JPEG, TIFF...) and the scanned pages of PDFs with OCR (Tesseract). Off: they are passed over.",
-  }, ocrBox, " Read scans and images (OCR) ", ocrNote);
-  const watchBox = h("input", { type: "checkbox", "data-testid": "watch" });
-  const watchNote = h("span", { class: "muted", "data-testid": "watch-note" });
-  const watching = h("label", {
-    class: "switch",
-    title: "While the app runs, files created, changed, renamed or deleted in the library's folders are indexed a moment later (only what changed is read).",
-  }, watchBox, " Keep the index current as files change ", watchNote);
+  const { box: hybridBox, note: hybridNote, label: hybrid } = settingSwitch("hybrid", "Hybrid search (keywords + meaning)",
+    "Rank passages by BM25 fused with a sentence encoder (all-MiniLM-L6-v2, fetched once, about 90 MB), so a question finds passages that say the same thing in other words. Off: BM25 only.");
+  const { box: ocrBox, note: ocrNote, label: ocr } = settingSwitch("ocr", "Read scans and images (OCR)",
+    "Read images (PNG, JPEG, TIFF...) and the scanned pages of PDFs with OCR (Tesseract). Off: they are passed over.");
+  const { box: watchBox, note: watchNote, label: watching } = settingSwitch("watch", "Keep the index current as files change",
+    "While the app runs, files created, changed, renamed or deleted in the library's folders are indexed a moment later (only what changed is read).");
   const query = h("input", { type: "search", placeholder: "Search passages…", "aria-label": "Search passages", "data-testid": "search" });
   const results = h("div", { class: "results", "data-testid": "results" });
   const addBtn = h("button", { class: "primary", "data-testid": "add-folder" }, "Add folder…");
@@ -133,30 +135,18 @@ export async function render(root, { refreshInfo }) {
     if (path) runSync("library_add", { paths: [path] });
   });
   syncBtn.addEventListener("click", () => runSync("library_sync", {}));
-  hybridBox.addEventListener("change", async () => {
-    const retrieval = hybridBox.checked ? "hybrid" : "bm25";
-    try {
-      const status = await invoke("library_set_retrieval", { retrieval });
-      drawRetrieval(status);
-      // Turning hybrid on: the sync embeds the passages that lack a vector.
-      if (retrieval === "hybrid" && status.vectors < status.passages) runSync("library_sync", {});
-    } catch (e) { toast(errorMessage(e), "error"); hybridBox.checked = !hybridBox.checked; }
+  onToggle(hybridBox, (on) => invoke("library_set_retrieval", { retrieval: on ? "hybrid" : "bm25" }), (status) => {
+    drawRetrieval(status);
+    // Turning hybrid on: the sync embeds the passages that lack a vector.
+    if (status.retrieval === "hybrid" && status.vectors < status.passages) runSync("library_sync", {});
   });
-
-  ocrBox.addEventListener("change", async () => {
-    try {
-      const status = await invoke("library_set_ocr", { on: ocrBox.checked });
-      drawOcr(status);
-      // Turned on: the sync reads the scans and images it passed over.
-      if (status.ocr && !status.ocr_unavailable && status.folders.length) runSync("library_sync", {});
-    } catch (e) { toast(errorMessage(e), "error"); ocrBox.checked = !ocrBox.checked; }
+  onToggle(ocrBox, (on) => invoke("library_set_ocr", { on }), (status) => {
+    drawOcr(status);
+    // Turned on: the sync reads the scans and images it passed over.
+    if (status.ocr && !status.ocr_unavailable && status.folders.length) runSync("library_sync", {});
   });
-
-  watchBox.addEventListener("change", async () => {
-    try {
-      const status = await invoke("library_set_watch", { on: watchBox.checked });
-      if (status.watch) startWatching(); else stopWatching();
-    } catch (e) { toast(errorMessage(e), "error"); watchBox.checked = !watchBox.checked; }
+  onToggle(watchBox, (on) => invoke("library_set_watch", { on }), (status) => {
+    if (status.watch) startWatching(); else stopWatching();
   });
 
   function drawWatch() {

@@ -23,6 +23,8 @@ use encoding_rs::Encoding;
 use lopdf::content::Content;
 use lopdf::{Dictionary, Document, Object, ObjectId, Stream};
 
+use super::{deref, number};
+
 /// The most glyphs one `/W` range may expand to (the CID space is 16-bit).
 const MAX_RANGE: i64 = 65_536;
 
@@ -44,7 +46,7 @@ pub(super) fn mend(doc: &mut Document) {
                 let Some(w) = dict
                     .get(b"W")
                     .ok()
-                    .and_then(|w| resolve(doc, w).as_array().ok())
+                    .and_then(|w| deref(doc, w).as_array().ok())
                 else {
                     continue;
                 };
@@ -362,21 +364,6 @@ fn to_unicode_cmap(cmap: &LegacyCmap, codes: &BTreeSet<u16>) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn resolve<'a>(doc: &'a Document, object: &'a Object) -> &'a Object {
-    match object {
-        Object::Reference(id) => doc.get_object(*id).unwrap_or(object),
-        other => other,
-    }
-}
-
-fn number(doc: &Document, object: &Object) -> Option<f64> {
-    match resolve(doc, object) {
-        Object::Integer(i) => Some(*i as f64),
-        Object::Real(r) => Some(f64::from(*r)),
-        _ => None,
-    }
-}
-
 /// The `/W` array with every range written as a list, or `None` when it
 /// has no range (nothing to mend) or is malformed (left as it is).
 fn list_form(doc: &Document, w: &[Object]) -> Option<Vec<Object>> {
@@ -385,11 +372,11 @@ fn list_form(doc: &Document, w: &[Object]) -> Option<Vec<Object>> {
     let mut i = 0;
     while i < w.len() {
         let first = number(doc, &w[i])? as i64;
-        match resolve(doc, w.get(i + 1)?) {
+        match deref(doc, w.get(i + 1)?) {
             Object::Array(list) => {
                 out.push(Object::Integer(first));
                 out.push(Object::Array(
-                    list.iter().map(|x| resolve(doc, x).clone()).collect(),
+                    list.iter().map(|x| deref(doc, x).clone()).collect(),
                 ));
                 i += 2;
             }
@@ -414,7 +401,7 @@ fn list_form(doc: &Document, w: &[Object]) -> Option<Vec<Object>> {
 fn has_compact_font(doc: &Document, font: &Dictionary) -> bool {
     font.get(b"FontDescriptor")
         .ok()
-        .and_then(|d| resolve(doc, d).as_dict().ok())
+        .and_then(|d| deref(doc, d).as_dict().ok())
         .is_some_and(|d| d.has(b"FontFile3") && !d.has(b"FontFile"))
 }
 

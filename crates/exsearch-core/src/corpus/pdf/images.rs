@@ -5,6 +5,8 @@
 
 use lopdf::{Dictionary, Document, Object, ObjectId, Stream};
 
+use super::{deref, number};
+
 /// Smaller images are icons and rules, not scanned pages.
 const MIN_PIXELS: i64 = 100_000;
 /// Larger ones are refused rather than decoded (a 1.2-gigapixel page).
@@ -279,19 +281,8 @@ fn ccitt_tiff(data: &[u8], width: i64, height: i64, k: i64, black_is_1: bool) ->
     out
 }
 
-fn deref<'a>(doc: &'a Document, object: &'a Object) -> &'a Object {
-    match object {
-        Object::Reference(id) => doc.get_object(*id).unwrap_or(object),
-        other => other,
-    }
-}
-
 fn int(doc: &Document, dict: &Dictionary, key: &[u8]) -> Option<i64> {
-    match deref(doc, dict.get(key).ok()?) {
-        Object::Integer(i) => Some(*i),
-        Object::Real(r) => Some(*r as i64),
-        _ => None,
-    }
+    number(doc, dict.get(key).ok()?).map(|n| n as i64)
 }
 
 /// A page attribute, looked up the page tree as the spec allows.

@@ -320,6 +320,24 @@ fn decode_text_string(bytes: &[u8]) -> String {
     }
 }
 
+/// The object a reference points to (itself when it is not one, or when
+/// the reference is dangling).
+fn deref<'a>(doc: &'a Document, object: &'a Object) -> &'a Object {
+    match object {
+        Object::Reference(id) => doc.get_object(*id).unwrap_or(object),
+        other => other,
+    }
+}
+
+/// A number, integer or real, behind any reference.
+fn number(doc: &Document, object: &Object) -> Option<f64> {
+    match deref(doc, object) {
+        Object::Integer(i) => Some(*i as f64),
+        Object::Real(r) => Some(f64::from(*r)),
+        _ => None,
+    }
+}
+
 pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_owned()
