@@ -2,7 +2,7 @@
 //! Q4_K_M GGUF file: adapters trained over the quantized model, the best
 //! one made active and used by `eval` with the search settings it was
 //! trained with, resuming by running the same command again, and
-//! `kill -9` at three moments.
+//! `kill -9` at three moments and two random ones.
 
 mod common;
 
@@ -228,14 +228,16 @@ fn demo_real_killed_at_any_moment_resumes_to_the_end() {
     let tmp = tempfile::tempdir().expect("tmp");
     let home = tmp.path().join("home");
     let (gguf, data, config) = real_demo_inputs(tmp.path());
-    // An unbroken run, for what it records.
+    // An unbroken run, for what it records and how long it takes.
     let whole = tmp.path().join("whole");
+    let started = std::time::Instant::now();
     let report = common::json(&home, &demo_real_args(&gguf, &data, &config, &whole));
+    let length = started.elapsed();
     let evals = evals_recorded(&whole);
     assert_eq!(report["round_em"].as_array().map(Vec::len), Some(1));
 
     // Killed while the baselines are measured, while the warm-up trains,
-    // and during the EM round.
+    // during the EM round, and at two random moments of the run.
     let steps = |dir: &Path, phase: &str| -> i64 {
         rusqlite::Connection::open(dir.join("runs.sqlite"))
             .and_then(|db| {
@@ -247,28 +249,41 @@ fn demo_real_killed_at_any_moment_resumes_to_the_end() {
             })
             .unwrap_or(0)
     };
-    type Moment = Box<dyn Fn(&Path) -> bool>;
-    let moments: [(&str, Moment); 3] = [
-        ("a baseline", Box::new(|d: &Path| d.join("evals").is_dir())),
+    /// Whether the run in a folder, started at an instant, is at the moment.
+    type Moment = Box<dyn Fn(&Path, std::time::Instant) -> bool>;
+    let (seed, random) = common::kill_moments(2);
+    let mut moments: Vec<(String, Moment)> = vec![
         (
-            "the warm-up",
-            Box::new(move |d: &Path| steps(d, "warm-up") > 0),
+            "a baseline".into(),
+            Box::new(|d: &Path, _| d.join("evals").is_dir()),
         ),
         (
-            "the EM round",
-            Box::new(|d: &Path| d.join("round-1/samples.jsonl").is_file()),
+            "the warm-up".into(),
+            Box::new(move |d: &Path, _| steps(d, "warm-up") > 0),
+        ),
+        (
+            "the EM round".into(),
+            Box::new(|d: &Path, _| d.join("round-1/samples.jsonl").is_file()),
         ),
     ];
+    for share in random {
+        let at = length.mul_f64(share);
+        moments.push((
+            format!("{share:.2} of the run (EXSEARCH_KILL_SEED={seed})"),
+            Box::new(move |_: &Path, started: std::time::Instant| started.elapsed() >= at),
+        ));
+    }
     let mut killed = 0;
     for (i, (moment, reached)) in moments.iter().enumerate() {
         let dir = tmp.path().join(format!("killed-{i}"));
+        let started = std::time::Instant::now();
         let mut child = common::exsearch(&home)
             .args(demo_real_args(&gguf, &data, &config, &dir))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("spawn");
-        while !reached(&dir) && child.try_wait().expect("poll").is_none() {
+        while !reached(&dir, started) && child.try_wait().expect("poll").is_none() {
             std::thread::sleep(Duration::from_millis(5));
         }
         child.kill().expect("SIGKILL");
@@ -300,7 +315,7 @@ fn demo_real_killed_at_any_moment_resumes_to_the_end() {
         );
     }
     assert!(
-        killed >= 2,
-        "only {killed} of 3 runs were killed before they ended"
+        killed >= 4,
+        "only {killed} of 5 runs were killed before they ended"
     );
 }

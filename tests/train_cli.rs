@@ -568,7 +568,9 @@ fn train_em_killed_at_any_moment_resumes_to_the_end() {
     assert_eq!(rounds("whole"), Some(2));
 
     let mut killed = 0;
-    for (i, share) in [0.15, 0.45, 0.8].into_iter().enumerate() {
+    let (seed, moments) = common::kill_moments(3);
+    for (i, share) in moments.into_iter().enumerate() {
+        let share = (share * 100.0).round() / 100.0;
         let name = format!("killed-{i}");
         let mut child = em(&name)
             .stdout(std::process::Stdio::null())
@@ -588,10 +590,14 @@ fn train_em_killed_at_any_moment_resumes_to_the_end() {
             .expect("resume");
         assert!(
             resumed.status.success(),
-            "killed at {share} of the run: {}",
+            "killed at {share} of the run (EXSEARCH_KILL_SEED={seed}): {}",
             String::from_utf8_lossy(&resumed.stderr)
         );
-        assert_eq!(rounds(&name), Some(2), "killed at {share} of the run");
+        assert_eq!(
+            rounds(&name),
+            Some(2),
+            "killed at {share} of the run (EXSEARCH_KILL_SEED={seed})"
+        );
         let list = common::json(&home, &["train", "status", "--json"]);
         assert!(
             list.as_array()

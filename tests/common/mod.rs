@@ -147,3 +147,31 @@ pub fn prose_corpus(dir: &Path, files: usize, words: usize) {
         write(&dir.join(format!("doc{f:05}.txt")), text);
     }
 }
+
+/// `n` moments to kill a run at, as shares of an unbroken run's length:
+/// one drawn at random in each of `n` equal slices of 5%..95%, so every
+/// run of the suite tries new moments and together they span the run.
+/// The seed comes from `EXSEARCH_KILL_SEED` or the clock; failures print it,
+/// and setting it replays the same moments.
+pub fn kill_moments(n: usize) -> (u64, Vec<f64>) {
+    let seed = std::env::var("EXSEARCH_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    // SplitMix64: enough randomness for choosing moments.
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) as f64 / u64::MAX as f64
+    };
+    let slice = 0.9 / n as f64;
+    let moments = (0..n).map(|i| 0.05 + slice * (i as f64 + next())).collect();
+    (seed, moments)
+}

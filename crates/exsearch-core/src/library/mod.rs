@@ -274,15 +274,19 @@ impl Library {
         }
     }
 
-    /// The engine for a sync, telling the user once when OCR is on but
-    /// cannot run.
+    /// The engine for a sync. When OCR is on but cannot run, the first
+    /// sync of the process says so (status says it every time), so an app
+    /// that syncs on every change does not repeat it.
     fn ocr_for_sync(&self, sink: &dyn EventSink<LibraryEvent>) -> Option<&'static Ocr> {
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         self.ocr_engine().unwrap_or_else(|why| {
-            sink.emit(LibraryEvent::Warning {
-                message: format!(
-                    "OCR is on but cannot run, so images and scanned pages are not read: {why}"
-                ),
-            });
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                sink.emit(LibraryEvent::Warning {
+                    message: format!(
+                        "OCR is on but cannot run, so images and scanned pages are not read: {why}"
+                    ),
+                });
+            }
             None
         })
     }
