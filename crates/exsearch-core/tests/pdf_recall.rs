@@ -184,3 +184,16 @@ fn bytes_before_the_header_do_not_hide_the_pdf() {
     assert_eq!(doc.sections.len(), 4);
     assert!(flat(&doc.sections[0].text).contains("Hello, here is some text without a meaning."));
 }
+
+#[test]
+fn a_filled_in_form_keeps_its_answers() {
+    let path = dataset()
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("012-libreoffice-form"))
+        .expect("the form");
+    let doc = extract(DocumentKind::Pdf, &std::fs::read(&path).expect("read")).expect("pdf");
+    let text = flat(&doc.sections[0].text);
+    // Typed into the "First Name" fields; empty fields and ticks add nothing.
+    assert!(text.contains("Alice") && text.contains("Bob"), "{text}");
+    assert!(!text.contains("Off"), "{text}");
+}

@@ -111,6 +111,13 @@ fn extract_unguarded(
                 }
             }
         }
+        let filled = form_values(&doc, page_id);
+        if !filled.is_empty() {
+            if !text.is_empty() {
+                text.push_str("\n\n");
+            }
+            text.push_str(&filled.join("\n"));
+        }
         sections.push(Section {
             page: Some(page),
             text,
@@ -318,6 +325,51 @@ fn decode_text_string(bytes: &[u8]) -> String {
     } else {
         bytes.iter().map(|&b| b as char).collect()
     }
+}
+
+/// The text typed into the form fields on a page (a filled-in form's
+/// answers live in the fields, not in the page's content), in the order
+/// of the page's widgets. Choices and check boxes, whose values are names
+/// or option lists, are left out.
+fn form_values(doc: &Document, page: lopdf::ObjectId) -> Vec<String> {
+    let Some(annots) = doc
+        .get_dictionary(page)
+        .ok()
+        .and_then(|p| p.get(b"Annots").ok())
+        .and_then(|a| deref(doc, a).as_array().ok())
+    else {
+        return Vec::new();
+    };
+    let mut values = Vec::new();
+    for annot in annots {
+        let Ok(widget) = deref(doc, annot).as_dict() else {
+            continue;
+        };
+        if !widget
+            .get(b"Subtype")
+            .and_then(Object::as_name)
+            .is_ok_and(|s| s == b"Widget")
+        {
+            continue;
+        }
+        // A widget's value may sit on its parent field.
+        let mut field = widget;
+        for _ in 0..8 {
+            if field.has(b"V") {
+                break;
+            }
+            match field.get(b"Parent").ok().map(|p| deref(doc, p)) {
+                Some(Object::Dictionary(parent)) => field = parent,
+                _ => break,
+            }
+        }
+        if let Ok(Object::String(bytes, _)) = field.get(b"V").map(|v| deref(doc, v)) {
+            if let Some(value) = clean_line(&decode_text_string(bytes)) {
+                values.push(value);
+            }
+        }
+    }
+    values
 }
 
 /// The object a reference points to (itself when it is not one, or when
