@@ -6,6 +6,8 @@
 #
 #   bash scripts/build-llama-bench.sh [TARGET...]   (default llama-bench;
 #   llama-server for scripts/bench-llama-server.sh)
+#   LLAMA_PORTABLE=1 bash scripts/build-llama-bench.sh   (x86-64-v3: AVX2
+#   and nothing newer, into target/llama.cpp/build-v3)
 #   LLAMA_CUDA=ARCH bash scripts/build-llama-bench.sh   (CUDA build for one
 #   architecture, e.g. 90 on an H100/H200, without the FlashAttention
 #   kernels, which take most of the compile; into target/llama.cpp/build-cuda)
@@ -37,13 +39,22 @@ if ! command -v cmake > /dev/null || ! command -v ninja > /dev/null; then
 fi
 BUILD="$SRC/build"
 extra=()
+native=ON
+if [ -n "${LLAMA_PORTABLE:-}" ]; then
+    # x86-64-v3: AVX2, FMA, F16C, BMI2 and nothing newer, as a portable
+    # build of ours (RUSTFLAGS="-C target-cpu=x86-64-v3"), into build-v3.
+    BUILD="$SRC/build-v3"
+    native=OFF
+    extra=(-DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+        -DGGML_AVX512=OFF -DGGML_AVX_VNNI=OFF)
+fi
 if [ -n "${LLAMA_CUDA:-}" ]; then
     BUILD="$SRC/build-cuda"
     extra=(-DGGML_CUDA=ON "-DCMAKE_CUDA_ARCHITECTURES=$LLAMA_CUDA" -DGGML_CUDA_FA=OFF
         -DGGML_CUDA_NCCL=OFF)
 fi
 cmake -S "$SRC" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
-    -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+    -DGGML_NATIVE=$native -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
     -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_TOOLS=ON "${extra[@]}"
 targets=("${@:-llama-bench}")
 ninja -C "$BUILD" "${targets[@]}"

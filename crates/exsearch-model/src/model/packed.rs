@@ -73,8 +73,14 @@ impl std::fmt::Debug for PackedMatrix {
 }
 
 /// Whether this CPU runs the packed kernels (checked at run time, so a
-/// portable build uses them where they exist).
+/// portable build uses them where they exist). `EXSEARCH_AVX2_ONLY=1` turns
+/// them off, to run as on a CPU without AVX-512 (how the portable build is
+/// measured against llama.cpp built the same way).
 pub fn available() -> bool {
+    static AVX2_ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *AVX2_ONLY.get_or_init(|| std::env::var_os("EXSEARCH_AVX2_ONLY").is_some_and(|v| v == "1")) {
+        return false;
+    }
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx512f")
