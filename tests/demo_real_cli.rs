@@ -2,7 +2,7 @@
 //! Q4_K_M GGUF file: adapters trained over the quantized model, the best
 //! one made active and used by `eval` with the search settings it was
 //! trained with, resuming by running the same command again, and
-//! `kill -9` at three moments and two random ones.
+//! `kill -9` at three moments and at two random points of its progress.
 
 mod common;
 
@@ -228,62 +228,61 @@ fn demo_real_killed_at_any_moment_resumes_to_the_end() {
     let tmp = tempfile::tempdir().expect("tmp");
     let home = tmp.path().join("home");
     let (gguf, data, config) = real_demo_inputs(tmp.path());
-    // An unbroken run, for what it records and how long it takes.
+    // An unbroken run, for what it records.
     let whole = tmp.path().join("whole");
-    let started = std::time::Instant::now();
     let report = common::json(&home, &demo_real_args(&gguf, &data, &config, &whole));
-    let length = started.elapsed();
     let evals = evals_recorded(&whole);
     assert_eq!(report["round_em"].as_array().map(Vec::len), Some(1));
 
     // Killed while the baselines are measured, while the warm-up trains,
-    // during the EM round, and at two random moments of the run.
-    let steps = |dir: &Path, phase: &str| -> i64 {
+    // during the EM round, and at two random points of its progress (the
+    // training steps and evaluations it has recorded: unlike a share of
+    // the clock, that lands inside the run however fast the machine is).
+    let count = |dir: &Path, sql: &str| -> i64 {
         rusqlite::Connection::open(dir.join("runs.sqlite"))
-            .and_then(|db| {
-                db.query_row(
-                    "SELECT COUNT(*) FROM steps WHERE phase = ?1",
-                    [phase],
-                    |r| r.get(0),
-                )
-            })
+            .and_then(|db| db.query_row(sql, [], |r| r.get(0)))
             .unwrap_or(0)
     };
-    /// Whether the run in a folder, started at an instant, is at the moment.
-    type Moment = Box<dyn Fn(&Path, std::time::Instant) -> bool>;
-    let (seed, random) = common::kill_moments(2);
+    let progress = move |dir: &Path| {
+        count(dir, "SELECT COUNT(*) FROM steps") + count(dir, "SELECT COUNT(*) FROM evals")
+    };
+    let total = progress(&whole);
+    assert!(total >= 4, "the run records its progress: {total}");
+    type Moment = Box<dyn Fn(&Path) -> bool>;
     let mut moments: Vec<(String, Moment)> = vec![
         (
             "a baseline".into(),
-            Box::new(|d: &Path, _| d.join("evals").is_dir()),
+            Box::new(|d: &Path| d.join("evals").is_dir()),
         ),
         (
             "the warm-up".into(),
-            Box::new(move |d: &Path, _| steps(d, "warm-up") > 0),
+            Box::new(move |d: &Path| {
+                count(d, "SELECT COUNT(*) FROM steps WHERE phase = 'warm-up'") > 0
+            }),
         ),
         (
             "the EM round".into(),
-            Box::new(|d: &Path, _| d.join("round-1/samples.jsonl").is_file()),
+            Box::new(|d: &Path| d.join("round-1/samples.jsonl").is_file()),
         ),
     ];
+    let (seed, random) = common::kill_moments(2, 0.05, 0.95);
     for share in random {
-        let at = length.mul_f64(share);
+        let at = ((share * total as f64).round() as i64).clamp(1, total - 1);
         moments.push((
-            format!("{share:.2} of the run (EXSEARCH_KILL_SEED={seed})"),
-            Box::new(move |_: &Path, started: std::time::Instant| started.elapsed() >= at),
+            format!("step or evaluation {at} of {total} (EXSEARCH_KILL_SEED={seed})"),
+            Box::new(move |d: &Path| progress(d) >= at),
         ));
     }
     let mut killed = 0;
     for (i, (moment, reached)) in moments.iter().enumerate() {
         let dir = tmp.path().join(format!("killed-{i}"));
-        let started = std::time::Instant::now();
         let mut child = common::exsearch(&home)
             .args(demo_real_args(&gguf, &data, &config, &dir))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("spawn");
-        while !reached(&dir, started) && child.try_wait().expect("poll").is_none() {
+        while !reached(&dir) && child.try_wait().expect("poll").is_none() {
             std::thread::sleep(Duration::from_millis(5));
         }
         child.kill().expect("SIGKILL");

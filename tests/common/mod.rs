@@ -148,12 +148,13 @@ pub fn prose_corpus(dir: &Path, files: usize, words: usize) {
     }
 }
 
-/// `n` moments to kill a run at, as shares of an unbroken run's length:
-/// one drawn at random in each of `n` equal slices of 5%..95%, so every
-/// run of the suite tries new moments and together they span the run.
-/// The seed comes from `EXSEARCH_KILL_SEED` or the clock; failures print it,
-/// and setting it replays the same moments.
-pub fn kill_moments(n: usize) -> (u64, Vec<f64>) {
+/// `n` moments to kill a run at, as shares of an unbroken run (of its
+/// length, or of its recorded progress): one drawn at random in each of
+/// `n` equal slices of `from..to`, so every run of the suite tries new
+/// moments and together they span the run. The seed comes from
+/// `EXSEARCH_KILL_SEED` or the clock; failures print it, and setting it
+/// replays the same moments.
+pub fn kill_moments(n: usize, from: f64, to: f64) -> (u64, Vec<f64>) {
     let seed = std::env::var("EXSEARCH_KILL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -171,7 +172,7 @@ pub fn kill_moments(n: usize) -> (u64, Vec<f64>) {
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
         (z ^ (z >> 31)) as f64 / u64::MAX as f64
     };
-    let slice = 0.9 / n as f64;
-    let moments = (0..n).map(|i| 0.05 + slice * (i as f64 + next())).collect();
+    let slice = (to - from) / n as f64;
+    let moments = (0..n).map(|i| from + slice * (i as f64 + next())).collect();
     (seed, moments)
 }
