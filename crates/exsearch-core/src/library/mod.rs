@@ -4,6 +4,7 @@
 //! `status`, `search`, `check`) goes through it.
 
 mod scan;
+mod settings;
 mod sync;
 mod watch;
 
@@ -24,17 +25,10 @@ use crate::home::Home;
 use crate::index::{Hit, PassageId, PassageIndex, PassageWriter};
 use crate::jobs::{CancelToken, EventSink};
 use crate::store::{Catalog, DocumentEntry, FailedDocument, Folder};
+use settings::{max_file_bytes, MAX_FILE_SETTING, OCR_SETTING, RETRIEVAL_SETTING, WATCH_SETTING};
 
 /// Files above this size are listed as skipped unless the limit is raised.
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
-const MAX_FILE_SETTING: &str = "max_file_bytes";
-const RETRIEVAL_SETTING: &str = "retrieval";
-/// "on" (the default) or "off": whether syncs read images and the scanned
-/// pages of PDFs by OCR.
-const OCR_SETTING: &str = "ocr";
-/// "on" (the default) or "off": whether the desktop app watches the
-/// library's folders while it runs.
-const WATCH_SETTING: &str = "watch";
 /// Passages per encoder call and per vector-store transaction.
 const EMBED_BATCH: usize = 128;
 
@@ -213,82 +207,6 @@ impl Library {
 
     pub fn embedder(&self) -> Option<&Arc<dyn Embedder>> {
         self.embedder.as_ref()
-    }
-
-    /// How searches rank passages (saved with the library; hybrid unless
-    /// changed).
-    pub fn retrieval(&self) -> Retrieval {
-        self.retrieval
-    }
-
-    /// Ranks this handle's searches with `retrieval`, without saving it.
-    pub fn use_retrieval(&mut self, retrieval: Retrieval) {
-        self.retrieval = retrieval;
-    }
-
-    pub fn set_retrieval(&mut self, retrieval: Retrieval) -> Result<()> {
-        self.catalog
-            .set_setting(RETRIEVAL_SETTING, retrieval.as_str())?;
-        self.retrieval = retrieval;
-        Ok(())
-    }
-
-    /// Whether syncs read images and the scanned pages of PDFs by OCR
-    /// (saved with the library; on unless turned off).
-    pub fn ocr(&self) -> bool {
-        self.ocr
-    }
-
-    /// Turns OCR on or off for this library's syncs. Turned on, the next
-    /// sync reads the images and image-only PDFs it passed over.
-    pub fn set_ocr(&mut self, on: bool) -> Result<()> {
-        self.catalog
-            .set_setting(OCR_SETTING, if on { "on" } else { "off" })?;
-        self.ocr = on;
-        Ok(())
-    }
-
-    /// Saves whether the desktop app watches the folders while it runs.
-    pub fn set_watch(&mut self, on: bool) -> Result<()> {
-        self.catalog
-            .set_setting(WATCH_SETTING, if on { "on" } else { "off" })
-    }
-
-    /// The registered folders, read from the catalog alone (cheap enough
-    /// for a watcher to ask every few seconds).
-    pub fn registered_folders(home: &Home) -> Result<Vec<PathBuf>> {
-        Ok(Catalog::open(&home.catalog_path())?
-            .folders()?
-            .into_iter()
-            .map(|f| f.path)
-            .collect())
-    }
-
-    /// The OCR engine syncs use: `None` when OCR is off; an error when it
-    /// is on and Tesseract cannot run.
-    fn ocr_engine(&self) -> std::result::Result<Option<&'static Ocr>, String> {
-        if self.ocr {
-            Ocr::detect().map(Some)
-        } else {
-            Ok(None)
-        }
-    }
-
-    /// The engine for a sync. When OCR is on but cannot run, the first
-    /// sync of the process says so (status says it every time), so an app
-    /// that syncs on every change does not repeat it.
-    fn ocr_for_sync(&self, sink: &dyn EventSink<LibraryEvent>) -> Option<&'static Ocr> {
-        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-        self.ocr_engine().unwrap_or_else(|why| {
-            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
-                sink.emit(LibraryEvent::Warning {
-                    message: format!(
-                        "OCR is on but cannot run, so images and scanned pages are not read: {why}"
-                    ),
-                });
-            }
-            None
-        })
     }
 
     /// Drops from the index every passage of a dirty document, then resets
@@ -695,11 +613,4 @@ fn encoder_text(title: &str, text: &str) -> String {
     } else {
         format!("{title}\n{text}")
     }
-}
-
-fn max_file_bytes(catalog: &Catalog) -> Result<u64> {
-    Ok(catalog
-        .setting(MAX_FILE_SETTING)?
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_MAX_FILE_BYTES))
 }

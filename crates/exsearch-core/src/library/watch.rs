@@ -19,7 +19,9 @@ use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::{Library, LibraryEvent, SyncOptions, SyncReport};
 use crate::error::{Error, Result};
+use crate::home::Home;
 use crate::jobs::{CancelToken, EventSink};
+use crate::store::Catalog;
 
 /// What a watch reports between syncs.
 #[derive(Debug)]
@@ -200,6 +202,16 @@ impl FolderWatcher {
 }
 
 impl Library {
+    /// The registered folders, read from the catalog alone (cheap enough
+    /// for a watcher to ask every few seconds).
+    pub fn registered_folders(home: &Home) -> Result<Vec<PathBuf>> {
+        Ok(Catalog::open(&home.catalog_path())?
+            .folders()?
+            .into_iter()
+            .map(|f| f.path)
+            .collect())
+    }
+
     /// Syncs once, then after every quiet spell of `debounce` following a
     /// change in a registered folder, until `cancel`.
     pub fn watch(
