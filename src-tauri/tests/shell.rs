@@ -80,6 +80,14 @@ impl App {
         self.call(cmd, args)
             .unwrap_or_else(|e| panic!("{cmd} failed: {e}"))
     }
+
+    /// Registers and indexes `folder` as the Library page does; its report.
+    fn add_folder(&self, folder: impl serde::Serialize, job: &str) -> Value {
+        self.ok(
+            "library_add",
+            json!({"paths": [folder], "job": job, "onEvent": channel(1)}),
+        )
+    }
 }
 
 /// A channel argument as the frontend's `new Channel()` serializes it.
@@ -112,10 +120,7 @@ fn library_commands_index_list_search_and_show_a_passage_in_context() {
     let app = app(&tmp.path().join("home"));
     let docs = documents(tmp.path());
 
-    let report = app.ok(
-        "library_add",
-        json!({"paths": [docs], "job": "index-1", "onEvent": channel(1)}),
-    );
+    let report = app.add_folder(&docs, "index-1");
     assert_eq!(report["indexed"], 2, "{report}");
     assert_eq!(report["failed"], 1, "{report}");
     assert_eq!(report["cancelled"], false);
@@ -281,10 +286,7 @@ fn adding_a_missing_folder_names_it() {
     );
     // The failed job let go of its id: the same id can run again.
     let docs = documents(tmp.path());
-    app.ok(
-        "library_add",
-        json!({"paths": [docs], "job": "j", "onEvent": channel(2)}),
-    );
+    app.add_folder(&docs, "j");
 }
 
 #[test]
@@ -344,10 +346,7 @@ fn asking_without_a_model_says_so_and_stores_nothing() {
     assert_eq!(app.ok("chats_list", json!({})), json!([]));
     // Searching works without a model.
     let docs = documents(tmp.path());
-    app.ok(
-        "library_add",
-        json!({"paths": [docs], "job": "i", "onEvent": channel(2)}),
-    );
+    app.add_folder(&docs, "i");
     let hits = app.ok("library_search", json!({"query": "harbour storm", "k": 3}));
     assert!(hits[0]["path"]
         .as_str()
@@ -360,10 +359,7 @@ fn a_question_is_answered_by_a_local_model_and_kept_as_a_conversation() {
     let tmp = TempDir::new().expect("tmp");
     let app = app(&tmp.path().join("home"));
     let docs = documents(tmp.path());
-    app.ok(
-        "library_add",
-        json!({"paths": [docs], "job": "i", "onEvent": channel(1)}),
-    );
+    app.add_folder(&docs, "i");
     let model = tmp.path().join("tiny-model");
     fixtures::write_hf_model(&model, &fixtures::tiny_config(Family::Qwen2), 7, DType::F32)
         .expect("tiny model");
@@ -427,10 +423,7 @@ fn the_folder_watch_runs_beside_syncs_and_stops_when_cancelled() {
     let tmp = TempDir::new().expect("tmp");
     let app = app(&tmp.path().join("home"));
     let docs = documents(tmp.path());
-    app.ok(
-        "library_add",
-        json!({"paths": [docs], "job": "i", "onEvent": channel(1)}),
-    );
+    app.add_folder(&docs, "i");
     assert_eq!(
         app.ok("library_status", json!({}))["watch"],
         true,
@@ -627,10 +620,7 @@ fn training_commands_run_a_demonstration_and_an_em_run_with_charts_and_adapters(
         settings["agent"]["k"], 1,
         "the demonstration's agent settings"
     );
-    app.ok(
-        "library_add",
-        json!({"paths": [used["corpus"]], "job": "i", "onEvent": channel(2)}),
-    );
+    app.add_folder(&used["corpus"], "i");
     let question: Value = serde_json::from_str(
         std::fs::read_to_string(tmp.path().join("home/demos/demo-1/world/test.jsonl"))
             .expect("test questions")

@@ -150,16 +150,21 @@ fn pdf_words_match_poppler() {
     assert!(token_recall >= 0.95, "token recall {token_recall:.4}");
 }
 
+/// The shared PDF whose name contains `name`.
+fn real_pdf(name: &str) -> PathBuf {
+    dataset()
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains(name))
+        .unwrap_or_else(|| panic!("no {name} in the real PDFs"))
+}
+
 fn flat(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[test]
 fn columns_read_in_order_with_hyphenated_words_joined() {
-    let path = dataset()
-        .into_iter()
-        .find(|p| p.to_string_lossy().contains("026-latex-multicolumn"))
-        .expect("the two-column file");
+    let path = real_pdf("026-latex-multicolumn");
     let doc = extract(DocumentKind::Pdf, &std::fs::read(&path).expect("read")).expect("pdf");
     let text = flat(&doc.sections[0].text);
     // Three lines of the left column, the first two cut by hyphens
@@ -174,10 +179,7 @@ fn columns_read_in_order_with_hyphenated_words_joined() {
 
 #[test]
 fn bytes_before_the_header_do_not_hide_the_pdf() {
-    let path = dataset()
-        .into_iter()
-        .find(|p| p.to_string_lossy().contains("004-pdflatex-4-pages"))
-        .expect("the four-page file");
+    let path = real_pdf("004-pdflatex-4-pages");
     let mut bytes = b"HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\n\r\n".to_vec();
     bytes.extend(std::fs::read(&path).expect("read"));
     let doc = extract(DocumentKind::Pdf, &bytes).expect("read past the junk");
@@ -187,10 +189,7 @@ fn bytes_before_the_header_do_not_hide_the_pdf() {
 
 #[test]
 fn a_filled_in_form_keeps_its_answers() {
-    let path = dataset()
-        .into_iter()
-        .find(|p| p.to_string_lossy().contains("012-libreoffice-form"))
-        .expect("the form");
+    let path = real_pdf("012-libreoffice-form");
     let doc = extract(DocumentKind::Pdf, &std::fs::read(&path).expect("read")).expect("pdf");
     let text = flat(&doc.sections[0].text);
     // Typed into the "First Name" fields; empty fields and ticks add nothing.
