@@ -38,6 +38,8 @@ pub mod files;
 pub mod importance;
 pub mod init;
 pub mod lora;
+mod loss;
+pub mod memory;
 pub mod optim;
 pub mod phase;
 pub mod plan;

@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::lora::Lora;
+use crate::loss::target_log_probs;
+use crate::memory::HeldMemory;
 use crate::optim::{clip_grad_norm, AdamW, AdamWConfig, Schedule};
 use crate::supervised::{pack, Encoded};
 
@@ -198,6 +200,7 @@ impl Trainer {
         on_epoch: &mut dyn FnMut(usize) -> Result<bool>,
         cancel: &CancelToken,
     ) -> Result<Vec<StepRecord>> {
+        let _memory = HeldMemory::new();
         let plan = Plan::new(data, &self.config);
         let total = plan.steps.len();
         let schedule = Schedule {
@@ -305,9 +308,7 @@ pub fn weighted_loss(decoder: &Decoder, rows: &[&Encoded], normalizer: f64) -> R
     let hidden = hidden
         .reshape((rows.len() * w, h))?
         .index_select(&Tensor::from_vec(picked, n, &device)?, 0)?;
-    let logp = candle_nn::ops::log_softmax(&decoder.logits(&hidden)?, D::Minus1)?;
-    let targets = Tensor::from_vec(targets, (n, 1), &device)?;
-    let token_logp = logp.gather(&targets, 1)?.squeeze(1)?;
+    let token_logp = target_log_probs(&decoder.logits(&hidden)?, &targets)?;
     let weights = Tensor::from_vec(weights, n, &device)?;
     Ok(((token_logp * weights)?.sum_all()? * (-1.0 / normalizer))?)
 }

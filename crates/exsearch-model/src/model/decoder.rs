@@ -13,6 +13,7 @@ use super::config::{Activation, ModelConfig};
 use super::cpu_ops;
 use super::kv_cache::{attention_mask, sliding_mask, KvCache};
 use super::linear::Linear;
+use super::train_attention;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -466,6 +467,15 @@ impl Decoder {
         // Grouped-query attention without copying K/V: the query heads that
         // share a K/V head are adjacent, so they fold into the row dimension.
         let q = q.reshape((b, hkv, groups * t, d))?;
+        if self.kernels == Kernels::Differentiable {
+            if let Some(out) = train_attention::attention(&q, &k, &v, mask, scale as f32, t)? {
+                let out = out
+                    .reshape((b, hq, t, d))?
+                    .transpose(1, 2)?
+                    .reshape((b, t, hq * d))?;
+                return attn.o_proj.forward(&out);
+            }
+        }
         let raw = q.matmul(&k.t()?)?;
         let fused = match self.kernels {
             Kernels::Fused => cpu_ops::scaled_masked_softmax(&raw, scale as f32, mask, t)?,

@@ -11,6 +11,7 @@ mod low_bits;
 pub mod packed;
 pub mod params;
 pub mod random_init;
+pub mod train_attention;
 
 use candle_core::{DType, Device};
 

@@ -1,0 +1,592 @@
+//! Attention for training, as one differentiable op that never holds a
+//! `T x T` tensor.
+//!
+//! Written as candle ops, attention over `T` tokens keeps the raw scores,
+//! the scaled scores, the masked scores, the softmax's intermediates and
+//! the probabilities of every layer for the backward pass: five `T x T`
+//! tensors per head and layer, each freshly allocated (the kernel zeroing
+//! those pages was half of a warm-up step's time on SmolLM2) and freed.
+//! This op works through blocks of query rows instead: a block's scores are
+//! computed, softmaxed and multiplied by `V` in a scratch buffer, and only
+//! the output is kept. The backward pass recomputes each block's
+//! probabilities from `Q` and `K` (as FlashAttention does) and forms the
+//! three gradients with matrix products on the same blocks. Columns that
+//! the mask hides from a whole block (the causal future, keys beyond a
+//! sliding window) are skipped.
+//!
+//! Applies to contiguous f32 CPU tensors; `Decoder` falls back to candle's
+//! ops for anything else.
+#![allow(unsafe_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+
+use crate::error::Result;
+use crate::model::cpu_ops::{exp_neg, f32_slice};
+
+/// Query rows per block: a block's scores take `ROWS x tk` floats.
+const ROWS: usize = 64;
+
+/// `softmax(scale * q k^T + mask) v` with grouped-query heads folded into
+/// rows: `q` is `[b, hkv, groups * t, d]` (row `g * t + i` is query `i` of
+/// the group's `g`-th head), `k` and `v` are `[b, hkv, tk, d]`, `mask` an
+/// additive `[b, 1, t, tk]` (none: every column visible). Returns `[b, hkv,
+/// groups * t, d]`, or `None` where the op does not apply (not contiguous
+/// f32 CPU tensors of those shapes).
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f32,
+    t: usize,
+) -> Result<Option<Tensor>> {
+    let on_cpu = q.device().is_cpu() && k.device().is_cpu() && v.device().is_cpu();
+    let f32s = [q, k, v]
+        .iter()
+        .all(|x| x.dtype() == candle_core::DType::F32 && x.is_contiguous());
+    let (Ok((b, hkv, rows, d)), Ok((kb, kh, tk, kd))) = (q.dims4(), k.dims4()) else {
+        return Ok(None);
+    };
+    if !on_cpu || !f32s || t == 0 || rows % t != 0 || (kb, kh, kd) != (b, hkv, d) {
+        return Ok(None);
+    }
+    if v.dims() != k.dims() {
+        return Ok(None);
+    }
+    let (values, spans) = match mask {
+        None => (None, vec![(0, tk); b * t]),
+        Some(m) => {
+            if m.dims() != [b, 1, t, tk] || m.dtype() != candle_core::DType::F32 {
+                return Ok(None);
+            }
+            match f32_slice(&m.contiguous()?, |m| (m.to_vec(), visible_spans(m, tk))) {
+                Some((values, spans)) => (Some(values), spans),
+                None => return Ok(None),
+            }
+        }
+    };
+    let op = Attention {
+        shape: Dims {
+            b,
+            hkv,
+            groups: rows / t,
+            t,
+            tk,
+            d,
+        },
+        scale,
+        mask: values,
+        spans,
+    };
+    Ok(Some(q.apply_op3(k, v, op)?))
+}
+
+/// For each mask row, the range of columns that are not `-inf`: `(start,
+/// end)`, empty when the row hides everything.
+fn visible_spans(mask: &[f32], tk: usize) -> Vec<(usize, usize)> {
+    mask.chunks_exact(tk)
+        .map(|row| {
+            let start = row.iter().position(|&m| m > f32::NEG_INFINITY);
+            match start {
+                None => (0, 0),
+                Some(s) => {
+                    let end = tk
+                        - row
+                            .iter()
+                            .rev()
+                            .position(|&m| m > f32::NEG_INFINITY)
+                            .unwrap_or(0);
+                    (s, end)
+                }
+            }
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    b: usize,
+    hkv: usize,
+    groups: usize,
+    t: usize,
+    tk: usize,
+    d: usize,
+}
+
+impl Dims {
+    fn row_blocks(&self) -> usize {
+        self.t.div_ceil(ROWS)
+    }
+
+    /// Work items: one per batch row, K/V head, grouped head and block of
+    /// query rows.
+    fn tasks(&self) -> usize {
+        self.b * self.hkv * self.groups * self.row_blocks()
+    }
+
+    fn q_len(&self) -> usize {
+        self.b * self.hkv * self.groups * self.t * self.d
+    }
+
+    fn kv_len(&self) -> usize {
+        self.b * self.hkv * self.tk * self.d
+    }
+}
+
+/// One block of query rows: where its rows and its K/V head start, which
+/// mask rows apply, and the columns any of its rows can see.
+struct Block {
+    batch: usize,
+    first: usize,
+    rows: usize,
+    q_offset: usize,
+    kv_offset: usize,
+    cols: (usize, usize),
+}
+
+struct Attention {
+    shape: Dims,
+    scale: f32,
+    mask: Option<Vec<f32>>,
+    spans: Vec<(usize, usize)>,
+}
+
+impl Attention {
+    fn block(&self, task: usize) -> Block {
+        let s = self.shape;
+        let blocks = s.row_blocks();
+        let rb = task % blocks;
+        let head = task / blocks; // over b * hkv * groups
+        let kv_head = head / s.groups; // over b * hkv
+        let batch = kv_head / s.hkv;
+        let first = rb * ROWS;
+        let rows = ROWS.min(s.t - first);
+        let spans = &self.spans[batch * s.t + first..][..rows];
+        let start = spans
+            .iter()
+            .filter(|(a, b)| a < b)
+            .map(|s| s.0)
+            .min()
+            .unwrap_or(0);
+        let end = spans.iter().map(|s| s.1).max().unwrap_or(0).max(start);
+        Block {
+            batch,
+            first,
+            rows,
+            q_offset: (head * s.t + first) * s.d,
+            kv_offset: kv_head * s.tk * s.d,
+            cols: (start, end),
+        }
+    }
+
+    /// The block's probabilities into `p` (`rows x n`, `n` its visible
+    /// columns), from its queries `q` and the keys.
+    fn probabilities(&self, blk: &Block, q: &[f32], k: &[f32], p: &mut [f32]) {
+        let s = self.shape;
+        let (c0, c1) = blk.cols;
+        let n = c1 - c0;
+        // SAFETY: the pointers cover `rows x d`, `n x d` and `rows x n`
+        // elements at the strides given.
+        unsafe {
+            gemm::gemm(
+                blk.rows,
+                n,
+                s.d,
+                p.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                q.as_ptr().add(blk.q_offset),
+                1,
+                s.d as isize,
+                k.as_ptr().add(blk.kv_offset + c0 * s.d),
+                s.d as isize,
+                1,
+                0.0,
+                self.scale,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        for (r, row) in p.chunks_exact_mut(n).enumerate() {
+            if let Some(mask) = &self.mask {
+                let m = &mask[(blk.batch * s.t + blk.first + r) * s.tk + c0..][..n];
+                row.iter_mut().zip(m).for_each(|(x, &m)| *x += m);
+            }
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            if max == f32::NEG_INFINITY {
+                row.fill(0.0);
+                continue;
+            }
+            for x in row.iter_mut() {
+                *x = exp_neg(max - *x);
+            }
+            let inv = 1.0 / row.iter().sum::<f32>();
+            row.iter_mut().for_each(|x| *x *= inv);
+        }
+    }
+
+    fn forward(&self, q: &[f32], k: &[f32], v: &[f32]) -> Vec<f32> {
+        let s = self.shape;
+        let mut out = vec![0f32; s.q_len()];
+        let dst = SharedMut(out.as_mut_ptr());
+        parallel(s.tasks(), |task| {
+            let blk = self.block(task);
+            let n = blk.cols.1 - blk.cols.0;
+            if n == 0 {
+                return; // every row hidden: zeros
+            }
+            let mut p = vec![0f32; blk.rows * n];
+            self.probabilities(&blk, q, k, &mut p);
+            // SAFETY: each block's output rows belong to its task alone.
+            unsafe {
+                gemm::gemm(
+                    blk.rows,
+                    s.d,
+                    n,
+                    dst.at(blk.q_offset),
+                    1,
+                    s.d as isize,
+                    false,
+                    p.as_ptr(),
+                    1,
+                    n as isize,
+                    v.as_ptr().add(blk.kv_offset + blk.cols.0 * s.d),
+                    1,
+                    s.d as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        });
+        out
+    }
+
+    /// Gradients of `q`, `k` and `v` given the output `o` and its gradient
+    /// `go`. `dq` rows belong to one block each; `dk` and `dv` sum over every
+    /// block that reads a key, so each thread sums into its own copy.
+    fn backward(
+        &self,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        o: &[f32],
+        go: &[f32],
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let s = self.shape;
+        let mut dq = vec![0f32; s.q_len()];
+        let dq_ptr = SharedMut(dq.as_mut_ptr());
+        let threads = candle_core::utils::barrier_pool().n_workers() + 1;
+        let partial: Vec<Mutex<Option<KvGrads>>> = (0..threads).map(|_| Mutex::new(None)).collect();
+        parallel_by_thread(s.tasks(), |tid, task| {
+            let blk = self.block(task);
+            let (c0, c1) = blk.cols;
+            let n = c1 - c0;
+            if n == 0 {
+                return;
+            }
+            let rows = blk.rows;
+            let mut p = vec![0f32; rows * n];
+            self.probabilities(&blk, q, k, &mut p);
+            // dP = dO V^T over the block's columns.
+            let mut ds = vec![0f32; rows * n];
+            let go_blk = &go[blk.q_offset..][..rows * s.d];
+            let o_blk = &o[blk.q_offset..][..rows * s.d];
+            let kv = blk.kv_offset + c0 * s.d;
+            // SAFETY (all products below): each pointer covers the rows and
+            // columns given at its strides; `dq`'s rows belong to this task.
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    n,
+                    s.d,
+                    ds.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    go_blk.as_ptr(),
+                    1,
+                    s.d as isize,
+                    v.as_ptr().add(kv),
+                    s.d as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            // dS = P (dP - rowsum(dO o O)), the softmax's backward pass.
+            for r in 0..rows {
+                let gr = &go_blk[r * s.d..][..s.d];
+                let or = &o_blk[r * s.d..][..s.d];
+                let dot: f32 = gr.iter().zip(or).map(|(a, b)| a * b).sum();
+                let pr = &p[r * n..][..n];
+                ds[r * n..][..n]
+                    .iter_mut()
+                    .zip(pr)
+                    .for_each(|(x, &pv)| *x = pv * (*x - dot));
+            }
+            let mut slot = partial[tid].lock().expect("gradient slot");
+            let (dk, dv) =
+                slot.get_or_insert_with(|| (vec![0f32; s.kv_len()], vec![0f32; s.kv_len()]));
+            unsafe {
+                // dQ = scale dS K
+                gemm::gemm(
+                    rows,
+                    s.d,
+                    n,
+                    dq_ptr.at(blk.q_offset),
+                    1,
+                    s.d as isize,
+                    false,
+                    ds.as_ptr(),
+                    1,
+                    n as isize,
+                    k.as_ptr().add(kv),
+                    1,
+                    s.d as isize,
+                    0.0,
+                    self.scale,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+                // dK += scale dS^T Q
+                gemm::gemm(
+                    n,
+                    s.d,
+                    rows,
+                    dk.as_mut_ptr().add(kv),
+                    1,
+                    s.d as isize,
+                    true,
+                    ds.as_ptr(),
+                    n as isize,
+                    1,
+                    q.as_ptr().add(blk.q_offset),
+                    1,
+                    s.d as isize,
+                    1.0,
+                    self.scale,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+                // dV += P^T dO
+                gemm::gemm(
+                    n,
+                    s.d,
+                    rows,
+                    dv.as_mut_ptr().add(kv),
+                    1,
+                    s.d as isize,
+                    true,
+                    p.as_ptr(),
+                    n as isize,
+                    1,
+                    go_blk.as_ptr(),
+                    1,
+                    s.d as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        });
+        let mut sums = partial
+            .into_iter()
+            .filter_map(|m| m.into_inner().ok().flatten());
+        let (mut dk, mut dv) = sums
+            .next()
+            .unwrap_or_else(|| (vec![0f32; s.kv_len()], vec![0f32; s.kv_len()]));
+        for (k2, v2) in sums {
+            dk.iter_mut().zip(&k2).for_each(|(a, b)| *a += b);
+            dv.iter_mut().zip(&v2).for_each(|(a, b)| *a += b);
+        }
+        (dq, dk, dv)
+    }
+}
+
+/// One thread's sums of the gradients of `k` and `v`.
+type KvGrads = (Vec<f32>, Vec<f32>);
+
+/// A pointer that worker threads write disjoint parts of.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: every use writes a range no other task writes.
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// # Safety
+    /// `offset` is within the buffer, and the caller owns what it writes.
+    unsafe fn at(self, offset: usize) -> *mut f32 {
+        self.0.add(offset)
+    }
+}
+
+/// `f(task)` for every task on candle's barrier pool, one task at a time
+/// from a shared counter (blocks differ in width under a causal mask).
+fn parallel(tasks: usize, f: impl Fn(usize) + Sync) {
+    parallel_by_thread(tasks, |_, task| f(task));
+}
+
+fn parallel_by_thread(tasks: usize, f: impl Fn(usize, usize) + Sync) {
+    let next = AtomicUsize::new(0);
+    let work = |tid: usize| loop {
+        let task = next.fetch_add(1, Ordering::Relaxed);
+        if task >= tasks {
+            break;
+        }
+        f(tid, task);
+    };
+    if tasks > 1 {
+        candle_core::utils::barrier_pool().execute(work);
+    } else {
+        work(0);
+    }
+}
+
+fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("training attention: inputs must be contiguous"),
+    }
+}
+
+impl CustomOp3 for Attention {
+    fn name(&self) -> &'static str {
+        "exsearch-train-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (cpu_f32(s1, l1)?, cpu_f32(s2, l2)?, cpu_f32(s3, l3)?);
+        let out = self.forward(q, k, v);
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let inputs = [q, k, v, res, &grad].map(|x| x.detach());
+        let slices: Vec<Vec<f32>> = inputs
+            .iter()
+            .map(|x| x.flatten_all()?.to_vec1::<f32>())
+            .collect::<candle_core::Result<_>>()?;
+        let (dq, dk, dv) =
+            self.backward(&slices[0], &slices[1], &slices[2], &slices[3], &slices[4]);
+        let device = q.device();
+        Ok((
+            Some(Tensor::from_vec(dq, q.shape(), device)?),
+            Some(Tensor::from_vec(dk, k.shape(), device)?),
+            Some(Tensor::from_vec(dv, v.shape(), device)?),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var, D};
+
+    use super::*;
+    use crate::model::kv_cache::{attention_mask, sliding_mask};
+
+    type R<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+    /// candle's ops, as the decoder runs them without this op.
+    fn reference(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &Tensor,
+        scale: f64,
+        t: usize,
+    ) -> R<Tensor> {
+        let (b, hkv, rows, _) = q.dims4()?;
+        let tk = k.dim(2)?;
+        let scores = (q.matmul(&k.t()?)? * scale)?
+            .reshape((b, hkv, rows / t, t, tk))?
+            .broadcast_add(&mask.unsqueeze(2)?)?
+            .reshape((b, hkv, rows, tk))?;
+        Ok(candle_nn::ops::softmax(&scores, D::Minus1)?.matmul(v)?)
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> R<f32> {
+        Ok((a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
+    }
+
+    /// Values and all three gradients equal candle's, over two batch rows
+    /// (one left-padded), two query heads per K/V head, more query rows than
+    /// one block, a causal mask and a sliding window.
+    #[test]
+    fn matches_candles_ops_and_their_gradients() -> R<()> {
+        let dev = Device::Cpu;
+        let (b, hkv, groups, t, d) = (2, 2, 2, 150, 16);
+        let causal = attention_mask(&[0, 7], 0, t, candle_core::DType::F32, &dev)?;
+        let window = sliding_mask(Some(&causal), b, 0, t, 40, candle_core::DType::F32, &dev)?;
+        for mask in [causal, window] {
+            let var = |rows: usize| Var::randn(0f32, 1.0, (b, hkv, rows, d), &dev);
+            let (q, k, v) = (var(groups * t)?, var(t)?, var(t)?);
+            // A weighting of the outputs, so each output element's gradient differs.
+            let w = Tensor::randn(0f32, 1.0, (b, hkv, groups * t, d), &dev)?;
+            let scale = 0.25;
+            let ours = attention(&q, &k, &v, Some(&mask), scale as f32, t)?
+                .ok_or("applies to contiguous f32 CPU tensors")?;
+            let theirs = reference(&q, &k, &v, &mask, scale, t)?;
+            assert!(max_diff(&ours, &theirs)? < 1e-5, "values differ");
+            let g1 = (ours * &w)?.sum_all()?.backward()?;
+            let g2 = (theirs * &w)?.sum_all()?.backward()?;
+            for (name, x) in [("q", &q), ("k", &k), ("v", &v)] {
+                let (a, b) = (
+                    g1.get(x).ok_or("no gradient")?,
+                    g2.get(x).ok_or("no gradient")?,
+                );
+                let diff = max_diff(a, b)?;
+                assert!(diff < 1e-4, "gradient of {name} differs by {diff}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn other_tensors_fall_back() -> R<()> {
+        let dev = Device::Cpu;
+        let q = Tensor::zeros((1, 1, 4, 8), candle_core::DType::F16, &dev)?;
+        assert!(attention(&q, &q, &q, None, 1.0, 4)?.is_none());
+        let q = Tensor::zeros((1, 1, 8, 4), candle_core::DType::F32, &dev)?.t()?;
+        assert!(attention(&q, &q, &q, None, 1.0, 8)?.is_none());
+        Ok(())
+    }
+}
