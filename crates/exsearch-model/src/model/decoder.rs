@@ -9,11 +9,11 @@
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{DType, Device, Tensor, D};
 
+use super::blocked_attention;
 use super::config::{Activation, ModelConfig};
 use super::cpu_ops;
 use super::kv_cache::{attention_mask, sliding_mask, KvCache};
 use super::linear::Linear;
-use super::train_attention;
 use crate::error::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -467,8 +467,11 @@ impl Decoder {
         // Grouped-query attention without copying K/V: the query heads that
         // share a K/V head are adjacent, so they fold into the row dimension.
         let q = q.reshape((b, hkv, groups * t, d))?;
-        if self.kernels == Kernels::Differentiable {
-            if let Some(out) = train_attention::attention(&q, &k, &v, mask, scale as f32, t)? {
+        let grad = self.kernels == Kernels::Differentiable;
+        if grad || t > 1 {
+            if let Some(out) =
+                blocked_attention::attention(&q, &k, &v, mask, scale as f32, t, grad)?
+            {
                 let out = out
                     .reshape((b, hq, t, d))?
                     .transpose(1, 2)?

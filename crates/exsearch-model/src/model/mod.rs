@@ -1,5 +1,6 @@
 //! The transformer and how it is loaded.
 
+pub mod blocked_attention;
 pub mod config;
 pub mod cpu_ops;
 pub mod decoder;
@@ -11,7 +12,6 @@ mod low_bits;
 pub mod packed;
 pub mod params;
 pub mod random_init;
-pub mod train_attention;
 
 use candle_core::{DType, Device};
 

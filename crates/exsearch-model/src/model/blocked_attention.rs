@@ -1,5 +1,5 @@
-//! Attention for training, as one differentiable op that never holds a
-//! `T x T` tensor.
+//! Attention over blocks of query rows, as one op that never holds a
+//! `T x T` tensor: the training graph's attention, and prefill's.
 //!
 //! Written as candle ops, attention over `T` tokens keeps the raw scores,
 //! the scaled scores, the masked scores, the softmax's intermediates and
@@ -14,8 +14,14 @@
 //! the mask hides from a whole block (the causal future, keys beyond a
 //! sliding window) are skipped.
 //!
-//! Applies to contiguous f32 CPU tensors; `Decoder` falls back to candle's
-//! ops for anything else.
+//! Prefill runs the same forward pass without the graph, over the KV
+//! cache's views (each head's rows contiguous, heads `capacity` rows
+//! apart): no scores tensor is allocated, and the products run on candle's
+//! barrier pool, one block per thread, where candle's matmul would hand
+//! them to rayon, whose threads compete with the pool's spinning workers.
+//!
+//! Applies to f32 CPU tensors (`q` contiguous; `k` and `v` with contiguous
+//! rows); `Decoder` falls back to candle's ops for anything else.
 #![allow(unsafe_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,8 +39,10 @@ const ROWS: usize = 64;
 /// rows: `q` is `[b, hkv, groups * t, d]` (row `g * t + i` is query `i` of
 /// the group's `g`-th head), `k` and `v` are `[b, hkv, tk, d]`, `mask` an
 /// additive `[b, 1, t, tk]` (none: every column visible). Returns `[b, hkv,
-/// groups * t, d]`, or `None` where the op does not apply (not contiguous
-/// f32 CPU tensors of those shapes).
+/// groups * t, d]`, or `None` where the op does not apply (not f32 CPU
+/// tensors of those shapes and layouts). With `grad`, the result is a node
+/// of the autograd graph (its inputs then must be contiguous); without, a
+/// plain tensor.
 pub fn attention(
     q: &Tensor,
     k: &Tensor,
@@ -42,18 +50,27 @@ pub fn attention(
     mask: Option<&Tensor>,
     scale: f32,
     t: usize,
+    grad: bool,
 ) -> Result<Option<Tensor>> {
     let on_cpu = q.device().is_cpu() && k.device().is_cpu() && v.device().is_cpu();
     let f32s = [q, k, v]
         .iter()
-        .all(|x| x.dtype() == candle_core::DType::F32 && x.is_contiguous());
+        .all(|x| x.dtype() == candle_core::DType::F32);
     let (Ok((b, hkv, rows, d)), Ok((kb, kh, tk, kd))) = (q.dims4(), k.dims4()) else {
         return Ok(None);
     };
     if !on_cpu || !f32s || t == 0 || rows % t != 0 || (kb, kh, kd) != (b, hkv, d) {
         return Ok(None);
     }
-    if v.dims() != k.dims() {
+    let layouts_fit = match grad {
+        true => [q, k, v].iter().all(|x| x.is_contiguous()),
+        false => {
+            q.is_contiguous()
+                && head_stride(k, hkv, d).is_some()
+                && head_stride(k, hkv, d) == head_stride(v, hkv, d)
+        }
+    };
+    if v.dims() != k.dims() || !layouts_fit {
         return Ok(None);
     }
     let (values, spans) = match mask {
@@ -81,7 +98,20 @@ pub fn attention(
         mask: values,
         spans,
     };
-    Ok(Some(q.apply_op3(k, v, op)?))
+    Ok(Some(match grad {
+        true => q.apply_op3(k, v, op)?,
+        false => q.apply_op3_no_bwd(k, v, &op)?,
+    }))
+}
+
+/// The elements between consecutive heads of a `[b, h, rows, d]` view whose
+/// rows are contiguous and whose heads are evenly spaced (a KV cache's
+/// narrowed buffer, or a contiguous tensor).
+fn head_stride(x: &Tensor, heads: usize, d: usize) -> Option<usize> {
+    match *x.stride() {
+        [s0, s1, s2, 1] if s2 == d && s0 == heads * s1 => Some(s1),
+        _ => None,
+    }
 }
 
 /// For each mask row, the range of columns that are not `-inf`: `(start,
@@ -155,7 +185,8 @@ struct Attention {
 }
 
 impl Attention {
-    fn block(&self, task: usize) -> Block {
+    /// Block `task`, with K/V heads `kv_stride` elements apart.
+    fn block(&self, task: usize, kv_stride: usize) -> Block {
         let s = self.shape;
         let blocks = s.row_blocks();
         let rb = task % blocks;
@@ -177,7 +208,7 @@ impl Attention {
             first,
             rows,
             q_offset: (head * s.t + first) * s.d,
-            kv_offset: kv_head * s.tk * s.d,
+            kv_offset: kv_head * kv_stride,
             cols: (start, end),
         }
     }
@@ -231,12 +262,12 @@ impl Attention {
         }
     }
 
-    fn forward(&self, q: &[f32], k: &[f32], v: &[f32]) -> Vec<f32> {
+    fn forward(&self, q: &[f32], k: &[f32], v: &[f32], kv_stride: usize) -> Vec<f32> {
         let s = self.shape;
         let mut out = vec![0f32; s.q_len()];
         let dst = SharedMut(out.as_mut_ptr());
         parallel(s.tasks(), |task| {
-            let blk = self.block(task);
+            let blk = self.block(task, kv_stride);
             let n = blk.cols.1 - blk.cols.0;
             if n == 0 {
                 return; // every row hidden: zeros
@@ -288,7 +319,7 @@ impl Attention {
         let threads = candle_core::utils::barrier_pool().n_workers() + 1;
         let partial: Vec<Mutex<Option<KvGrads>>> = (0..threads).map(|_| Mutex::new(None)).collect();
         parallel_by_thread(s.tasks(), |tid, task| {
-            let blk = self.block(task);
+            let blk = self.block(task, s.tk * s.d);
             let (c0, c1) = blk.cols;
             let n = c1 - c0;
             if n == 0 {
@@ -468,13 +499,22 @@ fn cpu_f32<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> 
     let data = s.as_slice::<f32>()?;
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("training attention: inputs must be contiguous"),
+        None => candle_core::bail!("blocked attention: queries must be contiguous"),
+    }
+}
+
+/// A K or V view's data from its first element, and its head stride.
+fn cpu_kv<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<(&'a [f32], usize)> {
+    let data = s.as_slice::<f32>()?;
+    match *l.stride() {
+        [_, s1, _, 1] => Ok((&data[l.start_offset()..], s1)),
+        _ => candle_core::bail!("blocked attention: keys and values need contiguous rows"),
     }
 }
 
 impl CustomOp3 for Attention {
     fn name(&self) -> &'static str {
-        "exsearch-train-attention"
+        "exsearch-blocked-attention"
     }
 
     fn cpu_fwd(
@@ -486,8 +526,9 @@ impl CustomOp3 for Attention {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (q, k, v) = (cpu_f32(s1, l1)?, cpu_f32(s2, l2)?, cpu_f32(s3, l3)?);
-        let out = self.forward(q, k, v);
+        let q = cpu_f32(s1, l1)?;
+        let ((k, kv_stride), (v, _)) = (cpu_kv(s2, l2)?, cpu_kv(s3, l3)?);
+        let out = self.forward(q, k, v, kv_stride);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -562,7 +603,7 @@ mod tests {
             // A weighting of the outputs, so each output element's gradient differs.
             let w = Tensor::randn(0f32, 1.0, (b, hkv, groups * t, d), &dev)?;
             let scale = 0.25;
-            let ours = attention(&q, &k, &v, Some(&mask), scale as f32, t)?
+            let ours = attention(&q, &k, &v, Some(&mask), scale as f32, t, true)?
                 .ok_or("applies to contiguous f32 CPU tensors")?;
             let theirs = reference(&q, &k, &v, &mask, scale, t)?;
             assert!(max_diff(&ours, &theirs)? < 1e-5, "values differ");
@@ -580,13 +621,36 @@ mod tests {
         Ok(())
     }
 
+    /// Prefill after cached columns: keys and values are views of a larger
+    /// buffer (as the KV cache hands them out), the mask has `past + t`
+    /// columns, and the graph is not built.
+    #[test]
+    fn reads_the_kv_caches_views() -> R<()> {
+        let dev = Device::Cpu;
+        let (b, hkv, groups, past, t, d, capacity) = (2, 3, 3, 50, 70, 8, 256);
+        let tk = past + t;
+        let mask = attention_mask(&[0, 20], past, t, candle_core::DType::F32, &dev)?;
+        let q = Tensor::randn(0f32, 1.0, (b, hkv, groups * t, d), &dev)?;
+        let buffer = |_| Tensor::randn(0f32, 1.0, (b, hkv, capacity, d), &dev);
+        let (kb, vb) = (buffer(0)?, buffer(1)?);
+        let (k, v) = (kb.narrow(2, 0, tk)?, vb.narrow(2, 0, tk)?);
+        assert!(!k.is_contiguous());
+        let ours = attention(&q, &k, &v, Some(&mask), 0.3, t, false)?
+            .ok_or("applies to the cache's views")?;
+        let theirs = reference(&q, &k.contiguous()?, &v.contiguous()?, &mask, 0.3, t)?;
+        assert!(max_diff(&ours, &theirs)? < 1e-5, "values differ");
+        // The graph needs contiguous inputs: the views are refused there.
+        assert!(attention(&q, &k, &v, Some(&mask), 0.3, t, true)?.is_none());
+        Ok(())
+    }
+
     #[test]
     fn other_tensors_fall_back() -> R<()> {
         let dev = Device::Cpu;
         let q = Tensor::zeros((1, 1, 4, 8), candle_core::DType::F16, &dev)?;
-        assert!(attention(&q, &q, &q, None, 1.0, 4)?.is_none());
+        assert!(attention(&q, &q, &q, None, 1.0, 4, true)?.is_none());
         let q = Tensor::zeros((1, 1, 8, 4), candle_core::DType::F32, &dev)?.t()?;
-        assert!(attention(&q, &q, &q, None, 1.0, 8)?.is_none());
+        assert!(attention(&q, &q, &q, None, 1.0, 8, true)?.is_none());
         Ok(())
     }
 }
