@@ -35,6 +35,8 @@ const COMMANDS: &[&str] = &[
     "train_em",
     "train_warmup",
     "train_resume",
+    "train_real",
+    "train_real_resume",
     "adapters_list",
     "adapter_use",
     "demo_use",

@@ -52,6 +52,8 @@ pub fn builder<R: Runtime>(shell: Shell) -> Builder<R> {
             training::training_detail,
             training::training_defaults,
             training::train_demo,
+            training::train_real,
+            training::train_real_resume,
             training::train_em,
             training::train_warmup,
             training::train_resume,

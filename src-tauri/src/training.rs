@@ -1,6 +1,6 @@
 //! The Training page's commands: EM runs on the person's own questions, the
-//! built-in synthetic-world demonstration, their convergence charts, and
-//! the adapters they produce.
+//! built-in synthetic-world demonstration, the real-model demonstration on
+//! a QA file, their convergence charts, and the adapters they produce.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use exsearch_core::Home;
 use exsearch_train::adapters::{AdapterInfo, Adapters};
 use exsearch_train::defaults::{self, FormDefaults};
 use exsearch_train::demo::{Demo, DemoConfig, DemoReport};
+use exsearch_train::real::{RealConfig, RealDemo, RealReport};
 use exsearch_train::run::{EmSpec, Run, RunReport, RunSpec, Tuning, WarmupSpec};
 use exsearch_train::store::{EvalRow, RoundRow};
 use exsearch_train::{LoraConfig, TrainEvent};
@@ -31,6 +32,8 @@ pub enum Kind {
     Run,
     /// The synthetic-world demonstration (`exsearch demo em`).
     Demo,
+    /// The real-model demonstration on a QA file (`exsearch demo real`).
+    Real,
 }
 
 #[derive(Debug, Serialize)]
@@ -54,6 +57,11 @@ fn detail(home: &Home, kind: Kind, name: &str) -> CommandResult<TrainingDetail> 
         }
         Kind::Demo => {
             let demo = Demo::open(home, name)?;
+            let report = demo.report()?.map(serde_json::to_value).transpose();
+            (demo.store()?, report, demo.charts_dir())
+        }
+        Kind::Real => {
+            let demo = RealDemo::open(home, name)?;
             let report = demo.report()?.map(serde_json::to_value).transpose();
             (demo.store()?, report, demo.charts_dir())
         }
@@ -91,6 +99,15 @@ pub async fn training_list(shell: ShellState<'_>) -> CommandResult<Vec<TrainingE
                 name: demo.name,
                 dir: demo.dir,
                 model: None,
+            });
+        }
+        for demo in RealDemo::list(shell.home()) {
+            out.push(TrainingEntry {
+                kind: Kind::Real,
+                finished: demo.finished(),
+                model: Some(demo.spec()?.model),
+                name: demo.name,
+                dir: demo.dir,
             });
         }
         Ok(out)
@@ -174,6 +191,77 @@ pub async fn train_demo(
         .seeded(seed);
         let demo = Demo::named(shell.home(), &name)?;
         Ok(demo.run(shell.home(), &config, &train_sink(on_event), &job.cancel)?)
+    })
+    .await
+}
+
+/// The real-model demonstration, as the Training page starts it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RealRequest {
+    pub name: String,
+    /// The base model [default: the model that answers].
+    pub model: Option<String>,
+    /// Questions with answers and supporting paragraphs (any format
+    /// `exsearch eval` reads); its paragraphs become the corpus.
+    pub data: PathBuf,
+    /// About ten minutes ([`RealConfig::quick`]) instead of the full size.
+    pub quick: bool,
+    /// Any part of the settings, as `exsearch demo real --config` reads
+    /// them; replaces the size.
+    pub config: Option<RealConfig>,
+}
+
+/// Runs the real-model demonstration `request.name`, or continues it when
+/// it was stopped (its folder holds the settings it was started with).
+#[tauri::command]
+pub async fn train_real(
+    shell: ShellState<'_>,
+    request: RealRequest,
+    job: String,
+    on_event: Channel<TrainEvent>,
+) -> CommandResult<RealReport> {
+    check_name(&request.name)?;
+    let shell = Arc::clone(&shell);
+    blocking(move || {
+        let model = base_model(&shell, request.model)?;
+        let config = match request.config {
+            Some(c) => c,
+            None if request.quick => RealConfig::quick(),
+            None => RealConfig::default(),
+        };
+        let data = absolute(&request.data)?;
+        let job = shell.begin_job(&job)?;
+        let demo = RealDemo::named(shell.home(), &request.name)?;
+        let sink = train_sink(on_event);
+        Ok(demo.run(shell.home(), &model, &data, &config, &sink, &job.cancel)?)
+    })
+    .await
+}
+
+/// Continues a stopped real-model demonstration with the model, questions
+/// and settings it was started with.
+#[tauri::command]
+pub async fn train_real_resume(
+    shell: ShellState<'_>,
+    name: String,
+    job: String,
+    on_event: Channel<TrainEvent>,
+) -> CommandResult<RealReport> {
+    check_name(&name)?;
+    let shell = Arc::clone(&shell);
+    blocking(move || {
+        let demo = RealDemo::open(shell.home(), &name)?;
+        let spec = demo.spec()?;
+        let job = shell.begin_job(&job)?;
+        let sink = train_sink(on_event);
+        Ok(demo.run(
+            shell.home(),
+            &spec.model,
+            &spec.data,
+            &spec.config,
+            &sink,
+            &job.cancel,
+        )?)
     })
     .await
 }

@@ -280,6 +280,34 @@ test("a quick demonstration shows live progress, then its chart and metrics; an 
   assert.deepEqual(errors, []);
 });
 
+test("a real model's demonstration starts from a question file, then shows the test split before and after", async () => {
+  const { page, calls, errors } = await open({ hash: "#training" });
+  const form = page.getByTestId("real-form");
+  await form.locator("label", { hasText: "Question file (JSONL)" }).locator("input").fill("/home/ada/hotpot.jsonl");
+  await page.getByTestId("start-real").click();
+  await page.getByTestId("training-progress").getByText(/warm-up · step \d of 3/).waitFor();
+  await page.getByText("real-hotpot-quick finished: held-out EM 25.0 (warm-up 12.5)").waitFor();
+  const request = (await calls()).find((c) => c.cmd === "train_real").args.request;
+  assert.deepEqual(request, { name: "real-hotpot-quick", model: null, data: "/home/ada/hotpot.jsonl", quick: true, config: null });
+  const table = page.getByTestId("before-after");
+  await table.waitFor();
+  const rows = await table.locator("tbody tr").allTextContents();
+  assert.equal(rows.length, 6, rows.join(" | "));
+  assert.match(rows[0], /untrained, direct.*0\.0.*3\.2/);
+  assert.match(rows[4], /round 1 \(kept\).*25\.0.*31\.2/);
+  assert.match(rows[5], /control \(17 more warm-up steps\)/);
+  await page.getByText(/Kept: round 1, active as real-hotpot-quick\.round-1 for \/m\/SmolLM2\.gguf/).waitFor();
+  assert.deepEqual(errors, []);
+});
+
+test("a stopped real-model demonstration is resumed from the list", async () => {
+  const { page, calls } = await open({ hash: "#training", state: { realStopped: true } });
+  await page.getByTestId("resume-real-hotpot-quick").click();
+  await page.getByText("real-hotpot-quick finished: held-out EM 25.0 (warm-up 12.5)").waitFor();
+  assert.deepEqual((await calls()).find((c) => c.cmd === "train_real_resume").args.name, "real-hotpot-quick");
+  await page.getByTestId("before-after").waitFor();
+});
+
 test("a folder can be added by typing its path", async () => {
   const { page, calls } = await open({ hash: "#library" });
   await page.getByTestId("folder-path").fill("/home/ada/Typed");
@@ -292,7 +320,7 @@ test("a folder can be added by typing its path", async () => {
 
 test("EM rounds on the person's questions: the form sends its settings; a bad file is named", async () => {
   const { page, calls } = await open({ hash: "#training" });
-  const form = page.locator("form.train-form.grid");
+  const form = page.getByTestId("em-form");
   await form.locator("label", { hasText: "Questions (JSONL)" }).getByText("…").click();
   assert.equal(await form.locator("label", { hasText: "Questions (JSONL)" }).locator("input").inputValue(), "/home/ada/qa.jsonl");
   await form.locator("label", { hasText: "Rounds" }).locator("input").fill("2");
@@ -317,7 +345,7 @@ test("a warm-up run on written trajectories, whose adapter the EM form then star
   await page.getByText("w1 finished").waitFor();
   const req = (await calls()).find((c) => c.cmd === "train_warmup").args.request;
   assert.deepEqual([req.name, req.data, req.epochs, req.lora_rank], ["w1", "/home/ada/trajectories.jsonl", 5, 16]);
-  const em = page.locator("form.train-form.grid").nth(1);
+  const em = page.getByTestId("em-form");
   assert.equal(await em.locator("label", { hasText: "Start from adapter" }).locator("input").inputValue(), "w1.warm-up");
 });
 

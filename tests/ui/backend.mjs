@@ -224,11 +224,16 @@ export function backend(cmd, args, ctx) {
       return [
         ...(s.demoDone ? [{ kind: "demo", name: "demo-seed1-quick", dir: "/x", finished: true, model: null }] : []),
         ...(s.brokenRun ? [{ kind: "run", name: "broken", dir: "/y", finished: false, model: null }] : []),
+        ...(s.realDone || s.realStopped ? [{ kind: "real", name: "real-hotpot-quick", dir: "/z", finished: Boolean(s.realDone), model: "/m/SmolLM2.gguf" }] : []),
       ];
     case "training_defaults":
       return { warmup_epochs: 3, rounds: 3, samples: 4, lora_rank: 16, lr: 0.0001 };
     case "training_detail":
       if (args.name === "broken") ctx.fail("bad_file", "/y/run.sqlite: file is not a database");
+      if (args.kind === "real") {
+        return { evals: [{ phase: "warm-up", split: "test", em: 16.7, f1: 22.2, acc: 20.8, recall: 54.2, questions: 24 }],
+          rounds: [], report: s.realDone ? s.realReport : null, charts: [] };
+      }
       return s.demoDone ? {
         evals: [{ phase: "warm-up", split: "test", em: 34, f1: 40.2, acc: 35, recall: 70, questions: 20 },
           { phase: "round 1", split: "test", em: 62, f1: 66.1, acc: 63, recall: 69.5, questions: 20 }],
@@ -257,6 +262,31 @@ export function backend(cmd, args, ctx) {
         control_steps: 20, control_em: 36, control_recall: 70,
         rounds: [{ round: 1, estep, mstep_steps: 20, mstep_loss: 1.2, valid_em: 55, test_em: 62, test_recall: 69.5 }],
         round_em: [62], best_round: 1, final_em: 62, final_recall: 69.5 };
+    })();
+    case "train_real":
+    case "train_real_resume": return (async () => {
+      const ch = args.onEvent;
+      for (const phase of ["questions", "corpus", "loading", "zero-shot direct: test questions", "warm-up"]) {
+        ctx.send(ch, { event: "phase", name: phase });
+        await ctx.sleep(30);
+      }
+      for (let i = 1; i <= 3; i += 1) {
+        ctx.send(ch, { event: "step", phase: "warm-up", record: { step: i, total_steps: 3, epoch: 1, loss: 1 / i, lr: 0.0002, grad_norm: 1, tokens: 180 } });
+        await ctx.sleep(30);
+      }
+      const scores = (em, f1, acc, recall) => ({ em, f1, acc, recall });
+      const name = args.name ?? args.request.name;
+      s.realReport = {
+        model: "/m/SmolLM2.gguf", data: "/home/ada/hotpot.jsonl", dir: `/home/ada/.local/share/exsearch/demos/${name}`,
+        questions: { warmup: 12, train: 6, valid: 6, test: 8 },
+        zero_shot: { direct: scores(0, 3.2, 12.5, 0), exsearch: scores(0, 2.8, 0, 56.2), rag: scores(0, 4.9, 12.5, 68.8) },
+        warmup: scores(12.5, 20.1, 25, 56.2), warmup_em: 12.5, control: scores(0, 8.3, 12.5, 50), control_em: 0, control_steps: 17,
+        rounds: [scores(25, 31.2, 25, 62.5)], round_em: [25], best: "round 1", final_em: 25, final_recall: 62.5,
+        active_adapter: `${name}.round-1`, seconds: 715,
+      };
+      s.realDone = true;
+      s.realStopped = false;
+      return s.realReport;
     })();
     case "train_warmup": return (async () => {
       ctx.send(args.onEvent, { event: "phase", name: "warm-up" });

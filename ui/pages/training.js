@@ -1,6 +1,7 @@
-// Training: EM rounds on the person's questions or on a built-in synthetic
-// world, live convergence charts (the core's plotters SVGs), the rounds'
-// metrics, and the adapters they produce.
+// Training: EM rounds on the person's questions, on a built-in synthetic
+// world, or a real model's demonstration on a question file; live
+// convergence charts (the core's plotters SVGs), the rounds' metrics, and
+// the adapters they produce.
 import { invoke, errorMessage } from "../ipc.js";
 import { jobs } from "../jobs.js";
 import { h, clear, fmtDuration, toast } from "../util.js";
@@ -60,6 +61,17 @@ export async function render(root) {
   const demoForm = h("form", { class: "train-form", "data-testid": "demo-form", onsubmit: (e) => { e.preventDefault(); startDemo(); } },
     h("label", {}, "Seed ", seed), size, h("button", { class: "primary", "data-testid": "start-demo" }, "Start demonstration"));
 
+  const r = {
+    model: h("input", { type: "text", placeholder: "default: the model that answers", "aria-label": "Base model" }),
+    data: h("input", { type: "text", placeholder: "/path/to/hotpotqa.jsonl", required: true, "aria-label": "Questions with supporting paragraphs" }),
+    size: h("select", { "aria-label": "Size", "data-testid": "real-size" },
+      h("option", { value: "quick" }, "Quick (about 10 minutes with SmolLM2-135M)"),
+      h("option", { value: "full" }, "Full (hours on two cores)")),
+  };
+  const realForm = h("form", { class: "train-form grid", "data-testid": "real-form", onsubmit: (e) => { e.preventDefault(); startReal(); } },
+    h("label", {}, "Base model", r.model), h("label", {}, "Question file (JSONL)", withPicker(r.data)), h("label", {}, "Size", r.size),
+    h("button", { class: "primary", "data-testid": "start-real" }, "Start"));
+
   const f = {
     name: h("input", { type: "text", value: `em-${new Date().toISOString().slice(0, 10)}`, required: true }),
     data: h("input", { type: "text", placeholder: "/path/to/questions.jsonl", required: true }),
@@ -83,7 +95,7 @@ export async function render(root) {
     h("button", { class: "primary" }, "Start warm-up"));
   f.adapter = h("input", { type: "text", placeholder: "optional: e.g. a warm-up's adapter" });
 
-  const emForm = h("form", { class: "train-form grid", onsubmit: (e) => { e.preventDefault(); startEm(); } },
+  const emForm = h("form", { class: "train-form grid", "data-testid": "em-form", onsubmit: (e) => { e.preventDefault(); startEm(); } },
     h("label", {}, "Run name", f.name), h("label", {}, "Questions (JSONL)", withPicker(f.data)), h("label", {}, "Validation", withPicker(f.valid)),
     h("label", {}, "Rounds", f.rounds), h("label", {}, "Samples per question (K)", f.samples),
     h("label", {}, "LoRA rank", f.rank), h("label", {}, "Learning rate", f.lr),
@@ -100,6 +112,10 @@ export async function render(root) {
       h("section", {}, detail)),
     h("section", {}, h("h2", {}, "Demonstration on a synthetic world"),
       h("p", { class: "where" }, "A new small model learns to search invented documents from scratch: warm-up, then EM rounds."), demoForm),
+    h("section", {}, h("h2", {}, "A real model on questions with answers"),
+      h("p", { class: "where" }, "The paper's experiment at small scale: the file's paragraphs become the library; "
+        + "its questions train a warm-up and EM rounds and measure each phase against the untrained model. "
+        + "The best adapter is made active for that model."), realForm),
     h("section", {}, h("h2", {}, "Warm-up on written trajectories"),
       h("p", { class: "where" }, "Optional: supervised training on example searches (as `exsearch ask --json` writes them) before EM."), warmupForm),
     h("section", {}, h("h2", {}, "Train on your questions"), emForm),
@@ -158,6 +174,15 @@ export async function render(root) {
     follow("demo", name, "train_demo", { name, seed: Number(seed.value), quick: size.value === "quick", config: null });
   }
 
+  function startReal() {
+    const data = r.data.value.trim();
+    const file = data.split(/[\\/]/).pop().replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9_-]+/g, "-");
+    const name = `real-${file || "questions"}-${r.size.value}`;
+    follow("real", name, "train_real", {
+      request: { name, model: r.model.value.trim() || null, data, quick: r.size.value === "quick", config: null },
+    });
+  }
+
   function startWarmup() {
     const name = w.name.value.trim();
     follow("run", name, "train_warmup", {
@@ -189,8 +214,11 @@ export async function render(root) {
         h("button", { class: "link", onclick: () => { selected = { kind: t.kind, name: t.name }; loadList(); loadDetail(); } },
           t.name),
         h("span", { class: "where" }, ` ${t.kind} · ${running ? "running" : t.finished ? "finished" : "stopped"}`),
-        !running && !t.finished && t.kind === "run"
-          ? h("button", { class: "link", onclick: () => follow("run", t.name, "train_resume", { name: t.name }) }, " Resume") : null));
+        !running && !t.finished && t.kind !== "demo"
+          ? h("button", {
+            class: "link", "data-testid": `resume-${t.name}`,
+            onclick: () => follow(t.kind, t.name, t.kind === "real" ? "train_real_resume" : "train_resume", { name: t.name }),
+          }, " Resume") : null));
     }
     if (!selected && entries.length) selected = { kind: entries[entries.length - 1].kind, name: entries[entries.length - 1].name };
     await loadDetail();
@@ -228,6 +256,7 @@ export async function render(root) {
         }, "Try this model"),
         h("span", { class: "where" }, ` held-out EM ${pct(d.report.warmup_em)} after warm-up, ${pct(d.report.final_em)} after EM`)));
     }
+    if (selected.kind === "real" && d.report) detail.append(beforeAfter(d.report));
     if (!d.charts.length) detail.append(h("p", { class: "empty" }, "The charts appear once the first phase finishes."));
     const main = d.charts.find((c) => c.name === "convergence");
     if (main) detail.append(h("div", { class: "charts", "data-testid": "chart" }, svgImage(main.svg, `Convergence of ${selected.name}`)));
@@ -246,6 +275,25 @@ export async function render(root) {
           h("td", { class: "num", title: "Samples whose model call failed, dropped from the round" }, r.summary.failed ?? 0),
           h("td", { class: "num" }, fmtDuration(r.summary.seconds)))))));
     }
+  }
+
+  // The test split before training (each zero-shot method) and after each
+  // phase, the kept one marked.
+  function beforeAfter(rep) {
+    const rows = [
+      ...Object.entries(rep.zero_shot).map(([method, s]) => [`untrained, ${method}`, s, false]),
+      ["warm-up", rep.warmup, rep.best === "warm-up"],
+      ...rep.rounds.map((s, i) => [`round ${i + 1}`, s, rep.best === `round ${i + 1}`]),
+      [`control (${rep.control_steps} more warm-up steps)`, rep.control, false],
+    ];
+    return h("div", {},
+      h("p", {}, `Test questions: ${rep.questions.test}. Kept: ${rep.best}`
+        + (rep.active_adapter ? `, active as ${rep.active_adapter} for ${rep.model}.` : ".")),
+      h("table", { class: "evals", "data-testid": "before-after" },
+        h("thead", {}, h("tr", {}, h("th", {}, "Test split"), h("th", {}, "EM"), h("th", {}, "F1"), h("th", {}, "Acc"), h("th", {}, "Recall"))),
+        h("tbody", {}, rows.map(([name, s, kept]) => h("tr", { class: kept ? "active" : "" },
+          h("td", {}, kept ? `${name} (kept)` : name), h("td", { class: "num" }, pct(s.em)), h("td", { class: "num" }, pct(s.f1)),
+          h("td", { class: "num" }, pct(s.acc)), h("td", { class: "num" }, pct(s.recall)))))));
   }
 
   async function loadAdapters() {

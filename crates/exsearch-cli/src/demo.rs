@@ -41,6 +41,10 @@ pub struct RealArgs {
     /// LoRA, warm-up, rounds, E- and M-step, search settings)
     #[arg(long)]
     config: Option<PathBuf>,
+    /// About ten minutes with SmolLM2-135M on two cores: every phase on a
+    /// few questions, to see the loop and its charts; too small to measure
+    #[arg(long, conflicts_with = "config")]
+    quick: bool,
     /// Seed of the split and the adapters [default: the config's, 0]
     #[arg(long)]
     seed: Option<u64>,
@@ -85,6 +89,7 @@ fn read_config<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> Result
 fn real(home: &exsearch_core::Home, args: RealArgs) -> Result<ExitCode> {
     let mut config: RealConfig = match &args.config {
         Some(path) => read_config(path)?,
+        None if args.quick => RealConfig::quick(),
         None => RealConfig::default(),
     };
     if let Some(seed) = args.seed {

@@ -119,11 +119,35 @@ impl Default for RealConfig {
     }
 }
 
+impl RealConfig {
+    /// A run of about ten minutes on two cores with SmolLM2-135M (8 test,
+    /// 6 validation, 6 EM-train and 12 warm-up questions; one warm-up epoch,
+    /// one round): it shows every phase and its charts, and is far too small
+    /// to measure anything.
+    pub fn quick() -> Self {
+        let full = Self::default();
+        Self {
+            warmup: 12,
+            train: 6,
+            valid: 6,
+            test: 8,
+            warmup_train: TrainConfig {
+                epochs: 1,
+                checkpoint_every: 10,
+                ..full.warmup_train.clone()
+            },
+            rounds: 1,
+            ..full
+        }
+    }
+}
+
+/// What a demonstration was started with (its folder's `real.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct RealSpec {
-    model: String,
-    data: PathBuf,
-    config: RealConfig,
+pub struct RealSpec {
+    pub model: String,
+    pub data: PathBuf,
+    pub config: RealConfig,
 }
 
 /// One phase's scores on the test split.
@@ -194,6 +218,61 @@ impl RealDemo {
             name: name.to_string(),
             dir: crate::demo::Demo::root(home).join(name),
         })
+    }
+
+    /// An existing real-model demonstration of the home.
+    pub fn open(home: &Home, name: &str) -> Result<Self> {
+        let demo = Self::named(home, name)?;
+        if !Self::holds(&demo.dir) {
+            return Err(Error::UnknownTraining {
+                what: "real-model demonstration",
+                name: name.to_string(),
+                dir: crate::demo::Demo::root(home),
+            });
+        }
+        Ok(demo)
+    }
+
+    /// Whether `dir` holds a real-model demonstration (the home's
+    /// demonstrations folder holds both kinds).
+    pub fn holds(dir: &Path) -> bool {
+        dir.join(SPEC_FILE).is_file()
+    }
+
+    /// The home's real-model demonstrations, by name.
+    pub fn list(home: &Home) -> Vec<Self> {
+        let mut demos: Vec<Self> = std::fs::read_dir(crate::demo::Demo::root(home))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| Self::holds(p))
+            .filter_map(|p| Self::in_dir(p).ok())
+            .collect();
+        demos.sort_by(|a, b| a.name.cmp(&b.name));
+        demos
+    }
+
+    /// The model, QA file and settings it was started with: the same ones
+    /// continue it.
+    pub fn spec(&self) -> Result<RealSpec> {
+        let path = self.dir.join(SPEC_FILE);
+        crate::files::read_json(&path)?.ok_or_else(|| Error::Unfinished {
+            what: format!("demonstration `{}` (never started)", self.name),
+            dir: self.dir.clone(),
+        })
+    }
+
+    pub fn finished(&self) -> bool {
+        self.dir.join(REPORT_FILE).is_file()
+    }
+
+    pub fn charts_dir(&self) -> PathBuf {
+        self.dir.join(crate::events::CHARTS_DIR)
+    }
+
+    pub fn store(&self) -> Result<crate::store::RunStore> {
+        crate::store::RunStore::open(&self.dir)
     }
 
     /// A demonstration in any folder (`--dir`); its name names its adapters.

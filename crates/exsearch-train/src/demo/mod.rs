@@ -157,7 +157,7 @@ impl Demo {
             .into_iter()
             .flatten()
             .flatten()
-            .filter(|e| e.path().is_dir())
+            .filter(|e| e.path().is_dir() && !crate::real::RealDemo::holds(&e.path()))
             .map(|e| Self::in_dir(e.path()))
             .collect();
         demos.sort_by(|a, b| a.name.cmp(&b.name));
