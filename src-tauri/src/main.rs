@@ -7,5 +7,6 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    exsearch_model::fix_thread_count();
     exsearch_desktop::run();
 }

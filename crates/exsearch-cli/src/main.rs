@@ -77,6 +77,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    exsearch_model::fix_thread_count();
     quiet_extractor_panics();
     let cli = Cli::parse();
     match run(cli) {

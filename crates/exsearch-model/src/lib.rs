@@ -21,6 +21,24 @@ pub mod model;
 pub mod source;
 pub mod text;
 
+/// Fixes the thread count candle and rayon use, once, before any thread
+/// starts: call it first thing in `main`.
+///
+/// candle asks for the number of physical cores at every matrix product
+/// (`get_num_threads`), and without `RAYON_NUM_THREADS` that re-reads
+/// `/proc/cpuinfo` each time: 4% of an E-step's samples were the kernel
+/// formatting that file, on the thread that drives the model. The count is
+/// the one candle would find (physical cores); a `RAYON_NUM_THREADS` the
+/// person set is kept.
+pub fn fix_thread_count() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let threads = candle_core::utils::get_num_threads();
+        // Before any other thread exists (the caller's contract), so no
+        // one reads the environment meanwhile.
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+}
+
 pub use engine::{
     Completion, Engine, FinishReason, GenerateEvent, GenerateRequest, ModelHandle, ModelInfo,
     SamplingParams, ScorePair,

@@ -15,6 +15,15 @@
 //! cores), `EXSEARCH_BENCH_BATCH` (1 sequence; 4 needs about 22 GB on our
 //! side and 15 GB on PyTorch's), `EXSEARCH_BENCH_SEQ` (256 tokens),
 //! `EXSEARCH_BENCH_STEPS` (3 timed optimizer steps, after one untimed).
+//!
+//! `EXSEARCH_BENCH_MODEL=FILE.gguf` trains over a real quantized file
+//! instead, as `demo real` does (LoRA on a frozen base that stays in the
+//! file's format); PEFT has no such base, so only our side runs:
+//!
+//! ```text
+//! EXSEARCH_BENCH_MODEL=~/.cache/exsearch/real-models/SmolLM2-135M-Instruct.Q4_1.gguf \
+//!   EXSEARCH_BENCH_SEQ=1024 cargo bench -p exsearch-train --bench mstep
+//! ```
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -80,12 +89,20 @@ fn batch_ids(batch: usize, seq: usize, vocab: usize) -> Vec<Vec<u32>> {
 }
 
 /// Our side, in a child process: one untimed step, then `steps` timed.
-fn ours(dir: &Path, batch: usize, seq: usize, steps: usize) -> Value {
-    let source: ModelSource = dir.to_str().expect("utf-8").parse().expect("folder");
+/// `model` is the fixture folder or a GGUF file (trained as QLoRA).
+fn ours(model: &Path, batch: usize, seq: usize, steps: usize) -> Value {
+    let source: ModelSource = model.to_str().expect("utf-8").parse().expect("model");
     let files = source
-        .resolve(&exsearch_model::hub::HubCache::new(dir.join(".none")))
+        .resolve(&exsearch_model::hub::HubCache::new(
+            std::env::temp_dir().join("exsearch-bench-no-hub"),
+        ))
         .expect("files");
-    let mut model = LoadedModel::load(&files, &Device::Cpu, DType::F32).expect("loads");
+    let gguf = model.extension().is_some_and(|e| e == "gguf");
+    let mut model = match gguf {
+        true => LoadedModel::load_trainable(&files, &Device::Cpu, DType::F32),
+        false => LoadedModel::load(&files, &Device::Cpu, DType::F32),
+    }
+    .expect("loads");
     let lora = Lora::new(&mut model.decoder, LoraConfig::default(), 0).expect("lora");
     let vocab = model.decoder.config().vocab_size.min(150_000);
     let data: Vec<Encoded> = batch_ids(batch, seq, vocab)
@@ -157,9 +174,14 @@ fn main() {
         println!("{}", ours(&dir, batch, seq, steps));
         return;
     }
-    let dir = model_dir();
+    let real = std::env::var_os("EXSEARCH_BENCH_MODEL").map(PathBuf::from);
+    let dir = real.clone().unwrap_or_else(model_dir);
+    let shape = match &real {
+        Some(file) => format!("{} (frozen quantized base)", file.display()),
+        None => "Qwen2.5-0.5B shape, f32".to_string(),
+    };
     println!(
-        "M-step, LoRA r16 on q,k,v,o,gate,up,down, Qwen2.5-0.5B shape, f32 CPU, {threads} threads, \
+        "M-step, LoRA r16 on q,k,v,o,gate,up,down, {shape}, CPU, {threads} threads, \
          batch {batch} x {seq} tokens, {steps} timed steps"
     );
     let exe = std::env::current_exe().expect("bench binary");
@@ -172,6 +194,16 @@ fn main() {
         println!("ours: did not finish (see above)");
         std::process::exit(1)
     });
+    if real.is_some() {
+        println!(
+            "ours: {:.1} tokens/s, {:.2} s/step, peak RSS {:.0} MiB (no peer: PEFT trains over \
+             the original weights, not a GGUF file)",
+            ours["tokens_per_s"].as_f64().unwrap_or(f64::NAN),
+            ours["step_s"].as_f64().unwrap_or(f64::NAN),
+            ours["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)
+        );
+        return;
+    }
     let python = std::env::var("EXSEARCH_BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/bench/mstep_peft.py");
     let peer = run_child(
