@@ -101,7 +101,13 @@ fn bounds(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
-    let span = (hi - lo).max(1e-6);
+    if hi - lo < 1e-9 {
+        // One point (a single round), or a flat series: a range around it
+        // wide enough for the labels to differ.
+        let half = (lo.abs() * 0.1).max(1.0);
+        return (lo - half, hi + half);
+    }
+    let span = hi - lo;
     (lo - pad * span, hi + pad * span)
 }
 
@@ -126,6 +132,7 @@ fn draw_em<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, s: &Series) -> Res
         .x_desc("round (0 = after warm-up)")
         .y_desc("EM (%)")
         .x_labels((last as usize + 1).min(12))
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()
         .map_err(chart_error)?;
     for (i, (name, points)) in [
@@ -192,11 +199,14 @@ fn draw_line<DB: DrawingBackend>(
         .y_label_area_size(52)
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(chart_error)?;
+    // Every x here counts rounds or steps: whole numbers only.
     chart
         .configure_mesh()
         .max_light_lines(1)
         .x_desc(x_desc)
         .y_desc(y_desc)
+        .x_labels(((x1 - x0).round() as usize + 1).clamp(2, 10))
+        .x_label_formatter(&|x| format!("{x:.0}"))
         .draw()
         .map_err(chart_error)?;
     for (i, (name, points)) in groups.iter().enumerate() {

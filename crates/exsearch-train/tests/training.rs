@@ -647,3 +647,46 @@ fn the_run_store_keeps_every_metric_and_the_charts_are_drawn_from_it() {
         "the M-step chart shows the rounds only"
     );
 }
+
+/// After a single round the bound and ESS charts have one point each: their
+/// axes still read as scales (distinct labels), and rounds are whole numbers.
+#[test]
+fn one_rounds_charts_label_their_axes_with_distinct_values() {
+    use exsearch_train::charts::draw_all;
+    use exsearch_train::estep::EStepSummary;
+    use exsearch_train::store::RunStore;
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = RunStore::open(dir.path()).expect("store");
+    let summary = EStepSummary {
+        questions: 40,
+        used: 40,
+        sample_em: 0.13,
+        bound: -11.2496,
+        ess: 2.4216,
+        seconds: 1014.0,
+        failed: 0,
+    };
+    store.add_round(1, &summary).expect("round");
+    draw_all(&store, &dir.path().join("charts")).expect("charts");
+    for chart in ["bound", "ess"] {
+        let svg =
+            std::fs::read_to_string(dir.path().join(format!("charts/{chart}.svg"))).expect("svg");
+        // The text of every <text> element that is a number: the axis labels.
+        let labels: Vec<&str> = svg
+            .split("</text>")
+            .filter_map(|part| part.rsplit('>').next())
+            .map(str::trim)
+            .filter(|t| t.parse::<f64>().is_ok())
+            .collect();
+        let distinct: std::collections::BTreeSet<&str> = labels.iter().copied().collect();
+        assert!(
+            distinct.len() >= 3 && distinct.len() == labels.len(),
+            "{chart}: axis labels {labels:?}"
+        );
+        assert!(
+            labels.contains(&"1"),
+            "{chart}: round 1 as a whole number: {labels:?}"
+        );
+    }
+}
