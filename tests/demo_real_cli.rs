@@ -5,6 +5,8 @@
 //! `kill -9` at three moments and at two random points of its progress.
 
 mod common;
+#[path = "common/qa.rs"]
+mod qa;
 
 use std::path::Path;
 
@@ -12,35 +14,6 @@ use serde_json::{json, Value};
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8")
-}
-
-/// Questions whose answers a passage holds, in our JSONL format: "Where was
-/// Ada born?" with Ada's page (supporting) and her city's (not).
-fn small_qa(path: &Path, n: usize) {
-    let names = [
-        "Ada", "Bel", "Cyr", "Dov", "Eli", "Fen", "Gus", "Hal", "Ivo", "Jon", "Kai", "Lev", "Mo",
-        "Ned",
-    ];
-    let cities = [
-        "Velm", "Orsk", "Tarn", "Pell", "Ruse", "Sarn", "Ubel", "Wick", "Yarn", "Zell", "Aven",
-        "Brig", "Cove", "Dale",
-    ];
-    let lines: Vec<String> = (0..n)
-        .map(|i| {
-            let (name, city) = (names[i % names.len()], cities[i % cities.len()]);
-            json!({
-                "id": format!("q{i}"),
-                "question": format!("Where was {name} born?"),
-                "answers": [city],
-                "contexts": [
-                    {"title": name, "text": format!("{name} was a painter. {name} was born in {city}."), "supporting": true},
-                    {"title": city, "text": format!("{city} is a town by a river."), "supporting": false},
-                ],
-            })
-            .to_string()
-        })
-        .collect();
-    common::write(path, lines.join("\n") + "\n");
 }
 
 /// A tiny Llama as a Q4_K_M GGUF file, 14 questions and settings small
@@ -61,7 +34,7 @@ fn real_demo_inputs(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std:
     let gguf = dir.join("tiny-q4_k_m.gguf");
     fixtures::write_gguf(&model_dir, &gguf, fixtures::Quant::Q4KM).expect("gguf");
     let data = dir.join("qa.jsonl");
-    small_qa(&data, 14);
+    qa::small_qa(&data, 14);
     let config = dir.join("real.json");
     common::write(&config, real_demo_settings().to_string());
     (gguf, data, config)

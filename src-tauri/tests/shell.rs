@@ -19,6 +19,8 @@ use tempfile::TempDir;
 
 #[path = "../../tests/common/fake_hub.rs"]
 mod fake_hub;
+#[path = "../../tests/common/qa.rs"]
+mod qa;
 mod shapes;
 mod training;
 use fake_hub::{FakeHub, Faults};

@@ -136,32 +136,6 @@ fn training_commands_run_a_demonstration_and_an_em_run_with_charts_and_adapters(
     app.shapes.check("training");
 }
 
-/// Questions "Where was X born?", each with X's page (supporting) and a
-/// distractor, in the JSONL format `exsearch eval` reads.
-fn small_qa(path: &Path, n: usize) {
-    let names = [
-        "Ada", "Bel", "Cyr", "Dov", "Eli", "Fen", "Gus", "Hal", "Ivo", "Jon", "Kai", "Lev",
-    ];
-    let cities = [
-        "Velm", "Orsk", "Tarn", "Pell", "Ruse", "Sarn", "Ubel", "Wick", "Yarn", "Zell", "Aven",
-        "Brig",
-    ];
-    let lines: Vec<String> = (0..n)
-        .map(|i| {
-            let (name, city) = (names[i % names.len()], cities[i % cities.len()]);
-            json!({
-                "id": format!("q{i}"), "question": format!("Where was {name} born?"), "answers": [city],
-                "contexts": [
-                    {"title": name, "text": format!("{name} was a painter. {name} was born in {city}."), "supporting": true},
-                    {"title": city, "text": format!("{city} is a town by a river."), "supporting": false},
-                ],
-            })
-            .to_string()
-        })
-        .collect();
-    std::fs::write(path, lines.join("\n") + "\n").expect("write questions");
-}
-
 #[test]
 fn a_real_model_demonstration_runs_on_a_question_file_and_is_listed_with_its_report() {
     let tmp = TempDir::new().expect("tmp");
@@ -177,7 +151,7 @@ fn a_real_model_demonstration_runs_on_a_question_file_and_is_listed_with_its_rep
     let gguf = tmp.path().join("tiny-q4_k_m.gguf");
     fixtures::write_gguf(&model_dir, &gguf, fixtures::Quant::Q4KM).expect("gguf");
     let data = tmp.path().join("qa.jsonl");
-    small_qa(&data, 12);
+    super::qa::small_qa(&data, 12);
     let config = json!({
         "warmup": 4, "train": 2, "valid": 2, "test": 3,
         "lora": {"rank": 2, "alpha": 4.0, "dropout": 0.0, "targets": ["q_proj", "v_proj"]},

@@ -127,14 +127,9 @@ fn matches_llama_cpp(name: &str, min_agree: f64, min_greedy: usize) {
     );
 }
 
-/// Greedy continuations part wherever the top two tokens nearly tie, and a
-/// change in the last bits moves that: scaling SmolLM2's attention scores
-/// by 1 + 1e-6 flips 15 of 399 teacher-forced top-1 tokens and one of the
-/// five continuations. So three of five must match whole, and every one
-/// its first four tokens.
 #[test]
 fn smollm2_135m_q4_1_matches_llama_cpp() {
-    matches_llama_cpp("smollm2-135m", 0.92, 3);
+    matches_llama_cpp("smollm2-135m", 0.92, 4);
 }
 
 #[test]

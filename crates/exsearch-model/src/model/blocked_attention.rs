@@ -14,11 +14,12 @@
 //! the mask hides from a whole block (the causal future, keys beyond a
 //! sliding window) are skipped.
 //!
-//! Prefill runs the same forward pass without the graph, over the KV
-//! cache's views (each head's rows contiguous, heads `capacity` rows
-//! apart): no scores tensor is allocated, and the products run on candle's
-//! barrier pool, one block per thread, where candle's matmul would hand
-//! them to rayon, whose threads compete with the pool's spinning workers.
+//! The same forward pass can run without the graph, over the KV cache's
+//! views (each head's rows contiguous, heads `capacity` rows apart): no
+//! scores tensor is allocated, and the products run on candle's barrier
+//! pool, one block per thread, where candle's matmul would hand them to
+//! rayon. The decoder does not use that for prefill yet (see
+//! ARCHITECTURE.md).
 //!
 //! Applies to f32 CPU tensors (`q` contiguous; `k` and `v` with contiguous
 //! rows); `Decoder` falls back to candle's ops for anything else.
@@ -222,26 +223,12 @@ impl Attention {
         // SAFETY: the pointers cover `rows x d`, `n x d` and `rows x n`
         // elements at the strides given.
         unsafe {
-            gemm::gemm(
-                blk.rows,
-                n,
-                s.d,
-                p.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                q.as_ptr().add(blk.q_offset),
-                1,
-                s.d as isize,
-                k.as_ptr().add(blk.kv_offset + c0 * s.d),
-                s.d as isize,
-                1,
-                0.0,
+            product(
+                (blk.rows, n, s.d),
+                (p.as_mut_ptr(), n, false),
+                Operand::rows(q.as_ptr().add(blk.q_offset), s.d),
+                Operand::transposed(k.as_ptr().add(blk.kv_offset + c0 * s.d), s.d),
                 self.scale,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
             );
         }
         for (r, row) in p.chunks_exact_mut(n).enumerate() {
@@ -276,26 +263,12 @@ impl Attention {
             self.probabilities(&blk, q, k, &mut p);
             // SAFETY: each block's output rows belong to its task alone.
             unsafe {
-                gemm::gemm(
-                    blk.rows,
-                    s.d,
-                    n,
-                    dst.at(blk.q_offset),
-                    1,
-                    s.d as isize,
-                    false,
-                    p.as_ptr(),
-                    1,
-                    n as isize,
-                    v.as_ptr().add(blk.kv_offset + blk.cols.0 * s.d),
-                    1,
-                    s.d as isize,
-                    0.0,
+                product(
+                    (blk.rows, s.d, n),
+                    (dst.at(blk.q_offset), s.d, false),
+                    Operand::rows(p.as_ptr(), n),
+                    Operand::rows(v.as_ptr().add(blk.kv_offset + blk.cols.0 * s.d), s.d),
                     1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
                 );
             }
         });
@@ -336,26 +309,12 @@ impl Attention {
             // SAFETY (all products below): each pointer covers the rows and
             // columns given at its strides; `dq`'s rows belong to this task.
             unsafe {
-                gemm::gemm(
-                    rows,
-                    n,
-                    s.d,
-                    ds.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    go_blk.as_ptr(),
-                    1,
-                    s.d as isize,
-                    v.as_ptr().add(kv),
-                    s.d as isize,
-                    1,
-                    0.0,
+                product(
+                    (rows, n, s.d),
+                    (ds.as_mut_ptr(), n, false),
+                    Operand::rows(go_blk.as_ptr(), s.d),
+                    Operand::transposed(v.as_ptr().add(kv), s.d),
                     1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
                 );
             }
             // dS = P (dP - rowsum(dO o O)), the softmax's backward pass.
@@ -374,70 +333,28 @@ impl Attention {
                 slot.get_or_insert_with(|| (vec![0f32; s.kv_len()], vec![0f32; s.kv_len()]));
             unsafe {
                 // dQ = scale dS K
-                gemm::gemm(
-                    rows,
-                    s.d,
-                    n,
-                    dq_ptr.at(blk.q_offset),
-                    1,
-                    s.d as isize,
-                    false,
-                    ds.as_ptr(),
-                    1,
-                    n as isize,
-                    k.as_ptr().add(kv),
-                    1,
-                    s.d as isize,
-                    0.0,
+                product(
+                    (rows, s.d, n),
+                    (dq_ptr.at(blk.q_offset), s.d, false),
+                    Operand::rows(ds.as_ptr(), n),
+                    Operand::rows(k.as_ptr().add(kv), s.d),
                     self.scale,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
                 );
                 // dK += scale dS^T Q
-                gemm::gemm(
-                    n,
-                    s.d,
-                    rows,
-                    dk.as_mut_ptr().add(kv),
-                    1,
-                    s.d as isize,
-                    true,
-                    ds.as_ptr(),
-                    n as isize,
-                    1,
-                    q.as_ptr().add(blk.q_offset),
-                    1,
-                    s.d as isize,
-                    1.0,
+                product(
+                    (n, s.d, rows),
+                    (dk.as_mut_ptr().add(kv), s.d, true),
+                    Operand::transposed(ds.as_ptr(), n),
+                    Operand::rows(q.as_ptr().add(blk.q_offset), s.d),
                     self.scale,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
                 );
                 // dV += P^T dO
-                gemm::gemm(
-                    n,
-                    s.d,
-                    rows,
-                    dv.as_mut_ptr().add(kv),
-                    1,
-                    s.d as isize,
-                    true,
-                    p.as_ptr(),
-                    n as isize,
-                    1,
-                    go_blk.as_ptr(),
-                    1,
-                    s.d as isize,
+                product(
+                    (n, s.d, rows),
+                    (dv.as_mut_ptr().add(kv), s.d, true),
+                    Operand::transposed(p.as_ptr(), n),
+                    Operand::rows(go_blk.as_ptr(), s.d),
                     1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
                 );
             }
         });
@@ -453,6 +370,73 @@ impl Attention {
         }
         (dq, dk, dv)
     }
+}
+
+/// A matrix operand of [`product`]: its first element and the strides, in
+/// elements, between its rows and between its columns.
+#[derive(Clone, Copy)]
+struct Operand {
+    ptr: *const f32,
+    row: usize,
+    col: usize,
+}
+
+impl Operand {
+    /// A row-major matrix whose rows are `stride` apart.
+    fn rows(ptr: *const f32, stride: usize) -> Self {
+        Self {
+            ptr,
+            row: stride,
+            col: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix whose rows are `stride` apart.
+    fn transposed(ptr: *const f32, stride: usize) -> Self {
+        Self {
+            ptr,
+            row: 1,
+            col: stride,
+        }
+    }
+}
+
+/// `dst = beta lhs rhs` (or `dst += beta lhs rhs` when `accumulate`) on
+/// this thread, for `(m, n, k)`: an `m x k` `lhs`, a `k x n` `rhs`, and a
+/// row-major `m x n` `dst` whose rows are `dst.1` apart.
+///
+/// # Safety
+/// Each operand covers its elements at its strides, and no other thread
+/// touches `dst`'s.
+unsafe fn product(
+    (m, n, k): (usize, usize, usize),
+    (dst, dst_stride, accumulate): (*mut f32, usize, bool),
+    lhs: Operand,
+    rhs: Operand,
+    beta: f32,
+) {
+    let alpha = if accumulate { 1.0 } else { 0.0 };
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_stride as isize,
+        accumulate,
+        lhs.ptr,
+        lhs.col as isize,
+        lhs.row as isize,
+        rhs.ptr,
+        rhs.col as isize,
+        rhs.row as isize,
+        alpha,
+        beta,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    );
 }
 
 /// One thread's sums of the gradients of `k` and `v`.
