@@ -9,7 +9,6 @@
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{DType, Device, Tensor, D};
 
-use super::blocked_attention;
 use super::config::{Activation, ModelConfig};
 use super::cpu_ops;
 use super::kv_cache::{attention_mask, sliding_mask, KvCache};
@@ -467,21 +466,6 @@ impl Decoder {
         // Grouped-query attention without copying K/V: the query heads that
         // share a K/V head are adjacent, so they fold into the row dimension.
         let q = q.reshape((b, hkv, groups * t, d))?;
-        // Training only: run for prefill too, the blocked op made the
-        // suite's short `demo em` answer 3 of 60 instead of 13-21 after
-        // warm-up (with real SmolLM2 it answered as before), a cause not
-        // found yet.
-        if self.kernels == Kernels::Differentiable {
-            if let Some(out) =
-                blocked_attention::attention(&q, &k, &v, mask, scale as f32, t, true)?
-            {
-                let out = out
-                    .reshape((b, hq, t, d))?
-                    .transpose(1, 2)?
-                    .reshape((b, t, hq * d))?;
-                return attn.o_proj.forward(&out);
-            }
-        }
         let raw = q.matmul(&k.t()?)?;
         let fused = match self.kernels {
             Kernels::Fused => cpu_ops::scaled_masked_softmax(&raw, scale as f32, mask, t)?,

@@ -21,18 +21,16 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use exsearch_agent::eval::{corpus_from_contexts, EvalSummary, QaItem};
-use exsearch_agent::{Agent, AgentSettings, Method, Trajectory};
+use exsearch_agent::{Agent, Method, Trajectory};
 use exsearch_core::{CancelToken, EventSink, Home, Quiet};
 use serde::{Deserialize, Serialize};
 
 use crate::adapters::AdapterNote;
-use crate::defaults;
 use crate::em::{read_done, write_done, Rounds, RoundsConfig};
 use crate::error::{Error, Result};
-use crate::estep::{example_of, EStepOptions};
+use crate::estep::example_of;
 use crate::events::{Recorder, TrainEvent};
 use crate::files::write_atomic;
-use crate::lora::LoraConfig;
 use crate::phase::Phase;
 use crate::plan::planned_trajectories;
 use crate::run::{evaluate_method, evaluated, resolve, PhaseResult, Tuning};
@@ -40,107 +38,14 @@ use crate::supervised::{encode, Encoded};
 use crate::trainer::{evaluate_loss, TrainConfig, Trainer};
 use crate::tuned::{spawn_trainable, Outputs, Tuned};
 
+mod config;
+pub use config::RealConfig;
+
 /// What a real-model demonstration was started with, in its folder: the
 /// same command continues it; other settings are refused.
 const SPEC_FILE: &str = "real.json";
 const REPORT_FILE: &str = "report.json";
 const DONE_FILE: &str = "done.json";
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct RealConfig {
-    /// Seed of the split (and of the adapters' initialisation).
-    pub seed: u64,
-    /// Questions whose planned trajectories train the warm-up (at most; the
-    /// rest of the file when it is shorter).
-    pub warmup: usize,
-    /// Questions the EM rounds sample.
-    pub train: usize,
-    /// Questions that choose the best warm-up epoch and round.
-    pub valid: usize,
-    /// Questions every phase is measured on.
-    pub test: usize,
-    pub lora: LoraConfig,
-    pub warmup_train: TrainConfig,
-    /// Warm-up epochs without a better validation loss before stopping.
-    pub patience: usize,
-    pub rounds: usize,
-    /// Rounds without a better validation EM before stopping (0: never).
-    pub em_patience: usize,
-    pub estep: EStepOptions,
-    pub mstep: TrainConfig,
-    /// Sampling temperature of the E-step (evaluations are greedy).
-    pub temperature: f32,
-    /// How the model searches while it trains and is measured.
-    pub agent: AgentSettings,
-}
-
-impl Default for RealConfig {
-    /// Sized for a 135M model on two CPU cores: three passages of at most
-    /// 400 characters per search and four searches keep a trajectory near
-    /// 1,000 tokens, which bounds the memory of the training graph (its
-    /// attention is quadratic in the length); greedy evaluation.
-    fn default() -> Self {
-        let mut agent = AgentSettings {
-            k: 3,
-            passage_chars: 400,
-            max_steps: 4,
-            step_tokens: 48,
-            answer_tokens: 24,
-            ..AgentSettings::default()
-        };
-        agent.sampling.temperature = 0.0;
-        Self {
-            seed: 0,
-            warmup: 250,
-            train: 100,
-            valid: 30,
-            test: 100,
-            lora: LoraConfig::default(),
-            warmup_train: TrainConfig {
-                lr: 2e-4,
-                epochs: 4,
-                token_budget: 1024,
-                ..TrainConfig::default()
-            },
-            patience: 1,
-            rounds: 3,
-            em_patience: defaults::EM_PATIENCE,
-            estep: EStepOptions::default(),
-            mstep: TrainConfig {
-                lr: 1e-4,
-                epochs: defaults::MSTEP_EPOCHS,
-                token_budget: 1024,
-                ..TrainConfig::default()
-            },
-            temperature: 0.7,
-            agent,
-        }
-    }
-}
-
-impl RealConfig {
-    /// A run of about ten minutes on two cores with SmolLM2-135M (8 test,
-    /// 6 validation, 6 EM-train and 12 warm-up questions; one warm-up epoch,
-    /// one round): it shows every phase and its charts, and is far too small
-    /// to measure anything.
-    pub fn quick() -> Self {
-        let full = Self::default();
-        Self {
-            warmup: 12,
-            train: 6,
-            valid: 6,
-            test: 8,
-            warmup_train: TrainConfig {
-                epochs: 1,
-                checkpoint_every: 10,
-                ..full.warmup_train.clone()
-            },
-            rounds: 1,
-            ..full
-        }
-    }
-}
 
 /// What a demonstration was started with (its folder's `real.json`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
