@@ -1,6 +1,5 @@
 //! The transformer and how it is loaded.
 
-pub mod blocked_attention;
 pub mod config;
 pub mod cpu_ops;
 pub mod decoder;
