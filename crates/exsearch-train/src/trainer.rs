@@ -160,6 +160,7 @@ impl Trainer {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
             if dir.join(STATE).exists() {
                 optimizer.load(&dir.join(STATE))?;
+                decoder.weights().bump();
             }
         }
         Ok(Self {
@@ -233,6 +234,7 @@ impl Trainer {
             let grad_norm = clip_grad_norm(&mut grads, &var_refs, self.config.clip)?;
             let lr = schedule.lr(i);
             self.optimizer.step(&grads, lr)?;
+            self.decoder.weights().bump();
             let record = StepRecord {
                 step: i + 1,
                 total_steps: total,

@@ -1,13 +1,14 @@
 //! What a training run trains, LoRA adapters or every weight, and where
 //! each phase's result is saved and restored from.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use exsearch_agent::generator::Local;
 use exsearch_core::Home;
-use exsearch_model::model::Decoder;
+use exsearch_model::model::{Decoder, WeightsVersion};
 use exsearch_model::{LoadedModel, ModelFiles, ModelHandle};
 
 use crate::adapters::{write_model_folder, AdapterNote, Adapters};
@@ -19,41 +20,70 @@ use crate::trainer::Params;
 
 const MODEL_WEIGHTS: &str = "model.safetensors";
 
-/// The trained variables of a run.
-pub(crate) enum Tuned {
+/// The trained variables of a run, and the count of their changes that
+/// the decoder generating with them shares.
+pub(crate) struct Tuned {
+    trained: Trained,
+    weights: WeightsVersion,
+}
+
+enum Trained {
     Lora(Lora),
     Full(Vec<(String, Var)>),
 }
 
 impl Tuned {
     pub(crate) fn create(decoder: &mut Decoder, tuning: &Tuning, seed: u64) -> Result<Self> {
-        Ok(match tuning {
-            Tuning::Lora(config) => Self::Lora(Lora::new(decoder, config.clone(), seed)?),
-            Tuning::Full => Self::Full(decoder.make_trainable()?),
+        let trained = match tuning {
+            Tuning::Lora(config) => Trained::Lora(Lora::new(decoder, config.clone(), seed)?),
+            Tuning::Full => Trained::Full(decoder.make_trainable()?),
+        };
+        Ok(Self {
+            trained,
+            weights: decoder.weights().clone(),
         })
     }
 
+    /// Every weight of `decoder`, made trainable already (`vars`).
+    pub(crate) fn full(decoder: &Decoder, vars: Vec<(String, Var)>) -> Self {
+        Self {
+            trained: Trained::Full(vars),
+            weights: decoder.weights().clone(),
+        }
+    }
+
     pub(crate) fn params(&self) -> Params<'_> {
-        match self {
-            Self::Lora(lora) => Params::Lora(lora),
-            Self::Full(vars) => Params::Full(vars.clone()),
+        match &self.trained {
+            Trained::Lora(lora) => Params::Lora(lora),
+            Trained::Full(vars) => Params::Full(vars.clone()),
         }
     }
 
     pub(crate) fn vars(&self) -> Vec<(String, Var)> {
-        match self {
-            Self::Lora(lora) => lora.vars(),
-            Self::Full(vars) => vars.clone(),
+        match &self.trained {
+            Trained::Lora(lora) => lora.vars(),
+            Trained::Full(vars) => vars.clone(),
         }
+    }
+
+    /// Writes `values` (by variable name) into the variables.
+    pub(crate) fn set(&self, values: &HashMap<String, Tensor>) -> Result<()> {
+        for (name, var) in self.vars() {
+            if let Some(v) = values.get(&name) {
+                var.set(v)?;
+            }
+        }
+        self.weights.bump();
+        Ok(())
     }
 
     /// Where phase `phase`'s result is saved.
     pub(crate) fn saved_path(&self, out: &Outputs<'_>, phase: Phase) -> PathBuf {
-        match self {
-            Self::Lora(_) => Adapters::new(out.home)
+        match &self.trained {
+            Trained::Lora(_) => Adapters::new(out.home)
                 .dir()
                 .join(adapter_name(out.name, phase)),
-            Self::Full(_) => out.dir.join("checkpoints").join(phase.folder()),
+            Trained::Full(_) => out.dir.join("checkpoints").join(phase.folder()),
         }
     }
 
@@ -64,8 +94,8 @@ impl Tuned {
         phase: Phase,
         note: &AdapterNote,
     ) -> Result<PathBuf> {
-        match self {
-            Self::Lora(lora) => {
+        match &self.trained {
+            Trained::Lora(lora) => {
                 let note = AdapterNote {
                     run: Some(out.name.to_string()),
                     phase: Some(phase.label()),
@@ -74,7 +104,7 @@ impl Tuned {
                 };
                 Adapters::new(out.home).save(&adapter_name(out.name, phase), lora, out.base, &note)
             }
-            Self::Full(vars) => {
+            Trained::Full(vars) => {
                 let dir = self.saved_path(out, phase);
                 let weights = vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone()));
                 write_model_folder(weights.collect(), out.files, &dir)?;
@@ -86,12 +116,14 @@ impl Tuned {
     /// Loads saved weights (an adapter folder, or a model folder for full
     /// tuning) into the variables.
     pub(crate) fn restore(&self, dir: &Path) -> Result<()> {
-        let file = match self {
-            Self::Lora(_) => dir.join(WEIGHTS_FILE),
-            Self::Full(_) => dir.join(MODEL_WEIGHTS),
+        let file = match &self.trained {
+            Trained::Lora(_) => dir.join(WEIGHTS_FILE),
+            Trained::Full(_) => dir.join(MODEL_WEIGHTS),
         };
         let tensors = candle_core::safetensors::load(&file, &Device::Cpu)
             .map_err(|e| Error::bad_file(&file, e.to_string()))?;
+        // Every tensor is checked before any variable changes.
+        let mut values = HashMap::new();
         for (name, var) in self.vars() {
             let t = tensors
                 .get(&name)
@@ -106,20 +138,20 @@ impl Tuned {
                     ),
                 ));
             }
-            var.set(&t.to_dtype(var.dtype())?)?;
+            values.insert(name, t.to_dtype(var.dtype())?);
         }
-        Ok(())
+        self.set(&values)
     }
 
     /// Makes phase `phase`'s adapter the active one (LoRA only).
     pub(crate) fn activate(&self, out: &Outputs<'_>, phase: Phase) -> Result<Option<String>> {
-        match self {
-            Self::Lora(_) => {
+        match &self.trained {
+            Trained::Lora(_) => {
                 let name = adapter_name(out.name, phase);
                 Adapters::new(out.home).set_active(Some(&name))?;
                 Ok(Some(name))
             }
-            Self::Full(_) => Ok(None),
+            Trained::Full(_) => Ok(None),
         }
     }
 }

@@ -162,6 +162,71 @@ fn full_fine_tuning_memorises_a_trajectory() {
     assert!(after < 0.1 * before, "loss {before} -> {after}");
 }
 
+/// The engine keeps prompts' keys and values for reuse, and a trainer
+/// changes the weights under it (they share the variables): what it scores
+/// after a step is what the trained weights give, not a cached prompt.
+#[test]
+fn after_a_training_step_the_engine_scores_with_the_new_weights() {
+    use exsearch_model::{Engine, ScorePair};
+    let (_dir, mut model) = tiny();
+    let data: Vec<Encoded> = vec![encode(&model.codec, &trajectory("Velm")).expect("encodes")];
+    let lora = Lora::new(
+        &mut model.decoder,
+        LoraConfig {
+            rank: 4,
+            dropout: 0.0,
+            ..LoraConfig::default()
+        },
+        3,
+    )
+    .expect("lora");
+    let decoder = model.decoder.clone();
+    let ids = &data[0].ids;
+    let pair = ScorePair {
+        context: ids[..ids.len() - 8].to_vec(),
+        target: ids[ids.len() - 8..].to_vec(),
+    };
+    let engine = Engine::new(model);
+    let score = || {
+        engine
+            .score(std::slice::from_ref(&pair), &CancelToken::new())
+            .expect("scores")
+            .remove(0)
+    };
+    let before = score();
+    assert_eq!(score(), before);
+    let (reused, _) = engine.prompt_cache_stats();
+    assert_eq!(reused, pair.context.len() as u64, "the second came from the cache");
+
+    Trainer::new(&decoder, Params::Lora(&lora), config(4), None)
+        .expect("trainer")
+        .run(&data, &mut |_| {}, &CancelToken::new())
+        .expect("trains");
+    let after = score();
+    // The trained decoder's own log-probabilities of the target, no cache.
+    let all = logits(&decoder, ids);
+    let direct: Vec<f32> = (ids.len() - 8..ids.len())
+        .map(|i| {
+            let row = &all[i - 1];
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let z: f32 = row.iter().map(|x| (x - max).exp()).sum();
+            row[ids[i] as usize] - max - z.ln()
+        })
+        .collect();
+    let moved = before
+        .iter()
+        .zip(&after)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(moved > 0.05, "training moved the scores by {moved}");
+    let off = direct
+        .iter()
+        .zip(&after)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(off < 1e-3, "scored {after:?}, the trained weights give {direct:?}");
+}
+
 #[test]
 fn peft_adapters_round_trip_and_merge() {
     let (dir, mut model) = tiny();

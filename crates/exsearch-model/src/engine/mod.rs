@@ -154,12 +154,12 @@ impl Engine {
         &self.model
     }
 
-    /// The model, to change (adapters, training). The prompt cache is
-    /// turned off for good: a trainer shares the weights' variables and
-    /// updates them in place, unseen by the engine, so a cached prompt could
-    /// hold keys and values of weights that no longer exist.
+    /// The model, to change (adapters, training). The prompt cache starts
+    /// over. A trainer that later updates variables this model shares bumps
+    /// the decoder's [`WeightsVersion`](crate::model::WeightsVersion), which
+    /// empties the cache again before the next prompt.
     pub fn model_mut(&mut self) -> &mut LoadedModel {
-        *self.prompt_cache() = PromptCache::new(0);
+        self.prompt_cache().clear();
         &mut self.model
     }
 
@@ -175,7 +175,11 @@ impl Engine {
         if tokens.is_empty() {
             return Err(Error::InvalidOption("a prompt is empty".into()));
         }
-        let reuse = self.prompt_cache().lookup(tokens, extra, PREFILL_CHUNK)?;
+        // Read before the prefill: an update during it makes the result stale.
+        let version = self.model.decoder.weights().get();
+        let reuse = self
+            .prompt_cache()
+            .lookup(tokens, extra, PREFILL_CHUNK, version)?;
         let (cache, from) = match reuse {
             Reuse::Whole(cache, logits) => return Ok((cache, logits)),
             Reuse::Prefix(cache, len) => (cache, len),
@@ -184,7 +188,7 @@ impl Engine {
         let (cache, logits) = self.extend(cache, &tokens[from..], cancel)?;
         let mut prompts = self.prompt_cache();
         prompts.prefilled_tokens += (tokens.len() - from) as u64;
-        prompts.insert(tokens, &cache, &logits);
+        prompts.insert(tokens, &cache, &logits, version);
         Ok((cache, logits))
     }
 

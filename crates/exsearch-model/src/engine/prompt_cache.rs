@@ -7,6 +7,12 @@
 //! continues an entry copies the shared columns into a cache of its own
 //! first, so two continuations of one entry never see each other's tokens.
 //! The least recently used entries go when the bytes held pass the budget.
+//!
+//! Entries belong to one version of the weights ([`WeightsVersion`]): when
+//! a trainer has changed them since, every entry goes, and a prompt
+//! prefilled under an older version is not kept.
+//!
+//! [`WeightsVersion`]: crate::model::WeightsVersion
 
 use crate::error::Result;
 use crate::model::KvCache;
@@ -33,6 +39,8 @@ pub(crate) struct PromptCache {
     budget: usize,
     held: usize,
     clock: u64,
+    /// The weights' version the entries were computed with.
+    version: u64,
     /// Prompt tokens served from the cache and prefilled, since creation.
     pub(crate) reused_tokens: u64,
     pub(crate) prefilled_tokens: u64,
@@ -45,15 +53,33 @@ impl PromptCache {
             budget,
             held: 0,
             clock: 0,
+            version: 0,
             reused_tokens: 0,
             prefilled_tokens: 0,
         }
     }
 
-    /// The entry sharing the longest prefix with `tokens`: whole `chunk`s of
-    /// it are reused (prefill chunks start at their multiples), and at least
-    /// one token is left to prefill unless the prompt is cached whole.
-    pub(crate) fn lookup(&mut self, tokens: &[u32], extra: usize, chunk: usize) -> Result<Reuse> {
+    /// Drops every entry (the weights are about to change).
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        self.held = 0;
+    }
+
+    /// The entry sharing the longest prefix with `tokens`, among those of
+    /// weights `version`: whole `chunk`s of it are reused (prefill chunks
+    /// start at their multiples), and at least one token is left to prefill
+    /// unless the prompt is cached whole.
+    pub(crate) fn lookup(
+        &mut self,
+        tokens: &[u32],
+        extra: usize,
+        chunk: usize,
+        version: u64,
+    ) -> Result<Reuse> {
+        if version != self.version {
+            self.clear();
+            self.version = version;
+        }
         self.clock += 1;
         let best = self
             .entries
@@ -87,11 +113,13 @@ impl PromptCache {
         ))
     }
 
-    /// Keeps a prompt's cache and logits, evicting the least recently used
-    /// entries beyond the budget (a prompt larger than the budget is not kept).
-    pub(crate) fn insert(&mut self, tokens: &[u32], cache: &KvCache, logits: &[f32]) {
+    /// Keeps a prompt's cache and logits, computed with weights `version`,
+    /// evicting the least recently used entries beyond the budget (a prompt
+    /// larger than the budget, or of other weights than the entries', is not
+    /// kept).
+    pub(crate) fn insert(&mut self, tokens: &[u32], cache: &KvCache, logits: &[f32], version: u64) {
         let bytes = cache.bytes() + logits.len() * 4 + tokens.len() * 4;
-        if bytes > self.budget {
+        if bytes > self.budget || version != self.version {
             return;
         }
         if self.entries.iter().any(|e| e.tokens == tokens) {

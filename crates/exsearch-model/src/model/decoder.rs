@@ -6,6 +6,9 @@
 //! ops that have a backward pass, so the training rounds can take gradients
 //! through LoRA adapters. Both read the same weights, so switching is free.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{DType, Device, Tensor, D};
 
@@ -19,6 +22,25 @@ use crate::error::{Error, Result};
 pub enum Kernels {
     Fused,
     Differentiable,
+}
+
+/// How many times a decoder's weights changed in place, shared by its
+/// clones. A trainer updates variables that the engine's decoder shares
+/// (`Var::set` writes into the same storage), so nothing the engine can see
+/// changes: the trainer counts its updates here, and the engine's prompt
+/// cache keeps the keys and values of the current count only.
+#[derive(Clone, Debug, Default)]
+pub struct WeightsVersion(Arc<AtomicU64>);
+
+impl WeightsVersion {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Records that the weights changed (after the new values are written).
+    pub fn bump(&self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 /// Root-mean-square normalisation. Gemma's norms multiply by `1 + weight`
@@ -237,6 +259,7 @@ pub struct Decoder {
     /// The rope frequencies of sliding-window layers, when they have their own.
     local_inv_freq: Option<Tensor>,
     kernels: Kernels,
+    weights: WeightsVersion,
 }
 
 /// Cosine and sine of every (row, position, frequency), `[b, t, d/2]`.
@@ -268,6 +291,7 @@ impl Decoder {
             inv_freq,
             local_inv_freq,
             kernels: Kernels::Fused,
+            weights: WeightsVersion::default(),
         })
     }
 
@@ -290,6 +314,13 @@ impl Decoder {
 
     pub fn set_kernels(&mut self, kernels: Kernels) {
         self.kernels = kernels;
+    }
+
+    /// The count of in-place weight changes, shared with every clone: whoever
+    /// writes into the variables of a decoder that generates calls
+    /// [`WeightsVersion::bump`] afterwards.
+    pub fn weights(&self) -> &WeightsVersion {
+        &self.weights
     }
 
     pub fn layers_mut(&mut self) -> &mut [Block] {

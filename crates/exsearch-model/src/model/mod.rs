@@ -15,7 +15,7 @@ pub mod random_init;
 use candle_core::{DType, Device};
 
 pub use config::{Family, ModelConfig};
-pub use decoder::{Decoder, Kernels};
+pub use decoder::{Decoder, Kernels, WeightsVersion};
 pub use kv_cache::KvCache;
 pub use linear::{Linear, LoraAdapter};
 pub use params::PROJECTIONS;

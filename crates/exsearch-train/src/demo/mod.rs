@@ -96,10 +96,7 @@ impl Bench {
     }
 
     fn restore(&self, snapshot: &HashMap<String, Tensor>) -> Result<()> {
-        for (n, v) in self.tuned.vars() {
-            v.set(&snapshot[&n])?;
-        }
-        Ok(())
+        self.tuned.set(snapshot)
     }
 }
 
@@ -447,8 +444,8 @@ fn load_bench(model_dir: &Path, library: Library, config: &DemoConfig) -> Result
     Ok(Bench {
         library,
         local: Local::new(handle),
+        tuned: Tuned::full(&decoder, vars),
         decoder,
-        tuned: Tuned::Full(vars),
         files,
     })
 }
