@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use exsearch_jobs::{CancelToken, Quiet};
-use exsearch_model::engine::{sampling::argmax, Engine, GenerateRequest, SamplingParams};
+use exsearch_model::engine::{
+    sampling::argmax, Engine, GenerateRequest, SamplingParams, ScorePair,
+};
 use exsearch_model::{LoadedModel, ModelSource};
 use serde_json::Value;
 
@@ -46,15 +48,17 @@ fn load(path: &Path) -> LoadedModel {
 
 /// Checks one real model against llama.cpp: every recorded text tokenizes
 /// to llama.cpp's ids; teacher-forced top-1 tokens agree at `min_agree` of
-/// the positions; every greedy continuation starts with llama.cpp's first
-/// four tokens and at least `min_greedy` are identical (up to an
-/// end-of-turn token where ours stops).
+/// the positions; and wherever a greedy continuation parts from llama.cpp's,
+/// llama.cpp's token was within [`NEAR_TIE`] of ours under our model.
 ///
 /// Both sides quantize activations to 8 bits, so they part where the top
 /// two logits nearly tie: llama.cpp fed one token at a time agrees with its
 /// own batched logits at 96% (SmolLM2) and 94% (Gemma) of these positions
-/// (`scripts/parity/real_models.py`); ours agree at about 95% on both.
-fn matches_llama_cpp(name: &str, min_agree: f64, min_greedy: usize) {
+/// (`scripts/parity/real_models.py`); ours agree at about 95% on both. Which
+/// near-ties flip depends on the machine's kernels as well (AVX-512 or
+/// AVX2), so the count of identical continuations is printed, and what is
+/// asserted is that each parting is such a tie.
+fn matches_llama_cpp(name: &str, min_agree: f64) {
     let reference = reference(name);
     let model = load(&real_model(name));
     for case in reference["tokenize"].as_array().expect("texts") {
@@ -97,10 +101,12 @@ fn matches_llama_cpp(name: &str, min_agree: f64, min_greedy: usize) {
     let engine = Engine::new(model);
     let eos = engine.model().codec.eos_ids().to_vec();
     let mut identical = 0;
-    for case in reference["greedy"].as_array().expect("prompts") {
+    let cases = reference["greedy"].as_array().expect("prompts");
+    for case in cases {
+        let prompt = ids(&case["prompt_ids"]);
         let want = ids(&case["ids"]);
         let request = GenerateRequest {
-            prompts: vec![ids(&case["prompt_ids"])],
+            prompts: vec![prompt.clone()],
             samples: 1,
             params: SamplingParams::greedy(want.len()),
         };
@@ -109,32 +115,54 @@ fn matches_llama_cpp(name: &str, min_agree: f64, min_greedy: usize) {
             .expect("generates")
             .remove(0)
             .tokens;
-        let stopped = got.len() < want.len() && got.last().is_some_and(|t| eos.contains(t));
-        if got == want || (stopped && want.starts_with(&got)) {
+        let Some(part) = (0..got.len().min(want.len())).find(|&i| got[i] != want[i]) else {
+            // Identical, or ours stopped at an end of turn within theirs.
+            let stopped = got.len() < want.len() && got.last().is_some_and(|t| eos.contains(t));
+            assert!(got == want || stopped, "{name}: {got:?} against {want:?}");
             identical += 1;
-        }
-        let start = 4.min(got.len());
-        assert_eq!(
-            got[..start],
-            want[..start],
-            "{name}: the greedy continuation of {:?} starts differently",
+            continue;
+        };
+        // Both tokens scored after the shared prefix (a prefill, where the
+        // continuation was decoded token by token: either may come first).
+        let context = [prompt.as_slice(), &want[..part]].concat();
+        let pairs: Vec<ScorePair> = [got[part], want[part]]
+            .iter()
+            .map(|&t| ScorePair {
+                context: context.clone(),
+                target: vec![t],
+            })
+            .collect();
+        let scores = engine.score(&pairs, &CancelToken::new()).expect("scores");
+        let gap = scores[0][0] - scores[1][0];
+        println!("{name}: parts from llama.cpp at token {part}, {gap:.3} nats apart");
+        assert!(
+            gap.abs() < NEAR_TIE,
+            "{name}: the greedy continuation of {:?} parts from llama.cpp's at token {part}, \
+             where the two tokens are {gap:.3} nats apart",
             case["prompt"]
         );
     }
-    assert!(
-        identical >= min_greedy,
-        "{name}: {identical} greedy continuations equal llama.cpp's"
+    println!(
+        "{name}: {identical} of {} greedy continuations identical to llama.cpp's",
+        cases.len()
     );
 }
 
+/// How far apart (in log-probability, under our model) llama.cpp's token
+/// and ours may be where a greedy continuation parts. The partings measured
+/// on an AVX2 machine were 0.01-0.25 nats apart (SmolLM2 3 of 5 identical,
+/// Gemma 2 of 5); the mean |logit difference| from llama.cpp over the whole
+/// vocabulary is 0.17-0.22, and a wrong kernel moves logits by whole nats.
+const NEAR_TIE: f32 = 0.5;
+
 #[test]
 fn smollm2_135m_q4_1_matches_llama_cpp() {
-    matches_llama_cpp("smollm2-135m", 0.92, 4);
+    matches_llama_cpp("smollm2-135m", 0.92);
 }
 
 #[test]
 fn gemma3_270m_q4_k_m_matches_llama_cpp() {
-    matches_llama_cpp("gemma3-270m", 0.92, 2);
+    matches_llama_cpp("gemma3-270m", 0.92);
 }
 
 #[test]

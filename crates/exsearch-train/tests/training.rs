@@ -196,7 +196,11 @@ fn after_a_training_step_the_engine_scores_with_the_new_weights() {
     let before = score();
     assert_eq!(score(), before);
     let (reused, _) = engine.prompt_cache_stats();
-    assert_eq!(reused, pair.context.len() as u64, "the second came from the cache");
+    assert_eq!(
+        reused,
+        pair.context.len() as u64,
+        "the second came from the cache"
+    );
 
     Trainer::new(&decoder, Params::Lora(&lora), config(4), None)
         .expect("trainer")
@@ -224,7 +228,10 @@ fn after_a_training_step_the_engine_scores_with_the_new_weights() {
         .zip(&after)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f32::max);
-    assert!(off < 1e-3, "scored {after:?}, the trained weights give {direct:?}");
+    assert!(
+        off < 1e-3,
+        "scored {after:?}, the trained weights give {direct:?}"
+    );
 }
 
 #[test]
