@@ -167,7 +167,10 @@ impl PassageIndex {
     /// the next; ties are common (short queries, passages of similar
     /// length), so the same question over the same documents could retrieve
     /// different passages. Hits past the cut are fetched while they tie with
-    /// it (up to [`MAX_TIE_WINDOW`]), and the ties are settled by id.
+    /// it (up to [`MAX_TIE_WINDOW`]), and the ties are settled by a hash of
+    /// the passage's text, then by id: an id hashes the document's path, so
+    /// by id alone the same documents in another folder (a demonstration's
+    /// world in another run folder) retrieved other passages.
     fn top_k(
         &self,
         searcher: &tantivy::Searcher,
@@ -207,12 +210,37 @@ impl PassageIndex {
             };
             ranked.push((score, column.get_val(address.doc_id), address));
         }
-        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        ranked.truncate(k);
-        Ok(ranked
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+        // Only tied hits need their text read.
+        let mut keyed = Vec::with_capacity(ranked.len());
+        for (i, &(score, id, address)) in ranked.iter().enumerate() {
+            let tied = |j: usize| ranked.get(j).is_some_and(|o| o.0 == score);
+            let key = if tied(i + 1) || (i > 0 && tied(i - 1)) {
+                self.text_key(searcher, address)?
+            } else {
+                0
+            };
+            keyed.push((score, key, id, address));
+        }
+        keyed.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        keyed.truncate(k);
+        Ok(keyed
             .into_iter()
-            .map(|(s, id, a)| (s, PassageId(id), a))
+            .map(|(s, _, id, a)| (s, PassageId(id), a))
             .collect())
+    }
+
+    /// A hash of a passage's stored text, the same wherever its document is.
+    fn text_key(&self, searcher: &tantivy::Searcher, address: tantivy::DocAddress) -> Result<u64> {
+        let doc: TantivyDocument = searcher.doc(address).map_err(|e| self.error(e))?;
+        let text = doc
+            .get_first(self.fields.text)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
+        let hash = blake3::hash(text.as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash.as_bytes()[..8]);
+        Ok(u64::from_le_bytes(first))
     }
 }
 
@@ -270,6 +298,54 @@ mod tests {
             .map(|[a, b]| chars[*a..*b].iter().collect())
             .collect();
         assert_eq!(words, ["runs", "Café"]);
+    }
+
+    /// Passages of equal length that each name the okapi once (every
+    /// search for it ties them), indexed as the files of `folder`.
+    fn okapi_passages(dir: &std::path::Path, folder: &str) -> PassageIndex {
+        let index = PassageIndex::open(dir).expect("index");
+        let animals = ["tapir", "lemur", "bison", "otter", "camel", "hyena"];
+        let texts: Vec<String> = animals
+            .iter()
+            .map(|a| format!("The okapi and the {a} live here."))
+            .collect();
+        {
+            let mut writer = index.writer(1).expect("writer");
+            for (i, text) in texts.iter().enumerate() {
+                let path = format!("{folder}/{i}.txt");
+                writer
+                    .add(&super::super::IndexedPassage {
+                        id: PassageId::derive(&path, None, 0, text),
+                        doc_id: i as u64,
+                        path: &path,
+                        title: "Okapi",
+                        page: None,
+                        char_start: 0,
+                        char_end: text.len(),
+                        text,
+                    })
+                    .expect("add");
+            }
+            writer.commit().expect("commit");
+            writer.finish().expect("finish");
+        }
+        index.refresh().expect("refresh");
+        index
+    }
+
+    #[test]
+    fn tied_passages_rank_the_same_wherever_their_folder_is() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let ranked = |name: &str, folder: &str| -> Vec<String> {
+            let index = okapi_passages(&tmp.path().join(name), folder);
+            let hits = index.search("okapi", 3).expect("search");
+            assert!(hits.windows(2).all(|w| w[0].score == w[1].score), "tied");
+            hits.into_iter().map(|h| h.text).collect()
+        };
+        let here = ranked("a", "/home/ada/library");
+        for (name, folder) in [("b", "/tmp/run-1/world"), ("c", "/srv/x")] {
+            assert_eq!(ranked(name, folder), here, "{folder}");
+        }
     }
 
     /// Builds an index of `ids` (identical passages: every search ties
