@@ -48,6 +48,16 @@ fn weights_of(decoder: &Decoder) -> HashMap<String, Vec<f32>> {
         .collect()
 }
 
+/// Rank-4 adapters on the default projections, without dropout.
+fn rank_4_lora(decoder: &mut Decoder) -> Lora {
+    let config = LoraConfig {
+        rank: 4,
+        dropout: 0.0,
+        ..LoraConfig::default()
+    };
+    Lora::new(decoder, config, 3).expect("lora")
+}
+
 fn config(epochs: usize) -> TrainConfig {
     TrainConfig {
         lr: 1e-2,
@@ -107,16 +117,7 @@ fn a_lora_step_moves_only_the_adapters_and_lowers_the_loss() {
     let (_dir, mut model) = tiny();
     let data: Vec<Encoded> = vec![encode(&model.codec, &trajectory("Velm")).expect("encodes")];
     let base = weights_of(&model.decoder);
-    let lora = Lora::new(
-        &mut model.decoder,
-        LoraConfig {
-            rank: 4,
-            dropout: 0.0,
-            ..LoraConfig::default()
-        },
-        3,
-    )
-    .expect("lora");
+    let lora = rank_4_lora(&mut model.decoder);
     let before = evaluate_loss(&model.decoder, &data, 512).expect("loss");
     let mut trainer =
         Trainer::new(&model.decoder, Params::Lora(&lora), config(8), None).expect("trainer");
@@ -170,16 +171,7 @@ fn after_a_training_step_the_engine_scores_with_the_new_weights() {
     use exsearch_model::{Engine, ScorePair};
     let (_dir, mut model) = tiny();
     let data: Vec<Encoded> = vec![encode(&model.codec, &trajectory("Velm")).expect("encodes")];
-    let lora = Lora::new(
-        &mut model.decoder,
-        LoraConfig {
-            rank: 4,
-            dropout: 0.0,
-            ..LoraConfig::default()
-        },
-        3,
-    )
-    .expect("lora");
+    let lora = rank_4_lora(&mut model.decoder);
     let decoder = model.decoder.clone();
     let ids = &data[0].ids;
     let pair = ScorePair {

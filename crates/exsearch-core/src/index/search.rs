@@ -300,37 +300,54 @@ mod tests {
         assert_eq!(words, ["runs", "Café"]);
     }
 
-    /// Passages of equal length that each name the okapi once (every
-    /// search for it ties them), indexed as the files of `folder`.
-    fn okapi_passages(dir: &std::path::Path, folder: &str) -> PassageIndex {
+    /// An index of `segments`, each committed as one segment, in order; a
+    /// passage is its id, file path and text.
+    fn index_of(
+        dir: &std::path::Path,
+        segments: &[Vec<(PassageId, String, String)>],
+    ) -> PassageIndex {
         let index = PassageIndex::open(dir).expect("index");
-        let animals = ["tapir", "lemur", "bison", "otter", "camel", "hyena"];
-        let texts: Vec<String> = animals
-            .iter()
-            .map(|a| format!("The okapi and the {a} live here."))
-            .collect();
         {
             let mut writer = index.writer(1).expect("writer");
-            for (i, text) in texts.iter().enumerate() {
-                let path = format!("{folder}/{i}.txt");
-                writer
-                    .add(&super::super::IndexedPassage {
-                        id: PassageId::derive(&path, None, 0, text),
-                        doc_id: i as u64,
-                        path: &path,
-                        title: "Okapi",
-                        page: None,
-                        char_start: 0,
-                        char_end: text.len(),
-                        text,
-                    })
-                    .expect("add");
+            for segment in segments {
+                for (id, path, text) in segment {
+                    writer
+                        .add(&super::super::IndexedPassage {
+                            id: *id,
+                            doc_id: id.0,
+                            path,
+                            title: "Okapi",
+                            page: None,
+                            char_start: 0,
+                            char_end: text.chars().count(),
+                            text,
+                        })
+                        .expect("add");
+                }
+                writer.commit().expect("commit");
             }
-            writer.commit().expect("commit");
             writer.finish().expect("finish");
         }
         index.refresh().expect("refresh");
         index
+    }
+
+    /// Passages of equal length that each name the okapi once (every
+    /// search for it ties them), indexed as the files of `folder`.
+    fn okapi_passages(dir: &std::path::Path, folder: &str) -> PassageIndex {
+        let animals = ["tapir", "lemur", "bison", "otter", "camel", "hyena"];
+        let passages = animals
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let (path, text) = (
+                    format!("{folder}/{i}.txt"),
+                    format!("The okapi and the {a} live here."),
+                );
+                (PassageId::derive(&path, None, 0, &text), path, text)
+            })
+            .collect();
+        index_of(dir, &[passages])
     }
 
     #[test]
@@ -351,30 +368,15 @@ mod tests {
     /// Builds an index of `ids` (identical passages: every search ties
     /// them all), one commit (segment) per `chunk` passages, in that order.
     fn tied_index(dir: &std::path::Path, ids: &[u64], chunk: usize) -> PassageIndex {
-        let index = PassageIndex::open(dir).expect("index");
-        {
-            let mut writer = index.writer(1).expect("writer");
-            for group in ids.chunks(chunk) {
-                for &id in group {
-                    writer
-                        .add(&super::super::IndexedPassage {
-                            id: PassageId(id),
-                            doc_id: id,
-                            path: "/same.txt",
-                            title: "Same",
-                            page: None,
-                            char_start: 0,
-                            char_end: 10,
-                            text: "The okapi lives in the rainforest.",
-                        })
-                        .expect("add");
-                }
-                writer.commit().expect("commit");
-            }
-            writer.finish().expect("finish");
-        }
-        index.refresh().expect("refresh");
-        index
+        let same = |&id: &u64| {
+            let text = "The okapi lives in the rainforest.".to_string();
+            (PassageId(id), "/same.txt".to_string(), text)
+        };
+        let segments: Vec<Vec<_>> = ids
+            .chunks(chunk)
+            .map(|c| c.iter().map(same).collect())
+            .collect();
+        index_of(dir, &segments)
     }
 
     #[test]
