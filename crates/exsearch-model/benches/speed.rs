@@ -20,6 +20,8 @@
 //!   skips batched sampling)
 //! - `EXSEARCH_BENCH_DEVICE` (`cpu`; `cuda` in a build with `--features cuda`,
 //!   where llama-bench, built with CUDA, offloads every layer: `-ngl 99`)
+//! - `EXSEARCH_KERNELS` (`avx2` runs our AVX2 kernels on an AVX512 CPU,
+//!   `candle` turns ours off: what they bring, side by side)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -309,10 +311,12 @@ fn main() {
     }
     println!("threads {threads}; prompt {pp} tokens; decode {tg} tokens; memory bandwidth: copy {copy_bw:.1} GB/s, read {read_bw:.1} GB/s");
     println!(
-        "simd: avx2 {} avx512f {} fma {} (compile-time)",
+        "simd: avx2 {} avx512f {} fma {} (compile-time); our quantized kernels: {} (EXSEARCH_KERNELS)",
         cfg!(target_feature = "avx2"),
         cfg!(target_feature = "avx512f"),
-        cfg!(target_feature = "fma")
+        cfg!(target_feature = "fma"),
+        exsearch_model::model::packed::isa()
+            .map_or("none, candle's".to_string(), |isa| format!("{isa:?}"))
     );
     match &peer_bin {
         Some(p) => println!("peer: {}", p.display()),

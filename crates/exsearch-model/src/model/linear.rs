@@ -539,9 +539,19 @@ mod tests {
         // k = 96 is not a multiple of 256: candle's path pads the rows (and
         // the input), ours does not. Q4_0 is carried over into Q8_0 in both.
         let dev = Device::Cpu;
-        let w = Tensor::randn(0f32, 1.0, (40, 96), &dev).expect("w");
-        let bias = Tensor::randn(0f32, 1.0, 40, &dev).expect("bias");
-        let x = Tensor::randn(0f32, 1.0, (2, 3, 96), &dev).expect("x");
+        let seeded = |shape: &[usize], seed: u64| {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let values = (0..shape.iter().product()).map(|_| rng.random_range(-2.0f32..2.0));
+            Tensor::from_iter(values, &dev)
+                .and_then(|t| t.reshape(shape))
+                .expect("seeded")
+        };
+        let (w, bias, x) = (
+            seeded(&[40, 96], 1),
+            seeded(&[40], 2),
+            seeded(&[2, 3, 96], 3),
+        );
         for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_0] {
             let layer = |packed: bool| {
                 let q = QTensor::quantize(&w, dtype).expect("quantize");
@@ -552,7 +562,7 @@ mod tests {
             let want = candle.forward(&x).expect("candle");
             assert_eq!(want.dims(), [2, 3, 40]);
             if !packed::available() {
-                eprintln!("packed half skipped: this CPU has no AVX512-VNNI");
+                eprintln!("packed half skipped: this CPU runs none of our kernels");
                 continue;
             }
             let ours = layer(true);
@@ -560,10 +570,14 @@ mod tests {
             let got = ours.forward(&x).expect("packed");
             let shared = Linear::forward_shared(&[&ours, &ours], &x).expect("shared");
             let diff = |a: &Tensor| max_abs_diff(a, &want);
-            // Both quantize the input (per 256 values and per 32): products
-            // of about 10 in size agree to a few hundredths.
-            assert!(diff(&got) < 0.05, "{dtype:?}: {}", diff(&got));
-            assert!(diff(&shared[1]) < 0.05);
+            // Both quantize the input per 32 values, candle dividing by the
+            // scale and ours multiplying by its inverse, so a value on a
+            // rounding boundary may land one step apart: products of about
+            // 10 in size agree to one step (at most 2/127 times a weight
+            // of at most 2) plus the f16 scales' roundings.
+            let bound = 2.0 / 127.0 * 2.0 + 0.01;
+            assert!(diff(&got) < bound, "{dtype:?}: {}", diff(&got));
+            assert!(diff(&shared[1]) < bound);
             let mut into = Vec::new();
             ours.forward_into(&x.reshape((6, 96)).expect("rows"), &mut into)
                 .expect("into");

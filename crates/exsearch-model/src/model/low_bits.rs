@@ -38,7 +38,7 @@ use crate::error::{Error, Result};
 /// Values per super-block.
 pub(crate) const SUPER: usize = 256;
 /// 32-value blocks per super-block.
-const PER_SUPER: usize = SUPER / BLOCK;
+pub(super) const PER_SUPER: usize = SUPER / BLOCK;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -248,16 +248,16 @@ impl SuperBlock {
 pub(crate) struct LowBits {
     pub(crate) format: LowBitFormat,
     /// `tiles * blocks * lines` lines.
-    qs: Vec<Line>,
+    pub(super) qs: Vec<Line>,
     /// K-quants: `tiles * blocks * scales` scales.
-    sc: Vec<i8>,
+    pub(super) sc: Vec<i8>,
     /// Q4_K, Q5_K: `tiles * blocks * 16` minimums.
-    mn: Vec<u8>,
+    pub(super) mn: Vec<u8>,
     /// f16 bits, 16 per tile and block (32-value formats) or super-block
     /// (K-quants).
-    d: Vec<u16>,
+    pub(super) d: Vec<u16>,
     /// f16 bits laid out as `d`: `m` (Q4_1, Q5_1) or `dmin` (Q4_K, Q5_K).
-    dmin: Vec<u16>,
+    pub(super) dmin: Vec<u16>,
 }
 
 impl LowBits {

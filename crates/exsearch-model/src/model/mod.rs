@@ -1,5 +1,7 @@
 //! The transformer and how it is loaded.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 pub mod config;
 pub mod cpu_ops;
 pub mod decoder;

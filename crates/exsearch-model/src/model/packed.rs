@@ -1,5 +1,6 @@
-//! Quantized matrices packed for our own x86 kernels (AVX512-VNNI): Q8_0
-//! here, the formats of 4 to 6 bits a value in [`super::low_bits`].
+//! Quantized matrices packed for our own x86 kernels (AVX512-VNNI here,
+//! AVX2 in [`super::avx2`]): Q8_0 here, the formats of 4 to 6 bits a value
+//! in [`super::low_bits`].
 //!
 //! candle's fastest x86 kernels quantize activations in 256-value blocks, so
 //! they need rows of a multiple of 256 values; Qwen2.5-0.5B's are 896 long
@@ -35,7 +36,7 @@ pub(super) const TILE: usize = 16;
 /// Values per Q8_0 block.
 pub(super) const BLOCK: usize = 32;
 /// Weight bytes per (tile, block).
-const TILE_BYTES: usize = TILE * BLOCK;
+pub(super) const TILE_BYTES: usize = TILE * BLOCK;
 /// Activation rows one kernel call handles (registers: 8 weights + 2 per row).
 pub(super) const MAX_ROWS: usize = 8;
 
@@ -72,32 +73,76 @@ impl std::fmt::Debug for PackedMatrix {
     }
 }
 
-/// Whether this CPU runs the packed kernels (checked at run time, so a
-/// portable build uses them where they exist). `EXSEARCH_AVX2_ONLY=1` turns
-/// them off, to run as on a CPU without AVX-512 (how the portable build is
-/// measured against llama.cpp built the same way).
+/// The instructions the packed kernels run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX512F/BW with VNNI (`vpdpbusd`): Intel since Ice Lake (servers)
+    /// and Tiger Lake, AMD since Zen 4.
+    Avx512Vnni,
+    /// AVX2, FMA and F16C ([`super::avx2`]): x86 CPUs of the last decade.
+    Avx2,
+}
+
+/// The kernels this CPU runs, checked once at run time (so a portable build
+/// uses the best ones the CPU has); `None` where there are none (not x86,
+/// or x86 older than AVX2), and candle's quantized kernels take over.
+/// `EXSEARCH_KERNELS=avx2` picks the AVX2 kernels on a CPU that has
+/// AVX512-VNNI, to run as an AVX2-only CPU would, and `EXSEARCH_KERNELS=candle`
+/// turns ours off (how the benchmark measures what they bring).
+pub fn isa() -> Option<Isa> {
+    static ISA: std::sync::OnceLock<Option<Isa>> = std::sync::OnceLock::new();
+    *ISA.get_or_init(|| match std::env::var("EXSEARCH_KERNELS").as_deref() {
+        Ok("candle") => None,
+        Ok("avx2") => avx2().then_some(Isa::Avx2),
+        _ => detect(),
+    })
+}
+
+fn detect() -> Option<Isa> {
+    [Isa::Avx512Vnni, Isa::Avx2]
+        .into_iter()
+        .find(|&isa| has(isa))
+}
+
+/// Whether this CPU has `isa`'s instructions.
+#[cfg(target_arch = "x86_64")]
+fn has(isa: Isa) -> bool {
+    use std::arch::is_x86_feature_detected as has;
+    avx2() && (isa == Isa::Avx2 || has!("avx512f") && has!("avx512bw") && has!("avx512vnni"))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn has(_isa: Isa) -> bool {
+    false
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx2() -> bool {
+    use std::arch::is_x86_feature_detected as has;
+    has!("avx2") && has!("fma") && has!("f16c")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx2() -> bool {
+    false
+}
+
+/// The kernels a [`PackedMatrix`] runs on: one exists only where there are
+/// some.
+fn kernels() -> Isa {
+    isa().unwrap_or_else(|| unreachable!("a PackedMatrix exists only where `isa()` is some"))
+}
+
+/// Whether this CPU runs the packed kernels (see [`isa`]).
 pub fn available() -> bool {
-    static AVX2_ONLY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *AVX2_ONLY.get_or_init(|| std::env::var_os("EXSEARCH_AVX2_ONLY").is_some_and(|v| v == "1")) {
-        return false;
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    isa().is_some()
 }
 
 impl PackedMatrix {
     /// Packs a quantized `(n, k)` matrix: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
     /// Q4_K, Q5_K and Q6_K, each in its own bits. `None` for other formats
     /// (Q2_K, Q3_K, the IQ formats, floats), which candle's own kernels
-    /// handle, and on CPUs without AVX512-VNNI.
+    /// handle, and on CPUs without the kernels' instructions ([`isa`]).
     pub fn from_qtensor(t: &QTensor) -> Result<Option<Self>> {
         let (n, k) = t.shape().dims2()?;
         if !available() || !k.is_multiple_of(BLOCK) {
@@ -121,7 +166,7 @@ impl PackedMatrix {
         const BLOCK_BYTES: usize = 2 + BLOCK;
         if !available() {
             return Err(Error::Unsupported(
-                "packed Q8_0 kernels need a CPU with AVX512-VNNI".into(),
+                "packed Q8_0 kernels need an x86 CPU with AVX2 or AVX512-VNNI".into(),
             ));
         }
         let blocks = k / BLOCK;
@@ -181,7 +226,7 @@ impl PackedMatrix {
     /// fresh pages, faulted in and zeroed every step).
     pub fn matmul_into(&self, x: &[f32], m: usize, out: &mut Vec<f32>) {
         out.resize(m * self.n, 0.0);
-        Self::products(&[self], x, m, &mut [out.as_mut_slice()]);
+        Self::products(kernels(), &[self], x, m, &mut [out.as_mut_slice()]);
     }
 
     /// `x W_i^T` for several matrices with the same `k`: the activations are
@@ -189,23 +234,34 @@ impl PackedMatrix {
     pub fn matmul_many(mats: &[&PackedMatrix], x: &[f32], m: usize) -> Vec<Vec<f32>> {
         let mut outs: Vec<Vec<f32>> = mats.iter().map(|w| vec![0f32; m * w.n]).collect();
         let mut slices: Vec<&mut [f32]> = outs.iter_mut().map(Vec::as_mut_slice).collect();
-        Self::products(mats, x, m, &mut slices);
+        Self::products(kernels(), mats, x, m, &mut slices);
         outs
     }
 
-    /// Writes `x W_i^T` into `outs[i]` (`m * n_i` values each).
-    fn products(mats: &[&PackedMatrix], x: &[f32], m: usize, outs: &mut [&mut [f32]]) {
+    /// [`PackedMatrix::matmul`] on the given kernels, which this CPU must
+    /// have: what tests compare the kernels by.
+    #[cfg(test)]
+    fn matmul_on(&self, isa: Isa, x: &[f32], m: usize) -> Vec<f32> {
+        let mut out = vec![0f32; m * self.n];
+        Self::products(isa, &[self], x, m, &mut [out.as_mut_slice()]);
+        out
+    }
+
+    /// Writes `x W_i^T` into `outs[i]` (`m * n_i` values each), on the
+    /// kernels of `isa`.
+    fn products(isa: Isa, mats: &[&PackedMatrix], x: &[f32], m: usize, outs: &mut [&mut [f32]]) {
         let Some(first) = mats.first() else {
             return;
         };
         let k = first.k;
+        assert!(has(isa), "this CPU has no {isa:?} instructions");
         assert!(mats.iter().all(|w| w.k == k), "matrices share k");
         assert_eq!(x.len(), m * k, "x is m rows of k values");
         assert!(
             outs.iter().zip(mats).all(|(o, w)| o.len() == m * w.n),
             "an output of m * n values per matrix"
         );
-        let act = Activations::quantize(x, m, k);
+        let act = Activations::quantize(isa, x, m, k);
         // Work units are tiles, numbered across the matrices.
         let starts: Vec<usize> = mats
             .iter()
@@ -224,7 +280,7 @@ impl PackedMatrix {
                 // in all m rows of its own matrix's output (checked above to
                 // hold m * n values); units are disjoint, and the outputs
                 // outlive the parallel region.
-                unsafe { mats[i].tile_product(unit - starts[i], &act, dsts[i] as *mut f32) };
+                unsafe { mats[i].tile_product(isa, unit - starts[i], &act, dsts[i] as *mut f32) };
             }
         };
         let pool = candle_core::utils::barrier_pool();
@@ -245,9 +301,10 @@ impl PackedMatrix {
     /// All `act.m` rows of tile `tile`, written to `dst` (`m x n`, row-major).
     ///
     /// # Safety
-    /// `dst` points to `act.m * self.n` writable values, and nothing else
-    /// writes columns `tile * 16 .. tile * 16 + 16` meanwhile.
-    unsafe fn tile_product(&self, tile: usize, act: &Activations, dst: *mut f32) {
+    /// The CPU has `isa`'s instructions; `dst` points to `act.m * self.n`
+    /// writable values, and nothing else writes columns
+    /// `tile * 16 .. tile * 16 + 16` meanwhile.
+    unsafe fn tile_product(&self, isa: Isa, tile: usize, act: &Activations, dst: *mut f32) {
         let col = tile * TILE;
         let width = TILE.min(self.n - col);
         let mut row = 0;
@@ -259,9 +316,11 @@ impl PackedMatrix {
                     let blocks = self.k / BLOCK;
                     let qs = qs.as_ptr().add(tile * blocks * 8) as *const u8;
                     let d = d.as_ptr().add(tile * blocks * TILE);
-                    kernel(qs, d, blocks, act, row, rows, &mut out)
+                    kernel(isa, qs, d, blocks, act, row..row + rows, &mut out)
                 }
-                Blocks::LowBits(lb) => low_bits_kernel(lb, tile, act, row, rows, &mut out),
+                Blocks::LowBits(lb) => {
+                    low_bits_kernel(isa, lb, tile, act, row..row + rows, &mut out)
+                }
             }
             for r in 0..rows {
                 let to = dst.add((row + r) * self.n + col);
@@ -312,19 +371,23 @@ impl Activations {
         }
     }
 
-    fn quantize(x: &[f32], m: usize, k: usize) -> Self {
+    /// `x` quantized on the kernels of `isa`, which this CPU has.
+    fn quantize(isa: Isa, x: &[f32], m: usize, k: usize) -> Self {
+        assert!(has(isa), "this CPU has no {isa:?} instructions");
         let mut act = Self::zeroed(m, k);
+        // SAFETY: the CPU has the features `quantize_blocks` enables
+        // (checked above); the slices have `blocks` blocks each.
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: activations are quantized only for a `PackedMatrix`, which
-        // exists only where `available()` holds, so the CPU has the
-        // features `quantize_blocks` enables; the slices
-        // have `blocks` blocks each.
         unsafe {
-            avx512::quantize_blocks(x, &mut act.qs, &mut act.d, &mut act.sum16)
+            match isa {
+                Isa::Avx512Vnni => {
+                    avx512::quantize_blocks(x, &mut act.qs, &mut act.d, &mut act.sum16)
+                }
+                Isa::Avx2 => {
+                    super::avx2::quantize_blocks(x, &mut act.qs, &mut act.d, &mut act.sum16)
+                }
+            }
         };
-        #[cfg(not(target_arch = "x86_64"))]
-        unreachable!("packed Q8_0 kernels exist on x86_64 only; see `available`");
-        #[allow(unreachable_code)]
         act.round_scales();
         act
     }
@@ -383,55 +446,65 @@ macro_rules! for_rows {
     };
 }
 
-/// `rows` activation rows from `row` against one Q8_0 tile; 16 values per
-/// row into `out`.
+/// Activation rows `rows` (at most 8) against one Q8_0 tile, on the
+/// kernels of `isa` (which [`PackedMatrix::products`] checked this CPU has);
+/// 16 values per row into `out`.
 fn kernel(
+    isa: Isa,
     qs: *const u8,
     d: *const u16,
     blocks: usize,
     act: &Activations,
-    row: usize,
-    rows: usize,
+    rows: std::ops::Range<usize>,
     out: &mut [f32; TILE * MAX_ROWS],
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: a `PackedMatrix` is only built where `available()` holds, so
-        // the CPU has the features these functions enable; the
+        let (row, rows) = (rows.start, rows.len());
+        // SAFETY: `products` checked that the CPU has `isa`'s features; the
         // pointers cover `blocks` blocks of one tile, and the activations
         // cover rows `row .. row + rows`.
         unsafe {
             use avx512::rows as r;
-            for_rows!(rows, r(qs, d, blocks, act, row, out))
+            match isa {
+                Isa::Avx512Vnni => for_rows!(rows, r(qs, d, blocks, act, row, out)),
+                Isa::Avx2 => super::avx2::q8_0(qs, d, blocks, act, row, rows, out),
+            }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (qs, d, blocks, act, row, rows, out);
-        unreachable!("packed Q8_0 kernels exist on x86_64 only; see `available`");
+        let _ = (isa, qs, d, blocks, act, rows, out);
+        unreachable!("packed kernels exist on x86_64 only; see `isa`");
     }
 }
 
 /// As [`kernel`], for a tile of 4 to 6 bits a value.
 fn low_bits_kernel(
+    isa: Isa,
     lb: &LowBits,
     tile: usize,
     act: &Activations,
-    row: usize,
-    rows: usize,
+    rows: std::ops::Range<usize>,
     out: &mut [f32; TILE * MAX_ROWS],
 ) {
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: as in `kernel`: a `PackedMatrix` exists only where
-        // `available()` holds, `tile` is one of its tiles and the
-        // activations hold rows `row .. row + rows` of its row length.
-        unsafe { super::low_bits::avx512::product(lb, tile, act, row, rows, out) }
+        let (row, rows) = (rows.start, rows.len());
+        // SAFETY: as in `kernel`: the CPU has `isa`'s features, `tile` is
+        // one of `lb`'s tiles and the activations hold rows
+        // `row .. row + rows` of its row length.
+        unsafe {
+            match isa {
+                Isa::Avx512Vnni => super::low_bits::avx512::product(lb, tile, act, row, rows, out),
+                Isa::Avx2 => super::avx2::low_bits(lb, tile, act, row, rows, out),
+            }
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (lb, tile, act, row, rows, out);
-        unreachable!("packed kernels exist on x86_64 only; see `available`");
+        let _ = (isa, lb, tile, act, rows, out);
+        unreachable!("packed kernels exist on x86_64 only; see `isa`");
     }
 }
 

@@ -1,6 +1,8 @@
 //! Tests of `packed` and `low_bits`: every format's products against the
 //! file's values times the quantized activations, activation quantization,
-//! and agreement with candle.
+//! and agreement with candle; on every set of kernels this CPU has (AVX2
+//! here, AVX512-VNNI too where it has them, and then the two must agree bit
+//! for bit).
 
 use candle_core::{Device, Module, Tensor};
 
@@ -36,6 +38,18 @@ fn reference(w: &QTensor, x: &[f32], m: usize) -> Vec<f32> {
     out
 }
 
+/// The kernels this CPU has, best first; none skips a test.
+fn kernel_sets() -> Vec<Isa> {
+    let sets: Vec<Isa> = [Isa::Avx512Vnni, Isa::Avx2]
+        .into_iter()
+        .filter(|&isa| has(isa))
+        .collect();
+    if sets.is_empty() {
+        eprintln!("skipped: this CPU runs none of our kernels");
+    }
+    sets
+}
+
 fn quantized(n: usize, k: usize, seed: u64) -> QTensor {
     let w = Tensor::from_vec(random(n * k, seed), (n, k), &Device::Cpu).expect("w");
     QTensor::quantize(&w, GgmlDType::Q8_0).expect("quantize")
@@ -43,16 +57,27 @@ fn quantized(n: usize, k: usize, seed: u64) -> QTensor {
 
 #[test]
 fn products_equal_the_integer_reference_for_every_row_count_and_ragged_tiles() {
-    if !available() {
-        eprintln!("skipped: this CPU has no AVX512-VNNI");
+    let sets = kernel_sets();
+    if sets.is_empty() {
         return;
     }
     // 37 rows: two full tiles and a ragged one; k = 96: three blocks.
     let w = quantized(37, 96, 1);
     let packed = PackedMatrix::from_qtensor(&w).expect("pack").expect("q8_0");
-    for m in [1, 2, 7, 8, 9, 17] {
+    for (isa, m) in sets
+        .iter()
+        .flat_map(|&isa| [1, 2, 7, 8, 9, 17].map(|m| (isa, m)))
+    {
         let x = random(m * 96, 10 + m as u64);
-        let got = packed.matmul(&x, m);
+        let got = packed.matmul_on(isa, &x, m);
+        if isa != sets[0] {
+            let first = packed.matmul_on(sets[0], &x, m);
+            assert!(
+                same_bits(&got, &first),
+                "{isa:?} against {:?}, m={m}",
+                sets[0]
+            );
+        }
         let want = reference(&w, &x, m);
         for (g, w) in got.iter().zip(&want) {
             assert!(
@@ -65,28 +90,33 @@ fn products_equal_the_integer_reference_for_every_row_count_and_ragged_tiles() {
 
 #[test]
 fn activations_quantize_like_the_scalar_definition() {
-    if !available() {
-        eprintln!("skipped: this CPU has no AVX512-VNNI");
-        return;
-    }
     let mut x = random(4 * 64, 6);
     x[32..64].fill(0.0); // a zero block: scale 0, values 0
     x[70] = 1e-30;
-    let (v, s) = (
-        Activations::quantize(&x, 4, 64),
-        Activations::quantize_scalar(&x, 4, 64),
-    );
-    assert_eq!(v.qs, s.qs);
-    assert_eq!(v.d, s.d);
-    assert_eq!(v.sum128, s.sum128);
-    assert_eq!(v.sum16, s.sum16);
-    assert_eq!(v.d[1], 0.0);
+    x[100] = 1.0; // the block's largest value: exactly 127
+    for isa in kernel_sets() {
+        let (v, s) = (
+            Activations::quantize(isa, &x, 4, 64),
+            Activations::quantize_scalar(&x, 4, 64),
+        );
+        assert_eq!(v.qs, s.qs, "{isa:?}");
+        assert_eq!(v.d, s.d, "{isa:?}");
+        assert_eq!(v.sum128, s.sum128, "{isa:?}");
+        assert_eq!(v.sum16, s.sum16, "{isa:?}");
+        assert_eq!(v.d[1], 0.0);
+        assert_eq!(v.qs[100], 127);
+    }
+}
+
+/// Whether two products are the same floats, bit for bit.
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 #[test]
 fn products_match_candle_on_a_real_shape_within_activation_rounding() {
     if !available() {
-        eprintln!("skipped: this CPU has no AVX512-VNNI");
+        eprintln!("skipped: this CPU runs none of our kernels");
         return;
     }
     let (n, k, m) = (128, 896, 3);
@@ -132,7 +162,7 @@ fn products_match_candle_on_a_real_shape_within_activation_rounding() {
 #[test]
 fn the_other_32_value_formats_are_carried_over_exactly() {
     if !available() {
-        eprintln!("skipped: this CPU has no AVX512-VNNI");
+        eprintln!("skipped: this CPU runs none of our kernels");
         return;
     }
     let (n, k) = (37, 96);
@@ -188,8 +218,8 @@ fn the_other_32_value_formats_are_carried_over_exactly() {
 
 #[test]
 fn low_bit_products_are_the_file_values_times_the_quantized_activations() {
-    if !available() {
-        eprintln!("skipped: this CPU has no AVX512-VNNI");
+    let sets = kernel_sets();
+    if sets.is_empty() {
         return;
     }
     // 37 rows: two full tiles and a ragged one; two super-blocks a row.
@@ -227,10 +257,14 @@ fn low_bit_products_are_the_file_values_times_the_quantized_activations() {
             .expect("packed");
         assert!(format!("{packed:?}")
             .contains(&format!("{:?}", LowBitFormat::of(dtype).expect("low bits"))));
-        for m in [1, 3, 8, 9] {
+        for (isa, m) in sets.iter().flat_map(|&isa| [1, 3, 8, 9].map(|m| (isa, m))) {
             let x = random(m * k, 30 + m as u64);
             let act = Activations::quantize_scalar(&x, m, k);
-            let got = packed.matmul(&x, m);
+            let got = packed.matmul_on(isa, &x, m);
+            if isa != sets[0] {
+                let first = packed.matmul_on(sets[0], &x, m);
+                assert!(same_bits(&got, &first), "{dtype:?} {isa:?}, m={m}");
+            }
             for row in 0..m {
                 for col in 0..n {
                     // The file's values times the activations as quantized.
