@@ -138,12 +138,8 @@ unsafe fn low_rows<const R: usize, const F: u8>(
     let (lines, scales, offset) = (format.lines(), format.scales(), format.offset());
     let k = act.k;
     let blocks = k / BLOCK;
-    let units = k / format.unit();
-    let qs = lb.qs.as_ptr().add(tile * blocks * lines) as *const u8;
-    let sc = lb.sc.as_ptr().add(tile * blocks * scales);
-    let dd = lb.d.as_ptr().add(tile * units * TILE);
-    let dmin = lb.dmin.as_ptr().add(tile * units * TILE);
-    let mn = lb.mn.as_ptr().add(tile * blocks * TILE);
+    let t = lb.tile(tile, k);
+    let (qs, sc, dd, dmin, mn) = (t.qs, t.sc, t.d, t.dmin, t.mn);
     let aq = act.qs.as_ptr().add(row * k);
     let lo4 = _mm256_set1_epi8(0x0F);
     let mut acc = [[_mm256_setzero_ps(); 2]; R];

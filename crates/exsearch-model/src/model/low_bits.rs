@@ -248,16 +248,16 @@ impl SuperBlock {
 pub(crate) struct LowBits {
     pub(crate) format: LowBitFormat,
     /// `tiles * blocks * lines` lines.
-    pub(super) qs: Vec<Line>,
+    qs: Vec<Line>,
     /// K-quants: `tiles * blocks * scales` scales.
-    pub(super) sc: Vec<i8>,
+    sc: Vec<i8>,
     /// Q4_K, Q5_K: `tiles * blocks * 16` minimums.
-    pub(super) mn: Vec<u8>,
+    mn: Vec<u8>,
     /// f16 bits, 16 per tile and block (32-value formats) or super-block
     /// (K-quants).
-    pub(super) d: Vec<u16>,
+    d: Vec<u16>,
     /// f16 bits laid out as `d`: `m` (Q4_1, Q5_1) or `dmin` (Q4_K, Q5_K).
-    pub(super) dmin: Vec<u16>,
+    dmin: Vec<u16>,
 }
 
 impl LowBits {
@@ -343,6 +343,26 @@ impl LowBits {
         Ok(packed)
     }
 
+    /// Where tile `tile`'s data starts, for rows of `k` values.
+    pub(super) fn tile(&self, tile: usize, k: usize) -> TileData {
+        let (blocks, units) = (k / BLOCK, k / self.format.unit());
+        // `wrapping_add`: the arrays a format does not use are empty, and
+        // their pointers are never read.
+        TileData {
+            qs: self
+                .qs
+                .as_ptr()
+                .wrapping_add(tile * blocks * self.format.lines()) as *const u8,
+            sc: self
+                .sc
+                .as_ptr()
+                .wrapping_add(tile * blocks * self.format.scales()),
+            d: self.d.as_ptr().wrapping_add(tile * units * TILE),
+            dmin: self.dmin.as_ptr().wrapping_add(tile * units * TILE),
+            mn: self.mn.as_ptr().wrapping_add(tile * blocks * TILE),
+        }
+    }
+
     /// Writes row `r`'s unsigned values `q` of (tile, block) `at`.
     fn put(&mut self, at: usize, r: usize, q: &[u8; BLOCK]) {
         let lines = self.format.lines();
@@ -359,6 +379,16 @@ impl LowBits {
             }
         }
     }
+}
+
+/// The start of one tile's weights, scales, `d`, `dmin` (or `m`) and
+/// minimums, as the kernels read them (see [`LowBits`]).
+pub(super) struct TileData {
+    pub(super) qs: *const u8,
+    pub(super) sc: *const i8,
+    pub(super) d: *const u16,
+    pub(super) dmin: *const u16,
+    pub(super) mn: *const u8,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -426,12 +456,8 @@ pub(crate) mod avx512 {
         let (lines, scales, offset) = (format.lines(), format.scales(), format.offset());
         let k = act.k;
         let blocks = k / BLOCK;
-        let units = k / format.unit();
-        let qs = lb.qs.as_ptr().add(tile * blocks * lines) as *const u8;
-        let sc = lb.sc.as_ptr().add(tile * blocks * scales);
-        let dd = lb.d.as_ptr().add(tile * units * TILE);
-        let dmin = lb.dmin.as_ptr().add(tile * units * TILE);
-        let mn = lb.mn.as_ptr().add(tile * blocks * TILE);
+        let t = lb.tile(tile, k);
+        let (qs, sc, dd, dmin, mn) = (t.qs, t.sc, t.d, t.dmin, t.mn);
         let aq = act.qs.as_ptr().add(row * k);
         let lo4 = _mm512_set1_epi8(0x0F);
         let mut acc = [_mm512_setzero_ps(); R];
