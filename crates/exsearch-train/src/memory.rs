@@ -6,8 +6,14 @@
 //! freed memory back to the OS 10 ms later ("purging"), so every step's
 //! tensors fault in fresh pages that the kernel must zero: a third of an
 //! M-step's time at the Qwen2.5-0.5B shape. While a [`HeldMemory`] lives,
-//! nothing is purged: freed memory is reused by the next step. The process
-//! then stays near the step's peak, which it reaches at every step anyway.
+//! freed memory is purged after [`HELD_DELAY_MS`] instead: what a step frees
+//! and allocates again (most of its tensors, within milliseconds) is reused.
+//! It used to be never purged, and a real model then went past the machine's
+//! memory: SmolLM2-135M's warm-up steps (attention over up to 1,024 tokens
+//! per sequence, each step its own tensor sizes) reached 14.5 GB in the
+//! first step and went on growing, 22 GB in the second, until the kernel
+//! killed the run at 24 GB; with the delay the process stays near the
+//! largest step's peak.
 //! When the last guard drops, the previous setting is restored and mimalloc
 //! collects, so the memory goes back once training ends (the desktop app
 //! lives on after a run). Without mimalloc as the global allocator (some
@@ -22,10 +28,15 @@ use libmimalloc_sys::{mi_collect, mi_option_get, mi_option_set, mi_option_t};
 /// freed memory is purged, -1 for never.
 const PURGE_DELAY: mi_option_t = 15;
 
+/// How long freed memory stays for reuse while a [`HeldMemory`] lives
+/// (mimalloc's default is 10 ms).
+pub const HELD_DELAY_MS: i64 = 10_000;
+
 /// Guards alive, and the purge delay to restore when none is.
 static HELD: Mutex<(usize, i64)> = Mutex::new((0, 0));
 
-/// While alive, memory freed by this process stays in it for reuse.
+/// While alive, memory freed by this process stays in it for reuse, for
+/// [`HELD_DELAY_MS`].
 pub struct HeldMemory(());
 
 impl HeldMemory {
@@ -34,7 +45,7 @@ impl HeldMemory {
         if held.0 == 0 {
             // SAFETY: mimalloc's option calls are thread-safe.
             held.1 = unsafe { mi_option_get(PURGE_DELAY) } as i64;
-            unsafe { mi_option_set(PURGE_DELAY, -1) };
+            unsafe { mi_option_set(PURGE_DELAY, HELD_DELAY_MS as _) };
         }
         held.0 += 1;
         Self(())

@@ -153,78 +153,203 @@ pub fn scaled_masked_softmax(
     mask: Option<&Tensor>,
     t: usize,
 ) -> Result<Option<Tensor>> {
-    let Ok((b, heads, rows, tk)) = scores.dims4() else {
+    let Some((shape, mask)) = softmax_inputs(scores, mask, t) else {
         return Ok(None);
     };
-    if t == 0 || rows % t != 0 {
+    let out = f32_slice(scores, |x| softmax_rows::<false>(x, shape, scale, &mask, t));
+    match out {
+        Some(out) => Ok(Some(Tensor::from_vec(out, shape, scores.device())?)),
+        None => Ok(None),
+    }
+}
+
+/// candle's `softmax(scores * scale + mask)` as the training graph's
+/// attention wrote it (`mask` `[b, 1, t, tk]`, rows of a head being query
+/// position `r % t`), as one node of the graph. Written as candle's ops, the
+/// scaled scores, the masked scores and the softmax's intermediates (five
+/// `T x T` tensors per head and layer) were all kept for the backward pass:
+/// 14.5 GB in one warm-up step of SmolLM2 over 1,024 tokens. This node keeps
+/// its input and its output. Its forward pass is candle's arithmetic in one
+/// pass per row (`expf`, candle's row sum, a division), and its backward
+/// pass runs candle's ops and their gradient on the kept scores, so both
+/// are candle's to the bit and those intermediates live while one layer's
+/// backward pass runs. `None` where [`scaled_masked_softmax`] is, and off
+/// the CPU.
+pub fn softmax_op(
+    scores: &Tensor,
+    scale: f64,
+    mask: Option<&Tensor>,
+    t: usize,
+) -> Result<Option<Tensor>> {
+    let Some((_, values)) = softmax_inputs(scores, mask, t) else {
+        return Ok(None);
+    };
+    if !scores.device().is_cpu() || scores.dtype() != DType::F32 || !scores.is_contiguous() {
         return Ok(None);
     }
-    if let Some(m) = mask {
-        if m.dims() != [b, 1, t, tk] || m.dtype() != DType::F32 || !m.is_contiguous() {
-            return Ok(None);
-        }
+    let node = CandleSoftmax {
+        scale,
+        mask: mask.cloned(),
+        values,
+        t,
+    };
+    Ok(Some(scores.apply_op1(node)?))
+}
+
+/// candle's ops for [`softmax_op`]: what its backward pass differentiates.
+fn candle_softmax(scores: &Tensor, scale: f64, mask: Option<&Tensor>, t: usize) -> Result<Tensor> {
+    let (b, heads, rows, tk) = scores.dims4()?;
+    let mut x = (scores * scale)?;
+    if let Some(mask) = mask {
+        x = x
+            .reshape((b, heads, rows / t, t, tk))?
+            .broadcast_add(&mask.unsqueeze(2)?)?
+            .reshape((b, heads, rows, tk))?;
     }
-    let out = f32_slice(scores, |x| {
-        let mask_values = match mask {
-            Some(m) => f32_slice(m, |m| m.to_vec()),
-            None => Some(Vec::new()),
-        }?;
-        let mut out = vec![0f32; x.len()];
-        let dst = out.as_mut_ptr() as usize;
-        let total_rows = b * heads * rows;
-        let next = AtomicUsize::new(0);
-        // Rows in chunks of 16, so threads do not contend on the counter.
-        let work = |_| loop {
-            let first = next.fetch_add(16, Ordering::Relaxed);
-            if first >= total_rows {
-                break;
-            }
-            for r in first..(first + 16).min(total_rows) {
-                let src = &x[r * tk..][..tk];
-                // SAFETY: each row is written by the one thread that took
-                // it; `out` outlives the parallel region.
-                let row =
-                    unsafe { std::slice::from_raw_parts_mut((dst as *mut f32).add(r * tk), tk) };
-                let batch = r / (heads * rows);
-                match mask_values.is_empty() {
-                    true => row.iter_mut().zip(src).for_each(|(o, &s)| *o = s * scale),
-                    false => {
-                        let m = &mask_values[(batch * t + r % rows % t) * tk..][..tk];
-                        for ((o, &s), &m) in row.iter_mut().zip(src).zip(m) {
-                            *o = s * scale + m;
-                        }
+    Ok(candle_nn::ops::softmax(&x, candle_core::D::Minus1)?)
+}
+
+/// The scores' shape and the mask's values (empty without a mask), if the
+/// fused softmax takes them.
+fn softmax_inputs(scores: &Tensor, mask: Option<&Tensor>, t: usize) -> Option<(Dims4, Vec<f32>)> {
+    let (b, heads, rows, tk) = scores.dims4().ok()?;
+    if t == 0 || rows % t != 0 {
+        return None;
+    }
+    let values = match mask {
+        Some(m) if m.dims() == [b, 1, t, tk] => f32_slice(m, |m| m.to_vec())?,
+        Some(_) => return None,
+        None => Vec::new(),
+    };
+    Some(((b, heads, rows, tk), values))
+}
+
+/// `[b, heads, rows, tk]`.
+type Dims4 = (usize, usize, usize, usize);
+
+/// The fused softmax of `x` (`[b, heads, rows, tk]` values) with the mask's
+/// values (`[b, t, tk]`, or none).
+///
+/// `CANDLE`: candle's arithmetic (`exp` of the difference, candle's row sum,
+/// a division) rather than ours (our exponential, our sum, a product by the
+/// inverse).
+fn softmax_rows<const CANDLE: bool>(
+    x: &[f32],
+    (b, heads, rows, tk): Dims4,
+    scale: f32,
+    mask_values: &[f32],
+    t: usize,
+) -> Vec<f32> {
+    let mut out = vec![0f32; x.len()];
+    let dst = out.as_mut_ptr() as usize;
+    let total_rows = b * heads * rows;
+    let next = AtomicUsize::new(0);
+    // Rows in chunks of 16, so threads do not contend on the counter.
+    let work = |_| loop {
+        let first = next.fetch_add(16, Ordering::Relaxed);
+        if first >= total_rows {
+            break;
+        }
+        for r in first..(first + 16).min(total_rows) {
+            let src = &x[r * tk..][..tk];
+            // SAFETY: each row is written by the one thread that took
+            // it; `out` outlives the parallel region.
+            let row = unsafe { std::slice::from_raw_parts_mut((dst as *mut f32).add(r * tk), tk) };
+            let batch = r / (heads * rows);
+            match mask_values.is_empty() {
+                true => row.iter_mut().zip(src).for_each(|(o, &s)| *o = s * scale),
+                false => {
+                    let m = &mask_values[(batch * t + r % rows % t) * tk..][..tk];
+                    for ((o, &s), &m) in row.iter_mut().zip(src).zip(m) {
+                        *o = s * scale + m;
                     }
                 }
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                if max == f32::NEG_INFINITY {
-                    row.fill(0.0);
-                    continue;
-                }
-                // Separate passes, so each one vectorizes.
-                for v in row.iter_mut() {
-                    *v = exp_neg(max - *v);
-                }
-                let inv = 1.0 / sum(row);
-                for v in row.iter_mut() {
-                    *v *= inv;
-                }
             }
-        };
-        if total_rows > 16 {
-            candle_core::utils::barrier_pool().execute(work);
-        } else {
-            work(0);
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            if CANDLE {
+                for v in row.iter_mut() {
+                    *v = (*v - max).exp();
+                }
+                let mut total = 0f32;
+                // SAFETY: `row` holds `row.len()` values.
+                unsafe {
+                    <f32 as candle_core::cpu::kernels::VecOps>::vec_reduce_sum(
+                        row.as_ptr(),
+                        &mut total,
+                        row.len(),
+                    )
+                };
+                row.iter_mut().for_each(|v| *v /= total);
+                continue;
+            }
+            if max == f32::NEG_INFINITY {
+                row.fill(0.0);
+                continue;
+            }
+            // Separate passes, so each one vectorizes.
+            for v in row.iter_mut() {
+                *v = exp_neg(max - *v);
+            }
+            let inv = 1.0 / sum(row);
+            for v in row.iter_mut() {
+                *v *= inv;
+            }
         }
-        Some(out)
-    })
-    .flatten();
-    match out {
-        Some(out) => Ok(Some(Tensor::from_vec(
-            out,
-            (b, heads, rows, tk),
-            scores.device(),
-        )?)),
-        None => Ok(None),
+    };
+    if total_rows > 16 {
+        candle_core::utils::barrier_pool().execute(work);
+    } else {
+        work(0);
+    }
+    out
+}
+
+/// The graph node of [`softmax_op`].
+struct CandleSoftmax {
+    scale: f64,
+    mask: Option<Tensor>,
+    /// The mask's values, or none.
+    values: Vec<f32>,
+    t: usize,
+}
+
+impl candle_core::CustomOp1 for CandleSoftmax {
+    fn name(&self) -> &'static str {
+        "softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let candle_core::CpuStorage::F32(data) = storage else {
+            candle_core::bail!("{}: f32 scores expected", self.name());
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("{}: contiguous scores expected", self.name());
+        };
+        let shape = layout.shape().dims4()?;
+        // candle's affine multiplies by the scale as an f32.
+        let scale = self.scale as f32;
+        let out = softmax_rows::<true>(&data[start..end], shape, scale, &self.values, self.t);
+        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        scores: &Tensor,
+        _probs: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        // `sum(probs * grad)` has `grad` for the probabilities' gradient
+        // (times ones, exactly), so this is candle's backward pass through
+        // its own ops from `grad`.
+        let x = candle_core::Var::from_tensor(&scores.detach())?;
+        let probs = candle_softmax(x.as_tensor(), self.scale, self.mask.as_ref(), self.t)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let grads = (probs * grad.detach())?.sum_all()?.backward()?;
+        Ok(grads.get(x.as_tensor()).cloned())
     }
 }
 
@@ -420,12 +545,9 @@ mod tests {
         assert_eq!(got, vec![0.0, 0.0, 12.0, 200.0]);
     }
 
-    #[test]
-    fn the_fused_softmax_equals_candles_scale_mask_and_softmax() {
-        let dev = Device::Cpu;
-        let (b, heads, groups, t, tk) = (2, 3, 2, 5, 9);
-        let scores = Tensor::randn(0f32, 3.0, (b, heads, groups * t, tk), &dev).expect("scores");
-        // Causal over the last t columns; row 1 of batch 1 left-padded by 2.
+    /// `[b, 1, t, tk]`: causal over the last `t` columns, and batch 1
+    /// left-padded by 2 columns.
+    fn padded_causal_mask(b: usize, t: usize, tk: usize) -> Tensor {
         let mut m = vec![0f32; b * t * tk];
         for batch in 0..b {
             for i in 0..t {
@@ -437,21 +559,34 @@ mod tests {
                 }
             }
         }
-        let mask = Tensor::from_vec(m, (b, 1, t, tk), &dev).expect("mask");
+        Tensor::from_vec(m, (b, 1, t, tk), &Device::Cpu).expect("mask")
+    }
+
+    /// candle's scale, mask and softmax, as the decoder wrote them.
+    fn plain_softmax(scores: &Tensor, scale: f64, mask: &Tensor, groups: usize) -> Tensor {
+        let (b, heads, rows, tk) = scores.dims4().expect("4d");
+        let t = rows / groups;
+        candle_nn::ops::softmax(
+            &(scores * scale)
+                .and_then(|s| s.reshape((b, heads, groups, t, tk)))
+                .and_then(|s| s.broadcast_add(&mask.unsqueeze(2)?))
+                .and_then(|s| s.reshape((b, heads, rows, tk)))
+                .expect("masked"),
+            candle_core::D::Minus1,
+        )
+        .expect("softmax")
+    }
+
+    #[test]
+    fn the_fused_softmax_equals_candles_scale_mask_and_softmax() {
+        let dev = Device::Cpu;
+        let (b, heads, groups, t, tk) = (2, 3, 2, 5, 9);
+        let scores = Tensor::randn(0f32, 3.0, (b, heads, groups * t, tk), &dev).expect("scores");
+        let mask = padded_causal_mask(b, t, tk);
         let fused = scaled_masked_softmax(&scores, 0.125, Some(&mask), t)
             .expect("softmax")
             .expect("applies");
-        let plain = candle_nn::ops::softmax_last_dim(
-            &(scores.clone() * 0.125)
-                .expect("scale")
-                .reshape((b, heads, groups, t, tk))
-                .expect("5d")
-                .broadcast_add(&mask.unsqueeze(2).expect("5d"))
-                .expect("mask")
-                .reshape((b, heads, groups * t, tk))
-                .expect("4d"),
-        )
-        .expect("softmax");
+        let plain = plain_softmax(&scores, 0.125, &mask, groups);
         assert!(max_abs_diff(&fused, &plain) < 1e-6);
         // Without a mask, and a fully masked row gives zeros, not NaN.
         let unmasked = scaled_masked_softmax(&scores, 1.0, None, t)
@@ -467,6 +602,43 @@ mod tests {
             .and_then(|t| t.to_vec1())
             .expect("values");
         assert_eq!(zeros, vec![0.0; 4]);
+    }
+
+    #[test]
+    fn the_softmax_op_is_candles_softmax_to_the_bit_forward_and_backward() {
+        let dev = Device::Cpu;
+        let (b, heads, groups, t, tk) = (2, 2, 3, 4, 37);
+        let mask = padded_causal_mask(b, t, tk);
+        let start = Tensor::randn(0f32, 3.0, (b, heads, groups * t, tk), &dev).expect("scores");
+        // A loss that weighs every probability differently.
+        let weights = Tensor::randn(0f32, 1.0, start.shape(), &dev).expect("weights");
+        let run = |op: bool| {
+            let scores = candle_core::Var::from_tensor(&start).expect("var");
+            let probs = match op {
+                true => softmax_op(scores.as_tensor(), 0.3, Some(&mask), t)
+                    .expect("op")
+                    .expect("applies"),
+                false => plain_softmax(scores.as_tensor(), 0.3, &mask, groups),
+            };
+            let loss = (&probs * &weights).and_then(|l| l.sum_all()).expect("loss");
+            let grads = loss.backward().expect("backward");
+            let grad = grads.get(scores.as_tensor()).expect("a gradient").clone();
+            let bits = |t: &Tensor| -> Vec<u32> {
+                let v: Vec<f32> = t.flatten_all().and_then(|t| t.to_vec1()).expect("values");
+                v.into_iter().map(f32::to_bits).collect()
+            };
+            (bits(&probs), bits(&grad))
+        };
+        let ((probs, grad), (plain_probs, plain_grad)) = (run(true), run(false));
+        assert!(probs == plain_probs, "the probabilities differ");
+        assert!(grad == plain_grad, "the gradients differ");
+        // Masked columns get no gradient, and the gradient is not all zero.
+        assert_eq!(
+            f32::from_bits(grad[tk - 1]),
+            0.0,
+            "batch 0, row 0, a future column"
+        );
+        assert!(grad.iter().any(|&v| f32::from_bits(v).abs() > 1e-3));
     }
 
     #[test]

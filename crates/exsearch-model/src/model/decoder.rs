@@ -4,7 +4,9 @@
 //! `Kernels::Fused` uses candle's fused rms-norm, rope and softmax (fast,
 //! inference only); `Kernels::Differentiable` builds the same function from
 //! ops that have a backward pass, so the training rounds can take gradients
-//! through LoRA adapters. Both read the same weights, so switching is free.
+//! through LoRA adapters (on the CPU, attention's scaled, masked softmax is
+//! one node, `cpu_ops::softmax_op`, with candle's arithmetic). Both read the
+//! same weights, so switching is free.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -500,7 +502,8 @@ impl Decoder {
         let raw = q.matmul(&k.t()?)?;
         let fused = match self.kernels {
             Kernels::Fused => cpu_ops::scaled_masked_softmax(&raw, scale as f32, mask, t)?,
-            Kernels::Differentiable => None,
+            // Its own graph node: the scores' intermediates are not kept.
+            Kernels::Differentiable => cpu_ops::softmax_op(&raw, scale, mask, t)?,
         };
         if let Some(probs) = fused {
             let out = probs
