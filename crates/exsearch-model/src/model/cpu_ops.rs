@@ -562,21 +562,6 @@ mod tests {
         Tensor::from_vec(m, (b, 1, t, tk), &Device::Cpu).expect("mask")
     }
 
-    /// candle's scale, mask and softmax, as the decoder wrote them.
-    fn plain_softmax(scores: &Tensor, scale: f64, mask: &Tensor, groups: usize) -> Tensor {
-        let (b, heads, rows, tk) = scores.dims4().expect("4d");
-        let t = rows / groups;
-        candle_nn::ops::softmax(
-            &(scores * scale)
-                .and_then(|s| s.reshape((b, heads, groups, t, tk)))
-                .and_then(|s| s.broadcast_add(&mask.unsqueeze(2)?))
-                .and_then(|s| s.reshape((b, heads, rows, tk)))
-                .expect("masked"),
-            candle_core::D::Minus1,
-        )
-        .expect("softmax")
-    }
-
     #[test]
     fn the_fused_softmax_equals_candles_scale_mask_and_softmax() {
         let dev = Device::Cpu;
@@ -586,7 +571,7 @@ mod tests {
         let fused = scaled_masked_softmax(&scores, 0.125, Some(&mask), t)
             .expect("softmax")
             .expect("applies");
-        let plain = plain_softmax(&scores, 0.125, &mask, groups);
+        let plain = candle_softmax(&scores, 0.125, Some(&mask), t).expect("candle's softmax");
         assert!(max_abs_diff(&fused, &plain) < 1e-6);
         // Without a mask, and a fully masked row gives zeros, not NaN.
         let unmasked = scaled_masked_softmax(&scores, 1.0, None, t)
@@ -618,7 +603,7 @@ mod tests {
                 true => softmax_op(scores.as_tensor(), 0.3, Some(&mask), t)
                     .expect("op")
                     .expect("applies"),
-                false => plain_softmax(scores.as_tensor(), 0.3, &mask, groups),
+                false => candle_softmax(scores.as_tensor(), 0.3, Some(&mask), t).expect("candle's"),
             };
             let loss = (&probs * &weights).and_then(|l| l.sum_all()).expect("loss");
             let grads = loss.backward().expect("backward");
