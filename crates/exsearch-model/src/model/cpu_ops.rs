@@ -171,10 +171,11 @@ pub fn scaled_masked_softmax(
 /// 14.5 GB in one warm-up step of SmolLM2 over 1,024 tokens. This node keeps
 /// its input and its output. Its forward pass is candle's arithmetic in one
 /// pass per row (`expf`, candle's row sum, a division), and its backward
-/// pass runs candle's ops and their gradient on the kept scores, so both
-/// are candle's to the bit and those intermediates live while one layer's
-/// backward pass runs. `None` where [`scaled_masked_softmax`] is, and off
-/// the CPU.
+/// pass is the arithmetic of candle's backward pass through those ops, also
+/// in one pass per row ([`softmax_grad_rows`]), so both are candle's to the
+/// bit. Run as candle's ops, that backward pass was two thirds of a
+/// SmolLM2 warm-up step's backward pass. `None` where
+/// [`scaled_masked_softmax`] is, and off the CPU.
 pub fn softmax_op(
     scores: &Tensor,
     scale: f64,
@@ -187,26 +188,8 @@ pub fn softmax_op(
     if !scores.device().is_cpu() || scores.dtype() != DType::F32 || !scores.is_contiguous() {
         return Ok(None);
     }
-    let node = CandleSoftmax {
-        scale,
-        mask: mask.cloned(),
-        values,
-        t,
-    };
+    let node = CandleSoftmax { scale, values, t };
     Ok(Some(scores.apply_op1(node)?))
-}
-
-/// candle's ops for [`softmax_op`]: what its backward pass differentiates.
-fn candle_softmax(scores: &Tensor, scale: f64, mask: Option<&Tensor>, t: usize) -> Result<Tensor> {
-    let (b, heads, rows, tk) = scores.dims4()?;
-    let mut x = (scores * scale)?;
-    if let Some(mask) = mask {
-        x = x
-            .reshape((b, heads, rows / t, t, tk))?
-            .broadcast_add(&mask.unsqueeze(2)?)?
-            .reshape((b, heads, rows, tk))?;
-    }
-    Ok(candle_nn::ops::softmax(&x, candle_core::D::Minus1)?)
 }
 
 /// The scores' shape and the mask's values (empty without a mask), if the
@@ -227,6 +210,69 @@ fn softmax_inputs(scores: &Tensor, mask: Option<&Tensor>, t: usize) -> Option<(D
 /// `[b, heads, rows, tk]`.
 type Dims4 = (usize, usize, usize, usize);
 
+/// Calls `f(scratch, r, row)` for every row `r` of `out` (`width` values
+/// each): rows in chunks of 16 (so that threads do not contend on the
+/// counter) on candle's barrier pool, `scratch` made by `init` once per
+/// thread.
+fn for_each_row<S>(
+    out: &mut [f32],
+    width: usize,
+    init: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, usize, &mut [f32]) + Sync,
+) {
+    let total_rows = out.len() / width;
+    let dst = out.as_mut_ptr() as usize;
+    let next = AtomicUsize::new(0);
+    let work = |_| {
+        let mut scratch = init();
+        loop {
+            let first = next.fetch_add(16, Ordering::Relaxed);
+            if first >= total_rows {
+                break;
+            }
+            for r in first..(first + 16).min(total_rows) {
+                // SAFETY: each row is written by the one thread that took
+                // it; `out` outlives the parallel region.
+                let row = unsafe {
+                    std::slice::from_raw_parts_mut((dst as *mut f32).add(r * width), width)
+                };
+                f(&mut scratch, r, row);
+            }
+        }
+    };
+    if total_rows > 16 {
+        candle_core::utils::barrier_pool().execute(work);
+    } else {
+        work(0);
+    }
+}
+
+/// The mask's row for row `r` of `[b, heads, rows, tk]` scores (the mask's
+/// values being `[b, t, tk]`), or none without a mask.
+fn mask_row(
+    mask_values: &[f32],
+    (_, heads, rows, tk): Dims4,
+    t: usize,
+    r: usize,
+) -> Option<&[f32]> {
+    let batch = r / (heads * rows);
+    (!mask_values.is_empty()).then(|| &mask_values[(batch * t + r % rows % t) * tk..][..tk])
+}
+
+/// candle's sum of a row (`sum_keepdim` over the last dimension).
+fn candle_sum(row: &[f32]) -> f32 {
+    let mut total = 0f32;
+    // SAFETY: `row` holds `row.len()` values.
+    unsafe {
+        <f32 as candle_core::cpu::kernels::VecOps>::vec_reduce_sum(
+            row.as_ptr(),
+            &mut total,
+            row.len(),
+        )
+    };
+    total
+}
+
 /// The fused softmax of `x` (`[b, heads, rows, tk]` values) with the mask's
 /// values (`[b, t, tk]`, or none).
 ///
@@ -235,31 +281,22 @@ type Dims4 = (usize, usize, usize, usize);
 /// inverse).
 fn softmax_rows<const CANDLE: bool>(
     x: &[f32],
-    (b, heads, rows, tk): Dims4,
+    shape: Dims4,
     scale: f32,
     mask_values: &[f32],
     t: usize,
 ) -> Vec<f32> {
+    let tk = shape.3;
     let mut out = vec![0f32; x.len()];
-    let dst = out.as_mut_ptr() as usize;
-    let total_rows = b * heads * rows;
-    let next = AtomicUsize::new(0);
-    // Rows in chunks of 16, so threads do not contend on the counter.
-    let work = |_| loop {
-        let first = next.fetch_add(16, Ordering::Relaxed);
-        if first >= total_rows {
-            break;
-        }
-        for r in first..(first + 16).min(total_rows) {
+    for_each_row(
+        &mut out,
+        tk,
+        || (),
+        |_, r, row| {
             let src = &x[r * tk..][..tk];
-            // SAFETY: each row is written by the one thread that took
-            // it; `out` outlives the parallel region.
-            let row = unsafe { std::slice::from_raw_parts_mut((dst as *mut f32).add(r * tk), tk) };
-            let batch = r / (heads * rows);
-            match mask_values.is_empty() {
-                true => row.iter_mut().zip(src).for_each(|(o, &s)| *o = s * scale),
-                false => {
-                    let m = &mask_values[(batch * t + r % rows % t) * tk..][..tk];
+            match mask_row(mask_values, shape, t, r) {
+                None => row.iter_mut().zip(src).for_each(|(o, &s)| *o = s * scale),
+                Some(m) => {
                     for ((o, &s), &m) in row.iter_mut().zip(src).zip(m) {
                         *o = s * scale + m;
                     }
@@ -270,21 +307,13 @@ fn softmax_rows<const CANDLE: bool>(
                 for v in row.iter_mut() {
                     *v = (*v - max).exp();
                 }
-                let mut total = 0f32;
-                // SAFETY: `row` holds `row.len()` values.
-                unsafe {
-                    <f32 as candle_core::cpu::kernels::VecOps>::vec_reduce_sum(
-                        row.as_ptr(),
-                        &mut total,
-                        row.len(),
-                    )
-                };
+                let total = candle_sum(row);
                 row.iter_mut().for_each(|v| *v /= total);
-                continue;
+                return;
             }
             if max == f32::NEG_INFINITY {
                 row.fill(0.0);
-                continue;
+                return;
             }
             // Separate passes, so each one vectorizes.
             for v in row.iter_mut() {
@@ -294,20 +323,81 @@ fn softmax_rows<const CANDLE: bool>(
             for v in row.iter_mut() {
                 *v *= inv;
             }
+        },
+    );
+    out
+}
+
+/// The gradient of candle's `softmax(x * scale + mask)` with respect to `x`,
+/// given
+/// the probabilities' gradient `g`: the values candle's backward pass
+/// through its own ops gives, computed in one pass per row.
+///
+/// candle's pass runs about 25 `T x T` ops per head and layer, each
+/// allocating and zeroing its output; each step below is one of them, per
+/// element, in its order (`0.0 + v` is a gradient accumulated into candle's
+/// zeros; it turns `-0.0` into `0.0`, so it is kept). The graph, from the
+/// scores: `a = x * scale + 0` (affine), `s = a + mask`, `m = max(s)`,
+/// `d = s - m`, `e = exp(d)`, `z = sum(e)`, `p = e / z`, and the loss
+/// `sum(p * g)`.
+fn softmax_grad_rows(
+    x: &[f32],
+    g: &[f32],
+    shape: Dims4,
+    scale: f32,
+    mask_values: &[f32],
+    t: usize,
+) -> Vec<f32> {
+    let tk = shape.3;
+    let mut out = vec![0f32; x.len()];
+    // Per thread: the exponentials and one row of gradients to sum.
+    let init = || (vec![0f32; tk], vec![0f32; tk]);
+    for_each_row(&mut out, tk, init, |(e, terms), r, row| {
+        let (x, g) = (&x[r * tk..][..tk], &g[r * tk..][..tk]);
+        let mask = mask_row(mask_values, shape, t, r);
+        // `s`, the masked scores.
+        for (j, o) in row.iter_mut().enumerate() {
+            *o = x[j] * scale + 0.0;
+            if let Some(m) = mask {
+                *o += m[j];
+            }
         }
-    };
-    if total_rows > 16 {
-        candle_core::utils::barrier_pool().execute(work);
-    } else {
-        work(0);
-    }
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        for (e, &s) in e.iter_mut().zip(row.iter()) {
+            *e = (s - max).exp();
+        }
+        let z = candle_sum(e);
+        // The division's gradient for its denominator (`0 - g e / z^2` per
+        // element), summed over the broadcast back to `z`.
+        for ((term, &g), &e) in terms.iter_mut().zip(g).zip(e.iter()) {
+            let gp = 0.0 + 1.0 * g;
+            *term = 0.0 - (gp * e) / (z * z);
+        }
+        let gz = 0.0 + candle_sum(terms);
+        // `e`'s gradient (the division's numerator, then the sum's
+        // broadcast), through `exp`: `d`'s gradient, kept in `e`; and the
+        // subtraction's gradient for `m`, summed back to it.
+        for ((e, term), &g) in e.iter_mut().zip(terms.iter_mut()).zip(g) {
+            let gp = 0.0 + 1.0 * g;
+            let ge = (0.0 + gp / z) + gz;
+            *e = 0.0 + ge * *e;
+            *term = 0.0 - *e;
+        }
+        let gm = 0.0 + candle_sum(terms);
+        // `s`'s gradient: the subtraction's, plus the max's where `s` is
+        // the maximum; back through the mask's addition and the affine.
+        for (o, &gd) in row.iter_mut().zip(e.iter()) {
+            let at_max = if *o == max { 1.0f32 } else { 0.0 };
+            let gs = (0.0 + gd) + at_max * gm;
+            *o = 0.0 + ((0.0 + gs) * scale + 0.0);
+        }
+    });
     out
 }
 
 /// The graph node of [`softmax_op`].
 struct CandleSoftmax {
     scale: f64,
-    mask: Option<Tensor>,
     /// The mask's values, or none.
     values: Vec<f32>,
     t: usize,
@@ -343,13 +433,25 @@ impl candle_core::CustomOp1 for CandleSoftmax {
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
         // `sum(probs * grad)` has `grad` for the probabilities' gradient
-        // (times ones, exactly), so this is candle's backward pass through
-        // its own ops from `grad`.
-        let x = candle_core::Var::from_tensor(&scores.detach())?;
-        let probs = candle_softmax(x.as_tensor(), self.scale, self.mask.as_ref(), self.t)
-            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let grads = (probs * grad.detach())?.sum_all()?.backward()?;
-        Ok(grads.get(x.as_tensor()).cloned())
+        // (times ones, exactly): candle's backward pass through its own ops
+        // from `grad`, fused.
+        let grad = grad.contiguous()?;
+        let shape = scores.dims4()?;
+        let scale = self.scale as f32;
+        let out = f32_slice(scores, |x| {
+            f32_slice(&grad, |g| {
+                softmax_grad_rows(x, g, shape, scale, &self.values, self.t)
+            })
+        })
+        .flatten();
+        let Some(out) = out else {
+            candle_core::bail!("{}: contiguous f32 CPU tensors expected", self.name());
+        };
+        Ok(Some(Tensor::from_vec(
+            out,
+            scores.shape(),
+            scores.device(),
+        )?))
     }
 }
 
@@ -511,6 +613,24 @@ mod tests {
     use super::*;
     use crate::model::max_abs_diff;
 
+    /// candle's ops for [`softmax_op`]: what its passes compute.
+    fn candle_softmax(
+        scores: &Tensor,
+        scale: f64,
+        mask: Option<&Tensor>,
+        t: usize,
+    ) -> Result<Tensor> {
+        let (b, heads, rows, tk) = scores.dims4()?;
+        let mut x = (scores * scale)?;
+        if let Some(mask) = mask {
+            x = x
+                .reshape((b, heads, rows / t, t, tk))?
+                .broadcast_add(&mask.unsqueeze(2)?)?
+                .reshape((b, heads, rows, tk))?;
+        }
+        Ok(candle_nn::ops::softmax(&x, candle_core::D::Minus1)?)
+    }
+
     #[test]
     fn the_fast_exponential_tracks_libm_and_vanishes_far_below() {
         for i in 0..=200_000 {
@@ -594,16 +714,18 @@ mod tests {
         let dev = Device::Cpu;
         let (b, heads, groups, t, tk) = (2, 2, 3, 4, 37);
         let mask = padded_causal_mask(b, t, tk);
-        let start = Tensor::randn(0f32, 3.0, (b, heads, groups * t, tk), &dev).expect("scores");
+        let random = Tensor::randn(0f32, 3.0, (b, heads, groups * t, tk), &dev).expect("scores");
+        // Whole numbers: rows whose maximum is reached more than once.
+        let ties = random.round().expect("ties");
         // A loss that weighs every probability differently.
-        let weights = Tensor::randn(0f32, 1.0, start.shape(), &dev).expect("weights");
-        let run = |op: bool| {
-            let scores = candle_core::Var::from_tensor(&start).expect("var");
+        let weights = Tensor::randn(0f32, 1.0, random.shape(), &dev).expect("weights");
+        let run = |start: &Tensor, mask: Option<&Tensor>, op: bool| {
+            let scores = candle_core::Var::from_tensor(start).expect("var");
             let probs = match op {
-                true => softmax_op(scores.as_tensor(), 0.3, Some(&mask), t)
+                true => softmax_op(scores.as_tensor(), 0.3, mask, t)
                     .expect("op")
                     .expect("applies"),
-                false => candle_softmax(scores.as_tensor(), 0.3, Some(&mask), t).expect("candle's"),
+                false => candle_softmax(scores.as_tensor(), 0.3, mask, t).expect("candle's"),
             };
             let loss = (&probs * &weights).and_then(|l| l.sum_all()).expect("loss");
             let grads = loss.backward().expect("backward");
@@ -614,16 +736,25 @@ mod tests {
             };
             (bits(&probs), bits(&grad))
         };
-        let ((probs, grad), (plain_probs, plain_grad)) = (run(true), run(false));
-        assert!(probs == plain_probs, "the probabilities differ");
-        assert!(grad == plain_grad, "the gradients differ");
-        // Masked columns get no gradient, and the gradient is not all zero.
-        assert_eq!(
-            f32::from_bits(grad[tk - 1]),
-            0.0,
-            "batch 0, row 0, a future column"
-        );
-        assert!(grad.iter().any(|&v| f32::from_bits(v).abs() > 1e-3));
+        for (name, start, mask) in [
+            ("masked", &random, Some(&mask)),
+            ("ties", &ties, Some(&mask)),
+            ("unmasked", &random, None),
+        ] {
+            let ((probs, grad), (plain_probs, plain_grad)) =
+                (run(start, mask, true), run(start, mask, false));
+            assert!(probs == plain_probs, "{name}: the probabilities differ");
+            assert!(grad == plain_grad, "{name}: the gradients differ");
+            assert!(
+                grad.iter().any(|&v| f32::from_bits(v).abs() > 1e-3),
+                "{name}"
+            );
+            if mask.is_some() {
+                // Masked columns get no gradient.
+                let future = f32::from_bits(grad[tk - 1]);
+                assert_eq!(future, 0.0, "{name}: batch 0, row 0, a future column");
+            }
+        }
     }
 
     #[test]
