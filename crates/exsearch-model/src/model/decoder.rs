@@ -4,8 +4,8 @@
 //! `Kernels::Fused` uses candle's fused rms-norm, rope and softmax (fast,
 //! inference only); `Kernels::Differentiable` builds the same function from
 //! ops that have a backward pass, so the training rounds can take gradients
-//! through LoRA adapters (on the CPU, attention's scaled, masked softmax is
-//! one node, `cpu_ops::softmax_op`, with candle's arithmetic). Both read the
+//! through LoRA adapters (on the CPU, attention from `q`, `k`, `v` is one
+//! node, `cpu_ops::attention_op`, with candle's arithmetic). Both read the
 //! same weights, so switching is free.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -499,19 +499,23 @@ impl Decoder {
         // Grouped-query attention without copying K/V: the query heads that
         // share a K/V head are adjacent, so they fold into the row dimension.
         let q = q.reshape((b, hkv, groups * t, d))?;
-        let raw = q.matmul(&k.t()?)?;
-        let fused = match self.kernels {
-            Kernels::Fused => cpu_ops::scaled_masked_softmax(&raw, scale as f32, mask, t)?,
-            // Its own graph node: the scores' intermediates are not kept.
-            Kernels::Differentiable => cpu_ops::softmax_op(&raw, scale, mask, t)?,
-        };
-        if let Some(probs) = fused {
-            let out = probs
-                .matmul(&v)?
+        let merge_heads = |out: Tensor| -> Result<Tensor> {
+            Ok(out
                 .reshape((b, hq, t, d))?
                 .transpose(1, 2)?
-                .reshape((b, t, hq * d))?;
-            return attn.o_proj.forward(&out);
+                .reshape((b, t, hq * d))?)
+        };
+        if self.kernels == Kernels::Differentiable {
+            // Its own graph node: the scores and probabilities are not kept.
+            if let Some(out) = cpu_ops::attention_op(&q, &k, &v, scale, mask, t)? {
+                return attn.o_proj.forward(&merge_heads(out)?);
+            }
+        }
+        let raw = q.matmul(&k.t()?)?;
+        if self.kernels == Kernels::Fused {
+            if let Some(probs) = cpu_ops::scaled_masked_softmax(&raw, scale as f32, mask, t)? {
+                return attn.o_proj.forward(&merge_heads(probs.matmul(&v)?)?);
+            }
         }
         let mut scores = (raw * scale)?;
         if let Some(mask) = mask {
@@ -531,11 +535,6 @@ impl Decoder {
         if wide {
             probs = probs.to_dtype(v.dtype())?;
         }
-        let out = probs
-            .matmul(&v)?
-            .reshape((b, hq, t, d))?
-            .transpose(1, 2)?
-            .reshape((b, t, hq * d))?;
-        attn.o_proj.forward(&out)
+        attn.o_proj.forward(&merge_heads(probs.matmul(&v)?)?)
     }
 }

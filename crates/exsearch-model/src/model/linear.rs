@@ -344,7 +344,7 @@ impl Linear {
         y = self.add_bias(y)?;
         if let Some(l) = &self.lora {
             let x = if l.dropout > 0.0 {
-                candle_nn::ops::dropout(x, l.dropout)?
+                cpu_ops::dropout(x, l.dropout)?
             } else {
                 x.clone()
             };
