@@ -199,6 +199,7 @@ pub fn attention_op(
     let node = Attention { scale, values, t };
     Ok(Some(q.apply_op3(k, v, node)?))
 }
+
 /// The scores' shape and the mask's values (empty without a mask), if the
 /// fused softmax takes them.
 fn softmax_inputs(scores: Dims4, mask: Option<&Tensor>, t: usize) -> Option<(Dims4, Vec<f32>)> {
@@ -227,6 +228,9 @@ fn for_each_row<S>(
     init: impl Fn() -> S + Sync,
     f: impl Fn(&mut S, usize, &mut [f32]) + Sync,
 ) {
+    if width == 0 {
+        return;
+    }
     let total_rows = out.len() / width;
     let dst = out.as_mut_ptr() as usize;
     let next = AtomicUsize::new(0);
@@ -335,10 +339,9 @@ fn softmax_rows<const CANDLE: bool>(
     out
 }
 
-/// The gradient of candle's `softmax(x * scale + mask)` with respect to `x`,
-/// given
-/// the probabilities' gradient `g`: the values candle's backward pass
-/// through its own ops gives, computed in one pass per row.
+/// The gradient of candle's `softmax(x * scale + mask)` with respect to
+/// `x`, given the probabilities' gradient `g`: the values candle's backward
+/// pass through its own ops gives, computed in one pass per row.
 ///
 /// candle's pass runs about 25 `T x T` ops per head and layer, each
 /// allocating and zeroing its output; each step below is one of them, per
