@@ -429,19 +429,30 @@ impl Attention {
     }
 }
 
-/// A contiguous f32 CPU operand of a custom op as a tensor of its own (a
-/// copy: `q`, `k` and `v` are small next to the scores).
-fn operand(
+/// A custom op's input's values (contiguous f32), or an error naming `op`.
+fn op_values<'a>(
+    op: &str,
+    storage: &'a candle_core::CpuStorage,
+    layout: &candle_core::Layout,
+) -> candle_core::Result<&'a [f32]> {
+    let candle_core::CpuStorage::F32(data) = storage else {
+        candle_core::bail!("{op}: f32 input expected");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{op}: contiguous input expected");
+    };
+    Ok(&data[start..end])
+}
+
+/// A custom op's input as a tensor outside the graph (contiguous f32; a
+/// copy).
+pub(crate) fn op_input(
+    op: &str,
     storage: &candle_core::CpuStorage,
     layout: &candle_core::Layout,
 ) -> candle_core::Result<Tensor> {
-    let candle_core::CpuStorage::F32(data) = storage else {
-        candle_core::bail!("attention: f32 operands expected");
-    };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("attention: contiguous operands expected");
-    };
-    Tensor::from_slice(&data[start..end], layout.shape(), &candle_core::Device::Cpu)
+    let values = op_values(op, storage, layout)?;
+    Tensor::from_slice(values, layout.shape(), &candle_core::Device::Cpu)
 }
 
 impl candle_core::CustomOp3 for Attention {
@@ -458,10 +469,11 @@ impl candle_core::CustomOp3 for Attention {
         v: &candle_core::CpuStorage,
         v_layout: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        // Copies: `q`, `k` and `v` are small next to the scores.
         let (q, k, v) = (
-            operand(q, q_layout)?,
-            operand(k, k_layout)?,
-            operand(v, v_layout)?,
+            op_input(self.name(), q, q_layout)?,
+            op_input(self.name(), k, k_layout)?,
+            op_input(self.name(), v, v_layout)?,
         );
         let (_, probs) = self.probabilities(&q, &k)?;
         let out = probs.matmul(&v)?;
@@ -577,14 +589,9 @@ impl candle_core::CustomOp1 for Dropout {
         storage: &candle_core::CpuStorage,
         layout: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let candle_core::CpuStorage::F32(data) = storage else {
-            candle_core::bail!("{}: f32 values expected", self.name());
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("{}: contiguous values expected", self.name());
-        };
+        let values = op_values(self.name(), storage, layout)?;
         let width = layout.dims().last().copied().unwrap_or(1).max(1);
-        let out = self.masked(&data[start..end], width);
+        let out = self.masked(values, width);
         Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
     }
 

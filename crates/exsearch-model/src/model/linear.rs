@@ -392,21 +392,6 @@ impl Linear {
     }
 }
 
-/// A custom op's input as a tensor outside the graph (contiguous f32).
-fn op_input(
-    op: &str,
-    storage: &candle_core::CpuStorage,
-    layout: &candle_core::Layout,
-) -> candle_core::Result<Tensor> {
-    let candle_core::CpuStorage::F32(data) = storage else {
-        candle_core::bail!("{op}: f32 input expected");
-    };
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("{op}: contiguous input expected");
-    };
-    Tensor::from_slice(&data[start..end], layout.shape(), &candle_core::Device::Cpu)
-}
-
 /// The product with a frozen quantized matrix as one graph node: forward
 /// through the layer's kernels, backward `dy W` with `W` dequantized from
 /// the file's bits a slice of rows at a time (at most [`BACKWARD_SLICE`]
@@ -430,7 +415,7 @@ impl candle_core::CustomOp1 for FrozenQuantized {
         storage: &candle_core::CpuStorage,
         layout: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let x = op_input(self.name(), storage, layout)?;
+        let x = cpu_ops::op_input(self.name(), storage, layout)?;
         let y = self
             .layer
             .quantized_product(&x)
@@ -510,7 +495,7 @@ impl candle_core::CustomOp1 for FrozenMatmul {
         storage: &candle_core::CpuStorage,
         layout: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let x = op_input(self.name(), storage, layout)?;
+        let x = cpu_ops::op_input(self.name(), storage, layout)?;
         let y = x.matmul(&self.w.t()?)?;
         let shape = y.shape().clone();
         let out = y.flatten_all()?.to_vec1::<f32>()?;
