@@ -5,7 +5,7 @@
 //! inference only); `Kernels::Differentiable` builds the same function from
 //! ops that have a backward pass, so the training rounds can take gradients
 //! through LoRA adapters (on the CPU, attention from `q`, `k`, `v` is one
-//! node, `cpu_ops::attention_op`, with candle's arithmetic). Both read the
+//! node, `graph_ops::attention_op`, with candle's arithmetic). Both read the
 //! same weights, so switching is free.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +16,7 @@ use candle_core::{DType, Device, Tensor, D};
 
 use super::config::{Activation, ModelConfig};
 use super::cpu_ops;
+use super::graph_ops;
 use super::kv_cache::{attention_mask, sliding_mask, KvCache};
 use super::linear::Linear;
 use crate::error::{Error, Result};
@@ -507,7 +508,7 @@ impl Decoder {
         };
         if self.kernels == Kernels::Differentiable {
             // Its own graph node: the scores and probabilities are not kept.
-            if let Some(out) = cpu_ops::attention_op(&q, &k, &v, scale, mask, t)? {
+            if let Some(out) = graph_ops::attention_op(&q, &k, &v, scale, mask, t)? {
                 return attn.o_proj.forward(&merge_heads(out)?);
             }
         }

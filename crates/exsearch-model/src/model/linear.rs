@@ -18,6 +18,7 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Tensor};
 
 use super::cpu_ops;
+use super::graph_ops;
 use super::packed::{self, PackedMatrix};
 use crate::error::{Error, Result};
 
@@ -344,7 +345,7 @@ impl Linear {
         y = self.add_bias(y)?;
         if let Some(l) = &self.lora {
             let x = if l.dropout > 0.0 {
-                cpu_ops::dropout(x, l.dropout)?
+                graph_ops::dropout(x, l.dropout)?
             } else {
                 x.clone()
             };
@@ -415,7 +416,7 @@ impl candle_core::CustomOp1 for FrozenQuantized {
         storage: &candle_core::CpuStorage,
         layout: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let x = cpu_ops::op_input(self.name(), storage, layout)?;
+        let x = graph_ops::op_input(self.name(), storage, layout)?;
         let y = self
             .layer
             .quantized_product(&x)
@@ -495,7 +496,7 @@ impl candle_core::CustomOp1 for FrozenMatmul {
         storage: &candle_core::CpuStorage,
         layout: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        let x = cpu_ops::op_input(self.name(), storage, layout)?;
+        let x = graph_ops::op_input(self.name(), storage, layout)?;
         let y = x.matmul(&self.w.t()?)?;
         let shape = y.shape().clone();
         let out = y.flatten_all()?.to_vec1::<f32>()?;

@@ -5,6 +5,7 @@ mod avx2;
 pub mod config;
 pub mod cpu_ops;
 pub mod decoder;
+pub mod graph_ops;
 pub mod kv_cache;
 mod legacy_quants;
 pub mod linear;
