@@ -153,7 +153,11 @@ pub fn scaled_masked_softmax(
     mask: Option<&Tensor>,
     t: usize,
 ) -> Result<Option<Tensor>> {
-    let Some((shape, mask)) = softmax_inputs(scores.dims4()?, mask, t) else {
+    let inputs = scores
+        .dims4()
+        .ok()
+        .and_then(|dims| softmax_inputs(dims, mask, t));
+    let Some((shape, mask)) = inputs else {
         return Ok(None);
     };
     let out = f32_slice(scores, |x| softmax_rows::<false>(x, shape, scale, &mask, t));

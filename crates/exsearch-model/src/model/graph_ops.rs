@@ -41,8 +41,11 @@ pub fn attention_op(
     mask: Option<&Tensor>,
     t: usize,
 ) -> Result<Option<Tensor>> {
-    let (b, kv_heads, rows, _) = q.dims4()?;
-    let Some((_, values)) = softmax_inputs((b, kv_heads, rows, k.dim(2)?), mask, t) else {
+    // Other ranks are for candle's ops, as other dtypes are.
+    let (Ok((b, kv_heads, rows, _)), Ok((_, _, tk, _))) = (q.dims4(), k.dims4()) else {
+        return Ok(None);
+    };
+    let Some((_, values)) = softmax_inputs((b, kv_heads, rows, tk), mask, t) else {
         return Ok(None);
     };
     let plain = |x: &&Tensor| x.device().is_cpu() && x.dtype() == DType::F32 && x.is_contiguous();
