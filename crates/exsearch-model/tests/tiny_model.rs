@@ -492,7 +492,7 @@ fn a_lora_adapter_changes_the_output_only_when_nonzero() {
         a: a.clone(),
         b: Tensor::zeros((out, 4), DType::F32, &Device::Cpu).expect("b"),
         scale: 2.0,
-        dropout: 0.0,
+        dropout: None,
     };
     q.set_lora(Some(zero)).expect("fits");
     let same = full_logits(&model, &tokens);
@@ -505,7 +505,7 @@ fn a_lora_adapter_changes_the_output_only_when_nonzero() {
             a,
             b,
             scale: 2.0,
-            dropout: 0.0,
+            dropout: None,
         }))
         .expect("fits");
     let changed = full_logits(&model, &tokens);
@@ -514,7 +514,7 @@ fn a_lora_adapter_changes_the_output_only_when_nonzero() {
         a: Tensor::zeros((4, inp + 1), DType::F32, &Device::Cpu).expect("a"),
         b: Tensor::zeros((out, 4), DType::F32, &Device::Cpu).expect("b"),
         scale: 1.0,
-        dropout: 0.0,
+        dropout: None,
     };
     assert!(model.decoder.layers_mut()[0]
         .self_attn

@@ -278,7 +278,7 @@ impl Adapters {
 pub fn apply(model: &mut LoadedModel, dir: &Path) -> Result<()> {
     let decoder = &mut model.decoder;
     let lora = Lora::load_peft(dir, decoder.device(), decoder.dtype())?;
-    lora.install(decoder, 0.0)
+    lora.install(decoder, None)
 }
 
 /// Merges the adapter in `adapter` into the base model `base` and writes a
@@ -293,7 +293,7 @@ pub fn merge(base: &ModelFiles, adapter: &Path, out: &Path) -> Result<()> {
     }
     let mut model = LoadedModel::load(base, &Device::Cpu, DType::F32)?;
     let lora = Lora::load_peft(adapter, &Device::Cpu, DType::F32)?;
-    lora.install(&mut model.decoder, 0.0)?;
+    lora.install(&mut model.decoder, None)?;
     lora.merge_into(&mut model.decoder)?;
     write_model_folder(
         model.decoder.named_weights()?.into_iter().collect(),

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor, Var};
+use exsearch_model::model::graph_ops::TrainingDropout;
 use exsearch_model::model::{Decoder, LoraAdapter, PROJECTIONS};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -144,7 +145,7 @@ impl Lora {
             });
         }
         let lora = Self { config, layers };
-        lora.install(decoder, 0.0)?;
+        lora.install(decoder, None)?;
         Ok(lora)
     }
 
@@ -153,10 +154,10 @@ impl Lora {
     }
 
     /// Attaches the adapters to `decoder`'s projections (replacing any), with
-    /// `dropout` on their input: the training dropout while training, 0 for
-    /// inference. The decoder reads the variables, so later optimizer steps
-    /// show through without installing again.
-    pub fn install(&self, decoder: &mut Decoder, dropout: f32) -> Result<()> {
+    /// `dropout` on their input: the training dropout while training, `None`
+    /// for inference. The decoder reads the variables, so later optimizer
+    /// steps show through without installing again.
+    pub fn install(&self, decoder: &mut Decoder, dropout: Option<TrainingDropout>) -> Result<()> {
         let mut by_name: HashMap<&str, &Layer> =
             self.layers.iter().map(|l| (l.module.as_str(), l)).collect();
         for (module, linear) in decoder.projections_mut() {
@@ -165,7 +166,7 @@ impl Lora {
                     a: l.a.as_tensor().clone(),
                     b: l.b.as_tensor().clone(),
                     scale: self.config.scale(),
-                    dropout,
+                    dropout: dropout.clone(),
                 }))?;
             }
         }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Tensor, Var, D};
 use exsearch_core::CancelToken;
+use exsearch_model::model::graph_ops::{DropoutSeeds, TrainingDropout};
 use exsearch_model::model::{Decoder, Kernels};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -133,6 +134,9 @@ pub struct Trainer {
     optimizer: AdamW,
     config: TrainConfig,
     checkpoint: Option<PathBuf>,
+    /// LoRA dropout's masks, started again from the run's seed and the step
+    /// before each batch.
+    dropout_seeds: DropoutSeeds,
 }
 
 impl Trainer {
@@ -148,9 +152,14 @@ impl Trainer {
         config.validate()?;
         let mut decoder = decoder.clone();
         decoder.set_kernels(Kernels::Differentiable);
+        let dropout_seeds = DropoutSeeds::default();
         let vars = match params {
             Params::Lora(lora) => {
-                lora.install(&mut decoder, lora.config().dropout)?;
+                let dropout = TrainingDropout {
+                    p: lora.config().dropout,
+                    seeds: dropout_seeds.clone(),
+                };
+                lora.install(&mut decoder, Some(dropout))?;
                 lora.vars()
             }
             Params::Full(vars) => vars,
@@ -168,6 +177,7 @@ impl Trainer {
             optimizer,
             config,
             checkpoint: checkpoint.map(Path::to_path_buf),
+            dropout_seeds,
         })
     }
 
@@ -226,7 +236,9 @@ impl Trainer {
             let normalizer = tokens.max(1) as f64;
             let mut grads = candle_core::backprop::GradStore::default();
             let mut loss = 0.0;
-            for batch in batches {
+            for (b, batch) in batches.iter().enumerate() {
+                let keys = [self.config.seed, i as u64, b as u64];
+                self.dropout_seeds.restart(&keys);
                 let l = weighted_loss(&self.decoder, &rows(batch), normalizer)?;
                 loss += l.to_scalar::<f32>()? as f64;
                 grads.extend(l.backward()?)?;

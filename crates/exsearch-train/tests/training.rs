@@ -1,7 +1,7 @@
 //! Training on a random model of a real architecture, loaded from a Hugging
 //! Face folder the way a downloaded one is: the loss masks, LoRA and full
 //! fine-tuning steps, PEFT adapter round trips, merging, resuming a killed
-//! trainer, the E-step and gradients (the run store and charts are in
+//! trainer, LoRA dropout's seeding, the E-step and gradients (the run store and charts are in
 //! `stores.rs`).
 
 mod common;
@@ -286,7 +286,7 @@ fn peft_adapters_round_trip_and_merge() {
     );
     let loaded = Lora::load_peft(&out, &Device::Cpu, DType::F32).expect("loads");
     assert_eq!(loaded.config(), lora.config());
-    loaded.install(&mut fresh.decoder, 0.0).expect("fits");
+    loaded.install(&mut fresh.decoder, None).expect("fits");
     assert_eq!(logits(&fresh.decoder, tokens), adapted);
 
     // Merged into the weights: the same function without adapters.
@@ -378,6 +378,86 @@ fn a_killed_run_resumes_at_the_next_step_and_ends_where_an_unbroken_one_does() {
         .flat_map(|(n, v)| v.iter().zip(&y[n]).map(|(a, b)| (a - b).abs()))
         .fold(0.0f32, f32::max);
     assert!(worst < 1e-4, "weights differ by {worst}");
+}
+
+#[test]
+fn lora_dropout_follows_the_run_seed_so_runs_repeat_and_resume_exactly() {
+    let (dir, _) = tiny();
+    let lora_config = LoraConfig {
+        rank: 4,
+        dropout: 0.3,
+        ..LoraConfig::default()
+    };
+    // Six steps over three examples with dropout on every adapter's input;
+    // `stop_after` cancels the run there and resumes it in a fresh model.
+    let runs = std::cell::Cell::new(0);
+    let train = |seed: u64, stop_after: Option<usize>| -> (Vec<f64>, Vec<Vec<f32>>) {
+        let mut model = load(dir.path());
+        let examples: Vec<Encoded> = ["Velm", "the city of Velm", "Velm, in the north"]
+            .iter()
+            .map(|a| encode(&model.codec, &trajectory(a)).expect("encodes"))
+            .collect();
+        let cfg = TrainConfig {
+            seed,
+            token_budget: 200,
+            ..config(2)
+        };
+        runs.set(runs.get() + 1);
+        let checkpoint = dir.path().join(format!("run-{}", runs.get()));
+        let mut losses = Vec::new();
+        if let Some(stop) = stop_after {
+            let lora = Lora::new(&mut model.decoder, lora_config.clone(), 3).expect("lora");
+            let cancel = CancelToken::new();
+            let (flag, mut trainer) = (
+                cancel.clone(),
+                Trainer::new(
+                    &model.decoder,
+                    Params::Lora(&lora),
+                    cfg.clone(),
+                    Some(&checkpoint),
+                )
+                .expect("trainer"),
+            );
+            let result = trainer.run(
+                &examples,
+                &mut |r| {
+                    losses.push(r.loss);
+                    if r.step == stop {
+                        flag.cancel();
+                    }
+                },
+                &cancel,
+            );
+            assert!(matches!(result, Err(exsearch_train::Error::Cancelled)));
+            model = load(dir.path());
+        }
+        let lora = Lora::new(&mut model.decoder, lora_config.clone(), 3).expect("lora");
+        Trainer::new(&model.decoder, Params::Lora(&lora), cfg, Some(&checkpoint))
+            .expect("trainer")
+            .run(&examples, &mut |r| losses.push(r.loss), &CancelToken::new())
+            .expect("trains");
+        let adapters = lora
+            .vars()
+            .iter()
+            .map(|(_, v)| v.flatten_all().and_then(|t| t.to_vec1()).expect("values"))
+            .collect();
+        (losses, adapters)
+    };
+    let (losses, adapters) = train(5, None);
+    assert_eq!(losses.len(), 6);
+    assert_eq!(
+        train(5, None),
+        (losses.clone(), adapters.clone()),
+        "the same seed repeats"
+    );
+    assert_eq!(
+        train(5, Some(3)),
+        (losses.clone(), adapters.clone()),
+        "a resumed run draws the masks an unbroken one does"
+    );
+    let (other_losses, other_adapters) = train(6, None);
+    assert_ne!(other_losses, losses, "another seed drops other values");
+    assert_ne!(other_adapters, adapters);
 }
 
 #[test]

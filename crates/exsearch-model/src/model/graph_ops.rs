@@ -9,6 +9,9 @@
 //! attention's values and gradients equal candle's composed ops' to the
 //! bit, so training takes the same path it did with them.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use candle_core::{DType, Tensor};
 
 use super::cpu_ops::{
@@ -231,29 +234,72 @@ impl candle_core::CustomOp3 for Attention {
     }
 }
 
+/// LoRA's dropout in a training graph: the probability, and where each
+/// mask's seed comes from.
+#[derive(Clone, Debug)]
+pub struct TrainingDropout {
+    pub p: f32,
+    pub seeds: DropoutSeeds,
+}
+
+/// A stream of dropout seeds shared by the adapters of one training
+/// decoder: each [`dropout`] call takes the next. The graph is built in
+/// one order, so a stream started again from the same seed draws the same
+/// masks; the trainer starts it from its run's seed and the step before
+/// each batch, which makes a run repeatable and a resumed run draw the
+/// masks an uninterrupted one would.
+#[derive(Clone, Debug, Default)]
+pub struct DropoutSeeds(Arc<AtomicU64>);
+
+impl DropoutSeeds {
+    /// Starts the stream again from a seed made of `keys` (a run's seed,
+    /// its step, ...).
+    pub fn restart(&self, keys: &[u64]) {
+        let seed = keys.iter().fold(0, |seed, &key| splitmix64(seed ^ key));
+        self.0.store(seed, Ordering::Relaxed);
+    }
+
+    /// The next mask's seed (splitmix64's sequence).
+    pub fn next_seed(&self) -> u64 {
+        splitmix64(self.0.fetch_add(GOLDEN_GAMMA, Ordering::Relaxed))
+    }
+}
+
+/// splitmix64's increment.
+const GOLDEN_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// splitmix64's finaliser: a well-mixed 64-bit hash of `z`.
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(GOLDEN_GAMMA);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// Dropout on `x` while training: each value kept with probability `1 - p`
 /// and scaled by `1 / (1 - p)` (candle's `dropout`: the same scale, as an
 /// f32, and a product per value), in one pass. candle's draws an f32 per
 /// value, compares, converts and multiplies in four ops and keeps the mask
 /// for the backward pass; LoRA's dropout on every adapted projection's
 /// input was a tenth of a SmolLM2 training step's main thread. This node
-/// keeps a seed: whether value `i` is kept is a hash of the seed and `i`,
-/// so its backward pass draws the same mask again. Off the CPU, for other
-/// dtypes and non-contiguous tensors, candle's `dropout`.
-pub fn dropout(x: &Tensor, p: f32) -> Result<Tensor> {
+/// keeps `seed`: whether value `i` is kept is a hash of the seed and `i`,
+/// so its backward pass draws the same mask again, and the same seed gives
+/// the same mask. Off the CPU and for other dtypes, candle's `dropout`
+/// (whose masks come from the OS, not from `seed`).
+pub fn dropout(x: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
     if !(0.0..1.0).contains(&p) {
         let message = format!("dropout probability {p} is not in [0, 1)");
         return Err(crate::error::Error::InvalidOption(message));
     }
-    if !x.device().is_cpu() || x.dtype() != DType::F32 || !x.is_contiguous() || x.rank() == 0 {
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || x.rank() == 0 {
         return Ok(candle_nn::ops::dropout(x, p)?);
     }
     let node = Dropout {
         threshold: (p as f64 * 2f64.powi(32)) as u64,
         scale: (1.0 / (1.0 - p as f64)) as f32,
-        seed: rand::random(),
+        seed,
     };
-    Ok(x.apply_op1(node)?)
+    Ok(x.contiguous()?.apply_op1(node)?)
 }
 
 /// The graph node of [`dropout`].
@@ -276,13 +322,9 @@ impl Dropout {
             |_, r, row| {
                 let first = (r * width) as u64;
                 for (j, (o, &x)) in row.iter_mut().zip(&x[r * width..]).enumerate() {
-                    // splitmix64's finaliser of the seed and the value's index.
-                    let mut z = self
-                        .seed
-                        .wrapping_add((first + j as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-                    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-                    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                    z ^= z >> 31;
+                    // The seed's splitmix64 sequence at the value's index.
+                    let index = first + j as u64;
+                    let z = splitmix64(self.seed.wrapping_add(index.wrapping_mul(GOLDEN_GAMMA)));
                     let keep = if z >> 32 >= self.threshold {
                         self.scale
                     } else {
@@ -401,7 +443,7 @@ mod tests {
         let dev = Device::Cpu;
         let x = Tensor::rand(1f32, 2f32, (64, 1000), &dev).expect("x");
         let var = candle_core::Var::from_tensor(&x).expect("var");
-        let out = dropout(var.as_tensor(), 0.25).expect("dropout");
+        let out = dropout(var.as_tensor(), 0.25, 7).expect("dropout");
         let values =
             |t: &Tensor| -> Vec<f32> { t.flatten_all().and_then(|t| t.to_vec1()).expect("values") };
         let (xs, outs) = (values(&x), values(&out));
@@ -418,17 +460,39 @@ mod tests {
         for (&g, &o) in grad.iter().zip(&outs) {
             assert_eq!(g, if o == 0.0 { 0.0 } else { scale });
         }
-        // Each call draws its own mask; p = 0 keeps everything; p = 1 is refused.
-        let again = values(&dropout(&x, 0.25).expect("dropout"));
-        assert!(again
+        // The same seed draws the same mask, another seed another one; p = 0
+        // keeps everything; p = 1 is refused.
+        assert_eq!(values(&dropout(&x, 0.25, 7).expect("dropout")), outs);
+        let other = values(&dropout(&x, 0.25, 8).expect("dropout"));
+        assert!(other
             .iter()
             .zip(&outs)
             .any(|(a, o)| (*a == 0.0) != (*o == 0.0)));
-        assert_eq!(values(&dropout(&x, 0.0).expect("dropout")), xs);
-        let err = dropout(&x, 1.0).expect_err("p = 1").to_string();
+        assert_eq!(values(&dropout(&x, 0.0, 7).expect("dropout")), xs);
+        let err = dropout(&x, 1.0, 7).expect_err("p = 1").to_string();
         assert!(
             err.contains("dropout probability 1 is not in [0, 1)"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_restarted_seed_stream_draws_the_same_seeds() {
+        let seeds = DropoutSeeds::default();
+        seeds.restart(&[3, 1]);
+        let first: Vec<u64> = (0..4).map(|_| seeds.next_seed()).collect();
+        assert_eq!(
+            first.iter().collect::<std::collections::HashSet<_>>().len(),
+            4
+        );
+        seeds.restart(&[3, 1]);
+        assert_eq!((0..4).map(|_| seeds.next_seed()).collect::<Vec<_>>(), first);
+        // A clone shares the stream: the adapters of one decoder draw in turn.
+        let shared = seeds.clone();
+        seeds.restart(&[3, 2]);
+        let other = shared.next_seed();
+        assert!(!first.contains(&other));
+        seeds.restart(&[3, 2]);
+        assert_eq!(seeds.next_seed(), other);
     }
 }

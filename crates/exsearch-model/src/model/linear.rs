@@ -38,8 +38,8 @@ pub struct LoraAdapter {
     pub a: Tensor,
     pub b: Tensor,
     pub scale: f64,
-    /// Dropout on the adapter's input while training; 0 at inference.
-    pub dropout: f32,
+    /// Dropout on the adapter's input while training; `None` at inference.
+    pub dropout: Option<graph_ops::TrainingDropout>,
 }
 
 #[derive(Clone, Debug)]
@@ -344,10 +344,9 @@ impl Linear {
         };
         y = self.add_bias(y)?;
         if let Some(l) = &self.lora {
-            let x = if l.dropout > 0.0 {
-                graph_ops::dropout(x, l.dropout)?
-            } else {
-                x.clone()
+            let x = match &l.dropout {
+                Some(d) if d.p > 0.0 => graph_ops::dropout(x, d.p, d.seeds.next_seed())?,
+                _ => x.clone(),
             };
             let low = x.broadcast_matmul(&l.a.t()?)?.broadcast_matmul(&l.b.t()?)?;
             y = (y + (low * l.scale)?)?;
