@@ -66,7 +66,7 @@ export async function render(root) {
     data: h("input", { type: "text", placeholder: "/path/to/hotpotqa.jsonl", required: true, "aria-label": "Questions with supporting paragraphs" }),
     size: h("select", { "aria-label": "Size", "data-testid": "real-size" },
       h("option", { value: "quick" }, "Quick (about 10 minutes with SmolLM2-135M)"),
-      h("option", { value: "full" }, "Full (hours on two cores)")),
+      h("option", { value: "full" }, "Full (1-3 hours with SmolLM2-135M on two cores)")),
   };
   const realForm = h("form", { class: "train-form grid", "data-testid": "real-form", onsubmit: (e) => { e.preventDefault(); startReal(); } },
     h("label", {}, "Base model", r.model), h("label", {}, "Question file (JSONL)", withPicker(r.data)), h("label", {}, "Size", r.size),
