@@ -180,6 +180,38 @@ pub struct Progress {
     pub bar: ProgressBar,
     plain: bool,
     last_line: Mutex<Option<Instant>>,
+    pace: Mutex<Pace>,
+}
+
+/// The time left in a count (training steps, sampled questions) at its mean
+/// pace so far. A training step takes seconds, too long for indicatif's
+/// 15-second estimate, and a resumed phase starts at the step it stopped
+/// at: the pace counts only the positions moved since this count's first.
+#[derive(Debug, Default)]
+struct Pace {
+    /// When the count was first seen, at which position, its length and
+    /// the last position.
+    start: Option<(Instant, u64, u64, u64)>,
+}
+
+impl Pace {
+    /// Records `pos` of `len` at `now`; the time left, once a position has
+    /// been moved. A new length or a position that goes back starts a new
+    /// count.
+    fn update(&mut self, pos: u64, len: u64, now: Instant) -> Option<Duration> {
+        match &mut self.start {
+            Some((since, first, l, last)) if *l == len && pos >= *last => {
+                *last = pos;
+                let moved = pos - *first;
+                (moved > 0)
+                    .then(|| (now - *since).mul_f64(len.saturating_sub(pos) as f64 / moved as f64))
+            }
+            _ => {
+                self.start = Some((now, pos, len, pos));
+                None
+            }
+        }
+    }
 }
 
 impl Progress {
@@ -188,9 +220,10 @@ impl Progress {
         Self::with_template("{spinner} {elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {msg}")
     }
 
-    /// A bar counting items (questions, files), with an ETA.
+    /// A bar counting training steps or sampled questions; the message says
+    /// the time left.
     pub fn counting() -> Self {
-        Self::with_template("{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} eta {eta} {msg}")
+        Self::with_template("{spinner} {elapsed_precise} [{wide_bar}] {pos}/{len} {msg}")
     }
 
     fn with_template(template: &str) -> Self {
@@ -201,6 +234,30 @@ impl Progress {
             bar,
             plain: !std::io::stderr().is_terminal(),
             last_line: Mutex::new(None),
+            pace: Mutex::new(Pace::default()),
+        }
+    }
+
+    /// Moves the bar to `pos` of `len`; returns `", 12m30s left"` once
+    /// the count's pace is known, else nothing.
+    fn count(&self, pos: usize, len: usize) -> String {
+        let (pos, len) = (pos as u64, len as u64);
+        self.bar.set_length(len);
+        self.bar.set_position(pos);
+        let left = self
+            .pace
+            .lock()
+            .ok()
+            .and_then(|mut p| p.update(pos, len, Instant::now()));
+        left.map_or_else(String::new, |d| {
+            format!(", {} left", duration(d.as_secs_f64()))
+        })
+    }
+
+    /// Starts a new count at the next [`Progress::count`] (a new phase).
+    fn new_count(&self) {
+        if let Ok(mut p) = self.pace.lock() {
+            *p = Pace::default();
         }
     }
 
@@ -286,16 +343,16 @@ pub(crate) fn event_printer(progress: &Progress) -> impl Fn(TrainEvent) + Sync +
         TrainEvent::Phase { name } => {
             bar.set_length(0);
             bar.set_position(0);
+            progress.new_count();
             bar.set_message(name.clone());
             bar.suspend(|| eprintln!("== {name}"));
         }
         TrainEvent::Step { phase, record } => {
-            bar.set_length(record.total_steps as u64);
-            bar.set_position(record.step as u64);
-            bar.set_message(format!("{phase}: loss {:.3}", record.loss));
+            let left = progress.count(record.step, record.total_steps);
+            bar.set_message(format!("{phase}: loss {:.3}{left}", record.loss));
             progress.plain_line(|| {
                 format!(
-                    "{phase} step {}/{} loss {:.3}",
+                    "{phase} step {}/{} loss {:.3}{left}",
                     record.step, record.total_steps, record.loss
                 )
             });
@@ -312,10 +369,9 @@ pub(crate) fn event_printer(progress: &Progress) -> impl Fn(TrainEvent) + Sync +
             bar.suspend(|| eprintln!("   {phase}: saved {}", path.display()))
         }
         TrainEvent::Sampled { round, done, total } => {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-            bar.set_message(format!("round {round}: sampling"));
-            progress.plain_line(|| format!("round {round} E-step {done}/{total}"));
+            let left = progress.count(done, total);
+            bar.set_message(format!("round {round}: sampling{left}"));
+            progress.plain_line(|| format!("round {round} E-step {done}/{total}{left}"));
         }
         TrainEvent::Evaluated {
             phase,
@@ -356,6 +412,30 @@ pub(crate) fn event_printer(progress: &Progress) -> impl Fn(TrainEvent) + Sync +
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_time_left_is_the_mean_pace_since_the_count_was_first_seen() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut pace = Pace::default();
+        // A resumed phase: first seen at step 50 of 200; 10 s a step since.
+        assert_eq!(pace.update(50, 200, at(0)), None);
+        assert_eq!(
+            pace.update(51, 200, at(10)),
+            Some(Duration::from_secs(1490))
+        );
+        assert_eq!(
+            pace.update(60, 200, at(100)),
+            Some(Duration::from_secs(1400))
+        );
+        // A new count (another length, or a position going back) starts over.
+        assert_eq!(pace.update(1, 160, at(110)), None);
+        assert_eq!(
+            pace.update(3, 160, at(130)),
+            Some(Duration::from_secs(1570))
+        );
+        assert_eq!(pace.update(1, 160, at(140)), None);
+    }
 
     #[test]
     fn highlights_wrap_the_matched_chars() {
