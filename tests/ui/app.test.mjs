@@ -272,7 +272,8 @@ test("a quick demonstration shows live progress, then its chart and metrics; an 
   await page.getByText("No runs yet.").waitFor();
   await page.getByTestId("start-demo").click();
   const live = page.getByTestId("training-progress");
-  await live.getByText(/warm-up · step \d of 5 · loss/).waitFor();
+  // Step 4 of 5 waits for the test: by then the phase's pace is known.
+  await live.getByText(/warm-up · step 4 of 5 · loss 0\.750 · ETA \d+ s/).waitFor();
   await seen(page);
   await page.getByTestId("chart").locator("img").waitFor();
   const src = await page.getByTestId("chart").locator("img").getAttribute("src");

@@ -33,6 +33,23 @@ function withPicker(input) {
     }, "…"));
 }
 
+/** The time left in a count (a phase's steps, a round's sampled questions)
+ * at its mean pace since it was first seen, as `exsearch` prints it: a
+ * resumed phase starts part-way, and a step takes seconds. A new length or
+ * a position going back starts a new count. */
+function pace(job, pos, len) {
+  const now = Date.now();
+  const p = job.pace;
+  if (!p || p.len !== len || pos < p.last) {
+    job.pace = { since: now, first: pos, len, last: pos };
+    job.left = null;
+    return;
+  }
+  p.last = pos;
+  const moved = pos - p.first;
+  job.left = moved > 0 && pos < len ? ((now - p.since) / 1000 / moved) * (len - pos) : null;
+}
+
 function pct(x) {
   return x === null || x === undefined ? "–" : x.toFixed(1);
 }
@@ -137,6 +154,7 @@ export async function render(root) {
     const parts = [`${job.name}: ${job.phase || "starting"}`];
     if (job.step) parts.push(`step ${job.step.step} of ${job.step.total_steps} · loss ${job.step.loss.toFixed(3)}`);
     if (job.sampled) parts.push(`sampling ${job.sampled.done} of ${job.sampled.total} questions`);
+    if (job.left != null) parts.push(`ETA ${fmtDuration(job.left)}`);
     if (job.evaluated) parts.push(`${job.evaluated.phase} ${job.evaluated.split} EM ${pct(job.evaluated.em)}`);
     if (training.stopping) parts.push("stopping…");
     liveLabel.textContent = parts.join(" · ");
@@ -147,11 +165,11 @@ export async function render(root) {
     if (training.running) { toast("A training run is already going"); return false; }
     selected = { kind, name };
     const run = training.run(command, args, {
-      state: { kind, name, phase: "", step: null, sampled: null, evaluated: null },
+      state: { kind, name, phase: "", step: null, sampled: null, evaluated: null, pace: null, left: null },
       onEvent: (e, job) => {
-        if (e.event === "phase") Object.assign(job, { phase: e.name, step: null, sampled: null });
-        else if (e.event === "step") job.step = e.record;
-        else if (e.event === "sampled") job.sampled = e;
+        if (e.event === "phase") Object.assign(job, { phase: e.name, step: null, sampled: null, pace: null, left: null });
+        else if (e.event === "step") { job.step = e.record; pace(job, e.record.step, e.record.total_steps); }
+        else if (e.event === "sampled") { job.sampled = e; pace(job, e.done, e.total); }
         else if (e.event === "evaluated") job.evaluated = e;
       },
     });
