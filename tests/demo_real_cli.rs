@@ -193,6 +193,50 @@ fn demo_real_trains_adapters_over_a_quantized_model_makes_the_best_active_and_re
     );
 }
 
+/// Every step's loss and gradient norm, every evaluation and every round's
+/// E-step figures, in order.
+fn recorded(dir: &Path) -> Vec<String> {
+    let db = rusqlite::Connection::open(dir.join("runs.sqlite")).expect("store");
+    let rows = |sql: &str| -> Vec<String> {
+        let mut statement = db.prepare(sql).expect("query");
+        let rows = statement
+            .query_map([], |r| r.get::<_, String>(0))
+            .expect("rows")
+            .map(|r| r.expect("row"));
+        rows.collect()
+    };
+    [
+        "SELECT phase || ' ' || step || ' ' || loss || ' ' || grad_norm FROM steps ORDER BY phase, step",
+        "SELECT phase || ' ' || split || ' ' || em || ' ' || f1 || ' ' || recall FROM evals ORDER BY phase, split",
+        "SELECT round || ' ' || sample_em || ' ' || bound || ' ' || ess FROM rounds ORDER BY round",
+    ]
+    .iter()
+    .flat_map(|sql| rows(sql))
+    .collect()
+}
+
+#[test]
+fn demo_real_with_lora_dropout_repeats_under_the_same_seed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let home = tmp.path().join("home");
+    let (gguf, data, config) = real_demo_inputs(tmp.path());
+    let mut settings = real_demo_settings();
+    settings["lora"]["dropout"] = json!(0.2);
+    common::write(&config, settings.to_string());
+    let run = |name: &str| {
+        let dir = tmp.path().join(name);
+        common::json(&home, &demo_real_args(&gguf, &data, &config, &dir));
+        recorded(&dir)
+    };
+    let first = run("a");
+    assert!(
+        first.iter().filter(|r| r.starts_with("warm-up ")).count() >= 4,
+        "{first:?}"
+    );
+    assert!(first.iter().any(|r| r.starts_with("round 1 ")), "{first:?}");
+    assert_eq!(run("b"), first, "the same seed, the same run");
+}
+
 #[test]
 fn demo_real_killed_at_any_moment_resumes_to_the_end() {
     use std::os::unix::process::ExitStatusExt;
