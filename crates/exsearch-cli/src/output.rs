@@ -196,14 +196,14 @@ struct Pace {
 
 impl Pace {
     /// Records `pos` of `len` at `now`; the time left, once a position has
-    /// been moved. A new length or a position that goes back starts a new
-    /// count.
+    /// been moved and until the last (as the app shows it). A new length or
+    /// a position that goes back starts a new count.
     fn update(&mut self, pos: u64, len: u64, now: Instant) -> Option<Duration> {
         match &mut self.start {
             Some((since, first, l, last)) if *l == len && pos >= *last => {
                 *last = pos;
                 let moved = pos - *first;
-                (moved > 0)
+                (moved > 0 && pos < len)
                     .then(|| (now - *since).mul_f64(len.saturating_sub(pos) as f64 / moved as f64))
             }
             _ => {
@@ -429,6 +429,7 @@ mod tests {
             Some(Duration::from_secs(1400))
         );
         // A new count (another length, or a position going back) starts over.
+        assert_eq!(pace.update(200, 200, at(1500)), None, "nothing left to say");
         assert_eq!(pace.update(1, 160, at(110)), None);
         assert_eq!(
             pace.update(3, 160, at(130)),
