@@ -80,10 +80,7 @@ pub async fn training_list(shell: ShellState<'_>) -> CommandResult<Vec<TrainingE
     blocking(move || {
         let mut out = Vec::new();
         for run in Run::list(shell.home())? {
-            let model = match run.spec()? {
-                RunSpec::Warmup(s) => s.model,
-                RunSpec::Em(s) => s.model,
-            };
+            let model = run.spec()?.model().to_string();
             out.push(TrainingEntry {
                 kind: Kind::Run,
                 finished: run.report()?.is_some(),

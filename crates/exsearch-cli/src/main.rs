@@ -13,6 +13,7 @@ mod generate;
 mod library;
 mod model;
 mod output;
+mod questions;
 mod retrieval;
 mod search;
 mod train;

@@ -240,7 +240,7 @@ impl Progress {
 
     /// Moves the bar to `pos` of `len`; returns `", 12m30s left"` once
     /// the count's pace is known, else nothing.
-    fn count(&self, pos: usize, len: usize) -> String {
+    pub(crate) fn count(&self, pos: usize, len: usize) -> String {
         let (pos, len) = (pos as u64, len as u64);
         self.bar.set_length(len);
         self.bar.set_position(pos);
@@ -372,6 +372,17 @@ pub(crate) fn event_printer(progress: &Progress) -> impl Fn(TrainEvent) + Sync +
             let left = progress.count(done, total);
             bar.set_message(format!("round {round}: sampling{left}"));
             progress.plain_line(|| format!("round {round} E-step {done}/{total}{left}"));
+        }
+        TrainEvent::Written {
+            candidates,
+            kept,
+            wanted,
+        } => {
+            let left = progress.count(kept, wanted);
+            bar.set_message(format!("questions kept, {candidates} written{left}"));
+            progress.plain_line(|| {
+                format!("questions: {kept}/{wanted} kept of {candidates} written{left}")
+            });
         }
         TrainEvent::Evaluated {
             phase,

@@ -1,4 +1,4 @@
-//! `exsearch train warmup|em|resume|status`: self-training runs over the
+//! `exsearch train warmup|em|questions|resume|status`: self-training runs over the
 //! person's own library.
 
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use exsearch_core::Home;
 use exsearch_train::adapters::Adapters;
+use exsearch_train::auto::AutoSpec;
 use exsearch_train::defaults;
 use exsearch_train::estep::EStepOptions;
 use exsearch_train::run::{EmSpec, Run, RunReport, RunSpec, Tuning, WarmupSpec};
@@ -22,6 +23,14 @@ pub enum TrainCommand {
     /// EM rounds: sample trajectories over the library, weight them by the
     /// gold answer's likelihood, train on them; validate each round
     Em(Box<EmArgs>),
+    /// Write questions from the library (one- and two-hop, each with its
+    /// answer, passages and the search that built it), filtered, for a
+    /// person to read and train on
+    Questions(Box<crate::questions::QuestionsArgs>),
+    /// Teach the model the library with no labels: write questions from
+    /// it, warm up on the searches that built them, run EM rounds on them,
+    /// validate on held-out ones, make the best adapter active
+    Auto(Box<AutoArgs>),
     /// Continue a run that was stopped or killed
     Resume {
         name: String,
@@ -92,6 +101,63 @@ impl TuningArgs {
             seed: self.seed,
             ..TrainConfig::default()
         }
+    }
+}
+
+#[derive(Args)]
+pub struct AutoArgs {
+    /// Base model: a folder, a .gguf file, or a hub id
+    #[arg(long, short = 'm', env = "EXSEARCH_MODEL")]
+    model: String,
+    /// Questions to write and keep (a fifth are held out for validation)
+    #[arg(long, default_value_t = 100)]
+    questions: usize,
+    /// Train on these questions instead of writing them (`train
+    /// questions --out FILE`, perhaps by a stronger model or edited; any
+    /// QA file over this library)
+    #[arg(long)]
+    questions_file: Option<PathBuf>,
+    /// Share of written candidates tried as two-hop questions
+    #[arg(long, default_value_t = 0.5)]
+    two_hop: f64,
+    /// Share of the questions held out to validate each phase
+    #[arg(long, default_value_t = 0.2)]
+    valid_share: f64,
+    /// EM rounds (each an E-step over the training questions and an M-step)
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Any other setting, as JSON over the defaults (e.g. {"warmup":
+    /// {"epochs": 3}, "estep": {"samples": 2}}; see ARCHITECTURE.md)
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Run name [default: auto-<date>-<time>]
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+/// `spec` with the settings of the JSON object in `path` laid over it.
+fn with_overrides(spec: &AutoSpec, path: &std::path::Path) -> Result<AutoSpec> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let over: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    let mut base = serde_json::to_value(spec)?;
+    merge(&mut base, over);
+    serde_json::from_value(base).with_context(|| format!("{}", path.display()))
+}
+
+fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (b, o) => *b = o,
     }
 }
 
@@ -232,6 +298,27 @@ pub fn run(home: &Home, cmd: TrainCommand) -> Result<ExitCode> {
             let name = args.name.unwrap_or_else(|| default_name("em"));
             execute(home, Run::create(home, &name, &spec)?, args.json)
         }
+        TrainCommand::Questions(args) => crate::questions::run(home, *args),
+        TrainCommand::Auto(args) => {
+            let mut spec = AutoSpec::new(args.model.clone());
+            spec.questions_file = args.questions_file.as_deref().map(absolute).transpose()?;
+            spec.write.count = args.questions;
+            spec.write.two_hop = args.two_hop;
+            spec.write.seed = args.seed;
+            spec.warmup.seed = args.seed;
+            spec.mstep.seed = args.seed;
+            spec.valid_share = args.valid_share;
+            spec.rounds = args.rounds;
+            if let Some(path) = &args.config {
+                spec = with_overrides(&spec, path)?;
+            }
+            let name = args.name.unwrap_or_else(|| default_name("auto"));
+            execute(
+                home,
+                Run::create(home, &name, &RunSpec::Auto(spec))?,
+                args.json,
+            )
+        }
         TrainCommand::Resume { name, json } => execute(home, Run::open(home, &name)?, json),
         TrainCommand::Status { name, json } => status(home, name.as_deref(), json),
     }
@@ -283,6 +370,25 @@ fn print_report(run: &Run, r: &RunReport) {
             p.saved.display()
         );
     }
+    if let Some(q) = &r.questions {
+        if let Some(w) = &q.written {
+            println!(
+                "questions: {} kept of {} written ({} one-hop, {} two-hop); every one and its \
+                 fate in {}",
+                w.kept,
+                w.candidates,
+                w.kept_one_hop,
+                w.kept_two_hop,
+                run.dir.join("questions.jsonl").display()
+            );
+        }
+        println!(
+            "{} to train, {} held out; validation EM before training {}",
+            q.train,
+            q.valid,
+            opt(q.start_em, 1)
+        );
+    }
     if let Some(best) = &r.best {
         println!("best: {best}");
     }
@@ -299,10 +405,7 @@ fn status(home: &Home, name: Option<&str>, json: bool) -> Result<ExitCode> {
             .iter()
             .map(|r| -> Result<serde_json::Value> {
                 let spec = r.spec()?;
-                let (kind, model) = match &spec {
-                    RunSpec::Warmup(s) => ("warmup", s.model.clone()),
-                    RunSpec::Em(s) => ("em", s.model.clone()),
-                };
+                let (kind, model) = (spec.kind(), spec.model().to_string());
                 let steps = r.store()?.steps(None)?.len();
                 Ok(serde_json::json!({
                     "name": r.name, "kind": kind, "model": model, "steps": steps,

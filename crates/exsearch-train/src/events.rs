@@ -40,6 +40,12 @@ pub enum TrainEvent {
         done: usize,
         total: usize,
     },
+    /// Questions written from the library so far (`train auto`).
+    Written {
+        candidates: usize,
+        kept: usize,
+        wanted: usize,
+    },
     Evaluated {
         phase: Phase,
         split: String,

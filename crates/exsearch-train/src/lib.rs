@@ -17,8 +17,12 @@
 //!   one, merging into a base model.
 //! - [`em`]: the EM rounds, one loop for runs and demonstrations.
 //! - [`plan`]: warm-up trajectories planned from known supporting passages.
+//! - [`questions`]: questions written from the library, filtered, with the
+//!   search that built each.
 //! - [`phase`]: the phases (warm-up, round n, control) by one name each.
 //! - [`defaults`]: every training default, once.
+//! - [`auto`]: `train auto`, questions written from the library, warm-up
+//!   and EM rounds on them.
 //! - [`run`]: training runs a person starts (`exsearch train`): warm-up and
 //!   EM rounds over their own library, resumable after a kill.
 //! - [`real`]: the real-model demonstration (`exsearch demo real`).
@@ -27,6 +31,7 @@
 //! - [`files`]: whole-file writes and names safe as folder names.
 
 pub mod adapters;
+pub mod auto;
 pub mod charts;
 pub mod defaults;
 pub mod demo;
@@ -43,6 +48,7 @@ pub mod memory;
 pub mod optim;
 pub mod phase;
 pub mod plan;
+pub mod questions;
 pub mod real;
 pub mod run;
 pub mod store;

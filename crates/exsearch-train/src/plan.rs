@@ -131,7 +131,7 @@ pub fn oracle_trajectories(
 }
 
 /// Lower-case words of three letters or more.
-fn words(text: &str) -> HashSet<String> {
+pub(crate) fn words(text: &str) -> HashSet<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| w.chars().count() >= 3)
         .map(str::to_lowercase)
@@ -139,7 +139,7 @@ fn words(text: &str) -> HashSet<String> {
 }
 
 /// Whether `needle` occurs in `text` case-insensitively on word boundaries.
-fn contains_words(text: &str, needle: &str) -> bool {
+pub(crate) fn contains_words(text: &str, needle: &str) -> bool {
     let (text, needle) = (text.to_lowercase(), needle.trim().to_lowercase());
     if needle.is_empty() {
         return false;
@@ -153,7 +153,7 @@ fn contains_words(text: &str, needle: &str) -> bool {
 
 /// The passage's sentences: text split after `.`, `!` or `?` followed by
 /// whitespace and a capital letter, a digit or an opening quote.
-fn sentences(text: &str) -> Vec<&str> {
+pub(crate) fn sentences(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut chars = text.char_indices().peekable();
@@ -207,7 +207,7 @@ fn best_sentence<'a>(
         .map(|(_, s)| s)
 }
 
-fn shorten(sentence: &str) -> String {
+pub(crate) fn shorten(sentence: &str) -> String {
     let sentence = sentence.trim();
     if sentence.chars().count() <= MAX_EVIDENCE {
         return sentence.to_string();

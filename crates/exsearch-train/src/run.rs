@@ -157,6 +157,28 @@ impl EmSpec {
 pub enum RunSpec {
     Warmup(WarmupSpec),
     Em(EmSpec),
+    /// Questions written from the library, warm-up, EM rounds.
+    Auto(crate::auto::AutoSpec),
+}
+
+impl RunSpec {
+    /// The base model the run trains.
+    pub fn model(&self) -> &str {
+        match self {
+            Self::Warmup(s) => &s.model,
+            Self::Em(s) => &s.model,
+            Self::Auto(s) => &s.model,
+        }
+    }
+
+    /// What kind of run it is, as `train status` lists it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Warmup(_) => "warmup",
+            Self::Em(_) => "em",
+            Self::Auto(_) => "auto",
+        }
+    }
 }
 
 /// One phase's outcome, as `report.json` and `status` show it.
@@ -179,6 +201,9 @@ pub struct RunReport {
     pub best: Option<Phase>,
     /// The adapter made active.
     pub active_adapter: Option<String>,
+    /// `train auto`: the questions written and how they were split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub questions: Option<crate::auto::AutoQuestions>,
 }
 
 /// A run's folder.
@@ -279,7 +304,7 @@ impl Run {
         self.dir.join("corpus")
     }
 
-    fn outputs<'a>(
+    pub(crate) fn outputs<'a>(
         &'a self,
         home: &'a Home,
         files: &'a ModelFiles,
@@ -307,6 +332,7 @@ impl Run {
         let report = match self.spec()? {
             RunSpec::Warmup(spec) => self.warmup(home, &spec, &recorder, cancel)?,
             RunSpec::Em(spec) => self.em(home, &spec, &recorder, cancel)?,
+            RunSpec::Auto(spec) => self.auto(home, &spec, &recorder, cancel)?,
         };
         let text = serde_json::to_string_pretty(&report).unwrap_or_default();
         write_atomic(&self.dir.join(REPORT_FILE), text.as_bytes())?;
@@ -409,6 +435,7 @@ impl Run {
             }],
             best: Some(phase),
             active_adapter: active,
+            questions: None,
         })
     }
 
@@ -518,6 +545,7 @@ impl Run {
             phases: outcome.rounds,
             best,
             active_adapter: active,
+            questions: None,
         })
     }
 }

@@ -499,6 +499,14 @@ impl Library {
         self.index.hits_by_id(&fused, query)
     }
 
+    /// Every passage's id, title (its document's) and text, in id order:
+    /// what questions are written from.
+    pub fn passages(&self) -> Result<Vec<(PassageId, String, String)>> {
+        let mut ids = self.index.passage_ids()?;
+        ids.sort();
+        self.index.passage_texts(&ids)
+    }
+
     /// Every document with its status, ordered by path.
     pub fn documents(&self) -> Result<Vec<DocumentEntry>> {
         self.catalog.documents()

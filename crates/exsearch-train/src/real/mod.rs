@@ -295,11 +295,16 @@ impl RealDemo {
             &config.agent,
             cancel,
         )?)?;
-        let warmed = self.warm_up(
+        let warmed = warm_up(
+            dir,
             &decoder,
             &tuned,
             &outputs,
-            config,
+            &TrainConfig {
+                seed: config.seed,
+                ..config.warmup_train.clone()
+            },
+            config.patience,
             &warm_data,
             &warm_valid,
             &recorder,
@@ -419,102 +424,6 @@ impl RealDemo {
         }
     }
 
-    /// LoRA warm-up until the held-out loss stops improving; the best
-    /// epoch's adapter is saved and left in the model.
-    #[allow(clippy::too_many_arguments)]
-    fn warm_up(
-        &self,
-        decoder: &exsearch_model::model::Decoder,
-        tuned: &Tuned,
-        outputs: &Outputs<'_>,
-        config: &RealConfig,
-        data: &[Encoded],
-        valid: &[Encoded],
-        recorder: &Recorder<'_>,
-        cancel: &CancelToken,
-    ) -> Result<PhaseResult> {
-        let phase = Phase::Warmup;
-        let folder = self.dir.join(phase.folder());
-        let done_path = folder.join(DONE_FILE);
-        if let Some(done) = read_done(&done_path)? {
-            tuned.restore(&done.saved)?;
-            recorder.emit(TrainEvent::Resumed {
-                what: format!("{phase} (finished before)"),
-            });
-            return Ok(done);
-        }
-        recorder.emit(TrainEvent::Phase {
-            name: phase.label(),
-        });
-        let mut trainer = Trainer::new(
-            decoder,
-            tuned.params(),
-            TrainConfig {
-                seed: config.seed,
-                ..config.warmup_train.clone()
-            },
-            Some(&folder.join("trainer")),
-        )?;
-        if trainer.steps_taken() > 0 {
-            recorder.emit(TrainEvent::Resumed {
-                what: format!("{phase} from step {}", trainer.steps_taken() + 1),
-            });
-        }
-        // The best epoch so far, including those of a killed earlier attempt.
-        let mut best = recorder.with_store(|s| s.epochs(phase))?.into_iter().fold(
-            (f64::INFINITY, 0usize),
-            |b, (epoch, loss)| if loss < b.0 { (loss, epoch) } else { b },
-        );
-        let records = trainer.run_until(
-            data,
-            &mut |r| {
-                recorder.emit(TrainEvent::Step {
-                    phase,
-                    record: r.clone(),
-                })
-            },
-            &mut |epoch| {
-                if valid.is_empty() {
-                    tuned.save(outputs, phase, &AdapterNote::default())?;
-                    return Ok(true);
-                }
-                let loss = evaluate_loss(decoder, valid, config.warmup_train.token_budget)?;
-                recorder.emit(TrainEvent::Epoch {
-                    phase,
-                    epoch,
-                    valid_loss: loss,
-                });
-                if loss < best.0 - 1e-4 {
-                    best = (loss, epoch);
-                    let note = AdapterNote {
-                        valid_loss: Some(loss),
-                        ..AdapterNote::default()
-                    };
-                    tuned.save(outputs, phase, &note)?;
-                }
-                Ok(config.patience == 0 || epoch - best.1 < config.patience)
-            },
-            cancel,
-        )?;
-        // The best epoch's adapter, not the last one's, is what goes on.
-        let saved = tuned.saved_path(outputs, phase);
-        tuned.restore(&saved)?;
-        recorder.emit(TrainEvent::Saved {
-            phase,
-            path: saved.clone(),
-        });
-        let done = PhaseResult {
-            phase,
-            steps: trainer.steps_taken(),
-            last_loss: records.last().map(|r| r.loss),
-            valid_loss: best.0.is_finite().then_some(best.0),
-            valid_em: None,
-            saved,
-        };
-        write_done(&done_path, &done)?;
-        Ok(done)
-    }
-
     /// More warm-up for `steps` optimizer steps, from the warmed-up adapter.
     #[allow(clippy::too_many_arguments)]
     fn control(
@@ -575,6 +484,101 @@ impl RealDemo {
         write_done(&done_path, &done)?;
         Ok(done.steps)
     }
+}
+
+/// LoRA warm-up in `dir` until the held-out loss stops improving; the
+/// best epoch's adapter is saved and left in the model. `train.seed`
+/// orders the batches. Finished before (its `done.json`), it is restored.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn warm_up(
+    dir: &Path,
+    decoder: &exsearch_model::model::Decoder,
+    tuned: &Tuned,
+    outputs: &Outputs<'_>,
+    train: &TrainConfig,
+    patience: usize,
+    data: &[Encoded],
+    valid: &[Encoded],
+    recorder: &Recorder<'_>,
+    cancel: &CancelToken,
+) -> Result<PhaseResult> {
+    let phase = Phase::Warmup;
+    let folder = dir.join(phase.folder());
+    let done_path = folder.join(DONE_FILE);
+    if let Some(done) = read_done(&done_path)? {
+        tuned.restore(&done.saved)?;
+        recorder.emit(TrainEvent::Resumed {
+            what: format!("{phase} (finished before)"),
+        });
+        return Ok(done);
+    }
+    recorder.emit(TrainEvent::Phase {
+        name: phase.label(),
+    });
+    let mut trainer = Trainer::new(
+        decoder,
+        tuned.params(),
+        train.clone(),
+        Some(&folder.join("trainer")),
+    )?;
+    if trainer.steps_taken() > 0 {
+        recorder.emit(TrainEvent::Resumed {
+            what: format!("{phase} from step {}", trainer.steps_taken() + 1),
+        });
+    }
+    // The best epoch so far, including those of a killed earlier attempt.
+    let mut best = recorder.with_store(|s| s.epochs(phase))?.into_iter().fold(
+        (f64::INFINITY, 0usize),
+        |b, (epoch, loss)| if loss < b.0 { (loss, epoch) } else { b },
+    );
+    let records = trainer.run_until(
+        data,
+        &mut |r| {
+            recorder.emit(TrainEvent::Step {
+                phase,
+                record: r.clone(),
+            })
+        },
+        &mut |epoch| {
+            if valid.is_empty() {
+                tuned.save(outputs, phase, &AdapterNote::default())?;
+                return Ok(true);
+            }
+            let loss = evaluate_loss(decoder, valid, train.token_budget)?;
+            recorder.emit(TrainEvent::Epoch {
+                phase,
+                epoch,
+                valid_loss: loss,
+            });
+            if loss < best.0 - 1e-4 {
+                best = (loss, epoch);
+                let note = AdapterNote {
+                    valid_loss: Some(loss),
+                    ..AdapterNote::default()
+                };
+                tuned.save(outputs, phase, &note)?;
+            }
+            Ok(patience == 0 || epoch - best.1 < patience)
+        },
+        cancel,
+    )?;
+    // The best epoch's adapter, not the last one's, is what goes on.
+    let saved = tuned.saved_path(outputs, phase);
+    tuned.restore(&saved)?;
+    recorder.emit(TrainEvent::Saved {
+        phase,
+        path: saved.clone(),
+    });
+    let done = PhaseResult {
+        phase,
+        steps: trainer.steps_taken(),
+        last_loss: records.last().map(|r| r.loss),
+        valid_loss: best.0.is_finite().then_some(best.0),
+        valid_em: None,
+        saved,
+    };
+    write_done(&done_path, &done)?;
+    Ok(done)
 }
 
 struct Split {
