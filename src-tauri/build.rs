@@ -33,6 +33,8 @@ const COMMANDS: &[&str] = &[
     "training_defaults",
     "train_demo",
     "train_em",
+    "train_auto",
+    "train_auto_estimate",
     "train_warmup",
     "train_resume",
     "train_real",

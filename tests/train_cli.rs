@@ -928,6 +928,21 @@ fn train_auto_trains_on_questions_from_the_library_and_resumes_without_redoing()
     // Before, after the warm-up, after the round.
     assert_eq!(evals("taught"), 3);
 
+    // `train status` shows held-out questions answered before and after.
+    let status = common::json(&home, &["train", "status", "taught", "--json"]);
+    let compared = status["before_after"].as_array().expect("before/after");
+    assert_eq!(compared.len(), 1, "the one held-out question: {status}");
+    let row = &compared[0];
+    assert!(
+        ["Shirley Temple", "Chief of Protocol", "1921", "Maple Press"]
+            .contains(&row["answer"].as_str().expect("answer")),
+        "{row}"
+    );
+    assert!(
+        row["before"].is_string() && row["after"].is_string(),
+        "{row}"
+    );
+
     // Resumed after it finished: nothing is trained or measured again.
     let again = common::json(&home, &["train", "resume", "taught", "--json"]);
     assert_eq!(again, report);

@@ -55,6 +55,8 @@ pub fn builder<R: Runtime>(shell: Shell) -> Builder<R> {
             training::train_real,
             training::train_real_resume,
             training::train_em,
+            training::train_auto,
+            training::train_auto_estimate,
             training::train_warmup,
             training::train_resume,
             training::adapters_list,

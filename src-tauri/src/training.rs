@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use exsearch_core::Home;
 use exsearch_train::adapters::{AdapterInfo, Adapters};
+use exsearch_train::auto::{AutoEstimate, AutoSpec, Compared};
 use exsearch_train::defaults::{self, FormDefaults};
 use exsearch_train::demo::{Demo, DemoConfig, DemoReport};
+use exsearch_train::questions::WriteSummary;
 use exsearch_train::real::{RealConfig, RealDemo, RealReport};
 use exsearch_train::run::{EmSpec, Run, RunReport, RunSpec, Tuning, WarmupSpec};
 use exsearch_train::store::{EvalRow, RoundRow};
@@ -49,9 +51,16 @@ pub struct TrainingEntry {
 /// A run's or demonstration's store, report and charts.
 fn detail(home: &Home, kind: Kind, name: &str) -> CommandResult<TrainingDetail> {
     check_name(name)?;
+    let mut questions = None;
+    let mut before_after = Vec::new();
     let (store, report, charts) = match kind {
         Kind::Run => {
             let run = Run::open(home, name)?;
+            if let RunSpec::Auto(_) = run.spec()? {
+                let written = run.written_questions()?;
+                questions = (!written.is_empty()).then(|| WriteSummary::of(&written));
+                before_after = run.before_after(COMPARED)?;
+            }
             let report = run.report()?.map(serde_json::to_value).transpose();
             (run.store()?, report, run.charts_dir())
         }
@@ -71,6 +80,8 @@ fn detail(home: &Home, kind: Kind, name: &str) -> CommandResult<TrainingDetail> 
         rounds: store.rounds()?,
         report: report.map_err(|e| CommandError::new("bad_file", e.to_string()))?,
         charts: read_charts(&charts),
+        questions,
+        before_after,
     })
 }
 
@@ -126,7 +137,15 @@ pub struct TrainingDetail {
     pub report: Option<serde_json::Value>,
     /// The plotters SVGs, the combined `convergence` chart first.
     pub charts: Vec<Chart>,
+    /// "Teach the model my library": the questions written so far.
+    pub questions: Option<WriteSummary>,
+    /// "Teach the model my library", once finished: held-out questions
+    /// answered before training and after.
+    pub before_after: Vec<Compared>,
 }
+
+/// Held-out questions the page shows answered before and after training.
+const COMPARED: usize = 5;
 
 fn read_charts(dir: &Path) -> Vec<Chart> {
     let mut charts: Vec<Chart> = std::fs::read_dir(dir)
@@ -159,7 +178,10 @@ pub async fn training_detail(
 
 fn train_sink(channel: Channel<TrainEvent>) -> impl Fn(TrainEvent) + Send + Sync {
     thinned(channel, |e| {
-        matches!(e, TrainEvent::Step { .. } | TrainEvent::Sampled { .. })
+        matches!(
+            e,
+            TrainEvent::Step { .. } | TrainEvent::Sampled { .. } | TrainEvent::Written { .. }
+        )
     })
 }
 
@@ -337,6 +359,65 @@ pub async fn train_em(
         start_run(&shell, &request.name, &spec, &job, on_event)
     })
     .await
+}
+
+/// "Teach the model my library": questions written from the library,
+/// warm-up and EM rounds on them (`exsearch train auto`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AutoRequest {
+    pub name: String,
+    /// The base model [default: the model that answers].
+    pub model: Option<String>,
+    /// Questions to write and keep.
+    pub questions: usize,
+    /// Questions written before (`exsearch train questions`, perhaps by a
+    /// stronger model, perhaps edited) instead of writing them.
+    #[serde(default)]
+    pub questions_file: Option<PathBuf>,
+}
+
+fn auto_spec(shell: &Shell, model: Option<String>, questions: usize) -> CommandResult<AutoSpec> {
+    if questions < 5 {
+        return Err(CommandError::new(
+            "invalid_setting",
+            "ask for at least 5 questions: some are held out to measure the model",
+        ));
+    }
+    let mut spec = AutoSpec::new(base_model(shell, model)?);
+    spec.write.count = questions;
+    Ok(spec)
+}
+
+#[tauri::command]
+pub async fn train_auto(
+    shell: ShellState<'_>,
+    request: AutoRequest,
+    job: String,
+    on_event: Channel<TrainEvent>,
+) -> CommandResult<RunReport> {
+    check_name(&request.name)?;
+    let shell = Arc::clone(&shell);
+    blocking(move || {
+        let mut spec = auto_spec(&shell, request.model, request.questions)?;
+        spec.questions_file = request
+            .questions_file
+            .as_deref()
+            .map(absolute)
+            .transpose()?;
+        start_run(&shell, &request.name, &RunSpec::Auto(spec), &job, on_event)
+    })
+    .await
+}
+
+/// How long "Teach the model my library" would take with `model`.
+#[tauri::command]
+pub async fn train_auto_estimate(
+    shell: ShellState<'_>,
+    model: Option<String>,
+    questions: usize,
+) -> CommandResult<AutoEstimate> {
+    let shell = Arc::clone(&shell);
+    blocking(move || Ok(auto_spec(&shell, model, questions)?.estimate()?)).await
 }
 
 /// A warm-up run: supervised fine-tuning on written trajectories, whose

@@ -222,3 +222,140 @@ fn a_real_model_demonstration_runs_on_a_question_file_and_is_listed_with_its_rep
     assert_eq!(err["code"], "unknown_training");
     app.shapes.check("real");
 }
+
+/// Four documents: Shirley Temple joins a film to her career, Maple Press
+/// a library's copy to the year it first printed; and questions on them as
+/// `exsearch train questions` writes them.
+fn library_and_questions(dir: &Path) -> (PathBuf, PathBuf) {
+    let docs = dir.join("library");
+    std::fs::create_dir_all(&docs).expect("docs");
+    let passages = [
+        (
+            "Kiss and Tell",
+            "Kiss and Tell is a comedy film starring Shirley Temple as a teenage girl.",
+        ),
+        (
+            "Shirley Temple",
+            "Shirley Temple later served as the Chief of Protocol.",
+        ),
+        ("Maple Press", "Maple Press printed its first book in 1921."),
+        (
+            "Oak Street Library",
+            "Oak Street Library holds a copy printed by Maple Press.",
+        ),
+    ];
+    for (i, (title, text)) in passages.iter().enumerate() {
+        std::fs::write(
+            docs.join(format!("{i}.md")),
+            format!("# {title}\n\n{text}\n"),
+        )
+        .expect("doc");
+    }
+    let question = |q: &str, answer: &str, hops: &[usize]| {
+        json!({"id": q, "question": q, "answers": [answer],
+               "contexts": hops.iter().map(|&i| json!({"title": passages[i].0, "text": passages[i].1, "supporting": true})).collect::<Vec<_>>(),
+               "construction": {"queries": hops.iter().map(|&i| passages[i].0).collect::<Vec<_>>(),
+                                "facts": hops.iter().map(|&i| passages[i].1).collect::<Vec<_>>(),
+                                "answer": answer}})
+        .to_string()
+    };
+    let qa = dir.join("qa.jsonl");
+    std::fs::write(
+        &qa,
+        [
+            question("Who starred in Kiss and Tell?", "Shirley Temple", &[0]),
+            question(
+                "What did the star of Kiss and Tell serve as?",
+                "Chief of Protocol",
+                &[0, 1],
+            ),
+            question("When did Maple Press print its first book?", "1921", &[2]),
+            question(
+                "Who printed the copy at Oak Street Library?",
+                "Maple Press",
+                &[3],
+            ),
+            question(
+                "When did the printer of Oak Street Library's copy first print?",
+                "1921",
+                &[3, 2],
+            ),
+        ]
+        .join("\n"),
+    )
+    .expect("qa");
+    (docs, qa)
+}
+
+#[test]
+fn teaching_the_model_the_library_estimates_trains_and_compares_before_and_after() {
+    let tmp = TempDir::new().expect("tmp");
+    let app = app(&tmp.path().join("home"));
+    let (docs, qa) = library_and_questions(tmp.path());
+    app.add_folder(&docs, "i");
+    let model_dir = tmp.path().join("model");
+    fixtures::write_hf_model(
+        &model_dir,
+        &fixtures::tiny_config(Family::Llama),
+        7,
+        DType::F32,
+    )
+    .expect("fixture");
+    let gguf = tmp.path().join("tiny-q4_k_m.gguf");
+    fixtures::write_gguf(&model_dir, &gguf, fixtures::Quant::Q4KM).expect("gguf");
+
+    // The estimate scales with the questions asked for.
+    let estimate = |n: usize| {
+        app.ok(
+            "train_auto_estimate",
+            json!({"model": gguf, "questions": n}),
+        )
+    };
+    let (short, long) = (estimate(30), estimate(100));
+    assert!(
+        short["seconds"].as_f64().expect("seconds") < long["seconds"].as_f64().expect("seconds"),
+        "{short} {long}"
+    );
+    assert!(short["basis"].as_str().expect("basis").contains("SmolLM2"));
+    let err = app
+        .call(
+            "train_auto_estimate",
+            json!({"model": gguf, "questions": 2}),
+        )
+        .expect_err("too few");
+    assert_eq!(err["code"], "invalid_setting");
+
+    // The tiny random model writes no question worth keeping: the run
+    // stops before training and the page can show every candidate's fate.
+    let err = app
+        .call(
+            "train_auto",
+            json!({"request": {"name": "library", "model": gguf, "questions": 5, "questions_file": null},
+                   "job": "a1", "onEvent": channel(2)}),
+        )
+        .expect_err("nothing kept");
+    assert!(
+        err["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("questions.jsonl")),
+        "{err}"
+    );
+    let detail = app.ok("training_detail", json!({"kind": "run", "name": "library"}));
+    assert_eq!(detail["questions"]["candidates"], 4, "{detail}");
+    assert_eq!(detail["questions"]["kept"], 0);
+
+    // Questions written elsewhere (a stronger model, or edited) train it.
+    let report = app.ok(
+        "train_auto",
+        json!({"request": {"name": "taught", "model": gguf, "questions": 5, "questions_file": qa},
+               "job": "a2", "onEvent": channel(3)}),
+    );
+    assert_eq!(report["questions"]["train"], 4, "{report}");
+    assert_eq!(report["questions"]["valid"], 1);
+    let detail = app.ok("training_detail", json!({"kind": "run", "name": "taught"}));
+    let compared = detail["before_after"].as_array().expect("before/after");
+    assert_eq!(compared.len(), 1, "{detail}");
+    assert!(compared[0]["question"].is_string() && compared[0]["after"].is_string());
+    assert!(!detail["charts"].as_array().expect("charts").is_empty());
+    app.shapes.check("teach");
+}

@@ -309,6 +309,25 @@ test("a real model's demonstration starts from a question file, then shows the t
   assert.deepEqual(errors, []);
 });
 
+test("teaching the model the library: an estimate, one button, progress while it writes questions, then before and after", async () => {
+  const { page, calls, errors } = await open({ hash: "#training" });
+  await page.getByTestId("teach-estimate").getByText(/About 1 h 30 min \(the pace of SmolLM2-135M on two cores/).waitFor();
+  await page.getByTestId("teach-size").selectOption("30");
+  await page.getByTestId("teach-estimate").getByText(/About 27 min 0 s/).waitFor();
+  await page.getByTestId("start-teach").click();
+  await page.getByTestId("training-progress").getByText(/writing questions · 6 of 30 questions kept \(48 written\) · ETA \d+ s/).waitFor();
+  await seen(page);
+  await page.getByText(/library-.*-30 finished: held-out EM 0\.0 before training, 33\.3 after/).waitFor();
+  const request = (await calls()).find((c) => c.cmd === "train_auto").args.request;
+  assert.match(request.name, /^library-\d{4}-\d{2}-\d{2}-30$/);
+  assert.deepEqual([request.model, request.questions], [null, 30]);
+  await page.getByTestId("teach-questions").getByText(/30 kept of 300 written \(27 one-hop, 3 two-hop\); dropped: unanswerable 220, vague 50\./).waitFor();
+  const rows = await page.getByTestId("teach-before-after").locator("tbody tr").allTextContents();
+  assert.equal(rows.length, 2);
+  assert.match(rows[0], /Who directed Song of Arizona\?.*Frank McDonald.*Roy Rogers.*Frank McDonald/);
+  assert.deepEqual(errors, []);
+});
+
 test("a stopped real-model demonstration is resumed from the list", async () => {
   const { page, calls } = await open({ hash: "#training", state: { realStopped: true, progressSeen: true } });
   await page.getByTestId("resume-real-hotpot-quick").click();

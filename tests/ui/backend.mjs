@@ -226,6 +226,7 @@ export function backend(cmd, args, ctx) {
         ...(s.demoDone ? [{ kind: "demo", name: "demo-seed1-quick", dir: "/x", finished: true, model: null }] : []),
         ...(s.brokenRun ? [{ kind: "run", name: "broken", dir: "/y", finished: false, model: null }] : []),
         ...(s.realDone || s.realStopped ? [{ kind: "real", name: "real-hotpot-quick", dir: "/z", finished: Boolean(s.realDone), model: "/m/SmolLM2.gguf" }] : []),
+        ...(s.autoName ? [{ kind: "run", name: s.autoName, dir: "/w", finished: Boolean(s.autoReport), model: "/m/SmolLM2.gguf" }] : []),
       ];
     case "training_defaults":
       return { warmup_epochs: 3, rounds: 3, samples: 4, lora_rank: 16, lr: 0.0001 };
@@ -233,7 +234,20 @@ export function backend(cmd, args, ctx) {
       if (args.name === "broken") ctx.fail("bad_file", "/y/run.sqlite: file is not a database");
       if (args.kind === "real") {
         return { evals: [{ phase: "warm-up", split: "test", em: 16.7, f1: 22.2, acc: 20.8, recall: 54.2, questions: 24 }],
-          rounds: [], report: s.realDone ? s.realReport : null, charts: [] };
+          rounds: [], report: s.realDone ? s.realReport : null, charts: [], questions: null, before_after: [] };
+      }
+      if (args.name === s.autoName) {
+        const valid = (phase, em) => ({ phase, split: "valid", em, f1: em + 4, acc: em, recall: 80, questions: 6 });
+        return {
+          evals: s.autoReport ? [valid("start", 0), valid("warm-up", 16.7), valid("round 1", 33.3)] : [],
+          rounds: [], report: s.autoReport ?? null, charts: [],
+          questions: { candidates: 300, kept: 30, kept_one_hop: 27, kept_two_hop: 3, tried_two_hop: 60,
+            filtered: [{ filter: "vague", count: 50 }, { filter: "unanswerable", count: 220 }] },
+          before_after: s.autoReport ? [
+            { question: "Who directed Song of Arizona?", answer: "Frank McDonald", before: "Roy Rogers", after: "Frank McDonald", before_em: 0, after_em: 1 },
+            { question: "What year was The Best of Roald Dahl first published?", answer: "1978", before: "", after: "1990", before_em: 0, after_em: 0 },
+          ] : [],
+        };
       }
       return s.demoDone ? {
         evals: [{ phase: "warm-up", split: "test", em: 34, f1: 40.2, acc: 35, recall: 70, questions: 20 },
@@ -241,7 +255,33 @@ export function backend(cmd, args, ctx) {
         rounds: [{ round: 1, summary: { questions: 60, used: 41, sample_em: 0.256, bound: -8.63, ess: 2.89, seconds: 31, failed: 2 } }],
         report: { final_em: 62 },
         charts: [{ name: "convergence", svg: "<svg xmlns='http://www.w3.org/2000/svg' width='40' height='20'><rect width='40' height='20' fill='red'/></svg>" }],
-      } : { evals: [], rounds: [], report: null, charts: [] };
+        questions: null, before_after: [],
+      } : { evals: [], rounds: [], report: null, charts: [], questions: null, before_after: [] };
+    case "train_auto_estimate":
+      if (args.questions < 5) ctx.fail("invalid_setting", "ask for at least 5 questions");
+      return { seconds: 54 * args.questions, parameters: 1.64e8,
+        basis: "the pace of SmolLM2-135M on two cores, times 1.2 for a model of about 164M parameters" };
+    case "train_auto": return (async () => {
+      const ch = args.onEvent;
+      const { name, questions } = args.request;
+      s.autoName = name;
+      ctx.send(ch, { event: "phase", name: "loading" });
+      ctx.send(ch, { event: "phase", name: "writing questions" });
+      for (let written = 16; written <= 48; written += 16) {
+        ctx.send(ch, { event: "written", candidates: written, kept: written / 8, wanted: questions });
+        await ctx.sleep(30);
+      }
+      while (!s.progressSeen) await ctx.sleep(20);
+      ctx.send(ch, { event: "phase", name: "warm-up" });
+      ctx.send(ch, { event: "step", phase: "warm-up", record: { step: 1, total_steps: 2, epoch: 1, loss: 1.5, lr: 0.0002, grad_norm: 1, tokens: 900 } });
+      await ctx.sleep(30);
+      const phase = (p, valid_em) => ({ phase: p, steps: 12, last_loss: 0.8, valid_loss: 0.9, valid_em, saved: `/a/${name}.${p.replace(" ", "-")}` });
+      s.autoReport = { name, phases: [phase("warm-up", 16.7), phase("round 1", 33.3)], best: "round 1",
+        active_adapter: `${name}.round-1`,
+        questions: { written: { candidates: 300, kept: 30, kept_one_hop: 27, kept_two_hop: 3, tried_two_hop: 60,
+          filtered: [{ filter: "vague", count: 50 }, { filter: "unanswerable", count: 220 }] }, train: 24, valid: 6, start_em: 0 } };
+      return s.autoReport;
+    })();
     case "train_demo": return (async () => {
       const ch = args.onEvent;
       s.cancelled = false;

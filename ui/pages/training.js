@@ -1,4 +1,5 @@
-// Training: EM rounds on the person's questions, on a built-in synthetic
+// Training: teaching the model the person's library (questions written
+// from it, warm-up, EM rounds), EM rounds on the person's questions, on a built-in synthetic
 // world, or a real model's demonstration on a question file; live
 // convergence charts (the core's plotters SVGs), the rounds' metrics, and
 // the adapters they produce.
@@ -71,6 +72,15 @@ export async function render(root) {
   const live = h("div", { class: "progress-box", hidden: true, "data-testid": "training-progress" });
   const adapters = h("tbody", {});
 
+  const teach = {
+    size: h("select", { "aria-label": "Questions", "data-testid": "teach-size", onchange: () => estimate() },
+      h("option", { value: "100" }, "100 questions"),
+      h("option", { value: "30" }, "30 questions (shorter, less to learn from)")),
+    estimate: h("span", { class: "where", "data-testid": "teach-estimate" }, ""),
+  };
+  const teachForm = h("form", { class: "train-form", "data-testid": "teach-form", onsubmit: (e) => { e.preventDefault(); startTeach(); } },
+    teach.size, h("button", { class: "primary", "data-testid": "start-teach" }, "Teach the model my library"), teach.estimate);
+
   const seed = h("input", { type: "number", value: 1, min: 0, "aria-label": "Seed" });
   const size = h("select", { "aria-label": "Size", "data-testid": "demo-size" },
     h("option", { value: "quick" }, "Quick (a minute or two)"),
@@ -127,6 +137,11 @@ export async function render(root) {
     h("div", { class: "training-split" },
       h("section", {}, h("h2", {}, "Runs"), list),
       h("section", {}, detail)),
+    h("section", {}, h("h2", {}, "Teach the model my library"),
+      h("p", { class: "where" }, "The model writes questions from your documents (each with its answer and the passages it came from), "
+        + "learns from the searches that found them, then improves by EM rounds. A fifth of the questions are held out to measure it "
+        + "before and after; the best result becomes the active adapter. Everything stays on this computer; Stop and Resume lose nothing."),
+      teachForm),
     h("section", {}, h("h2", {}, "Demonstration on a synthetic world"),
       h("p", { class: "where" }, "A new small model learns to search invented documents from scratch: warm-up, then EM rounds."), demoForm),
     h("section", {}, h("h2", {}, "A real model on questions with answers"),
@@ -154,20 +169,23 @@ export async function render(root) {
     const parts = [`${job.name}: ${job.phase || "starting"}`];
     if (job.step) parts.push(`step ${job.step.step} of ${job.step.total_steps} · loss ${job.step.loss.toFixed(3)}`);
     if (job.sampled) parts.push(`sampling ${job.sampled.done} of ${job.sampled.total} questions`);
+    if (job.written) parts.push(`${job.written.kept} of ${job.written.wanted} questions kept (${job.written.candidates} written)`);
     if (job.left != null) parts.push(`ETA ${fmtDuration(job.left)}`);
     if (job.evaluated) parts.push(`${job.evaluated.phase} ${job.evaluated.split} EM ${pct(job.evaluated.em)}`);
     if (training.stopping) parts.push("stopping…");
     liveLabel.textContent = parts.join(" · ");
-    liveBar.value = job.step ? job.step.step / job.step.total_steps : job.sampled ? job.sampled.done / job.sampled.total : 0;
+    liveBar.value = job.step ? job.step.step / job.step.total_steps : job.sampled ? job.sampled.done / job.sampled.total
+      : job.written ? job.written.kept / job.written.wanted : 0;
   }
 
   async function follow(kind, name, command, args) {
     if (training.running) { toast("A training run is already going"); return false; }
     selected = { kind, name };
     const run = training.run(command, args, {
-      state: { kind, name, phase: "", step: null, sampled: null, evaluated: null, pace: null, left: null },
+      state: { kind, name, phase: "", step: null, sampled: null, written: null, evaluated: null, pace: null, left: null },
       onEvent: (e, job) => {
-        if (e.event === "phase") Object.assign(job, { phase: e.name, step: null, sampled: null, pace: null, left: null });
+        if (e.event === "phase") Object.assign(job, { phase: e.name, step: null, sampled: null, written: null, pace: null, left: null });
+        else if (e.event === "written") { job.written = e; pace(job, e.kept, e.wanted); }
         else if (e.event === "step") { job.step = e.record; pace(job, e.record.step, e.record.total_steps); }
         else if (e.event === "sampled") { job.sampled = e; pace(job, e.done, e.total); }
         else if (e.event === "evaluated") job.evaluated = e;
@@ -176,7 +194,7 @@ export async function render(root) {
     loadList();
     try {
       const report = await run;
-      toast(report.final_em !== undefined ? `${name} finished: held-out EM ${pct(report.final_em)} (warm-up ${pct(report.warmup_em)})` : `${name} finished`);
+      toast(finished(name, report));
       return true;
     } catch (e) {
       toast(e && e.code === "cancelled" ? `${name} stopped; Resume continues it` : `${name}: ${errorMessage(e)}`, e && e.code === "cancelled" ? "info" : "error");
@@ -185,6 +203,30 @@ export async function render(root) {
       await loadList();
       await loadAdapters();
     }
+  }
+
+  function finished(name, report) {
+    if (report.final_em !== undefined) return `${name} finished: held-out EM ${pct(report.final_em)} (warm-up ${pct(report.warmup_em)})`;
+    if (report.questions) {
+      const kept = (report.phases || []).find((p) => p.phase === report.best);
+      return `${name} finished: held-out EM ${pct(report.questions.start_em)} before training, ${pct(kept && kept.valid_em)} after`;
+    }
+    return `${name} finished`;
+  }
+
+  async function estimate() {
+    teach.estimate.textContent = "";
+    try {
+      const e = await invoke("train_auto_estimate", { model: null, questions: Number(teach.size.value) });
+      teach.estimate.textContent = ` About ${fmtDuration(e.seconds)} (${e.basis}).`;
+    } catch (e) {
+      teach.estimate.textContent = ` ${errorMessage(e)}`;
+    }
+  }
+
+  function startTeach() {
+    const name = `library-${new Date().toISOString().slice(0, 10)}-${teach.size.value}`;
+    follow("run", name, "train_auto", { request: { name, model: null, questions: Number(teach.size.value) } });
   }
 
   function startDemo() {
@@ -275,6 +317,8 @@ export async function render(root) {
         h("span", { class: "where" }, ` held-out EM ${pct(d.report.warmup_em)} after warm-up, ${pct(d.report.final_em)} after EM`)));
     }
     if (selected.kind === "real" && d.report) detail.append(beforeAfter(d.report));
+    if (d.questions) detail.append(writtenSummary(d.questions));
+    if (d.before_after && d.before_after.length) detail.append(questionsBeforeAfter(d.before_after));
     if (!d.charts.length) detail.append(h("p", { class: "empty" }, "The charts appear once the first phase finishes."));
     const main = d.charts.find((c) => c.name === "convergence");
     if (main) detail.append(h("div", { class: "charts", "data-testid": "chart" }, svgImage(main.svg, `Convergence of ${selected.name}`)));
@@ -314,6 +358,26 @@ export async function render(root) {
           h("td", { class: "num" }, pct(s.acc)), h("td", { class: "num" }, pct(s.recall)))))));
   }
 
+  // How many questions were written from the library, kept, and why the
+  // others were dropped.
+  function writtenSummary(q) {
+    const dropped = [...q.filtered].sort((a, b) => b.count - a.count)
+      .map((f) => `${f.filter.replaceAll("_", " ")} ${f.count}`).join(", ");
+    return h("p", { "data-testid": "teach-questions" },
+      `Questions from your library: ${q.kept} kept of ${q.candidates} written (${q.kept_one_hop} one-hop, ${q.kept_two_hop} two-hop)`
+      + (dropped ? `; dropped: ${dropped}.` : "."));
+  }
+
+  // A few held-out questions answered before training and after.
+  function questionsBeforeAfter(rows) {
+    return h("table", { class: "evals", "data-testid": "teach-before-after" },
+      h("thead", {}, h("tr", {}, h("th", {}, "Held-out question"), h("th", {}, "Answer"), h("th", {}, "Before training"), h("th", {}, "After"))),
+      h("tbody", {}, rows.map((r) => h("tr", {},
+        h("td", {}, r.question), h("td", {}, r.answer),
+        h("td", { class: r.before_em > 0 ? "right" : "wrong" }, r.before || "–"),
+        h("td", { class: r.after_em > 0 ? "right" : "wrong" }, r.after || "–")))));
+  }
+
   async function loadAdapters() {
     let list2;
     try { list2 = await invoke("adapters_list"); } catch (e) { toast(errorMessage(e), "error"); return; }
@@ -337,6 +401,7 @@ export async function render(root) {
       && selected && selected.name === training.state.name) loadDetail();
   });
   drawLive();
+  estimate();
   await loadList();
   await loadAdapters();
 }

@@ -168,7 +168,8 @@ fn print_summary(s: &WriteSummary, args: &QuestionsArgs, passages: usize) {
         s.tried_two_hop
     );
     for filter in Filter::ALL {
-        if let Some(&n) = s.filtered.get(&filter) {
+        let n = s.dropped_by(filter);
+        if n > 0 {
             println!("  {:<40} {n:>5} ({:.0}%)", filter.describe(), share(n));
         }
     }

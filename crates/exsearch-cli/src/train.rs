@@ -398,6 +398,9 @@ fn print_report(run: &Run, r: &RunReport) {
     println!("charts: {}", run.charts_dir().display());
 }
 
+/// Held-out questions `train status` shows answered before and after.
+const COMPARED: usize = 5;
+
 fn status(home: &Home, name: Option<&str>, json: bool) -> Result<ExitCode> {
     let Some(name) = name else {
         let runs = Run::list(home)?;
@@ -452,6 +455,7 @@ fn status(home: &Home, name: Option<&str>, json: bool) -> Result<ExitCode> {
             "rounds": rounds,
             "evals": evals,
             "report": report,
+            "before_after": run.before_after(COMPARED)?,
             "charts": run.charts_dir(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -498,6 +502,16 @@ fn status(home: &Home, name: Option<&str>, json: bool) -> Result<ExitCode> {
             e.recall.map_or_else(|| "-".into(), |r| format!("{r:.1}")),
             e.questions
         );
+    }
+    let compared = run.before_after(COMPARED)?;
+    if !compared.is_empty() {
+        println!("  held-out questions, before training -> now:");
+        for c in &compared {
+            println!(
+                "    {} [{}]\n      {} -> {}",
+                c.question, c.answer, c.before, c.after
+            );
+        }
     }
     match report {
         Some(r) => println!(

@@ -93,6 +93,78 @@ impl AutoSpec {
     }
 }
 
+/// How long a run will take, before it starts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AutoEstimate {
+    pub seconds: f64,
+    /// Parameters of the model, estimated from its weight files.
+    pub parameters: f64,
+    /// What the estimate rests on.
+    pub basis: String,
+}
+
+/// The pace of `train auto` with SmolLM2-135M-Instruct (Q4_1) on two
+/// AVX2 cores, seconds per unit of work (README, "Measured"): the
+/// acceptance run's writing, start evaluation and warm-up, and `demo
+/// real`'s E- and M-step on the same machine.
+mod pace {
+    /// Parameters of that model.
+    pub const PARAMETERS: f64 = 135e6;
+    /// Per question asked for: a candidate a second, and at most ten
+    /// candidates per question (about one in twelve is kept).
+    pub const WRITE_PER_QUESTION: f64 = 10.0;
+    /// Per held-out question and evaluation (8 questions took 4 minutes;
+    /// more go faster per question, batched).
+    pub const EVAL_PER_QUESTION: f64 = 15.0;
+    /// Per training question and warm-up epoch.
+    pub const WARMUP_PER_QUESTION: f64 = 14.0;
+    /// Per training question, round and sample: the E-step.
+    pub const SAMPLE_PER_QUESTION: f64 = 15.0;
+    /// Per training question, round and sample: the M-step.
+    pub const MSTEP_PER_SAMPLE: f64 = 8.0;
+}
+
+impl AutoSpec {
+    /// How long the run will take on two cores: the pace measured with
+    /// SmolLM2-135M, scaled by the model's parameters (from the size of
+    /// its weight files: about 0.6 bytes a parameter in a 4-bit GGUF file,
+    /// 2 in bf16 safetensors).
+    pub fn estimate(&self) -> Result<AutoEstimate> {
+        let files = resolve(&self.model)?;
+        let size = |p: &Path| std::fs::metadata(p).map(|m| m.len() as f64).unwrap_or(0.0);
+        let parameters = match &files.weights {
+            exsearch_model::source::WeightFiles::Gguf(path) => size(path) / 0.6,
+            exsearch_model::source::WeightFiles::Safetensors(paths) => {
+                paths.iter().map(|p| size(p)).sum::<f64>() / 2.0
+            }
+        };
+        let scale = (parameters / pace::PARAMETERS).max(0.25);
+        let n = self.write.count as f64;
+        let valid = (n * self.valid_share).round().max(1.0);
+        let train = (n - valid).max(1.0);
+        let rounds = self.rounds as f64;
+        let samples = self.estep.samples as f64;
+        let writing = match self.questions_file {
+            Some(_) => 0.0,
+            None => n * pace::WRITE_PER_QUESTION,
+        };
+        let seconds = scale
+            * (writing
+                + valid * (2.0 + rounds) * pace::EVAL_PER_QUESTION
+                + train * self.warmup.epochs as f64 * pace::WARMUP_PER_QUESTION
+                + train * rounds * samples * (pace::SAMPLE_PER_QUESTION + pace::MSTEP_PER_SAMPLE));
+        Ok(AutoEstimate {
+            seconds,
+            parameters,
+            basis: format!(
+                "the pace of SmolLM2-135M on two cores, times {scale:.1} for a model of about \
+                 {:.0}M parameters",
+                parameters / 1e6
+            ),
+        })
+    }
+}
+
 /// What the questions came to, in a run's report.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AutoQuestions {
@@ -104,7 +176,48 @@ pub struct AutoQuestions {
     pub start_em: Option<f64>,
 }
 
+/// One held-out question answered before training and by the phase kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Compared {
+    pub question: String,
+    pub answer: String,
+    pub before: String,
+    pub after: String,
+    pub before_em: f64,
+    pub after_em: f64,
+}
+
 impl Run {
+    /// Up to `limit` held-out questions with the answers of the model
+    /// before training and of the phase the run kept (once finished): the
+    /// ones it now gets right first, then the ones it got wrong before and
+    /// still does, in the order they were asked.
+    pub fn before_after(&self, limit: usize) -> Result<Vec<Compared>> {
+        let Some(best) = self.report()?.and_then(|r| r.best) else {
+            return Ok(Vec::new());
+        };
+        let evals = self.dir.join("evals");
+        let before = read_answers(&evals.join(format!("{}.jsonl", Phase::Start.folder())))?;
+        let after = read_answers(&evals.join(format!("{}.jsonl", best.folder())))?;
+        let mut rows: Vec<Compared> = before
+            .into_iter()
+            .filter_map(|(id, b)| {
+                let (_, a) = after.iter().find(|(other, _)| *other == id)?;
+                Some(Compared {
+                    question: b.question,
+                    answer: b.answers.first().cloned().unwrap_or_default(),
+                    before: b.prediction,
+                    after: a.prediction.clone(),
+                    before_em: b.em,
+                    after_em: a.em,
+                })
+            })
+            .collect();
+        rows.sort_by_key(|c| std::cmp::Reverse(c.after_em > c.before_em));
+        rows.truncate(limit);
+        Ok(rows)
+    }
+
     /// The questions a run wrote, each with its fate, so far.
     pub fn written_questions(&self) -> Result<Vec<WrittenQuestion>> {
         read_written(&self.dir.join(QUESTIONS_FILE))
@@ -423,4 +536,31 @@ fn save_written(path: &Path, written: &[WrittenQuestion]) -> Result<()> {
         .map(|l| l + "\n")
         .collect();
     write_atomic(path, text.as_bytes())
+}
+
+/// One answer of an evaluation's results file.
+#[derive(Deserialize)]
+struct Answered {
+    #[serde(default)]
+    id: String,
+    question: String,
+    #[serde(default)]
+    answers: Vec<String>,
+    #[serde(default)]
+    prediction: String,
+    #[serde(default)]
+    em: f64,
+}
+
+fn read_answers(path: &Path) -> Result<Vec<(String, Answered)>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Answered>(l).ok())
+        .map(|a| (a.id.clone(), a))
+        .collect())
 }

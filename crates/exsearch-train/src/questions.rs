@@ -235,7 +235,15 @@ pub struct WriteSummary {
     pub kept_one_hop: usize,
     pub kept_two_hop: usize,
     pub tried_two_hop: usize,
-    pub filtered: BTreeMap<Filter, usize>,
+    /// The filters that dropped any, in the order they run.
+    pub filtered: Vec<Filtered>,
+}
+
+/// How many candidates one filter dropped.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Filtered {
+    pub filter: Filter,
+    pub count: usize,
 }
 
 impl WriteSummary {
@@ -244,6 +252,7 @@ impl WriteSummary {
             candidates: written.len(),
             ..Self::default()
         };
+        let mut filtered: BTreeMap<Filter, usize> = BTreeMap::new();
         for w in written {
             s.tried_two_hop += usize::from(w.hops == 2);
             match &w.fate {
@@ -255,10 +264,22 @@ impl WriteSummary {
                         s.kept_one_hop += 1;
                     }
                 }
-                Fate::Filtered { filter, .. } => *s.filtered.entry(*filter).or_default() += 1,
+                Fate::Filtered { filter, .. } => *filtered.entry(*filter).or_default() += 1,
             }
         }
+        s.filtered = filtered
+            .into_iter()
+            .map(|(filter, count)| Filtered { filter, count })
+            .collect();
         s
+    }
+
+    /// How many `filter` dropped.
+    pub fn dropped_by(&self, filter: Filter) -> usize {
+        self.filtered
+            .iter()
+            .find(|f| f.filter == filter)
+            .map_or(0, |f| f.count)
     }
 }
 
@@ -1402,7 +1423,7 @@ mod tests {
         }
         let summary = WriteSummary::of(&written);
         assert_eq!((summary.candidates, summary.kept), (4, 0));
-        assert_eq!(summary.filtered[&Filter::Unanswerable], 4);
+        assert_eq!(summary.dropped_by(Filter::Unanswerable), 4);
         // The same sentence under two titles is one question.
         let passages = vec![
             passage("A", "The Iron Bridge was built by Gustave Eiffel."),
