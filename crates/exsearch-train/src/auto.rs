@@ -30,7 +30,7 @@ use crate::questions::{
     write_questions, Construction, LibraryPassage, WriteConfig, WriteSummary, WrittenQuestion,
 };
 use crate::real::{warm_up, RealConfig};
-use crate::run::{evaluate_into, evaluated, resolve, Run, RunReport, Tuning};
+use crate::run::{resolve, Run, RunReport, Tuning};
 use crate::supervised::{encode, Encoded};
 use crate::trainer::TrainConfig;
 use crate::tuned::spawn_trainable;
@@ -280,19 +280,8 @@ impl Run {
             settings: &greedy,
         };
         let mut validate = |phase: Phase| -> Result<Option<f64>> {
-            if let Some(row) = recorder.with_store(|s| s.eval(phase, "valid"))? {
-                return Ok(Some(row.em));
-            }
-            recorder.emit(TrainEvent::Phase {
-                name: format!("{phase}: validation questions"),
-            });
-            let out = self
-                .dir
-                .join("evals")
-                .join(format!("{}.jsonl", phase.folder()));
-            let s = evaluate_into(&greedy_agent, &valid_items, out, cancel)?;
-            recorder.emit(evaluated(phase, "valid", &s));
-            Ok(Some(s.em))
+            self.validated(phase, &greedy_agent, &valid_items, recorder, cancel)
+                .map(Some)
         };
         let start_em = validate(Phase::Start)?;
 

@@ -45,12 +45,7 @@ pub fn plan(item: &QaItem) -> Option<OracleAnswer> {
     // another one leads to (its title in the other's text) comes after it.
     // Titles are matched without their disambiguation, "Kiss and Tell (1945 film)".
     let named_at = |c: &Context| {
-        let title = c
-            .title
-            .split(" (")
-            .next()
-            .unwrap_or(&c.title)
-            .to_lowercase();
+        let title = entity_name(&c.title).to_lowercase();
         question.find(&title).unwrap_or(usize::MAX)
     };
     let leads_to = |a: &Context, b: &Context| contains_words(&a.text, &b.title);
@@ -128,6 +123,12 @@ pub fn oracle_trajectories(
         &Quiet as &dyn EventSink<AgentEvent>,
         cancel,
     )?)
+}
+
+/// A title without a trailing disambiguation, "Kiss and Tell (1945 film)"
+/// -> "Kiss and Tell".
+pub(crate) fn entity_name(title: &str) -> String {
+    title.split(" (").next().unwrap_or(title).trim().to_string()
 }
 
 /// Lower-case words of three letters or more.

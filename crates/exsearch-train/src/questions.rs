@@ -36,7 +36,7 @@ use exsearch_model::{ChatMessage, SamplingParams};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::plan::{contains_words, sentences, shorten, words};
+use crate::plan::{contains_words, entity_name, sentences, shorten, words};
 
 /// A passage of the library, as questions are written from it.
 #[derive(Clone, Debug, PartialEq)]
@@ -1003,12 +1003,6 @@ fn replace_words(text: &str, needle: &str, by: &str) -> Option<String> {
 /// `span` is not in it).
 fn blank(sentence: &str, span: &str) -> String {
     replace_words(sentence, span, "___").unwrap_or_else(|| sentence.to_string())
-}
-
-/// A title without a trailing disambiguation, "Kiss and Tell (1945 film)"
-/// -> "Kiss and Tell".
-fn entity_name(title: &str) -> String {
-    title.split(" (").next().unwrap_or(title).trim().to_string()
 }
 
 const MONTHS: [&str; 12] = [

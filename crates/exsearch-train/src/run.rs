@@ -499,19 +499,10 @@ impl Run {
             settings: &sampling,
         };
         let mut validate = |phase: Phase| -> Result<Option<f64>> {
-            let Some(valid) = &valid else {
-                return Ok(None);
-            };
-            if let Some(row) = recorder.with_store(|s| s.eval(phase, "valid"))? {
-                return Ok(Some(row.em));
-            }
-            let out = self
-                .dir
-                .join("evals")
-                .join(format!("{}.jsonl", phase.folder()));
-            let s = evaluate_into(&greedy_agent, valid, out, cancel)?;
-            recorder.emit(evaluated(phase, "valid", &s));
-            Ok(Some(s.em))
+            valid
+                .as_deref()
+                .map(|items| self.validated(phase, &greedy_agent, items, recorder, cancel))
+                .transpose()
         };
         let start_em = validate(Phase::Start)?;
         let rounds = Rounds {
@@ -547,6 +538,34 @@ impl Run {
             active_adapter: active,
             questions: None,
         })
+    }
+}
+
+impl Run {
+    /// The validation EM of the model as it is after `phase`: read back
+    /// when the store has it, else measured on `items` with `agent`, its
+    /// answers written to `evals/<phase>.jsonl` and the figures recorded.
+    pub(crate) fn validated(
+        &self,
+        phase: Phase,
+        agent: &Agent<'_>,
+        items: &[QaItem],
+        recorder: &Recorder<'_>,
+        cancel: &CancelToken,
+    ) -> Result<f64> {
+        if let Some(row) = recorder.with_store(|s| s.eval(phase, "valid"))? {
+            return Ok(row.em);
+        }
+        recorder.emit(TrainEvent::Phase {
+            name: format!("{phase}: validation questions"),
+        });
+        let out = self
+            .dir
+            .join("evals")
+            .join(format!("{}.jsonl", phase.folder()));
+        let s = evaluate_into(agent, items, out, cancel)?;
+        recorder.emit(evaluated(phase, "valid", &s));
+        Ok(s.em)
     }
 }
 
