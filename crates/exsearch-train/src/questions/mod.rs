@@ -467,10 +467,15 @@ impl<'a> Candidates<'a> {
             return Ok(None);
         }
         let hits = self.retriever.retrieve(&bridge, 10).map_err(agent_error)?;
-        let Some(first) = hits
-            .into_iter()
-            .find(|h| h.title != second.title && contains_words(&h.text, &bridge))
-        else {
+        // The first passage is about something else: "Polar bear plunge"
+        // naming the polar bear, or "Higgins Lake, Michigan" the lake, would
+        // give a description that names the bridge.
+        let Some(first) = hits.into_iter().find(|h| {
+            let subject = entity_name(&h.title);
+            contains_words(&h.text, &bridge)
+                && !contains_words(&subject, &bridge)
+                && !contains_words(&bridge, &subject)
+        }) else {
             return Ok(None);
         };
         let first_body = body_of(&first.title, &first.text);

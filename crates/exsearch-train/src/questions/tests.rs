@@ -244,6 +244,41 @@ fn two_hop_questions_name_only_the_first_passage_and_need_both() {
 }
 
 #[test]
+fn a_two_hop_question_joins_passages_about_different_subjects() {
+    // "Maple Press Building" names Maple Press but is about the same name:
+    // the bridge is found through the library that holds its book instead.
+    let mut passages = library();
+    passages.insert(
+        2,
+        passage(
+            "Maple Press Building",
+            "Maple Press Building was the home of Maple Press until 1950.",
+        ),
+    );
+    let written = write_questions(
+        &Rules(Reads::NeedsBoth),
+        &Shelf(passages.clone()),
+        &passages,
+        &config(1.0),
+        &[],
+        &mut |_, _| Ok(()),
+        &CancelToken::new(),
+    )
+    .expect("as built");
+    let maple = written
+        .iter()
+        .find(|w| w.hops == 2 && w.bridge.as_deref() == Some("Maple Press"))
+        .expect("a question bridged by Maple Press");
+    assert_eq!(
+        maple.construction.queries,
+        ["Oak Street Library", "Maple Press"]
+    );
+    assert!(written
+        .iter()
+        .all(|w| w.contexts[0].title != "Maple Press Building" || w.hops == 1));
+}
+
+#[test]
 fn the_filters_say_which_questions_fail_and_why() {
     // Answered from the second passage alone.
     let written = write(Reads::LastPassage, &config(1.0));
