@@ -104,24 +104,28 @@ pub struct AutoEstimate {
 }
 
 /// The pace of `train auto` with SmolLM2-135M-Instruct (Q4_1) on two
-/// AVX2 cores, seconds per unit of work (README, "Measured"): the
-/// acceptance run's writing, start evaluation and warm-up, and `demo
-/// real`'s E- and M-step on the same machine.
+/// AVX2 cores, seconds per unit of work, from the acceptance run (README,
+/// "Measured"; parts of it shared the cores with builds).
 mod pace {
     /// Parameters of that model.
     pub const PARAMETERS: f64 = 135e6;
-    /// Per question asked for: a candidate a second, and at most ten
-    /// candidates per question (about one in twelve is kept).
-    pub const WRITE_PER_QUESTION: f64 = 10.0;
-    /// Per held-out question and evaluation (8 questions took 4 minutes;
-    /// more go faster per question, batched).
-    pub const EVAL_PER_QUESTION: f64 = 15.0;
-    /// Per training question and warm-up epoch.
+    /// Per question asked for: SmolLM2 keeps about one candidate in
+    /// twelve, and a candidate (its question, a two-hop one's description,
+    /// and the model reading it) takes about 2.5 s. The acceptance run
+    /// wrote 500 candidates for 50 questions in 29 minutes.
+    pub const WRITE_PER_QUESTION: f64 = 30.0;
+    /// Per held-out question and evaluation: 8 questions took 4 minutes,
+    /// 100 took 28 (batched).
+    pub const EVAL_PER_QUESTION: f64 = 20.0;
+    /// Per training question and warm-up epoch: 32 questions, two epochs,
+    /// 19 minutes.
     pub const WARMUP_PER_QUESTION: f64 = 14.0;
-    /// Per training question, round and sample: the E-step.
-    pub const SAMPLE_PER_QUESTION: f64 = 15.0;
-    /// Per training question, round and sample: the M-step.
-    pub const MSTEP_PER_SAMPLE: f64 = 8.0;
+    /// Per training question, round and sample, the E-step: 32 questions
+    /// with 4 samples took 25 minutes.
+    pub const SAMPLE_PER_QUESTION: f64 = 12.0;
+    /// Per training question, round and sample, the M-step: the same
+    /// round's 128 samples made 109 steps, which took 20 minutes.
+    pub const MSTEP_PER_SAMPLE: f64 = 9.0;
 }
 
 impl AutoSpec {
