@@ -135,11 +135,19 @@ impl Generator for Rules {
 }
 
 fn write(reads: Reads, config: &WriteConfig) -> Vec<WrittenQuestion> {
-    let passages = library();
+    write_over(&library(), reads, config)
+}
+
+/// Questions written from `passages`, which are also the index.
+fn write_over(
+    passages: &[LibraryPassage],
+    reads: Reads,
+    config: &WriteConfig,
+) -> Vec<WrittenQuestion> {
     write_questions(
         &Rules(reads),
-        &Shelf(passages.clone()),
-        &passages,
+        &Shelf(passages.to_vec()),
+        passages,
         config,
         &[],
         &mut |_, _| Ok(()),
@@ -255,16 +263,7 @@ fn a_two_hop_question_joins_passages_about_different_subjects() {
             "Maple Press Building was the home of Maple Press until 1950.",
         ),
     );
-    let written = write_questions(
-        &Rules(Reads::NeedsBoth),
-        &Shelf(passages.clone()),
-        &passages,
-        &config(1.0),
-        &[],
-        &mut |_, _| Ok(()),
-        &CancelToken::new(),
-    )
-    .expect("as built");
+    let written = write_over(&passages, Reads::NeedsBoth, &config(1.0));
     let maple = written
         .iter()
         .find(|w| w.hops == 2 && w.bridge.as_deref() == Some("Maple Press"))
@@ -307,16 +306,7 @@ fn the_filters_say_which_questions_fail_and_why() {
         passage("A", "The Iron Bridge was built by Gustave Eiffel."),
         passage("B", "The Iron Bridge was built by Gustave Eiffel."),
     ];
-    let written = write_questions(
-        &Rules(Reads::LastPassage),
-        &Shelf(passages.clone()),
-        &passages,
-        &config(0.0),
-        &[],
-        &mut |_, _| Ok(()),
-        &CancelToken::new(),
-    )
-    .expect("as built");
+    let written = write_over(&passages, Reads::LastPassage, &config(0.0));
     let fates: Vec<Option<Filter>> = written
         .iter()
         .map(|w| match w.fate {
