@@ -3,6 +3,8 @@
 
 use std::collections::HashSet;
 
+use exsearch_model::text::template::MONTHS;
+
 use crate::plan::contains_words;
 
 /// Whether `text` names `entity`: the whole name, or any of its words
@@ -37,21 +39,6 @@ pub(super) fn replace_words(text: &str, needle: &str, by: &str) -> Option<String
 pub(super) fn blank(sentence: &str, span: &str) -> String {
     replace_words(sentence, span, "___").unwrap_or_else(|| sentence.to_string())
 }
-
-const MONTHS: [&str; 12] = [
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-];
 
 /// Words that start a sentence or join a name without being one.
 const NOT_NAMES: [&str; 32] = [
