@@ -10,11 +10,8 @@ mod qa;
 
 use std::path::Path;
 
+use common::s;
 use serde_json::{json, Value};
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8")
-}
 
 /// A tiny Llama as a Q4_K_M GGUF file, 14 questions and settings small
 /// enough for a test: the model file, the QA file and the config file.

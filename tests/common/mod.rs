@@ -9,6 +9,11 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+/// A path as the `&str` an argument list takes.
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8")
+}
+
 pub fn exsearch(home: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_exsearch"));
     cmd.env("EXSEARCH_HOME", home)

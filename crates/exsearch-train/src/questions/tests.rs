@@ -1,7 +1,11 @@
+use super::judge::check_written;
+use super::prompts::*;
+use super::text::{body, replace_words, resolve_pronoun};
 use super::*;
-use exsearch_agent::generator::Generated;
+use crate::plan::contains_words;
+use exsearch_agent::generator::{Generated, Prompt};
 use exsearch_core::{Hit, PassageId};
-use exsearch_model::FinishReason;
+use exsearch_model::{FinishReason, SamplingParams};
 
 fn passage(title: &str, text: &str) -> LibraryPassage {
     LibraryPassage {

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 
 use exsearch_model::text::template::MONTHS;
 
+use super::LibraryPassage;
 use crate::plan::contains_words;
 
 /// Whether `text` names `entity`: the whole name, or any of its words
@@ -141,4 +142,34 @@ pub fn answer_spans(sentence: &str) -> Vec<String> {
 /// not run into ("Christine Aprile (Silent Diane)").
 fn opens_aside(token: &str) -> bool {
     token.starts_with(['(', '"', '“', '[', '\''])
+}
+
+pub(super) fn body(p: &LibraryPassage) -> &str {
+    body_of(&p.title, &p.text)
+}
+
+/// A passage's text without the heading that repeats its document's title
+/// (a Markdown file's passages start "# Title").
+pub(super) fn body_of<'a>(title: &str, text: &'a str) -> &'a str {
+    let rest = text.trim_start().trim_start_matches('#').trim_start();
+    match rest.strip_prefix(title.trim()) {
+        Some(after) if !title.trim().is_empty() && text.trim_start().starts_with('#') => {
+            after.trim_start()
+        }
+        _ => text,
+    }
+}
+
+/// `sentence` with a pronoun that opens it ("He", "Its") replaced by
+/// `subject` (a passage's first sentences are about its subject), so a
+/// question written from it names what it asks about.
+pub(super) fn resolve_pronoun(sentence: &str, subject: &str) -> String {
+    let Some((first, rest)) = sentence.split_once(' ') else {
+        return sentence.to_string();
+    };
+    match first {
+        "He" | "She" | "It" | "They" => format!("{subject} {rest}"),
+        "His" | "Her" | "Its" | "Their" => format!("{subject}'s {rest}"),
+        _ => sentence.to_string(),
+    }
 }
